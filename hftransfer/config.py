@@ -1,0 +1,247 @@
+"""Typed run configuration: hftransfer's own options plus transformers' ``TrainingArguments``.
+
+Precedence, lowest first: dataclass defaults < the task's preferred training defaults < recipe YAML <
+command-line flags. YAML values become argparse defaults (the TRL way), so a flag always wins and every
+option keeps one name everywhere: ``learning_rate`` in YAML is ``--learning_rate`` on the command line.
+
+A recipe may be flat (``model: ...``, ``learning_rate: ...``) or grouped in sections (``model:``, ``data:``,
+``transfer:``, ``training:``) for readability; sections are flattened before parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from hftransfer.registry import get_task
+
+SECTIONS = ("model", "data", "transfer", "training")
+
+
+class ConfigError(ValueError):
+    """A recipe or flag that cannot be used; the message names the value and the valid choices."""
+
+
+@dataclass
+class ModelArguments:
+    """Which task and which pretrained checkpoint to start from."""
+
+    task: str = field(
+        default="text-classification",
+        metadata={"help": "Registered task to run (see `hftransfer tasks`)."},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased) or a local folder."},
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub repo to run (only for repos you trust)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+@dataclass
+class DataArguments:
+    """Where the labelled data comes from and which columns hold what."""
+
+    dataset: str | None = field(
+        default=None, metadata={"help": "Hub dataset id (e.g. stanfordnlp/sst2); alternative to local files."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split of the Hub dataset used for training."})
+    validation_split: str | None = field(
+        default=None,
+        metadata={"help": "Hub split used for validation; when unset, 'validation' is used if the dataset has it."},
+    )
+    test_split: str | None = field(default=None, metadata={"help": "Hub split evaluated once after training."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Local training file: .csv, .tsv, .json, .jsonl or .parquet."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same formats)."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file, evaluated after training."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column with the text; default: 'text' or 'sentence' when present."}
+    )
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Optional second text column for sentence pairs (NLI, paraphrase)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column with the labels (strings or integers)."})
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names for integer labels 0..N-1 (e.g. negative positive), used in the saved config."},
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many validation/test examples (seeded random subset)."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Truncate texts to this many tokens. Default: the 99th percentile of the training texts' "
+            "token lengths, rounded up to a multiple of 8 and capped at the model's limit."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenisation with datasets.map."}
+    )
+
+
+@dataclass
+class TransferArguments:
+    """How the pretrained weights are adapted and how the run is judged and kept."""
+
+    strategy: str = field(
+        default="full",
+        metadata={"help": "Transfer strategy: 'full' (everything trains) or 'linear_probe' (only the head)."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without improvement of metric_for_best_model."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+
+
+STRATEGIES = ("full", "linear_probe")
+
+# What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
+# every epoch, keep the best checkpoint by macro-F1 (robust to class imbalance, equal to accuracy's
+# ranking on balanced data), no external loggers, a short warmup. Tasks add their own (learning rate …).
+BASE_TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "logging_strategy": "steps",
+    "logging_steps": 50,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "f1_macro",
+    "greater_is_better": True,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "warmup_steps": 0.06,
+    "weight_decay": 0.01,
+    "seed": 42,
+}
+
+# Never written to the resolved config: secrets, and values that only make sense for one process.
+_UNSAVED_FIELDS = {"hub_token", "local_rank"}
+
+
+@dataclass
+class RunConfig:
+    """The parsed configuration of one run."""
+
+    model: ModelArguments
+    data: DataArguments
+    transfer: TransferArguments
+    training: TrainingArguments
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
+        training = {
+            k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS and not k.startswith("_")
+        }
+        return {
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "transfer": dataclasses.asdict(self.transfer),
+            "training": training,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
+        header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
+        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
+
+
+def make_parser() -> HfArgumentParser:
+    """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train``."""
+    parser = HfArgumentParser(DATACLASSES, description="Fine-tune a pretrained backbone on labelled data.")
+    parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
+    return parser
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a recipe YAML into one flat mapping of option name to value (sections flattened)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file not found: {str(path)!r}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {str(path)!r} must be a mapping of option: value, got {type(raw).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        # `model: bert-base-uncased` is the model option; `model: {model: ..., task: ...}` is a section.
+        if key in SECTIONS and isinstance(value, dict):
+            _merge_unique(flat, value, where=f"section {key!r} of {path}")
+        else:
+            _merge_unique(flat, {key: value}, where=str(path))
+    return flat
+
+
+def _merge_unique(flat: dict[str, Any], items: dict[str, Any], where: str) -> None:
+    for key, value in items.items():
+        if key in flat:
+            raise ConfigError(f"option {key!r} is set twice in {where}")
+        flat[key] = value
+
+
+def _option_names(parser: argparse.ArgumentParser) -> set[str]:
+    return {action.dest for action in parser._actions if action.dest != "help"}
+
+
+def parse_config(argv: list[str] | None = None) -> RunConfig:
+    """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
+    parser = make_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    pre.add_argument("--task", default=None)
+    known, _ = pre.parse_known_args(argv)
+
+    recipe = load_recipe(known.config) if known.config else {}
+    valid = _option_names(parser) - {"config"}
+    unknown = sorted(set(recipe) - valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} in {known.config}; "
+            f"options are the flags of `hftransfer train --help` (e.g. model, train_file, learning_rate)"
+        )
+
+    task_name = known.task or recipe.get("task") or ModelArguments.task
+    task = get_task(task_name)
+    parser.set_defaults(**BASE_TRAINING_DEFAULTS)
+    parser.set_defaults(**task.training_defaults)
+    parser.set_defaults(**recipe)
+    try:
+        model_args, data_args, transfer_args, training_args, _ = parser.parse_args_into_dataclasses(
+            args=argv, look_for_args_file=False
+        )
+    except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
+        raise ConfigError(str(err)) from None
+    return RunConfig(model_args, data_args, transfer_args, training_args)

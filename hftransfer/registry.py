@@ -1,0 +1,78 @@
+"""The task registry: one small typed record per task, registered in one place (``tasks/__init__.py``).
+
+A task knows how to turn loaded data into model inputs, build a model with a head sized for the user's
+labels, collate batches and score predictions. The training recipe (``train.py``) only talks to this
+record, so a new task registers without touching the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything the recipe needs to know about one task.
+
+    Attributes:
+        name: registry key, e.g. ``"text-classification"``; also the ``transformers.pipeline`` tag.
+        description: one line shown by ``hftransfer tasks``.
+        load_data: ``(data_args, seed) -> LabelledData``; reads files or a Hub dataset and fixes the labels.
+        build_preprocessing: ``(model_args, data_args, data) -> processor``: tokenizer / image processor
+            derived from the checkpoint, plus whatever the task needs to encode examples.
+        prepare_datasets: ``(processor, data, data_args, training_args, model_config) -> dict of split ->
+            Dataset`` ready for the Trainer.
+        build_model: ``(model_args, data) -> PreTrainedModel`` with a head for ``data.label_names``.
+        build_collator: ``(processor, training_args) -> collate function``.
+        compute_metrics: ``EvalPrediction -> dict`` used by the Trainer every evaluation.
+        training_defaults: ``TrainingArguments`` values this task prefers over transformers' defaults
+            (a recipe YAML and CLI flags still win).
+    """
+
+    name: str
+    description: str
+    load_data: Callable[..., Any]
+    build_preprocessing: Callable[..., Any]
+    prepare_datasets: Callable[..., Any]
+    build_model: Callable[..., Any]
+    build_collator: Callable[..., Any]
+    compute_metrics: Callable[..., dict]
+    training_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_TASKS: dict[str, Task] = {}
+
+
+class UnknownTaskError(ValueError):
+    """Raised for a task name that is not registered; the message lists the valid names."""
+
+
+def register_task(task: Task) -> Task:
+    """Add ``task`` to the registry. A second task with the same name is a programming error."""
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The task registered as ``name``; an unknown name raises with the list of valid ones."""
+    _ensure_builtin_tasks()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; valid tasks: {', '.join(sorted(_TASKS)) or '(none registered)'}"
+        ) from None
+
+
+def list_tasks() -> list[Task]:
+    """All registered tasks, sorted by name."""
+    _ensure_builtin_tasks()
+    return [_TASKS[name] for name in sorted(_TASKS)]
+
+
+def _ensure_builtin_tasks() -> None:
+    # Importing the package registers the built-in tasks exactly once (explicit imports, no scanning).
+    import hftransfer.tasks  # noqa: F401

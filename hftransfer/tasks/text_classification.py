@@ -1,0 +1,155 @@
+"""Text classification (single sentences or sentence pairs) with any BERT-family encoder.
+
+Tokenisation happens once, with ``datasets.map(batched=True)`` (cached on disk between runs); padding
+happens per batch in the collator, so a batch of short phrases is not padded to the longest text of the
+corpus.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+from hftransfer import data as data_lib
+from hftransfer.metrics import compute_classification_metrics
+from hftransfer.models import model_path
+from hftransfer.registry import Task
+
+# Column names tried, in order, when the recipe names no text column (as transformers' run_glue does).
+TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
+                ("question", "sentence"))
+LENGTH_SAMPLE = 2000  # training texts tokenised to choose the default max_length
+LENGTH_PERCENTILE = 99
+
+
+def resolve_text_columns(data_args, columns: list[str]) -> tuple[str, str | None]:
+    """The text (and optional pair) column: the recipe's choice, else the first conventional name present."""
+    if data_args.text_column:
+        return data_args.text_column, data_args.text_pair_column
+    for first, second in PAIR_COLUMNS:
+        if first in columns and second in columns:
+            return first, data_args.text_pair_column or second
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name, data_args.text_pair_column
+    raise data_lib.DataError(
+        f"no text column given and none of {', '.join(TEXT_COLUMNS)} found; set text_column to one of: "
+        f"{', '.join(columns)}"
+    )
+
+
+def load_data(data_args, seed: int) -> data_lib.LabelledData:
+    """Read the splits, check the columns and texts, fix the label map and carve validation if needed."""
+    splits = data_lib.load_splits(data_args)
+    data_lib.check_not_empty(splits)
+    text, pair = resolve_text_columns(data_args, splits["train"].column_names)
+    text_columns = [c for c in (text, pair) if c]
+    data_lib.require_columns(splits, text_columns + [data_args.label_column])
+    for split, ds in splits.items():
+        for column in text_columns:
+            missing = [i for i, value in enumerate(ds[column]) if value is None]
+            if missing:
+                raise data_lib.DataError(
+                    f"{len(missing)} empty value(s) in text column {column!r} of the {split} split "
+                    f"(first at row {missing[0]}); fill or drop them"
+                )
+    labelled = data_lib.encode_labels(splits, data_args.label_column, data_args.class_names)
+    labelled.columns = {"text": text, "text_pair": pair}
+    labelled = data_lib.ensure_validation(labelled, data_args.validation_fraction, seed)
+    return data_lib.subsample(labelled, data_args.max_train_samples, data_args.max_eval_samples, seed)
+
+
+def build_preprocessing(model_args, data_args, data):
+    """The checkpoint's own tokenizer."""
+    return AutoTokenizer.from_pretrained(
+        model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
+        cache_dir=model_args.cache_dir,
+    )
+
+
+def model_max_length(tokenizer, model_config=None) -> int:
+    """The longest input the model accepts (tokenizers report a huge sentinel when they do not know)."""
+    limits = [tokenizer.model_max_length]
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions:
+        limits.append(positions)
+    limit = min(limits)
+    return limit if limit < 100_000 else 512
+
+
+def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
+    """A truncation length that keeps 99% of the training texts whole, rounded up to a multiple of 8."""
+    train = data.splits["train"]
+    sample = train.shuffle(seed=seed).select(range(min(LENGTH_SAMPLE, len(train))))
+    texts, pairs = sample[data.columns["text"]], None
+    if data.columns["text_pair"]:
+        pairs = sample[data.columns["text_pair"]]
+    lengths = [len(ids) for ids in tokenizer(list(texts), list(pairs) if pairs else None)["input_ids"]]
+    wanted = int(math.ceil(np.percentile(lengths, LENGTH_PERCENTILE) / 8) * 8)
+    return max(8, min(limit, wanted))
+
+
+def prepare_datasets(tokenizer, data, data_args, training_args, model_config=None):
+    """Tokenise every split once (truncated, unpadded) and keep only what the model reads."""
+    limit = model_max_length(tokenizer, model_config)
+    if data_args.max_length is not None and not 0 < data_args.max_length <= limit:
+        raise data_lib.DataError(f"max_length must be between 1 and the model's limit {limit}, got {data_args.max_length}")
+    max_length = data_args.max_length or default_max_length(tokenizer, data, limit, training_args.seed)
+    data.notes.append(f"max_length: {max_length} tokens" + ("" if data_args.max_length else " (derived from the data)"))
+    text, pair = data.columns["text"], data.columns["text_pair"]
+
+    def tokenize(batch):
+        return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_length)
+
+    prepared = {}
+    for split, ds in data.splits.items():
+        prepared[split] = ds.map(
+            tokenize, batched=True, num_proc=data_args.preprocessing_num_workers,
+            remove_columns=[c for c in ds.column_names if c != data_lib.LABELS],
+            desc=f"Tokenising {split}",
+        )
+    return prepared
+
+
+def build_model(model_args, data):
+    """The pretrained encoder with a fresh classification head sized for the user's labels."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_path(model_args),
+        num_labels=len(data.label_names),
+        id2label=data.id2label,
+        label2id=data.label2id,
+        # A checkpoint with another head (e.g. an earlier fine-tune) gets a new one instead of an error.
+        ignore_mismatched_sizes=True,
+        revision=model_args.revision,
+        trust_remote_code=model_args.trust_remote_code,
+        cache_dir=model_args.cache_dir,
+    )
+
+
+def build_collator(tokenizer, training_args):
+    # Multiples of 8 let tensor cores work on fp16/bf16; on fp32 they only add padding.
+    multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+
+
+TASK = Task(
+    name="text-classification",
+    description="Classify texts or text pairs with a BERT-family encoder (AutoModelForSequenceClassification).",
+    load_data=load_data,
+    build_preprocessing=build_preprocessing,
+    prepare_datasets=prepare_datasets,
+    build_model=build_model,
+    build_collator=build_collator,
+    compute_metrics=compute_classification_metrics,
+    training_defaults={
+        "learning_rate": 5e-5,
+        "num_train_epochs": 3,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 64,
+        # Batches of similar lengths waste less compute on padding; the sampler stays random.
+        "train_sampling_strategy": "group_by_length",
+    },
+)
