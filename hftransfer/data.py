@@ -85,6 +85,8 @@ def _load_files(data_args) -> dict[str, Dataset]:
         try:
             loaded = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
         except Exception as err:  # datasets wraps parser errors in several types; name the file
+            if "corresponds to no data" in str(err):  # datasets' way of saying the file has no rows
+                raise DataError(f"the {split} split is empty: {str(path)!r} has no rows") from None
             raise DataError(f"could not read {split} file {str(path)!r} as {builder}: {err}") from err
         splits[split] = loaded
     return splits

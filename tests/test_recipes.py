@@ -1,0 +1,62 @@
+"""Every shipped recipe parses, opens with the commands that run it, and the offline ones really run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED_DATA, minilm_path
+
+from hftransfer.cli import recipes_root, shipped_recipes
+from hftransfer.config import parse_config
+from hftransfer.train import main
+
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+OFFLINE_RECIPES = [p for p in RECIPES if "pretrained/" in p.read_text()]
+
+
+def test_recipes_are_found_and_shipped_with_the_package():
+    assert RECIPES, "no recipes shipped"
+    assert recipes_root().resolve() == (REPO / "recipes").resolve()
+    assert {name for name, _, _ in shipped_recipes()} == {
+        str(p.relative_to(REPO / "recipes").with_suffix("")) for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses_and_opens_with_its_run_command(path: Path):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert len(header) >= 2 and header[0].startswith("# "), "a recipe opens with a description comment"
+    relative = path.relative_to(REPO).as_posix()
+    assert any(f"hftransfer train {relative}" in line for line in header), "header names its run command"
+    assert any(f"accelerate launch -m hftransfer.train --config {relative}" in line for line in header)
+    config = parse_config(["--config", str(path)])
+    assert config.model.model and config.training.output_dir.startswith("outputs/")
+    assert config.data.train_file or config.data.dataset
+
+
+@pytest.fixture(scope="module")
+def offline_checkpoints():
+    """The README's setup step: link the pip-shipped checkpoints under pretrained/."""
+    minilm_path()
+    spec = importlib.util.spec_from_file_location("offline_models", REPO / "examples" / "offline_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.link_offline_models(REPO / "pretrained")
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+@pytest.mark.parametrize("path", OFFLINE_RECIPES, ids=lambda p: p.stem)
+def test_offline_recipe_smoke_runs(path: Path, offline_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # recipes name their data relative to the repository root
+    out = tmp_path / "out"
+    main(["--config", str(path), "--output_dir", str(out), "--max_steps", "3", "--max_train_samples", "96",
+          "--max_eval_samples", "64", "--disable_tqdm", "true"])
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+    assert (out / "model.safetensors").is_file()
