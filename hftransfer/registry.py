@@ -28,6 +28,8 @@ class Task:
         compute_metrics: ``EvalPrediction -> dict`` used by the Trainer every evaluation.
         training_defaults: ``TrainingArguments`` values this task prefers over transformers' defaults
             (a recipe YAML and CLI flags still win).
+        suggest_training_args: ``model_config -> dict`` of ``TrainingArguments`` values that depend on the
+            checkpoint (e.g. a learning rate by model size); applied only where the user set nothing.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Task:
     build_collator: Callable[..., Any]
     compute_metrics: Callable[..., dict]
     training_defaults: dict[str, Any] = field(default_factory=dict)
+    suggest_training_args: Callable[[Any], dict[str, Any]] | None = None
 
 
 _TASKS: dict[str, Task] = {}

@@ -72,6 +72,9 @@ def run(config: RunConfig) -> dict:
 
     # Cheap checks first: a missing model or bad data fail before anything heavy happens.
     model_config = load_model_config(config.model)
+    if task.suggest_training_args:
+        for key, value in config.apply_suggestions(task.suggest_training_args(model_config)).items():
+            logger.info("%s: %s (hftransfer's default for this checkpoint; set it to override)", key, value)
     data = task.load_data(config.data, seed=args.seed)
     processor = task.build_preprocessing(config.model, config.data, data)
     with args.main_process_first(desc="preprocessing"):  # rank 0 fills the datasets cache, the others reuse it

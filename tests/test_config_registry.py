@@ -104,3 +104,21 @@ def test_resolved_config_round_trips(tmp_path):
     again = parse_config(["--config", str(saved)])
     assert again.to_dict() == config.to_dict()
     assert isinstance(again, RunConfig) and again.training.seed == 3
+
+
+def test_checkpoint_suggestions_apply_only_where_the_user_chose_nothing(tmp_path):
+    from transformers import BertConfig
+
+    small, large = BertConfig(hidden_size=384), BertConfig(hidden_size=1024)
+    suggest = text_classification.suggest_training_args
+    assert suggest(small) == {"learning_rate": 1e-4} and suggest(large) == {"learning_rate": 2e-5}
+
+    config = parse_config(["--model", "m"])
+    assert config.apply_suggestions(suggest(small)) == {"learning_rate": 1e-4}
+    assert config.training.learning_rate == 1e-4
+    chosen = parse_config(["--model", "m", "--learning_rate", "3e-5"])
+    assert chosen.apply_suggestions(suggest(small)) == {} and chosen.training.learning_rate == 3e-5
+    recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "learning_rate": 7e-5})
+    from_yaml = parse_config(["--config", recipe])
+    assert from_yaml.apply_suggestions(suggest(small)) == {} and from_yaml.training.learning_rate == 7e-5
+    assert {"model", "learning_rate"} <= from_yaml.explicit

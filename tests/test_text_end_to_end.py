@@ -149,3 +149,16 @@ def test_recipe_runs_through_cli_module_and_accelerate(tiny_bert, text_files, tm
     for name in "abc":
         assert (tmp_path / name / "model.safetensors").is_file()
         assert json.loads((tmp_path / name / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_half_precision_checkpoint_trains_with_fp32_weights(tiny_bert, text_files, tmp_path):
+    from transformers import AutoModel
+
+    half = tmp_path / "half"
+    AutoModel.from_pretrained(tiny_bert, dtype=torch.float16).save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(half)
+    config = parse_config(tiny_run_flags(half, tmp_path / "o", train=text_files["train"]))
+    from hftransfer.tasks.text_classification import build_model
+
+    model = build_model(config.model, load_data(config.data, seed=0))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
