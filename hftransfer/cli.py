@@ -12,6 +12,7 @@ from hftransfer.data import DataError
 from hftransfer.models import ModelSourceError
 from hftransfer.registry import UnknownTaskError, list_tasks
 
+KEY_MAPS = "key_maps"
 USER_ERRORS = (ConfigError, DataError, ModelSourceError, UnknownTaskError)
 
 
@@ -39,6 +40,8 @@ def shipped_recipes() -> list[tuple[str, str, str]]:
     root = recipes_root()
     found = []
     for path in sorted(root.rglob("*.yaml")):
+        if KEY_MAPS in path.relative_to(root).parts:  # weight-renaming tables, not recipes
+            continue
         text = path.read_text(encoding="utf-8")
         comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
         task = load_recipe(path).get("task", ModelArguments.task)

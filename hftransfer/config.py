@@ -40,7 +40,21 @@ class ModelArguments:
     )
     model: str | None = field(
         default=None,
-        metadata={"help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased) or a local folder."},
+        metadata={"help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased, timm/resnet50.a1_in1k) or a "
+                          "local folder written by save_pretrained."},
+    )
+    timm_arch: str | None = field(
+        default=None,
+        metadata={"help": "A timm architecture name (e.g. resnet50, tf_efficientnet_lite0) instead of `model`; "
+                          "pretrained weights come from `weights` or, online, from timm."},
+    )
+    weights: str | None = field(
+        default=None, metadata={"help": "Local weights file (.pth/.safetensors state dict) for timm_arch."}
+    )
+    weights_key_map: str | None = field(
+        default=None,
+        metadata={"help": "YAML/JSON list of [regex, replacement] pairs renaming the keys of `weights` "
+                          "(checkpoints saved under another naming)."},
     )
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
     trust_remote_code: bool = field(
@@ -68,11 +82,10 @@ class DataArguments:
     )
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same formats)."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file, evaluated after training."})
-    text_column: str | None = field(
-        default=None, metadata={"help": "Column with the text; default: 'text' or 'sentence' when present."}
-    )
-    text_pair_column: str | None = field(
-        default=None, metadata={"help": "Optional second text column for sentence pairs (NLI, paraphrase)."}
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder of labelled examples, for tasks that read folders (images: root/<class>/*, "
+                          "optionally under train/ val/ test/)."},
     )
     label_column: str = field(default="label", metadata={"help": "Column with the labels (strings or integers)."})
     class_names: list[str] | None = field(
@@ -89,15 +102,8 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only this many validation/test examples (seeded random subset)."}
     )
-    max_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "Truncate texts to this many tokens. Default: the 99th percentile of the training texts' "
-            "token lengths, rounded up to a multiple of 8 and capped at the model's limit."
-        },
-    )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenisation with datasets.map."}
+        default=None, metadata={"help": "Processes for preprocessing with datasets.map."}
     )
 
 
@@ -160,6 +166,7 @@ class RunConfig:
     data: DataArguments
     transfer: TransferArguments
     training: TrainingArguments
+    task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
     explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
 
     def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
@@ -174,9 +181,10 @@ class RunConfig:
         training = {
             k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS and not k.startswith("_")
         }
+        task_options = dataclasses.asdict(self.task) if self.task is not None else {}
         return {
             "model": dataclasses.asdict(self.model),
-            "data": dataclasses.asdict(self.data),
+            "data": {**dataclasses.asdict(self.data), **task_options},
             "transfer": dataclasses.asdict(self.transfer),
             "training": training,
         }
@@ -190,9 +198,10 @@ class RunConfig:
 DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
 
 
-def make_parser() -> HfArgumentParser:
-    """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train``."""
-    parser = HfArgumentParser(DATACLASSES, description="Fine-tune a pretrained backbone on labelled data.")
+def make_parser(task_options: type | None = None) -> HfArgumentParser:
+    """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
+    classes = [*DATACLASSES[:3], *([task_options] if task_options else []), DATACLASSES[3]]
+    parser = HfArgumentParser(classes, description="Fine-tune a pretrained backbone on labelled data.")
     parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
     return parser
 
@@ -229,9 +238,9 @@ def _option_names(parser: argparse.ArgumentParser) -> set[str]:
     return {action.dest for action in parser._actions if action.dest != "help"}
 
 
-def _flags_given(argv: list[str] | None) -> set[str]:
+def _flags_given(argv: list[str] | None, task_options: type | None) -> set[str]:
     """The options present on the command line (a parser whose defaults are all suppressed)."""
-    parser = make_parser()
+    parser = make_parser(task_options)
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     namespace, _ = parser.parse_known_args(argv)
@@ -240,31 +249,33 @@ def _flags_given(argv: list[str] | None) -> set[str]:
 
 def parse_config(argv: list[str] | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
-    parser = make_parser()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--task", default=None)
     known, _ = pre.parse_known_args(argv)
 
     recipe = load_recipe(known.config) if known.config else {}
+    task_name = known.task or recipe.get("task") or ModelArguments.task
+    task = get_task(task_name)
+    parser = make_parser(task.options)
     valid = _option_names(parser) - {"config"}
     unknown = sorted(set(recipe) - valid)
     if unknown:
         raise ConfigError(
             f"unknown option(s) {', '.join(map(repr, unknown))} in {known.config}; "
-            f"options are the flags of `hftransfer train --help` (e.g. model, train_file, learning_rate)"
+            f"options are the flags of `hftransfer train --task {task_name} --help` (e.g. model, train_file, "
+            "learning_rate)"
         )
 
-    task_name = known.task or recipe.get("task") or ModelArguments.task
-    task = get_task(task_name)
     parser.set_defaults(**BASE_TRAINING_DEFAULTS)
     parser.set_defaults(**task.training_defaults)
     parser.set_defaults(**recipe)
     try:
-        model_args, data_args, transfer_args, training_args, _ = parser.parse_args_into_dataclasses(
-            args=argv, look_for_args_file=False
-        )
+        parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
         raise ConfigError(str(err)) from None
-    explicit = frozenset(set(recipe) | _flags_given(argv))
-    return RunConfig(model_args, data_args, transfer_args, training_args, explicit)
+    model_args, data_args, transfer_args = parsed[:3]
+    task_args = parsed[3] if task.options else None
+    training_args = parsed[4 if task.options else 3]
+    explicit = frozenset(set(recipe) | _flags_given(argv, task.options))
+    return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)

@@ -238,6 +238,12 @@ def ensure_validation(data: LabelledData, fraction: float, seed: int) -> Labelle
     return data
 
 
+def finish_splits(data: LabelledData, data_args, seed: int) -> LabelledData:
+    """The steps every task ends its loading with: a validation split if none was given, then subsets."""
+    data = ensure_validation(data, data_args.validation_fraction, seed)
+    return subsample(data, data_args.max_train_samples, data_args.max_eval_samples, seed)
+
+
 def subsample(data: LabelledData, max_train: int | None, max_eval: int | None, seed: int) -> LabelledData:
     """Seeded random subsets, for quick runs and tests."""
     for split, limit in (("train", max_train), ("validation", max_eval), ("test", max_eval)):

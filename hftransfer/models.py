@@ -25,8 +25,9 @@ def looks_like_path(name: str) -> bool:
     )
 
 
-def load_model_config(model_args) -> PretrainedConfig:
+def load_model_config(config) -> PretrainedConfig:
     """The checkpoint's config: the cheapest proof that the model exists, loaded before any data work."""
+    model_args = config.model
     name = model_args.model
     if not name:
         raise ModelSourceError("no model given: set model to a Hub id (e.g. bert-base-uncased) or a local folder")

@@ -15,25 +15,31 @@ from typing import Any, Callable
 class Task:
     """Everything the recipe needs to know about one task.
 
+    Every builder receives the run's ``RunConfig`` (``config.model``, ``.data``, ``.transfer``, ``.training``
+    and ``.task``, an instance of ``options``), so a task reads exactly the options it needs.
+
     Attributes:
         name: registry key, e.g. ``"text-classification"``; also the ``transformers.pipeline`` tag.
         description: one line shown by ``hftransfer tasks``.
-        load_data: ``(data_args, seed) -> LabelledData``; reads files or a Hub dataset and fixes the labels.
-        build_preprocessing: ``(model_args, data_args, data) -> processor``: tokenizer / image processor
-            derived from the checkpoint, plus whatever the task needs to encode examples.
-        prepare_datasets: ``(processor, data, data_args, training_args, model_config) -> dict of split ->
-            Dataset`` ready for the Trainer.
-        build_model: ``(model_args, data) -> PreTrainedModel`` with a head for ``data.label_names``.
-        build_collator: ``(processor, training_args) -> collate function``.
+        options: a dataclass of this task's own options (fields become recipe keys and flags), or None.
+        load_data: ``(config) -> LabelledData``; reads files, folders or a Hub dataset and fixes the labels.
+        build_preprocessing: ``(config, data, model_config) -> processor``: tokenizer / image processor
+            derived from the checkpoint.
+        prepare_datasets: ``(config, processor, data) -> dict of split -> Dataset`` ready for the Trainer.
+        build_model: ``(config, data, model_config) -> PreTrainedModel`` with a head for ``data.label_names``.
+        build_collator: ``(config, processor) -> collate function``.
         compute_metrics: ``EvalPrediction -> dict`` used by the Trainer every evaluation.
         training_defaults: ``TrainingArguments`` values this task prefers over transformers' defaults
             (a recipe YAML and CLI flags still win).
         suggest_training_args: ``model_config -> dict`` of ``TrainingArguments`` values that depend on the
             checkpoint (e.g. a learning rate by model size); applied only where the user set nothing.
+        load_model_config: resolves the backbone's config, the first and cheapest proof that it exists;
+            default ``hftransfer.models.load_model_config`` (a Hub id or a local transformers folder).
     """
 
     name: str
     description: str
+    options: type | None
     load_data: Callable[..., Any]
     build_preprocessing: Callable[..., Any]
     prepare_datasets: Callable[..., Any]
@@ -42,6 +48,7 @@ class Task:
     compute_metrics: Callable[..., dict]
     training_defaults: dict[str, Any] = field(default_factory=dict)
     suggest_training_args: Callable[[Any], dict[str, Any]] | None = None
+    load_model_config: Callable[[Any], Any] | None = None  # ``(config) -> PretrainedConfig``; default: AutoConfig
 
 
 _TASKS: dict[str, Task] = {}

@@ -1,8 +1,9 @@
 """Transfer strategies: which pretrained parameters train.
 
 ``full`` trains everything. ``linear_probe`` freezes the backbone and trains only the head. The backbone is
-what transformers calls the base model (``model.base_model_prefix``); everything outside it (the
-classifier the task added for the user's labels) is the head, so no per-architecture name lists are needed.
+what transformers calls the base model (``model.base_model_prefix``); the head is everything outside it (the
+classifier the task added for the user's labels) or, for timm backbones, timm's ``get_classifier()``, so no
+per-architecture name lists are needed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return backbone
 
 
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the task head: outside the base model, or timm's own classifier inside it."""
+    backbone = backbone_of(model)
+    if hasattr(backbone, "get_classifier"):  # timm (TimmWrapper*): the head lives inside the timm model
+        return list(backbone.get_classifier().parameters())
+    inside = {id(p) for p in backbone.parameters()}
+    return [p for p in model.parameters() if id(p) not in inside]
+
+
 def apply_strategy(model: nn.Module, strategy: str) -> None:
     """Set ``requires_grad`` according to ``strategy``."""
     if strategy not in STRATEGIES:
@@ -28,7 +38,10 @@ def apply_strategy(model: nn.Module, strategy: str) -> None:
     model.requires_grad_(True)
     if strategy == "linear_probe":
         backbone = backbone_of(model)
-        backbone.requires_grad_(False)
+        head = head_parameters(model)
+        model.requires_grad_(False)
+        for parameter in head:
+            parameter.requires_grad_(True)
         # Frozen means frozen: BatchNorm/dropout in the trunk must not change with model.train().
         backbone.train = _stay_in_eval(backbone)
         backbone.eval()

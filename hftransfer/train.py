@@ -71,17 +71,17 @@ def run(config: RunConfig) -> dict:
     checkpoint = resolve_checkpoint(config)
 
     # Cheap checks first: a missing model or bad data fail before anything heavy happens.
-    model_config = load_model_config(config.model)
+    model_config = (task.load_model_config or load_model_config)(config)
     if task.suggest_training_args:
         for key, value in config.apply_suggestions(task.suggest_training_args(model_config)).items():
             logger.info("%s: %s (hftransfer's default for this checkpoint; set it to override)", key, value)
-    data = task.load_data(config.data, seed=args.seed)
-    processor = task.build_preprocessing(config.model, config.data, data)
+    data = task.load_data(config)
+    processor = task.build_preprocessing(config, data, model_config)
     with args.main_process_first(desc="preprocessing"):  # rank 0 fills the datasets cache, the others reuse it
-        datasets = task.prepare_datasets(processor, data, config.data, args, model_config)
+        datasets = task.prepare_datasets(config, processor, data, model_config)
 
     set_seed(args.seed)  # the new head's initialisation is part of the run's reproducibility
-    model = task.build_model(config.model, data)
+    model = task.build_model(config, data, model_config)
     apply_strategy(model, config.transfer.strategy)
     trainable, total = parameter_counts(model)
 
@@ -89,6 +89,9 @@ def run(config: RunConfig) -> dict:
         # Denormal floats are very slow on CPUs and carry no useful precision for training.
         torch.set_flush_denormal(True)
         args.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
+
+    if args.dataloader_num_workers == 0:
+        args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
 
     callbacks = []
     if config.transfer.early_stopping_patience:
@@ -99,7 +102,7 @@ def run(config: RunConfig) -> dict:
         train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
         processing_class=processor,
-        data_collator=task.build_collator(processor, args),
+        data_collator=task.build_collator(config, processor),
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=logits_to_predictions,
         callbacks=callbacks,

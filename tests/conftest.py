@@ -84,6 +84,19 @@ def text_files(tmp_path) -> dict[str, Path]:
     }
 
 
+def make_config(**options):
+    """A RunConfig from keyword options, exactly as the same flags on the command line would give."""
+    from hftransfer.config import parse_config
+
+    argv = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return parse_config(argv)
+
+
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
     """CLI flags for a seconds-long run of the tiny model."""
     flags = ["--model", str(model), "--output_dir", str(out), "--num_train_epochs", "1",

@@ -80,13 +80,13 @@ def test_dynamic_padding_and_derived_max_length(tiny_bert, tmp_path):
     train, dev = write_rows(tmp_path / "t.csv", rows), write_rows(tmp_path / "d.csv", rows[:10])
     config = parse_config(["--model", str(tiny_bert), "--train_file", str(train), "--validation_file", str(dev),
                            "--output_dir", str(tmp_path / "o")])
-    data = load_data(config.data, seed=0)
+    data = load_data(config)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
-    prepared = prepare_datasets(tokenizer, data, config.data, config.training)
+    prepared = prepare_datasets(config, tokenizer, data)
     longest = max(len(ids) for ids in prepared["train"]["input_ids"])
     assert longest == 32  # the outliers are truncated, the rest kept whole
     assert any("max_length: 32 tokens (derived from the data)" in n for n in data.notes)
-    collate = build_collator(tokenizer, config.training)
+    collate = build_collator(config, tokenizer)
     short = collate([prepared["train"][i] for i in range(4)])
     assert short["input_ids"].shape[1] == max(len(prepared["train"][i]["input_ids"]) for i in range(4)) < 32
 
@@ -160,5 +160,5 @@ def test_half_precision_checkpoint_trains_with_fp32_weights(tiny_bert, text_file
     config = parse_config(tiny_run_flags(half, tmp_path / "o", train=text_files["train"]))
     from hftransfer.tasks.text_classification import build_model
 
-    model = build_model(config.model, load_data(config.data, seed=0))
+    model = build_model(config, load_data(config))
     assert {p.dtype for p in model.parameters()} == {torch.float32}

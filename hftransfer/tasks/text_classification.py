@@ -8,6 +8,7 @@ corpus.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,27 +27,47 @@ LENGTH_SAMPLE = 2000  # training texts tokenised to choose the default max_lengt
 LENGTH_PERCENTILE = 99
 
 
-def resolve_text_columns(data_args, columns: list[str]) -> tuple[str, str | None]:
+@dataclass
+class TextClassificationArguments:
+    """Options of the text-classification task."""
+
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column with the text; default: 'text', 'sentence', … when present."}
+    )
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Optional second text column for sentence pairs (NLI, paraphrase)."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Truncate texts to this many tokens. Default: the 99th percentile of the training texts' "
+            "token lengths, rounded up to a multiple of 8 and capped at the model's limit."
+        },
+    )
+
+
+def resolve_text_columns(options: TextClassificationArguments, columns: list[str]) -> tuple[str, str | None]:
     """The text (and optional pair) column: the recipe's choice, else the first conventional name present."""
-    if data_args.text_column:
-        return data_args.text_column, data_args.text_pair_column
+    if options.text_column:
+        return options.text_column, options.text_pair_column
     for first, second in PAIR_COLUMNS:
         if first in columns and second in columns:
-            return first, data_args.text_pair_column or second
+            return first, options.text_pair_column or second
     for name in TEXT_COLUMNS:
         if name in columns:
-            return name, data_args.text_pair_column
+            return name, options.text_pair_column
     raise data_lib.DataError(
         f"no text column given and none of {', '.join(TEXT_COLUMNS)} found; set text_column to one of: "
         f"{', '.join(columns)}"
     )
 
 
-def load_data(data_args, seed: int) -> data_lib.LabelledData:
+def load_data(config) -> data_lib.LabelledData:
     """Read the splits, check the columns and texts, fix the label map and carve validation if needed."""
+    data_args = config.data
     splits = data_lib.load_splits(data_args)
     data_lib.check_not_empty(splits)
-    text, pair = resolve_text_columns(data_args, splits["train"].column_names)
+    text, pair = resolve_text_columns(config.task, splits["train"].column_names)
     text_columns = [c for c in (text, pair) if c]
     data_lib.require_columns(splits, text_columns + [data_args.label_column])
     for split, ds in splits.items():
@@ -59,12 +80,12 @@ def load_data(data_args, seed: int) -> data_lib.LabelledData:
                 )
     labelled = data_lib.encode_labels(splits, data_args.label_column, data_args.class_names)
     labelled.columns = {"text": text, "text_pair": pair}
-    labelled = data_lib.ensure_validation(labelled, data_args.validation_fraction, seed)
-    return data_lib.subsample(labelled, data_args.max_train_samples, data_args.max_eval_samples, seed)
+    return data_lib.finish_splits(labelled, data_args, config.training.seed)
 
 
-def build_preprocessing(model_args, data_args, data):
+def build_preprocessing(config, data, model_config):
     """The checkpoint's own tokenizer."""
+    model_args = config.model
     return AutoTokenizer.from_pretrained(
         model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir,
@@ -93,13 +114,14 @@ def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
     return max(8, min(limit, wanted))
 
 
-def prepare_datasets(tokenizer, data, data_args, training_args, model_config=None):
+def prepare_datasets(config, tokenizer, data, model_config=None):
     """Tokenise every split once (truncated, unpadded) and keep only what the model reads."""
     limit = model_max_length(tokenizer, model_config)
-    if data_args.max_length is not None and not 0 < data_args.max_length <= limit:
-        raise data_lib.DataError(f"max_length must be between 1 and the model's limit {limit}, got {data_args.max_length}")
-    max_length = data_args.max_length or default_max_length(tokenizer, data, limit, training_args.seed)
-    data.notes.append(f"max_length: {max_length} tokens" + ("" if data_args.max_length else " (derived from the data)"))
+    chosen = config.task.max_length
+    if chosen is not None and not 0 < chosen <= limit:
+        raise data_lib.DataError(f"max_length must be between 1 and the model's limit {limit}, got {chosen}")
+    max_length = chosen or default_max_length(tokenizer, data, limit, config.training.seed)
+    data.notes.append(f"max_length: {max_length} tokens" + ("" if chosen else " (derived from the data)"))
     text, pair = data.columns["text"], data.columns["text_pair"]
 
     def tokenize(batch):
@@ -108,15 +130,16 @@ def prepare_datasets(tokenizer, data, data_args, training_args, model_config=Non
     prepared = {}
     for split, ds in data.splits.items():
         prepared[split] = ds.map(
-            tokenize, batched=True, num_proc=data_args.preprocessing_num_workers,
+            tokenize, batched=True, num_proc=config.data.preprocessing_num_workers,
             remove_columns=[c for c in ds.column_names if c != data_lib.LABELS],
             desc=f"Tokenising {split}",
         )
     return prepared
 
 
-def build_model(model_args, data):
+def build_model(config, data, model_config=None):
     """The pretrained encoder with a fresh classification head sized for the user's labels."""
+    model_args = config.model
     return AutoModelForSequenceClassification.from_pretrained(
         model_path(model_args),
         num_labels=len(data.label_names),
@@ -148,15 +171,16 @@ def suggest_training_args(model_config) -> dict:
     return {"learning_rate": 2e-5}
 
 
-def build_collator(tokenizer, training_args):
+def build_collator(config, tokenizer):
     # Multiples of 8 let tensor cores work on fp16/bf16; on fp32 they only add padding.
-    multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+    multiple = 8 if (config.training.fp16 or config.training.bf16) else None
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
 
 TASK = Task(
     name="text-classification",
     description="Classify texts or text pairs with a BERT-family encoder (AutoModelForSequenceClassification).",
+    options=TextClassificationArguments,
     load_data=load_data,
     build_preprocessing=build_preprocessing,
     prepare_datasets=prepare_datasets,

@@ -1,0 +1,217 @@
+"""Image classification with timm and transformers vision backbones.
+
+Data: an image folder (``root/<class>/*``, optionally under ``train/ val/ test/``), CSV/JSON files listing
+image paths and labels, or a Hub dataset with an image column. Images are decoded and transformed on the
+fly (``with_transform``) in DataLoader workers, with transforms built from the checkpoint's data config.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TimmWrapperConfig
+from transformers import TimmWrapperImageProcessor
+
+from hftransfer import data as data_lib
+from hftransfer import images, vision
+from hftransfer.metrics import compute_classification_metrics
+from hftransfer.models import ModelSourceError, load_model_config as load_transformers_config, model_path
+from hftransfer.registry import Task
+
+IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename", "file_name")
+
+
+@dataclass
+class ImageClassificationArguments:
+    """Options of the image-classification task."""
+
+    image_column: str | None = field(
+        default=None, metadata={"help": "Column with images or image paths; default: image, img, path, file …"}
+    )
+    augmentation: str = field(
+        default="light",
+        metadata={"help": "Training augmentation: none, light (random-resized crop 25-100% + flip) or strong "
+                          "(timm's RandAugment recipe + random erasing)."},
+    )
+    hflip: float = field(
+        default=0.5, metadata={"help": "Horizontal-flip probability in training (0 for digits, text, …)."}
+    )
+    skip_corrupt_images: bool = field(
+        default=False, metadata={"help": "Skip unreadable image files (counted in the summary) instead of failing."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in vision.AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: {', '.join(vision.AUGMENTATIONS)}")
+        if not 0 <= self.hflip <= 1:
+            raise ValueError(f"hflip is a probability between 0 and 1, got {self.hflip}")
+
+
+def load_model_config(config):
+    """timm_arch (+ local weights) or a transformers/timm checkpoint (Hub id or folder); never both."""
+    model_args = config.model
+    if model_args.timm_arch and model_args.model:
+        raise ModelSourceError(f"give either model ({model_args.model!r}) or timm_arch ({model_args.timm_arch!r})")
+    if model_args.timm_arch:
+        return vision.timm_model_config(model_args)
+    if model_args.weights:
+        raise ModelSourceError("weights goes with timm_arch (a timm architecture name), not with model")
+    if model_args.model and model_args.model.startswith("hf-hub:"):  # timm's spelling of a Hub id
+        model_args.model = model_args.model.removeprefix("hf-hub:")
+    return load_transformers_config(config)
+
+
+def resolve_image_column(options, columns: list[str]) -> str:
+    if options.image_column:
+        return options.image_column
+    for name in IMAGE_COLUMNS:
+        if name in columns:
+            return name
+    raise data_lib.DataError(f"no image column given and none of {', '.join(IMAGE_COLUMNS)} found; set "
+                             f"image_column to one of: {', '.join(columns)}")
+
+
+def load_data(config) -> data_lib.LabelledData:
+    """Read the splits, check every image file, fix the label map and carve validation if needed."""
+    data_args, options = config.data, config.task
+    if data_args.data_dir:
+        if data_args.train_file or data_args.dataset:
+            raise data_lib.DataError("give one data source: data_dir, train_file or dataset")
+        splits = images.load_image_folder(data_args.data_dir)
+        column, label_column = "image", "label"
+    else:
+        splits = data_lib.load_splits(data_args)
+        column, label_column = resolve_image_column(options, splits["train"].column_names), data_args.label_column
+        data_lib.require_columns(splits, [column, label_column])
+        if data_args.train_file:  # listings hold paths relative to the listing file
+            listings = {"train": data_args.train_file, "validation": data_args.validation_file,
+                        "test": data_args.test_file}
+            splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) for s, ds in splits.items()}
+    data_lib.check_not_empty(splits)
+    notes = _check_images(splits, column, options.skip_corrupt_images)
+    labelled = data_lib.encode_labels(splits, label_column, data_args.class_names)
+    labelled.columns = {"image": column}
+    labelled.notes.extend(notes)
+    return data_lib.finish_splits(labelled, data_args, config.training.seed)
+
+
+def _check_images(splits, column: str, skip: bool) -> list[str]:
+    """Decode every listed image file once, before training; fail (or skip) with the paths at fault."""
+    notes = []
+    for split, ds in list(splits.items()):
+        if ds.features[column].dtype != "string":
+            continue  # images stored in the dataset itself (Hub datasets) are decoded by datasets
+        bad = images.find_unreadable(list(ds[column]))
+        if not bad:
+            continue
+        listed = "; ".join(f"{path} ({why})" for path, why in bad[:10]) + (" …" if len(bad) > 10 else "")
+        if not skip:
+            raise data_lib.DataError(f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
+                                     "Fix or remove them, or set skip_corrupt_images: true")
+        bad_paths = {path for path, _ in bad}
+        splits[split] = ds.filter(lambda batch: [p not in bad_paths for p in batch[column]], batched=True)
+        notes.append(f"{split}: skipped {len(bad)} unreadable image file(s)")
+    return notes
+
+
+def build_preprocessing(config, data, model_config):
+    """The checkpoint's image processor (a timm wrapper processor for timm backbones)."""
+    if isinstance(model_config, TimmWrapperConfig) and config.model.timm_arch:
+        return TimmWrapperImageProcessor(pretrained_cfg=model_config.pretrained_cfg,
+                                         architecture=model_config.architecture)
+    model_args = config.model
+    try:
+        return AutoImageProcessor.from_pretrained(model_path(model_args), revision=model_args.revision,
+                                                  trust_remote_code=model_args.trust_remote_code,
+                                                  cache_dir=model_args.cache_dir)
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(f"{model_args.model!r} has no image processor (preprocessor_config.json): {err}") from err
+
+
+class _ImageTransform:
+    """Decode, convert the colour mode and apply a torchvision transform to a batch (picklable for workers)."""
+
+    def __init__(self, transform, column: str, channels: int):
+        self.transform, self.column, self.channels = transform, column, channels
+
+    def __call__(self, batch):
+        pixels = [self.transform(images.to_mode(images.open_image(v), self.channels)) for v in batch[self.column]]
+        return {"pixel_values": pixels, data_lib.LABELS: batch[data_lib.LABELS]}
+
+
+def prepare_datasets(config, processor, data, model_config=None):
+    """Attach on-the-fly transforms: augmentation for train, the checkpoint's eval transform for the rest."""
+    data_config = vision.data_config_for(processor)
+    train_tf, eval_tf = vision.build_transforms(data_config, config.task.augmentation, config.task.hflip)
+    channels = data_config["input_size"][0]
+    column = data.columns["image"]
+    data.notes.append(
+        f"preprocessing: {data_config['input_size'][1]}x{data_config['input_size'][2]} {data_config['interpolation']}, "
+        f"crop {data_config.get('crop_pct', 1.0):.3f} ({data_config.get('crop_mode', 'center')}), mean "
+        f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {config.task.augmentation}")
+    return {
+        split: ds.select_columns([column, data_lib.LABELS]).with_transform(
+            _ImageTransform(train_tf if split == "train" else eval_tf, column, channels))
+        for split, ds in data.splits.items()
+    }
+
+
+def build_model(config, data, model_config):
+    """The pretrained backbone with a new head for the user's labels (timm ones wrapped for transformers)."""
+    labels = {"num_labels": len(data.label_names), "id2label": data.id2label, "label2id": data.label2id}
+    if config.model.timm_arch:
+        model_config.update(labels)
+        model_config.num_labels = labels["num_labels"]
+        return vision.build_timm_classifier(config.model, model_config)
+    model_args = config.model
+    head_config = copy.deepcopy(model_config)
+    head_config.num_labels = len(data.label_names)
+    head_config.id2label, head_config.label2id = data.id2label, data.label2id
+    if isinstance(head_config, TimmWrapperConfig):
+        # A timm wrapper config saves `label_names` in preference to id2label (a re-fine-tuned checkpoint would
+        # keep its previous names), and timm's `model_args` may pin the old class count.
+        head_config.label_names = list(data.label_names)
+        head_config.model_args = {k: v for k, v in (head_config.model_args or {}).items() if k != "num_classes"}
+    return AutoModelForImageClassification.from_pretrained(
+        model_path(model_args), config=head_config,
+        ignore_mismatched_sizes=True,  # the checkpoint's head (e.g. ImageNet's 1000 classes) is replaced
+        dtype=torch.float32,  # fp32 master weights whatever the checkpoint's dtype (see text_classification)
+        revision=model_args.revision, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
+    )
+
+
+def collate(examples):
+    return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+            "labels": torch.tensor([e[data_lib.LABELS] for e in examples], dtype=torch.long)}
+
+
+def build_collator(config, processor):
+    return collate
+
+
+TASK = Task(
+    name="image-classification",
+    description="Classify images with a timm or transformers vision backbone (AutoModelForImageClassification).",
+    options=ImageClassificationArguments,
+    load_data=load_data,
+    build_preprocessing=build_preprocessing,
+    prepare_datasets=prepare_datasets,
+    build_model=build_model,
+    build_collator=build_collator,
+    compute_metrics=compute_classification_metrics,
+    load_model_config=load_model_config,
+    training_defaults={
+        "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (see README)
+        "num_train_epochs": 5,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 64,
+        "remove_unused_columns": False,  # with_transform needs the raw image column
+        # Decoding and resizing run in worker processes so they overlap the forward/backward passes.
+        "dataloader_num_workers": min(8, os.cpu_count() or 1),
+        "dataloader_persistent_workers": True,
+    },
+)

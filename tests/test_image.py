@@ -1,0 +1,266 @@
+"""Image classification wiring on tiny randomly initialised timm and transformers models (seconds each)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_config
+from PIL import Image
+from transformers import pipeline
+
+from hftransfer.data import DataError
+from hftransfer.images import to_mode
+from hftransfer.models import ModelSourceError
+from hftransfer.tasks.image_classification import load_data
+from hftransfer.train import main
+from hftransfer.vision import build_transforms, data_config_for
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+
+def make_image(path: Path, colour, mode: str = "RGB", size=(48, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    if mode == "P":
+        image = image.convert("P")
+    elif mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def make_class_folder(root: Path, per_class: int, modes=("RGB",)) -> Path:
+    for name, colour in COLOURS.items():
+        for i in range(per_class):
+            mode = modes[i % len(modes)]
+            make_image(root / name / f"{name}_{i}.png", colour, mode)
+    return root
+
+
+@pytest.fixture
+def split_folders(tmp_path) -> Path:
+    root = tmp_path / "images"
+    make_class_folder(root / "train", 8, modes=("RGB", "L", "P", "RGBA"))
+    make_class_folder(root / "val", 3)
+    make_class_folder(root / "test", 2)
+    # noise every real folder has: hidden files and notebook checkpoints are not data
+    (root / "train" / "red" / ".DS_Store").write_bytes(b"\x00\x01")
+    make_image(root / "train" / "red" / ".ipynb_checkpoints" / "copy.png", (0, 255, 0))
+    make_image(root / "train" / ".hidden_class" / "x.png", (0, 255, 0))
+    return root
+
+
+@pytest.fixture(scope="session")
+def timm_weights(tmp_path_factory) -> Path:
+    """A timm test architecture's state dict saved to a file, as a user's local weights would be."""
+    import timm
+
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> Path:
+    """A tiny transformers ViT with its image processor, saved like a Hub checkpoint."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=5)
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+def flags(out: Path, **options) -> list[str]:
+    argv = ["--task", "image-classification", "--output_dir", str(out), "--num_train_epochs", "1",
+            "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--logging_steps", "1",
+            "--dataloader_num_workers", "0"]
+    for key, value in options.items():
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+# --- data layouts ----------------------------------------------------------------------------------------
+
+def image_config(**options):
+    return make_config(task="image-classification", timm_arch="test_efficientnet", **options)
+
+
+def test_split_folders_hidden_files_ignored(split_folders):
+    data = load_data(image_config(data_dir=str(split_folders)))
+    assert data.label_names == ["blue", "red"]
+    assert {s: len(ds) for s, ds in data.splits.items()} == {"train": 16, "validation": 6, "test": 4}
+    assert not any("/." in p for p in data.splits["train"]["image"])
+
+
+def test_class_folders_without_splits_carve_validation(tmp_path):
+    root = make_class_folder(tmp_path / "flat", 10)
+    data = load_data(image_config(data_dir=str(root), validation_fraction=0.2))
+    assert {s: len(ds) for s, ds in data.splits.items()} == {"train": 16, "validation": 4}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_listing_files_with_relative_paths(tmp_path, suffix):
+    root = make_class_folder(tmp_path / "pics", 5)
+    rows = [{"file": str(p.relative_to(tmp_path)), "species": p.parent.name} for p in sorted(root.rglob("*.png"))]
+    listing = tmp_path / f"train{suffix}"
+    if suffix == ".csv":
+        with open(listing, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["file", "species"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_data(image_config(train_file=str(listing), label_column="species"))
+    assert data.columns["image"] == "file" and data.label_names == ["blue", "red"]
+    assert all(Path(p).is_file() for p in data.splits["train"]["file"])
+
+
+def test_corrupt_image_reported_by_path_or_skipped(split_folders):
+    bad = split_folders / "train" / "blue" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    truncated = split_folders / "val" / "red" / "cut.png"
+    truncated.write_bytes((split_folders / "val" / "red" / "red_0.png").read_bytes()[:60])
+    with pytest.raises(DataError, match=r"1 unreadable image file\(s\) in the train split: .*broken.jpg"):
+        load_data(image_config(data_dir=str(split_folders)))
+    data = load_data(image_config(data_dir=str(split_folders), skip_corrupt_images="true"))
+    assert len(data.splits["train"]) == 16 and len(data.splits["validation"]) == 6
+    assert "train: skipped 1 unreadable image file(s)" in data.notes
+    assert "validation: skipped 1 unreadable image file(s)" in data.notes
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16"])
+def test_colour_modes_become_rgb(mode):
+    image = Image.new("RGB", (8, 8), (10, 200, 30)).convert(mode)
+    assert to_mode(image).mode == "RGB"
+    assert to_mode(image, channels=1).mode == "L"
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert to_mode(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_missing_data_dir_and_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="data_dir not found or not a folder"):
+        load_data(image_config(data_dir=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders in"):
+        load_data(image_config(data_dir=str(tmp_path / "empty")))
+
+
+# --- preprocessing from the checkpoint --------------------------------------------------------------------
+
+def test_transforms_follow_the_checkpoint(tiny_vit):
+    from transformers import AutoImageProcessor, ConvNextImageProcessor
+
+    vit = data_config_for(AutoImageProcessor.from_pretrained(tiny_vit))
+    assert vit["input_size"] == (3, 32, 32) and vit["crop_mode"] == "squash" and vit["mean"] == (0.5, 0.5, 0.5)
+    convnext = data_config_for(ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875))
+    assert convnext["input_size"] == (3, 224, 224) and convnext["crop_pct"] == 0.875
+    assert convnext["interpolation"] == "bicubic"
+    train_tf, eval_tf = build_transforms(vit, "light", 0.5)
+    image = Image.new("RGB", (97, 61), (1, 2, 3))
+    assert eval_tf(image).shape == train_tf(image).shape == (3, 32, 32)
+    for preset in ("none", "strong"):
+        assert build_transforms(vit, preset, 0.5)[0](image).shape == (3, 32, 32)
+
+
+# --- backbones and saved outputs ------------------------------------------------------------------------
+
+def assert_pipeline_labels(out: Path, image_path: Path):
+    classifier = pipeline("image-classification", model=str(out), device="cpu")
+    predictions = classifier(str(image_path))
+    assert {p["label"] for p in predictions} == {"blue", "red"}
+    return classifier
+
+
+def test_timm_arch_with_local_weights_saves_a_pipeline_model(split_folders, timm_weights, tmp_path):
+    out = tmp_path / "out"
+    main(flags(out, timm_arch="test_efficientnet", weights=timm_weights, data_dir=split_folders))
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "test_efficientnet" and config["label_names"] == ["blue", "red"]
+    assert config["pretrained_cfg"]["input_size"] == [3, 160, 160]
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(out)  # preprocessing travels in config.json's pretrained_cfg
+    assert processor.data_config["input_size"] == (3, 160, 160) and processor.data_config["crop_pct"] == 0.95
+    results = json.loads((out / "all_results.json").read_text())
+    assert "eval_accuracy" in results and "test_accuracy" in results
+    assert_pipeline_labels(out, split_folders / "val" / "red" / "red_0.png")
+
+    # fine-tune the result again, with other labels (the head is replaced without being asked)
+    relabelled = tmp_path / "three"
+    make_class_folder(relabelled, 4)
+    for i in range(4):
+        make_image(relabelled / "green" / f"g{i}.png", (20, 200, 20))
+    again = tmp_path / "again"
+    main(flags(again, model=out, data_dir=relabelled, validation_fraction=0.25))
+    assert json.loads((again / "config.json").read_text())["label_names"] == ["blue", "green", "red"]
+
+
+def test_timm_weights_are_loaded_and_the_head_is_new(split_folders, timm_weights):
+    from hftransfer.tasks.image_classification import TASK
+
+    config = image_config(data_dir=str(split_folders), weights=str(timm_weights))
+    data = load_data(config)
+    model = TASK.build_model(config, data, TASK.load_model_config(config))
+    source = torch.load(timm_weights, weights_only=True)
+    state = model.timm_model.state_dict()
+    backbone = [k for k in source if not k.startswith("classifier.")]
+    assert backbone and all(torch.equal(state[k], source[k]) for k in backbone)
+    assert model.timm_model.get_classifier().out_features == 2 and model.config.id2label == {0: "blue", 1: "red"}
+
+
+def test_weights_key_map_renames_checkpoint_keys(split_folders, timm_weights, tmp_path):
+    renamed = tmp_path / "renamed.pth"
+    torch.save({f"backbone.{k}": v for k, v in torch.load(timm_weights, weights_only=True).items()}, renamed)
+    key_map = tmp_path / "map.yaml"
+    key_map.write_text("rules:\n  - ['^backbone\\.', '']\n")
+    out = tmp_path / "out"
+    main(flags(out, timm_arch="test_efficientnet", weights=renamed, weights_key_map=key_map, data_dir=split_folders,
+               max_steps=1))
+    assert (out / "model.safetensors").is_file()
+    with pytest.raises(ModelSourceError, match="do not match timm 'test_efficientnet'.*needs weights_key_map"):
+        main(flags(tmp_path / "o2", timm_arch="test_efficientnet", weights=renamed, data_dir=split_folders))
+
+
+def test_timm_hub_format_folder(split_folders, timm_weights, tmp_path):
+    """A folder laid out like a `timm/...` Hub repo loads through AutoModelForImageClassification."""
+    import timm
+    from timm.models import save_for_hf
+
+    model = timm.create_model("test_efficientnet")
+    model.load_state_dict(torch.load(timm_weights, weights_only=True))
+    repo = tmp_path / "timm-repo"
+    save_for_hf(model, repo)
+    out = tmp_path / "out"
+    main(flags(out, model=repo, data_dir=split_folders, max_steps=2))
+    assert_pipeline_labels(out, split_folders / "val" / "blue" / "blue_0.png")
+
+
+def test_transformers_vit_folder(split_folders, tiny_vit, tmp_path):
+    out = tmp_path / "out"
+    main(flags(out, model=tiny_vit, data_dir=split_folders, augmentation="strong"))
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "blue", "1": "red"}
+    assert_pipeline_labels(out, split_folders / "test" / "red" / "red_0.png")
+
+
+def test_bad_backbone_input(split_folders, timm_weights, tmp_path):
+    with pytest.raises(ModelSourceError, match="unknown timm architecture 'efficientnet_lite00'; did you mean: "):
+        main(flags(tmp_path / "a", timm_arch="efficientnet_lite00", data_dir=split_folders))
+    with pytest.raises(ModelSourceError, match="weights file not found: "):
+        main(flags(tmp_path / "b", timm_arch="test_efficientnet", weights=tmp_path / "x.pth", data_dir=split_folders))
+    with pytest.raises(ModelSourceError, match="give either model"):
+        main(flags(tmp_path / "c", timm_arch="test_efficientnet", model="timm/x", data_dir=split_folders))
+    from hftransfer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; valid: none, light, strong"):
+        main(flags(tmp_path / "d", timm_arch="test_efficientnet", data_dir=split_folders, augmentation="heavy"))
