@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline quickstart: set up a virtual environment, link the pip-shipped MiniLM, fine-tune it on SST-2
-# sentiment (a few CPU minutes) and classify two sentences with the saved model through `pipeline`.
+# Offline quickstart: set up a virtual environment, link the pretrained weights that pip packages ship,
+# fine-tune ImageNet EfficientNet-Lite0 on ants vs bees (../shared/data/hymenoptera, a few CPU minutes),
+# then classify a validation image with the saved model through transformers' `pipeline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,11 +12,12 @@ cd "$(dirname "$0")/.."
 .venv/bin/python examples/offline_models.py
 
 export HF_HUB_OFFLINE=1
-.venv/bin/hftransfer train recipes/text_classification/minilm_sst2_quickstart.yaml --overwrite_output_dir true
+.venv/bin/hftransfer train recipes/image_classification/efficientnet_lite0_hymenoptera.yaml --overwrite_output_dir true
 .venv/bin/python - <<'PY'
+from pathlib import Path
 from transformers import pipeline
 
-classifier = pipeline("text-classification", model="outputs/minilm-sst2-quickstart", device="cpu")
-for text in ["a gripping , beautifully acted film", "a tedious mess with no redeeming qualities"]:
-    print(f"{text!r}: {classifier(text)[0]}")
+classifier = pipeline("image-classification", model="outputs/efficientnet-lite0-hymenoptera", device="cpu")
+for image in sorted(Path("../shared/data/hymenoptera/val/bees").glob("*.jpg"))[:2]:
+    print(f"{image}: {classifier(str(image))}")
 PY

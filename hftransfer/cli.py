@@ -11,6 +11,7 @@ from hftransfer.config import ConfigError, ModelArguments, load_recipe
 from hftransfer.data import DataError
 from hftransfer.models import ModelSourceError
 from hftransfer.registry import UnknownTaskError, list_tasks
+from hftransfer.runtime import reexec_with_tuned_malloc
 
 KEY_MAPS = "key_maps"
 USER_ERRORS = (ConfigError, DataError, ModelSourceError, UnknownTaskError)
@@ -65,6 +66,8 @@ def _train(rest: list[str]) -> int:
 
     if rest and not rest[0].startswith("-"):
         rest = ["--config", find_recipe(rest[0]), *rest[1:]]
+    if "-h" not in rest and "--help" not in rest:
+        reexec_with_tuned_malloc("hftransfer.train", rest)
     return train_main(rest)
 
 

@@ -13,7 +13,8 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     """One table of the final metrics per split, then where everything was written."""
     console = console or Console()
     prefixes = [p for p in ("eval", "test") if any(k.startswith(f"{p}_") for k in results)]
-    table = Table(title=f"hftransfer · {config.model.task} · {config.model.model}", show_lines=False)
+    backbone = config.model.model or config.model.timm_arch
+    table = Table(title=f"hftransfer · {config.model.task} · {backbone}", show_lines=False)
     table.add_column("metric")
     for prefix in prefixes:
         table.add_column("validation" if prefix == "eval" else "test", justify="right")

@@ -145,5 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from hftransfer.cli import run_with_clean_errors
+    from hftransfer.runtime import reexec_with_tuned_malloc
 
+    reexec_with_tuned_malloc("hftransfer.train", sys.argv[1:])
     sys.exit(run_with_clean_errors(main, sys.argv[1:]))

@@ -52,10 +52,10 @@ def test_precedence_defaults_task_yaml_cli(tmp_path):
                                               "max_length": 64})
     from_yaml = parse_config(["--config", recipe])
     assert (from_yaml.training.learning_rate, from_yaml.training.num_train_epochs) == (1e-4, 7)
-    assert from_yaml.data.max_length == 64
+    assert from_yaml.task.max_length == 64
     from_cli = parse_config(["--config", recipe, "--learning_rate", "3e-5", "--max_length", "32"])
     assert (from_cli.training.learning_rate, from_cli.training.num_train_epochs) == (3e-5, 7)
-    assert from_cli.data.max_length == 32
+    assert from_cli.task.max_length == 32
 
 
 def test_sections_are_flattened(tmp_path):
@@ -68,7 +68,7 @@ def test_sections_are_flattened(tmp_path):
     })
     config = parse_config(["--config", recipe])
     assert (config.model.model, config.model.revision) == ("m", "v1")
-    assert (config.data.train_file, config.data.text_column) == ("t.csv", "review")
+    assert (config.data.train_file, config.task.text_column) == ("t.csv", "review")
     assert config.transfer.strategy == "linear_probe" and config.training.learning_rate == 2e-5
 
 

@@ -13,8 +13,13 @@ from hftransfer.cli import recipes_root, shipped_recipes
 from hftransfer.config import parse_config
 from hftransfer.train import main
 
-RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "key_maps" not in p.parts)
 OFFLINE_RECIPES = [p for p in RECIPES if "pretrained/" in p.read_text()]
+
+
+def test_key_maps_are_not_listed_as_recipes():
+    assert (REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml").is_file()
+    assert not any(name.startswith("key_maps") for name, _, _ in shipped_recipes())
 
 
 def test_recipes_are_found_and_shipped_with_the_package():
@@ -37,8 +42,8 @@ def test_recipe_parses_and_opens_with_its_run_command(path: Path):
     assert any(f"hftransfer train {relative}" in line for line in header), "header names its run command"
     assert any(f"accelerate launch -m hftransfer.train --config {relative}" in line for line in header)
     config = parse_config(["--config", str(path)])
-    assert config.model.model and config.training.output_dir.startswith("outputs/")
-    assert config.data.train_file or config.data.dataset
+    assert (config.model.model or config.model.timm_arch) and config.training.output_dir.startswith("outputs/")
+    assert config.data.train_file or config.data.dataset or config.data.data_dir
 
 
 @pytest.fixture(scope="module")

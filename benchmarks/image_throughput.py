@@ -1,0 +1,172 @@
+"""Image training throughput on hymenoptera: hftransfer vs. a plain Trainer, plus where the CPU time goes.
+
+The baseline is what transformers' ``run_image_classification.py`` does: a Trainer over an image folder with
+per-sample torchvision transforms (RandomResizedCrop + flip for training, Resize + CenterCrop for eval) and
+default DataLoader settings, started as a plain ``python`` process. hftransfer runs its shipped recipe through
+``hftransfer train``. Same model (offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and
+seed; each arm in its own process, one after the other.
+
+    python examples/offline_models.py && python benchmarks/image_throughput.py [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "hymenoptera"
+RECIPE = REPO / "recipes" / "image_classification" / "efficientnet_lite0_hymenoptera.yaml"
+
+
+def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> dict:
+    """run_image_classification.py's approach, with the same backbone as the recipe."""
+    import torch
+    from torchvision import transforms as T
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from hftransfer.config import parse_config
+    from hftransfer.images import scan_class_folders
+    from hftransfer.metrics import compute_classification_metrics, logits_to_predictions
+    from hftransfer.tasks.image_classification import TASK
+    from PIL import Image
+
+    set_seed(seed)
+    config = parse_config(["--config", str(RECIPE), "--output_dir", out])
+    train_ds, val_ds = scan_class_folders(DATA / "train"), scan_class_folders(DATA / "val")
+    names = sorted(set(train_ds["label"]))
+    model_config = TASK.load_model_config(config)
+
+    class Labels:  # the minimum build_model needs
+        label_names = names
+        id2label = dict(enumerate(names))
+        label2id = {n: i for i, n in enumerate(names)}
+
+    model = TASK.build_model(config, Labels, model_config)
+    mean, std = model_config.pretrained_cfg["mean"], model_config.pretrained_cfg["std"]
+    normalize = T.Normalize(mean=mean, std=std)
+    train_tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    eval_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize])
+
+    def with_tf(transform):
+        def apply(batch):
+            return {"pixel_values": [transform(Image.open(p).convert("RGB")) for p in batch["image"]],
+                    "labels": [names.index(label) for label in batch["label"]]}
+        return apply
+
+    args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
+                             learning_rate=lr, num_train_epochs=epochs, eval_strategy="epoch", save_strategy="no",
+                             report_to="none", seed=seed, remove_unused_columns=False, disable_tqdm=True,
+                             dataloader_pin_memory=torch.cuda.is_available())
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds.with_transform(with_tf(train_tf)),
+                      eval_dataset=val_ds.with_transform(with_tf(eval_tf)),
+                      data_collator=lambda rows: {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+                                                  "labels": torch.tensor([r["labels"] for r in rows])},
+                      compute_metrics=compute_classification_metrics,
+                      preprocess_logits_for_metrics=logits_to_predictions)
+    train = trainer.train().metrics
+    return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
+            "eval_accuracy": trainer.evaluate()["eval_accuracy"]}
+
+
+def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> dict:
+    subprocess.run([str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
+                    "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
+                    "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true"],
+                   check=True, cwd=REPO, capture_output=True)
+    train = json.loads((Path(out) / "train_results.json").read_text())
+    return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
+            "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"]}
+
+
+def time_breakdown(samples: int = 64, batch_size: int = 32) -> dict:
+    """Milliseconds per training image for decode, resize+augment, forward and backward (this process)."""
+    import torch
+    from PIL import Image
+
+    from hftransfer.images import scan_class_folders, to_mode
+    from hftransfer.vision import build_timm_classifier, build_transforms, timm_model_config
+
+    class ModelArgs:
+        timm_arch, weights = "tf_efficientnet_lite0", str(REPO / "pretrained" / "efficientnet-lite0.pth")
+        weights_key_map = str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml")
+
+    config = timm_model_config(ModelArgs)
+    config.num_labels = 2
+    model = build_timm_classifier(ModelArgs, config)
+    data_config = {**config.pretrained_cfg, "input_size": tuple(config.pretrained_cfg["input_size"])}
+    train_tf, _ = build_transforms(data_config, "light", 0.5)
+    paths = list(scan_class_folders(DATA / "train")["image"])[:samples]
+    start = time.perf_counter()
+    decoded = [to_mode(Image.open(p)).copy() for p in paths]
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    tensors = [train_tf(image) for image in decoded]
+    transform = time.perf_counter() - start
+    x, y = torch.stack(tensors[:batch_size]), torch.zeros(batch_size, dtype=torch.long)
+    forward = backward = 0.0
+    for step in range(3):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+        middle = time.perf_counter()
+        loss.backward()
+        end = time.perf_counter()
+        if step:  # the first step warms up
+            forward, backward = forward + middle - start, backward + end - middle
+    return {"decode_ms": 1000 * decode / samples, "resize_augment_ms": 1000 * transform / samples,
+            "forward_ms": 1000 * forward / 2 / batch_size, "backward_ms": 1000 * backward / 2 / batch_size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--arm", choices=["baseline", "breakdown"], help=argparse.SUPPRESS)  # child processes
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    common = (opts.epochs, opts.batch_size, opts.lr, opts.seed)
+    if opts.arm == "baseline":
+        print(json.dumps(baseline(opts.out, *common)))
+        return
+    if opts.arm == "breakdown":
+        print(json.dumps(time_breakdown()))
+        return
+
+    def child(*args: str, env=None) -> dict:
+        result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True,
+                                env={**os.environ, **(env or {})})
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    figures = {"epochs": opts.epochs, "batch_size": opts.batch_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        figures["baseline"] = child("--arm", "baseline", "--out", f"{tmp}/baseline", "--epochs", str(opts.epochs),
+                                    "--batch-size", str(opts.batch_size), "--lr", str(opts.lr))
+        figures["hftransfer"] = hftransfer(f"{tmp}/hftransfer", *common)
+    figures["breakdown_plain_malloc"] = child("--arm", "breakdown")
+    figures["breakdown_tuned_malloc"] = child("--arm", "breakdown", env={
+        "MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)})
+    ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline"]["train_samples_per_second"]
+    figures["throughput_ratio"] = ratio
+    print(f"\n{'run':12s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s}")
+    for name in ("baseline", "hftransfer"):
+        f = figures[name]
+        print(f"{name:12s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
+    print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x")
+    for name in ("breakdown_plain_malloc", "breakdown_tuned_malloc"):
+        print(name + ": " + ", ".join(f"{k} {v:.1f}" for k, v in figures[name].items()) + " (ms per image)")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
