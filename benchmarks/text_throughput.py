@@ -3,7 +3,7 @@
 The baseline is what transformers' ``run_classification.py`` does by default (``pad_to_max_length`` with
 ``max_seq_length=128``). Both runs use the same model, the same SST-2 subset, batch size, learning rate,
 epochs, seed and per-epoch evaluation on the SST-2 dev set, in one process; only the input pipeline differs
-(hftransfer: length derived from the data, dynamic padding per batch, length-grouped batches).
+(hftransfer: a truncation length derived from the data and padding per batch, not to a fixed length).
 
     python benchmarks/text_throughput.py                      # offline MiniLM, 4,000 phrases, 1 epoch
     python benchmarks/text_throughput.py --train-samples 8000 --epochs 2 --model path/or/hub-id

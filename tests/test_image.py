@@ -264,3 +264,33 @@ def test_bad_backbone_input(split_folders, timm_weights, tmp_path):
 
     with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; valid: none, light, strong"):
         main(flags(tmp_path / "d", timm_arch="test_efficientnet", data_dir=split_folders, augmentation="heavy"))
+
+
+def test_images_stored_inside_a_dataset_file(tmp_path):
+    """Parquet with an embedded Image feature: the same path a Hub dataset's image column takes."""
+    from datasets import Dataset, Image as ImageFeature
+
+    rows = {"image": [Image.new("RGB", (20, 20), COLOURS["red" if i % 2 else "blue"]) for i in range(12)],
+            "label": ["red" if i % 2 else "blue" for i in range(12)]}
+    path = tmp_path / "train.parquet"
+    Dataset.from_dict(rows).cast_column("image", ImageFeature()).to_parquet(str(path))
+    config = image_config(train_file=str(path), validation_fraction=0.25)
+    data = load_data(config)
+    assert data.label_names == ["blue", "red"] and len(data.splits["validation"]) == 3
+    from hftransfer.tasks.image_classification import TASK
+
+    prepared = TASK.prepare_datasets(config, TASK.build_preprocessing(config, data, TASK.load_model_config(config)),
+                                     data)
+    batch = TASK.build_collator(config, None)([prepared["train"][i] for i in range(4)])
+    assert batch["pixel_values"].shape == (4, 3, 160, 160) and batch["labels"].dtype == torch.long
+
+
+def test_timm_arch_without_weights_offline_says_so(split_folders, tmp_path):
+    with pytest.raises(ModelSourceError, match="could not fetch pretrained weights for timm architecture "
+                                               "'test_efficientnet'.*pass a local weights file"):
+        main(flags(tmp_path / "o", timm_arch="test_efficientnet", data_dir=split_folders))
+
+
+def test_text_task_rejects_an_image_folder(split_folders, tiny_bert, tmp_path):
+    with pytest.raises(DataError, match="text-classification reads files .* not data_dir"):
+        main(["--model", str(tiny_bert), "--data_dir", str(split_folders), "--output_dir", str(tmp_path / "o")])

@@ -85,7 +85,15 @@ def test_dynamic_padding_and_derived_max_length(tiny_bert, tmp_path):
     prepared = prepare_datasets(config, tokenizer, data)
     longest = max(len(ids) for ids in prepared["train"]["input_ids"])
     assert longest == 32  # the outliers are truncated, the rest kept whole
-    assert any("max_length: 32 tokens (derived from the data)" in n for n in data.notes)
+    assert any("max_length: 32 tokens (derived from the training texts; evaluation up to 128)" in n
+               for n in data.notes)
+    long_dev = [{"text": " ".join(["word"] * 110), "label": "a"}, {"text": "word", "label": "b"}]
+    config.data.validation_file = str(write_rows(tmp_path / "long_dev.csv", long_dev))
+    evaluated = prepare_datasets(config, tokenizer, load_data(config))["validation"]
+    assert max(len(ids) for ids in evaluated["input_ids"]) == 112  # evaluation texts are not cut at 32
+    config.task.max_length = 16  # a chosen length applies to every split
+    chosen = prepare_datasets(config, tokenizer, load_data(config))
+    assert max(len(ids) for ids in chosen["validation"]["input_ids"]) == 16
     collate = build_collator(config, tokenizer)
     short = collate([prepared["train"][i] for i in range(4)])
     assert short["input_ids"].shape[1] == max(len(prepared["train"][i]["input_ids"]) for i in range(4)) < 32
@@ -162,3 +170,13 @@ def test_half_precision_checkpoint_trains_with_fp32_weights(tiny_bert, text_file
 
     model = build_model(config, load_data(config))
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_early_stopping_stops_when_the_metric_stalls(tiny_bert, text_files, tmp_path):
+    out = tmp_path / "out"
+    # a zero learning rate cannot improve macro-F1 after the first evaluation
+    main(tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
+         + ["--num_train_epochs", "10", "--learning_rate", "0", "--early_stopping_patience", "2"])
+    state = json.loads((out / "trainer_state.json").read_text())
+    evaluations = [entry for entry in state["log_history"] if "eval_f1_macro" in entry]
+    assert len(evaluations) == 3 and state["epoch"] == 3  # the first, then two without improvement

