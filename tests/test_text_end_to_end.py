@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, tiny_run_flags, write_rows, sentiment_rows
-from transformers import AutoTokenizer, pipeline
+from transformers import AutoConfig, AutoTokenizer, pipeline
 
 from hftransfer.config import parse_config
 from hftransfer.models import ModelSourceError
@@ -82,17 +82,18 @@ def test_dynamic_padding_and_derived_max_length(tiny_bert, tmp_path):
                            "--output_dir", str(tmp_path / "o")])
     data = load_data(config)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
-    prepared = prepare_datasets(config, tokenizer, data)
+    model_config = AutoConfig.from_pretrained(tiny_bert)  # 128 positions: the model's limit
+    prepared = prepare_datasets(config, tokenizer, data, model_config)
     longest = max(len(ids) for ids in prepared["train"]["input_ids"])
     assert longest == 32  # the outliers are truncated, the rest kept whole
     assert any("max_length: 32 tokens (derived from the training texts; evaluation up to 128)" in n
                for n in data.notes)
     long_dev = [{"text": " ".join(["word"] * 110), "label": "a"}, {"text": "word", "label": "b"}]
     config.data.validation_file = str(write_rows(tmp_path / "long_dev.csv", long_dev))
-    evaluated = prepare_datasets(config, tokenizer, load_data(config))["validation"]
+    evaluated = prepare_datasets(config, tokenizer, load_data(config), model_config)["validation"]
     assert max(len(ids) for ids in evaluated["input_ids"]) == 112  # evaluation texts are not cut at 32
     config.task.max_length = 16  # a chosen length applies to every split
-    chosen = prepare_datasets(config, tokenizer, load_data(config))
+    chosen = prepare_datasets(config, tokenizer, load_data(config), model_config)
     assert max(len(ids) for ids in chosen["validation"]["input_ids"]) == 16
     collate = build_collator(config, tokenizer)
     short = collate([prepared["train"][i] for i in range(4)])

@@ -90,7 +90,8 @@ def load_data(config) -> data_lib.LabelledData:
         if data_args.train_file:  # listings hold paths relative to the listing file
             listings = {"train": data_args.train_file, "validation": data_args.validation_file,
                         "test": data_args.test_file}
-            splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) for s, ds in splits.items()}
+            splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if _holds_paths(ds, column)
+                      else ds for s, ds in splits.items()}
     data_lib.check_not_empty(splits)
     notes = _check_images(splits, column, options.skip_corrupt_images)
     labelled = data_lib.encode_labels(splits, label_column, data_args.class_names)
@@ -99,11 +100,16 @@ def load_data(config) -> data_lib.LabelledData:
     return data_lib.finish_splits(labelled, data_args, config.training.seed)
 
 
+def _holds_paths(ds, column: str) -> bool:
+    """True for a column of file paths; False for images stored in the dataset (an Image feature)."""
+    return getattr(ds.features[column], "dtype", None) in {"string", "large_string"}
+
+
 def _check_images(splits, column: str, skip: bool) -> list[str]:
     """Decode every listed image file once, before training; fail (or skip) with the paths at fault."""
     notes = []
     for split, ds in list(splits.items()):
-        if ds.features[column].dtype != "string":
+        if not _holds_paths(ds, column):
             continue  # images stored in the dataset itself (Hub datasets) are decoded by datasets
         bad = images.find_unreadable(list(ds[column]))
         if not bad:
