@@ -181,3 +181,11 @@ def test_early_stopping_stops_when_the_metric_stalls(tiny_bert, text_files, tmp_
     state = json.loads((out / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_f1_macro" in entry]
     assert len(evaluations) == 3 and state["epoch"] == 3  # the first, then two without improvement
+
+
+@pytest.mark.parametrize("task", ["text-classification", "image-classification"])
+def test_help_lists_every_option_of_the_task(task):
+    result = cli("hftransfer", "train", "--task", task, "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = {"text-classification": "--text_column", "image-classification": "--augmentation"}
+    assert options[task] in result.stdout and "--learning_rate" in result.stdout and "--class_names" in result.stdout

@@ -34,7 +34,7 @@ class ImageClassificationArguments:
     )
     augmentation: str = field(
         default="light",
-        metadata={"help": "Training augmentation: none, light (random-resized crop 25-100% + flip) or strong "
+        metadata={"help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip) or strong "
                           "(timm's RandAugment recipe + random erasing)."},
     )
     hflip: float = field(
