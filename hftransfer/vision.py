@@ -16,7 +16,7 @@ from typing import Any
 import timm
 import torch
 import yaml
-from timm.data import create_transform, resolve_data_config
+from timm.data import create_transform
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from hftransfer.models import ModelSourceError
@@ -160,7 +160,3 @@ def build_transforms(data_config: dict[str, Any], augmentation: str, hflip: floa
         train = create_transform(**base, is_training=True, scale=(0.08, 1.0), hflip=hflip,
                                  auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25)
     return train, eval_transform
-
-
-def resolve_timm_data_config(pretrained_cfg: dict) -> dict[str, Any]:
-    return resolve_data_config(pretrained_cfg, model=None, verbose=False)

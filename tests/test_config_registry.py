@@ -9,7 +9,7 @@ import yaml
 
 from hftransfer import registry
 from hftransfer.config import BASE_TRAINING_DEFAULTS, ConfigError, RunConfig, load_recipe, parse_config
-from hftransfer.registry import Task, UnknownTaskError, get_task, list_tasks, register_task
+from hftransfer.registry import UnknownTaskError, get_task, list_tasks, register_task
 from hftransfer.tasks import text_classification
 
 

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, tiny_run_flags, write_rows, sentiment_rows
+from conftest import REPO, tiny_run_flags, write_rows
 from transformers import AutoConfig, AutoTokenizer, pipeline
 
 from hftransfer.config import parse_config
 from hftransfer.models import ModelSourceError
 from hftransfer.tasks.text_classification import build_collator, prepare_datasets, load_data
-from hftransfer.train import CONFIG_FILE, REPORT_FILE, OutputDirError, main, run
+from hftransfer.train import CONFIG_FILE, REPORT_FILE, OutputDirError, main
 
 VENV_BIN = os.path.dirname(sys.executable)
 
