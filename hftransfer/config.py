@@ -21,7 +21,9 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from hftransfer.heads import HEAD_ACTIVATIONS, HEADS
 from hftransfer.registry import get_task
+from hftransfer.strategies import STRATEGIES
 
 SECTIONS = ("model", "data", "transfer", "training")
 
@@ -109,11 +111,69 @@ class DataArguments:
 
 @dataclass
 class TransferArguments:
-    """How the pretrained weights are adapted and how the run is judged and kept."""
+    """How the pretrained weights are adapted (strategy, learning rates per depth, head) and how the run is kept."""
 
     strategy: str = field(
         default="full",
-        metadata={"help": "Transfer strategy: 'full' (everything trains) or 'linear_probe' (only the head)."},
+        metadata={"help": "Transfer strategy: " + "; ".join(f"{s.name} ({s.description})" for s in STRATEGIES.values())},
+    )
+    unfreeze_blocks: int | None = field(
+        default=None, metadata={"help": "partial: how many of the last blocks train (default: the top half)."}
+    )
+    unfreeze_milestones: list[float] | None = field(
+        default=None,
+        metadata={"help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
+                          "last one (default: every epoch after the first)."},
+    )
+    probe_epochs: float = field(
+        default=10, metadata={"help": "lp_ft: epochs of the linear probe before full fine-tuning."}
+    )
+    probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe phase."}
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={"help": "Layer-wise learning-rate decay: block i of n trains at learning_rate * layer_decay^(n+1-i) "
+                          "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy."},
+    )
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the head (default: learning_rate)."}
+    )
+    frozen_norm_stats: str = field(
+        default="keep",
+        metadata={"help": "BatchNorm in frozen parts: keep (running statistics stay the pretrained ones) or update "
+                          "(re-estimated on your data while the weights stay frozen)."},
+    )
+    head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
+    head_hidden_sizes: list[int] | None = field(
+        default=None, metadata={"help": "mlp head: hidden layer sizes, e.g. 1024 512 (default: 512)."}
+    )
+    head_activation: str = field(default="gelu", metadata={"help": "mlp head activation: gelu, relu, silu or tanh."})
+    head_dropout: float = field(default=0.0, metadata={"help": "mlp head: dropout before each layer of the head."})
+    pooling: str | None = field(
+        default=None,
+        metadata={"help": "Feature pooling of timm backbones (avg, max, avgmax, catavgmax, token, …); default: the "
+                          "backbone's own."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "lora: rank of the adapters."})
+    lora_alpha: float = field(default=16, metadata={"help": "lora: scaling numerator (adapter output * alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
+                          "architecture (attention query/value of transformers, all linear/1x1-conv layers else)."},
+    )
+    lora_save: str = field(
+        default="merged",
+        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone."},
+    )
+    cache_features: bool = field(
+        default=True,
+        metadata={"help": "When the backbone is frozen and no augmentation is active, compute its features once "
+                          "(cached on disk) and train the head on them."},
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where cached features live (default: $HF_HOME/hftransfer/features)."}
     )
     early_stopping_patience: int | None = field(
         default=None,
@@ -126,11 +186,26 @@ class TransferArguments:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+        choices = {"frozen_norm_stats": ("keep", "update"), "head": HEADS, "head_activation": HEAD_ACTIVATIONS,
+                   "lora_save": ("merged", "adapter")}
+        for option, valid in choices.items():
+            if getattr(self, option) not in valid:
+                raise ConfigError(f"unknown {option} {getattr(self, option)!r}; valid: {', '.join(valid)}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+        if self.unfreeze_blocks is not None and self.unfreeze_blocks < 1:
+            raise ConfigError(f"unfreeze_blocks must be >= 1, got {self.unfreeze_blocks}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.head_hidden_sizes is not None and self.head != "mlp":
+            raise ConfigError("head_hidden_sizes is for head: mlp")
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.probe_epochs <= 0:
+            raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
 
-
-STRATEGIES = ("full", "linear_probe")
 
 # What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
 # every epoch, keep the best checkpoint by macro-F1 (robust to class imbalance, equal to accuracy's

@@ -33,6 +33,9 @@ class Task:
             (a recipe YAML and CLI flags still win).
         suggest_training_args: ``model_config -> dict`` of ``TrainingArguments`` values that depend on the
             checkpoint (e.g. a learning rate by model size); applied only where the user set nothing.
+        training_augmentation: ``(config) -> str | None``: the augmentation active in training, None when the
+            training examples are transformed exactly like evaluation ones (then frozen features can be cached).
+            ``prepare_datasets`` takes ``augment=False`` to build un-augmented training examples.
         load_model_config: resolves the backbone's config, the first and cheapest proof that it exists;
             default ``hftransfer.models.load_model_config`` (a Hub id or a local transformers folder).
     """
@@ -49,6 +52,7 @@ class Task:
     training_defaults: dict[str, Any] = field(default_factory=dict)
     suggest_training_args: Callable[[Any], dict[str, Any]] | None = None
     load_model_config: Callable[[Any], Any] | None = None  # ``(config) -> PretrainedConfig``; default: AutoConfig
+    training_augmentation: Callable[[Any], str | None] | None = None
 
 
 _TASKS: dict[str, Task] = {}

@@ -9,7 +9,7 @@ METRIC_ROWS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall
 
 
 def print_summary(config, data, train_metrics: dict, results: dict, best_checkpoint: str | None,
-                  parameters: tuple[int, int], console: Console | None = None) -> None:
+                  parameters: tuple[int, int], console: Console | None = None, strategy: str | None = None) -> None:
     """One table of the final metrics per split, then where everything was written."""
     console = console or Console()
     prefixes = [p for p in ("eval", "test") if any(k.startswith(f"{p}_") for k in results)]
@@ -26,7 +26,7 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     lines = [
         f"labels ({len(data.label_names)}): {', '.join(data.label_names[:20])}" + (" …" if len(data.label_names) > 20 else ""),
         "examples: " + ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()),
-        f"strategy: {config.transfer.strategy} · trainable {trainable:,} of {total:,} parameters",
+        f"strategy: {strategy or config.transfer.strategy} · trainable {trainable:,} of {total:,} parameters",
         f"training: {train_metrics.get('train_runtime', 0):.1f} s, "
         f"{train_metrics.get('train_samples_per_second', 0):.1f} samples/s, "
         f"final train loss {train_metrics.get('train_loss', float('nan')):.4f}",

@@ -7,9 +7,12 @@ registry, so this file does not change when a task is added.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +24,13 @@ from hftransfer.metrics import logits_to_predictions, per_class_report
 from hftransfer.models import load_model_config
 from hftransfer.registry import get_task
 from hftransfer.report import print_summary
-from hftransfer.strategies import apply_strategy, parameter_counts
+from hftransfer.blocks import head_parameter_names
+from hftransfer.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
+from hftransfer.heads import apply_head, write_head_code
+from hftransfer.lora import apply_lora, save_lora
+from hftransfer.strategies import (StrategyError, apply_strategy, get_strategy, keep_frozen_parts_in_eval,
+                                   parameter_counts)
+from hftransfer.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
 
@@ -65,59 +74,94 @@ def resolve_checkpoint(config: RunConfig) -> str | None:
 
 def run(config: RunConfig) -> dict:
     """Train, evaluate and save one run; returns the final metrics (``eval_*`` and ``test_*``)."""
-    args = config.training
+    args, transfer = config.training, config.transfer
     task = get_task(config.model.task)
+    strategy = get_strategy(transfer.strategy)
     check_output_dir(config)
     checkpoint = resolve_checkpoint(config)
+    if strategy.name == "gradual" and args.world_size > 1:
+        raise StrategyError("strategy gradual changes which parameters train during the run, which "
+                            "DistributedDataParallel cannot follow; with several processes use partial or lp_ft")
 
     # Cheap checks first: a missing model or bad data fail before anything heavy happens.
     model_config = (task.load_model_config or load_model_config)(config)
-    if task.suggest_training_args:
-        for key, value in config.apply_suggestions(task.suggest_training_args(model_config)).items():
-            logger.info("%s: %s (hftransfer's default for this checkpoint; set it to override)", key, value)
+    suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
+    for key, value in config.apply_suggestions({**suggestions, **strategy.training_suggestions}).items():
+        logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
     data = task.load_data(config)
     processor = task.build_preprocessing(config, data, model_config)
     with args.main_process_first(desc="preprocessing"):  # rank 0 fills the datasets cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
+    augmentation = task.training_augmentation(config) if task.training_augmentation else None
 
     set_seed(args.seed)  # the new head's initialisation is part of the run's reproducibility
     model = task.build_model(config, data, model_config)
-    apply_strategy(model, config.transfer.strategy)
+    head_summary = apply_head(model, transfer)
+    plan = apply_strategy(model, transfer, args.num_train_epochs)
+    head_names = set(head_parameter_names(model))
+    if strategy.name == "lora":
+        model, targets = apply_lora(model, transfer)
+        plan.eventually_trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        head_names = {n for n in plan.eventually_trainable if ".modules_to_save." in n}
+        plan.trainable_blocks = [f"rank-{transfer.lora_r} adapters on {len(targets)} modules "
+                                 f"({', '.join(_short(targets))}) + head"]
+    if strategy.name != "full":
+        keep_frozen_parts_in_eval(model, transfer.frozen_norm_stats == "update")
     trainable, total = parameter_counts(model)
 
     if args.use_cpu or not torch.cuda.is_available():
         # Denormal floats are very slow on CPUs and carry no useful precision for training.
         torch.set_flush_denormal(True)
         args.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
-
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
 
-    callbacks = []
-    if config.transfer.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.transfer.early_stopping_patience))
-    trainer = Trainer(
+    callbacks = list(plan.callbacks)
+    if transfer.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
+    collator = task.build_collator(config, processor)
+    trainer = TransferTrainer(
         model=model,
         args=args,
         train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
         processing_class=processor,
-        data_collator=task.build_collator(config, processor),
+        data_collator=collator,
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=logits_to_predictions,
         callbacks=callbacks,
+        plan=plan, transfer=transfer, head_names=head_names,
     )
+    description = f"{plan.describe()}; {head_summary}"
     if trainer.is_world_process_zero():
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         config.save(Path(args.output_dir) / CONFIG_FILE)
         for note in data.notes:
             logger.info(note)
-        logger.info("trainable parameters: %s of %s (%.1f%%), strategy %s", f"{trainable:,}", f"{total:,}",
-                    100 * trainable / total, config.transfer.strategy)
+        logger.info("strategy %s; trainable parameters: %s of %s (%.1f%%)", description, f"{trainable:,}",
+                    f"{total:,}", 100 * trainable / total)
 
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    probe = None
+    if strategy.name == "lp_ft" and not checkpoint:
+        # Phase 1: the probe, on the backbone's features of un-augmented images (as in Kumar et al.).
+        probe_train = datasets["train"] if augmentation is None else \
+            task.prepare_datasets(config, processor, data, model_config, augment=False)["train"]
+        probe = train_probe(config, model, {**datasets, "train": probe_train}, collator, task, processor,
+                            transfer.probe_epochs, transfer.probe_learning_rate)
+        model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
+    if strategy.name == "linear_probe" and transfer.cache_features and augmentation is None and not checkpoint:
+        probe = train_probe(config, model, datasets, collator, task, processor, args.num_train_epochs,
+                            transfer.head_learning_rate or args.learning_rate, through_backbone_ok=False)
+    if probe is not None and strategy.name == "linear_probe":
+        train_metrics, best = probe.metrics, None  # the head is trained; nothing else would move
+        trainer.state.log_history = probe.log_history
+    else:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_metrics, best = train_result.metrics, trainer.state.best_model_checkpoint
+        if probe is not None:
+            trainer.state.log_history = probe.log_history + trainer.state.log_history
     trainer.save_model()  # the best checkpoint, with load_best_model_at_end (the default)
-    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_metrics)
 
     results, reports = {}, {}
     for split, prefix in (("validation", "eval"), ("test", "test")):
@@ -128,11 +172,73 @@ def run(config: RunConfig) -> dict:
         results.update(prediction.metrics)
         reports[split] = per_class_report(prediction.label_ids, prediction.predictions, data.label_names)
     if trainer.is_world_process_zero():
+        if strategy.name == "lora":
+            save_lora(trainer, args.output_dir, transfer.lora_save)
+        write_head_code(trainer.model, args.output_dir)
         trainer.save_state()
         (Path(args.output_dir) / REPORT_FILE).write_text(json.dumps(reports, indent=2), encoding="utf-8")
-        print_summary(config, data, train_result.metrics, results, trainer.state.best_model_checkpoint,
-                      (trainable, total))
+        print_summary(config, data, train_metrics, results, best, (trainable, total), strategy=description)
     return results
+
+
+def _short(names: list[str], shown: int = 3) -> list[str]:
+    suffixes = sorted({n.rsplit(".", 1)[-1] for n in names})
+    return suffixes[:shown] + (["…"] if len(suffixes) > shown else [])
+
+
+@dataclass
+class ProbeResult:
+    metrics: dict
+    log_history: list
+
+
+def train_probe(config, model, datasets, collator, task, processor, epochs: float, learning_rate: float,
+                through_backbone_ok: bool = True) -> ProbeResult | None:
+    """Train only the head: on cached features when possible, else (lp_ft) through the frozen backbone.
+
+    The probe runs in a sub-folder of output_dir that is removed afterwards; its best epoch (by the run's
+    metric_for_best_model) is what the head keeps.
+    """
+    args, transfer = config.training, config.transfer
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    head = set(head_parameter_names(model))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in head)
+    probe_dir = Path(args.output_dir) / "probe"
+    probe_args = dataclasses.replace(
+        args, output_dir=str(probe_dir), num_train_epochs=epochs, learning_rate=learning_rate, push_to_hub=False,
+        save_total_limit=1, resume_from_checkpoint=None)
+    common = dict(compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=logits_to_predictions)
+    try:
+        if transfer.cache_features:
+            try:
+                splits = feature_datasets(model, datasets, collator, probe_args, transfer.feature_cache_dir)
+                _, head_module = head_root(model)
+                probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0,
+                                                 dataloader_persistent_workers=False, remove_unused_columns=True)
+                trainer = Trainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
+                                  eval_dataset=splits.validation, **common)
+                logger.info("training the head on cached features for %s epochs", epochs)
+                result = trainer.train()
+                return ProbeResult(result.metrics, trainer.state.log_history)
+            except FeatureCacheUnavailable as reason:
+                if not through_backbone_ok:
+                    logger.info("features not cached (%s); the head trains through the frozen backbone", reason)
+                    return None
+                logger.info("features not cached (%s)", reason)
+        if not through_backbone_ok:
+            return None
+        trainer = Trainer(model=model, args=probe_args, train_dataset=datasets["train"],
+                          eval_dataset=datasets["validation"], processing_class=processor, data_collator=collator,
+                          **common)
+        logger.info("training the head through the frozen backbone for %s epochs", epochs)
+        result = trainer.train()
+        return ProbeResult(result.metrics, trainer.state.log_history)
+    finally:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in trainable)
+        if args.process_index == 0:
+            shutil.rmtree(probe_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

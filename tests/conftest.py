@@ -9,6 +9,8 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -105,3 +107,51 @@ def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
     for split, path in files.items():
         flags += [f"--{split}_file", str(path)]
     return flags
+
+
+# --- tiny vision backbones and image folders ------------------------------------------------------------
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+
+def make_image(path: Path, colour, mode: str = "RGB", size=(48, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    if mode == "P":
+        image = image.convert("P")
+    elif mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def make_class_folder(root: Path, per_class: int, modes=("RGB",)) -> Path:
+    for name, colour in COLOURS.items():
+        for i in range(per_class):
+            mode = modes[i % len(modes)]
+            make_image(root / name / f"{name}_{i}.png", colour, mode)
+    return root
+
+
+@pytest.fixture(scope="session")
+def timm_weights(tmp_path_factory) -> Path:
+    """A timm test architecture's state dict saved to a file, as a user's local weights would be."""
+    import timm
+
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> Path:
+    """A tiny transformers ViT with its image processor, saved like a Hub checkpoint."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=5)
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder

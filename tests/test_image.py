@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_config
+from conftest import COLOURS, make_class_folder, make_config, make_image
 from PIL import Image
 from transformers import pipeline
 
@@ -18,28 +18,6 @@ from hftransfer.models import ModelSourceError
 from hftransfer.tasks.image_classification import load_data
 from hftransfer.train import main
 from hftransfer.vision import build_transforms, data_config_for
-
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
-
-
-def make_image(path: Path, colour, mode: str = "RGB", size=(48, 40)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", size, colour)
-    if mode == "P":
-        image = image.convert("P")
-    elif mode != "RGB":
-        image = image.convert(mode)
-    image.save(path)
-    return path
-
-
-def make_class_folder(root: Path, per_class: int, modes=("RGB",)) -> Path:
-    for name, colour in COLOURS.items():
-        for i in range(per_class):
-            mode = modes[i % len(modes)]
-            make_image(root / name / f"{name}_{i}.png", colour, mode)
-    return root
-
 
 @pytest.fixture
 def split_folders(tmp_path) -> Path:
@@ -52,30 +30,6 @@ def split_folders(tmp_path) -> Path:
     make_image(root / "train" / "red" / ".ipynb_checkpoints" / "copy.png", (0, 255, 0))
     make_image(root / "train" / ".hidden_class" / "x.png", (0, 255, 0))
     return root
-
-
-@pytest.fixture(scope="session")
-def timm_weights(tmp_path_factory) -> Path:
-    """A timm test architecture's state dict saved to a file, as a user's local weights would be."""
-    import timm
-
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
-    torch.manual_seed(0)
-    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_vit(tmp_path_factory) -> Path:
-    """A tiny transformers ViT with its image processor, saved like a Hub checkpoint."""
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=5)
-    ViTForImageClassification(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
-    return folder
 
 
 def flags(out: Path, **options) -> list[str]:
@@ -262,7 +216,7 @@ def test_bad_backbone_input(split_folders, timm_weights, tmp_path):
         main(flags(tmp_path / "c", timm_arch="test_efficientnet", model="timm/x", data_dir=split_folders))
     from hftransfer.config import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; valid: none, light, strong"):
+    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; valid: auto, none, light, strong"):
         main(flags(tmp_path / "d", timm_arch="test_efficientnet", data_dir=split_folders, augmentation="heavy"))
 
 

@@ -33,9 +33,10 @@ class ImageClassificationArguments:
         default=None, metadata={"help": "Column with images or image paths; default: image, img, path, file …"}
     )
     augmentation: str = field(
-        default="light",
-        metadata={"help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip) or strong "
-                          "(timm's RandAugment recipe + random erasing)."},
+        default="auto",
+        metadata={"help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip), strong "
+                          "(timm's RandAugment recipe + random erasing) or auto: light, but none for strategy "
+                          "linear_probe (a probe on fixed features; they are then computed once and cached)."},
     )
     hflip: float = field(
         default=0.5, metadata={"help": "Horizontal-flip probability in training (0 for digits, text, …)."}
@@ -45,8 +46,8 @@ class ImageClassificationArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.augmentation not in vision.AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: {', '.join(vision.AUGMENTATIONS)}")
+        if self.augmentation not in ("auto", *vision.AUGMENTATIONS):
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: auto, {', '.join(vision.AUGMENTATIONS)}")
         if not 0 <= self.hflip <= 1:
             raise ValueError(f"hflip is a probability between 0 and 1, got {self.hflip}")
 
@@ -144,21 +145,33 @@ class _ImageTransform:
     def __init__(self, transform, column: str, channels: int):
         self.transform, self.column, self.channels = transform, column, channels
 
+    def __repr__(self) -> str:  # part of the feature-cache key: a changed transform invalidates cached features
+        return f"_ImageTransform(column={self.column!r}, channels={self.channels}, transform={self.transform!r})"
+
     def __call__(self, batch):
         pixels = [self.transform(images.to_mode(images.open_image(v), self.channels)) for v in batch[self.column]]
         return {"pixel_values": pixels, data_lib.LABELS: batch[data_lib.LABELS]}
 
 
-def prepare_datasets(config, processor, data, model_config=None):
+def training_augmentation(config) -> str | None:
+    """The augmentation preset in force (``auto`` resolved), or None when training images are not augmented."""
+    chosen = config.task.augmentation
+    if chosen == "auto":
+        chosen = "none" if config.transfer.strategy == "linear_probe" else "light"
+    return None if chosen == "none" else chosen
+
+
+def prepare_datasets(config, processor, data, model_config=None, augment: bool = True):
     """Attach on-the-fly transforms: augmentation for train, the checkpoint's eval transform for the rest."""
     data_config = vision.data_config_for(processor)
-    train_tf, eval_tf = vision.build_transforms(data_config, config.task.augmentation, config.task.hflip)
+    augmentation = (training_augmentation(config) or "none") if augment else "none"
+    train_tf, eval_tf = vision.build_transforms(data_config, augmentation, config.task.hflip)
     channels = data_config["input_size"][0]
     column = data.columns["image"]
     data.notes.append(
         f"preprocessing: {data_config['input_size'][1]}x{data_config['input_size'][2]} {data_config['interpolation']}, "
         f"crop {data_config.get('crop_pct', 1.0):.3f} ({data_config.get('crop_mode', 'center')}), mean "
-        f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {config.task.augmentation}")
+        f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}")
     return {
         split: ds.select_columns([column, data_lib.LABELS]).with_transform(
             _ImageTransform(train_tf if split == "train" else eval_tf, column, channels))
@@ -210,6 +223,7 @@ TASK = Task(
     build_collator=build_collator,
     compute_metrics=compute_classification_metrics,
     load_model_config=load_model_config,
+    training_augmentation=training_augmentation,
     training_defaults={
         "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (see README)
         "num_train_epochs": 5,

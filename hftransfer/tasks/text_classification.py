@@ -117,8 +117,8 @@ def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
     return max(8, min(limit, wanted))
 
 
-def prepare_datasets(config, tokenizer, data, model_config=None):
-    """Tokenise every split once (truncated, unpadded) and keep only what the model reads."""
+def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool = True):
+    """Tokenise every split once (truncated, unpadded) and keep only what the model reads (no augmentation)."""
     limit = model_max_length(tokenizer, model_config)
     chosen = config.task.max_length
     if chosen is not None and not 0 < chosen <= limit:

@@ -1,0 +1,28 @@
+"""``TransferTrainer``: transformers' Trainer with the strategy's optimizer parameter groups.
+
+Trainer's own ``create_optimizer`` gives every trainable parameter one learning rate and skips frozen ones,
+which would drop layer-wise rates, the head's own rate and every block ``gradual`` unfreezes later. The
+optimizer class and its settings still come from ``TrainingArguments`` (``optim``, betas, eps …), and the
+scheduler scales each group's own rate, so warmup and decay apply to all of them alike.
+"""
+
+from __future__ import annotations
+
+from transformers import Trainer
+
+from hftransfer.strategies import StrategyPlan, parameter_groups
+
+
+class TransferTrainer(Trainer):
+    def __init__(self, *args, plan: StrategyPlan, transfer, head_names: set[str], **kwargs):
+        self.plan, self.transfer, self.head_names = plan, transfer, head_names
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = parameter_groups(opt_model, self.plan, self.transfer, self.args.learning_rate,
+                                      self.args.weight_decay, self.head_names)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
