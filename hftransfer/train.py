@@ -86,7 +86,10 @@ def run(config: RunConfig) -> dict:
     # Cheap checks first: a missing model or bad data fail before anything heavy happens.
     model_config = (task.load_model_config or load_model_config)(config)
     suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
-    for key, value in config.apply_suggestions({**suggestions, **strategy.training_suggestions}).items():
+    suggestions = {**suggestions, **strategy.training_suggestions}
+    if strategy.learning_rate_scale != 1:
+        suggestions["learning_rate"] = suggestions.get("learning_rate", args.learning_rate) * strategy.learning_rate_scale
+    for key, value in config.apply_suggestions(suggestions).items():
         logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
     data = task.load_data(config)
     processor = task.build_preprocessing(config, data, model_config)
@@ -149,17 +152,25 @@ def run(config: RunConfig) -> dict:
         probe = train_probe(config, model, {**datasets, "train": probe_train}, collator, task, processor,
                             transfer.probe_epochs, transfer.probe_learning_rate)
         model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
+        # kept in memory: if fine-tuning never beats the probe, the probed model is the better one to keep
+        probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if strategy.name == "linear_probe" and transfer.cache_features and augmentation is None and not checkpoint:
         probe = train_probe(config, model, datasets, collator, task, processor, args.num_train_epochs,
                             transfer.head_learning_rate or args.learning_rate, through_backbone_ok=False)
     if probe is not None and strategy.name == "linear_probe":
-        train_metrics, best = probe.metrics, None  # the head is trained; nothing else would move
+        train_metrics, best = probe.metrics, probe.best  # the head is trained; nothing else would move
         trainer.state.log_history = probe.log_history
     else:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         train_metrics, best = train_result.metrics, trainer.state.best_model_checkpoint
         if probe is not None:
             trainer.state.log_history = probe.log_history + trainer.state.log_history
+            if args.load_best_model_at_end and _worse(trainer.state.best_metric, probe.best_metric,
+                                                      args.greater_is_better):
+                logger.info("fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
+                            args.metric_for_best_model, trainer.state.best_metric, probe.best_metric)
+                model.load_state_dict(probed_state)
+                best = probe.best
     trainer.save_model()  # the best checkpoint, with load_best_model_at_end (the default)
     trainer.save_metrics("train", train_metrics)
 
@@ -190,6 +201,20 @@ def _short(names: list[str], shown: int = 3) -> list[str]:
 class ProbeResult:
     metrics: dict
     log_history: list
+    best: str | None = None  # where the kept head came from (the probe's checkpoints are removed)
+    best_metric: float | None = None  # its metric_for_best_model
+
+
+def _probe_result(trainer, result) -> ProbeResult:
+    step = trainer.state.best_global_step
+    best = f"probe step {step} of {trainer.state.global_step}" if step else None
+    return ProbeResult(result.metrics, trainer.state.log_history, best, trainer.state.best_metric)
+
+
+def _worse(new: float | None, old: float | None, greater_is_better: bool | None) -> bool:
+    if new is None or old is None:
+        return False
+    return new < old if greater_is_better in (True, None) else new > old
 
 
 def train_probe(config, model, datasets, collator, task, processor, epochs: float, learning_rate: float,
@@ -219,8 +244,7 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
                 trainer = Trainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
                                   eval_dataset=splits.validation, **common)
                 logger.info("training the head on cached features for %s epochs", epochs)
-                result = trainer.train()
-                return ProbeResult(result.metrics, trainer.state.log_history)
+                return _probe_result(trainer, trainer.train())
             except FeatureCacheUnavailable as reason:
                 if not through_backbone_ok:
                     logger.info("features not cached (%s); the head trains through the frozen backbone", reason)
@@ -232,8 +256,7 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
                           eval_dataset=datasets["validation"], processing_class=processor, data_collator=collator,
                           **common)
         logger.info("training the head through the frozen backbone for %s epochs", epochs)
-        result = trainer.train()
-        return ProbeResult(result.metrics, trainer.state.log_history)
+        return _probe_result(trainer, trainer.train())
     finally:
         for name, param in model.named_parameters():
             param.requires_grad_(name in trainable)

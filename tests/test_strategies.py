@@ -126,6 +126,19 @@ def test_strategy_moves_exactly_what_it_should(tmp_path, cases, backbone, strate
     assert f"strategy: {strategy}" in saved
 
 
+def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog):
+    """A fine-tuning phase that diverges (absurd learning rate) must not replace a better probed model."""
+    flags, original, model_class = cases["bert"]
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        out = run(tmp_path / "out", flags, "--strategy", "lp_ft", "--probe_epochs", "3", "--probe_learning_rate",
+                  "0.05", "--learning_rate", "50", "--max_grad_norm", "0", "--metric_for_best_model", "loss",
+                  "--greater_is_better", "false")
+    assert "fine-tuning did not beat the linear probe (loss" in caplog.text
+    trained = model_class.from_pretrained(out).state_dict()
+    backbone = [k for k in trained if k.startswith("bert.")]
+    assert backbone and all(torch.equal(trained[k], original[k]) for k in backbone)
+
+
 def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, cases, caplog):
     flags, _, _ = cases["timm"]
     with caplog.at_level(logging.INFO, logger="hftransfer"):
