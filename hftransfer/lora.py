@@ -1,9 +1,9 @@
 """``strategy: lora``: low-rank adapters (``peft``) on a frozen backbone, the classifier head trained in full.
 
-Target modules, unless the recipe names them: peft's own table for the architecture (``query``/``value`` of
-BERT-family encoders …), else the attention projections the backbone has (``query``/``value``, ``q_proj``/
-``v_proj``, timm's fused ``qkv``), else every linear layer of the backbone, else (CNNs) every 1x1
-convolution, where most of a modern CNN's weights are. The output is saved merged (a plain model, loads with
+Target modules, unless the recipe names them: every linear layer of the backbone (attention projections
+and MLPs; QLoRA, Dettmers et al. 2023, found adapting all of them necessary to match full fine-tuning, and
+query/value alone, the LoRA paper's choice, reached 0.830 here against 0.873 for full fine-tuning: MiniLM,
+20,000 SST-2 phrases, one epoch), else (CNNs) every 1x1 convolution, where most of a modern CNN's weights are. The output is saved merged (a plain model, loads with
 ``pipeline``) or as the adapter alone, by ``lora_save``.
 """
 
@@ -16,7 +16,6 @@ from torch import nn
 
 from hftransfer.blocks import backbone_of, head_parameter_names
 
-ATTENTION_PAIRS = (("query", "value"), ("q_proj", "v_proj"), ("qkv",))
 ADAPTABLE = (nn.Linear, nn.Conv2d, nn.Conv1d, nn.Embedding)
 
 
@@ -49,14 +48,6 @@ def resolve_targets(model: nn.Module, wanted: list[str] | None) -> list[str]:
                                       f"backbone; valid names include: {', '.join(suffixes[:30])}")
             chosen += hits
         return sorted(set(chosen))
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
-
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for suffixes in ([PEFT_TARGETS[model_type]] if model_type in PEFT_TARGETS else []) + list(ATTENTION_PAIRS):
-        hits = [name for name, m in modules.items() if isinstance(m, nn.Linear)
-                and any(_matches(name, s) for s in suffixes)]
-        if hits:
-            return hits
     linear = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
     if linear:
         return linear

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,14 +238,20 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
     try:
         if transfer.cache_features:
             try:
+                started = time.perf_counter()
                 splits = feature_datasets(model, datasets, collator, probe_args, transfer.feature_cache_dir)
+                features_s = time.perf_counter() - started
                 _, head_module = head_root(model)
                 probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0,
                                                  dataloader_persistent_workers=False, remove_unused_columns=True)
                 trainer = Trainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
                                   eval_dataset=splits.validation, **common)
                 logger.info("training the head on cached features for %s epochs", epochs)
-                return _probe_result(trainer, trainer.train())
+                result = _probe_result(trainer, trainer.train())
+                # the probe's cost includes computing (or reading) the features, not only the head's epochs
+                result.metrics["features_runtime"] = round(features_s, 3)
+                result.metrics["train_runtime"] = round(time.perf_counter() - started, 3)
+                return result
             except FeatureCacheUnavailable as reason:
                 if not through_backbone_ok:
                     logger.info("features not cached (%s); the head trains through the frozen backbone", reason)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_class_folder, make_config, sentiment_rows, tiny_run_flags, write_rows
-from transformers import (AutoModelForSequenceClassification, BertConfig, BertModel, TimmWrapperForImageClassification,
+from transformers import (AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel, TimmWrapperForImageClassification,
                           TrainingArguments, ViTForImageClassification, pipeline)
 
 from hftransfer.blocks import layout_of
@@ -308,6 +308,19 @@ def test_mlp_head_trains_saves_and_loads_with_pipeline(tmp_path, tiny_bert, text
     assert sum(p["label"] == r["label"] for p, r in zip(predicted, rows)) / len(rows) == pytest.approx(saved)
 
 
+def test_mlp_head_on_a_timm_backbone_loads_with_pipeline(tmp_path, cases, image_folder):
+    flags, _, _ = cases["timm"]
+    out = run(tmp_path / "out", flags, "--head", "mlp", "--head_hidden_sizes", "32", epochs=1)
+    model = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True)
+    assert isinstance(model.timm_model.classifier, torch.nn.Sequential)
+    saved = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
+    classifier = pipeline("image-classification", model=str(out), trust_remote_code=True, device="cpu")
+    paths = sorted((image_folder / "val").glob("*/*.png"))
+    predicted = classifier([str(p) for p in paths])
+    assert sum(p[0]["label"] == path.parent.name for p, path in zip(predicted, paths)) / len(paths) \
+        == pytest.approx(saved)
+
+
 def test_timm_pooling_is_saved_and_used_on_reload(tmp_path, cases):
     flags, _, _ = cases["timm"]
     out = run(tmp_path / "out", flags, "--pooling", "max", epochs=1)
@@ -342,8 +355,9 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
     flags, _, _ = cases["bert"]
     out = run(tmp_path / "out", flags, "--strategy", "lora", "--lora_save", "adapter", "--lora_r", "4")
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, config=AutoConfig.from_pretrained(out))
     model = PeftModel.from_pretrained(base, out)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
     assert model.base_model.model.classifier.modules_to_save["default"].weight.shape == (2, 32)
 
