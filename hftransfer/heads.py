@@ -72,6 +72,8 @@ def apply_head(model: nn.Module, transfer) -> str:
 
 def write_head_code(model: nn.Module, output_dir: str | Path) -> bool:
     """For an MLP head: write the modeling file and point ``config.json``'s ``auto_map`` at it."""
+    if hasattr(model, "get_base_model"):  # a peft model saved as an adapter: its base holds the head
+        model = model.get_base_model()
     spec = getattr(model.config, "hftransfer_head", None)
     if not spec:
         return False

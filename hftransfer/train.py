@@ -145,33 +145,8 @@ def run(config: RunConfig) -> dict:
         logger.info("strategy %s; trainable parameters: %s of %s (%.1f%%)", description, f"{trainable:,}",
                     f"{total:,}", 100 * trainable / total)
 
-    probe = None
-    if strategy.name == "lp_ft" and not checkpoint:
-        # Phase 1: the probe, on the backbone's features of un-augmented images (as in Kumar et al.).
-        probe_train = datasets["train"] if augmentation is None else \
-            task.prepare_datasets(config, processor, data, model_config, augment=False)["train"]
-        probe = train_probe(config, model, {**datasets, "train": probe_train}, collator, task, processor,
-                            transfer.probe_epochs, transfer.probe_learning_rate)
-        model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
-        # kept in memory: if fine-tuning never beats the probe, the probed model is the better one to keep
-        probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    if strategy.name == "linear_probe" and transfer.cache_features and augmentation is None and not checkpoint:
-        probe = train_probe(config, model, datasets, collator, task, processor, args.num_train_epochs,
-                            transfer.head_learning_rate or args.learning_rate, through_backbone_ok=False)
-    if probe is not None and strategy.name == "linear_probe":
-        train_metrics, best = probe.metrics, probe.best  # the head is trained; nothing else would move
-        trainer.state.log_history = probe.log_history
-    else:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        train_metrics, best = train_result.metrics, trainer.state.best_model_checkpoint
-        if probe is not None:
-            trainer.state.log_history = probe.log_history + trainer.state.log_history
-            if args.load_best_model_at_end and _worse(trainer.state.best_metric, probe.best_metric,
-                                                      args.greater_is_better):
-                logger.info("fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
-                            args.metric_for_best_model, trainer.state.best_metric, probe.best_metric)
-                model.load_state_dict(probed_state)
-                best = probe.best
+    train_metrics, best = fit(config, trainer, model, datasets, task, processor, data, model_config, augmentation,
+                              checkpoint)
     trainer.save_model()  # the best checkpoint, with load_best_model_at_end (the default)
     trainer.save_metrics("train", train_metrics)
 
@@ -191,6 +166,42 @@ def run(config: RunConfig) -> dict:
         (Path(args.output_dir) / REPORT_FILE).write_text(json.dumps(reports, indent=2), encoding="utf-8")
         print_summary(config, data, train_metrics, results, best, (trainable, total), strategy=description)
     return results
+
+
+def fit(config, trainer, model, datasets, task, processor, data, model_config, augmentation, checkpoint):
+    """Train as the strategy says; returns (train metrics, where the kept weights come from).
+
+    linear_probe: on cached features when nothing is augmented, else through the frozen backbone.
+    lp_ft: the probe (on un-augmented examples, as in Kumar et al.), then full fine-tuning from the probed
+    head; when fine-tuning never beats the probe on validation, the probed model is kept.
+    Everything else: one Trainer run (gradual's unfreezing happens in its callback).
+    """
+    args, transfer = config.training, config.transfer
+    collator = trainer.data_collator
+    if transfer.strategy == "linear_probe" and transfer.cache_features and augmentation is None and not checkpoint:
+        probe = train_probe(config, model, datasets, collator, task, processor, args.num_train_epochs,
+                            transfer.head_learning_rate or args.learning_rate, through_backbone_ok=False)
+        if probe is not None:
+            trainer.state.log_history = probe.log_history
+            return probe.metrics, probe.best
+    if transfer.strategy != "lp_ft" or checkpoint:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        return result.metrics, trainer.state.best_model_checkpoint
+
+    probe_train = datasets["train"] if augmentation is None else \
+        task.prepare_datasets(config, processor, data, model_config, augment=False)["train"]
+    probe = train_probe(config, model, {**datasets, "train": probe_train}, collator, task, processor,
+                        transfer.probe_epochs, transfer.probe_learning_rate)
+    model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
+    probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    result = trainer.train()
+    trainer.state.log_history = probe.log_history + trainer.state.log_history
+    if args.load_best_model_at_end and _worse(trainer.state.best_metric, probe.best_metric, args.greater_is_better):
+        logger.info("fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
+                    args.metric_for_best_model, trainer.state.best_metric, probe.best_metric)
+        model.load_state_dict(probed_state)
+        return result.metrics, probe.best
+    return result.metrics, trainer.state.best_model_checkpoint
 
 
 def _short(names: list[str], shown: int = 3) -> list[str]:
