@@ -171,7 +171,8 @@ def prepare_datasets(config, processor, data, model_config=None, augment: bool =
     data.notes.append(
         f"preprocessing: {data_config['input_size'][1]}x{data_config['input_size'][2]} {data_config['interpolation']}, "
         f"crop {data_config.get('crop_pct', 1.0):.3f} ({data_config.get('crop_mode', 'center')}), mean "
-        f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}")
+        f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}"
+        + ("" if augment else " (linear-probe phase)"))
     return {
         split: ds.select_columns([column, data_lib.LABELS]).with_transform(
             _ImageTransform(train_tf if split == "train" else eval_tf, column, channels))
