@@ -34,7 +34,8 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
 
     from hftransfer.config import parse_config
     from hftransfer.images import scan_class_folders
-    from hftransfer.metrics import compute_classification_metrics, logits_to_predictions
+    from hftransfer.evaluation import reduce_logits
+    from hftransfer.metrics import compute_classification_metrics
     from hftransfer.tasks.image_classification import TASK
     from PIL import Image
 
@@ -70,7 +71,7 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
                       data_collator=lambda rows: {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
                                                   "labels": torch.tensor([r["labels"] for r in rows])},
                       compute_metrics=compute_classification_metrics,
-                      preprocess_logits_for_metrics=logits_to_predictions)
+                      preprocess_logits_for_metrics=reduce_logits)
     train = trainer.train().metrics
     return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
             "eval_accuracy": trainer.evaluate()["eval_accuracy"]}

@@ -27,7 +27,8 @@ from transformers import (  # noqa: E402
 )
 
 from hftransfer.config import parse_config  # noqa: E402
-from hftransfer.metrics import compute_classification_metrics, logits_to_predictions  # noqa: E402
+from hftransfer.evaluation import reduce_logits  # noqa: E402
+from hftransfer.metrics import compute_classification_metrics  # noqa: E402
 from hftransfer.train import run  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2"
@@ -64,7 +65,7 @@ def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batc
     )
     trainer = Trainer(model=model_, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=default_data_collator, compute_metrics=compute_classification_metrics,
-                      preprocess_logits_for_metrics=logits_to_predictions)
+                      preprocess_logits_for_metrics=reduce_logits)
     train_metrics = trainer.train().metrics
     return train_metrics, trainer.evaluate()
 

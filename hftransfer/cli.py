@@ -1,4 +1,4 @@
-"""The ``hftransfer`` command: ``train``, ``tasks`` and ``recipes``."""
+"""The ``hftransfer`` command: ``train``, ``eval``, ``predict``, ``export``, ``push``, ``tasks``, ``recipes``."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ USER_ERRORS = (ConfigError, DataError, ModelSourceError, UnknownTaskError)
 
 def run_with_clean_errors(function, argv: list[str]) -> int:
     """Run ``function(argv)``; bad input ends with one readable line and exit code 2, not a traceback."""
+    from hftransfer.export import ExportError
+    from hftransfer.hub import PushError
+    from hftransfer.predict import PredictError
+    from hftransfer.runs import RunDirError
     from hftransfer.train import OutputDirError
 
     try:
         return function(argv) or 0
-    except (*USER_ERRORS, OutputDirError) as err:
+    except (*USER_ERRORS, OutputDirError, RunDirError, PredictError, ExportError, PushError) as err:
         print(f"hftransfer: error: {err}", file=sys.stderr)
         return 2
 
@@ -83,10 +87,113 @@ def _recipes(_: list[str]) -> int:
     return 0
 
 
+def _eval(rest: list[str]) -> int:
+    from hftransfer.report import print_eval_report
+    from hftransfer.runs import evaluate_run
+
+    parser = argparse.ArgumentParser(prog="hftransfer eval", description=(
+        "Evaluate a trained model on a labelled split: metrics, per-class scores, confusion matrix, worst "
+        "errors, calibration. Writes eval_report.json and a confusion-matrix PNG."))
+    parser.add_argument("model_dir", help="output_dir of hftransfer train")
+    parser.add_argument("--data", default=None, help="image folder, CSV/TSV/JSON/Parquet file or Hub dataset id; "
+                        "default: the run's own data")
+    parser.add_argument("--split", default=None, help="train, validation or test (default: test, else validation)")
+    parser.add_argument("--output_dir", default=None, help="default: MODEL_DIR/eval/<data>-<split>")
+    parser.add_argument("--label_column", default=None)
+    parser.add_argument("--text_column", default=None)
+    parser.add_argument("--text_pair_column", default=None)
+    parser.add_argument("--image_column", default=None)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_samples", type=int, default=None, help="evaluate a seeded random subset")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in output_dir")
+    a = parser.parse_args(rest)
+    columns = {k: getattr(a, k) for k in ("label_column", "text_column", "text_pair_column", "image_column")}
+    report, folder = evaluate_run(a.model_dir, a.data, a.split, a.output_dir, columns, a.batch_size,
+                                  a.max_samples, a.overwrite)
+    print_eval_report(report, f"{a.model_dir} · {report['source']['data']} · {report['source']['split']} "
+                              f"({report['num_examples']} examples)", split=report["source"]["split"])
+    print(f"report: {folder}")
+    return 0
+
+
+def _predict(rest: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hftransfer.predict import check_output_path, predict, write_predictions
+
+    parser = argparse.ArgumentParser(prog="hftransfer predict", description=(
+        "Top-k labels for images (files, folders, globs) or texts (arguments, --text_file, --csv)."))
+    parser.add_argument("model_dir", help="output_dir of hftransfer train, or its ONNX export folder")
+    parser.add_argument("inputs", nargs="*", help="image files/folders/globs, or texts")
+    parser.add_argument("--text_file", default=None, help="texts, one per line")
+    parser.add_argument("--csv", default=None, help="a CSV/TSV file whose --column holds the texts")
+    parser.add_argument("--column", default=None, help="the text column of --csv (default: text, sentence …)")
+    parser.add_argument("--top_k", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--onnx", action="store_true", help="run MODEL_DIR/onnx/model.onnx on ONNX Runtime")
+    parser.add_argument("--output", default=None, help="write predictions to a .csv, .json or .jsonl file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    a = parser.parse_intermixed_args(rest)  # inputs may come before or after the options
+    output = check_output_path(a.output, a.overwrite)  # before any work
+    predictions = predict(a.model_dir, a.inputs, {"text_file": a.text_file, "csv": a.csv, "column": a.column},
+                          a.top_k, a.batch_size, a.onnx)
+    if output:
+        write_predictions(predictions, output)
+        print(f"{len(predictions)} predictions written to {output}")
+        return 0
+    table = Table()
+    table.add_column("input")
+    for i in range(1, max((len(p.labels) for p in predictions), default=0) + 1):
+        table.add_column(f"#{i}")
+    for p in predictions:
+        table.add_row(p.input if len(p.input) <= 70 else "…" + p.input[-69:],
+                      *[f"{label} {score:.3f}" for label, score in zip(p.labels, p.scores)])
+    Console().print(table)
+    return 0
+
+
+def _export(rest: list[str]) -> int:
+    from hftransfer.export import ATOL, FORMATS, export
+
+    parser = argparse.ArgumentParser(prog="hftransfer export", description=(
+        "Export a trained model (dynamic batch axis, and sequence length for text), checked against PyTorch."))
+    parser.add_argument("model_dir")
+    parser.add_argument("--format", default="onnx", choices=FORMATS)
+    parser.add_argument("--output", default=None, help="default: MODEL_DIR/onnx")
+    parser.add_argument("--atol", type=float, default=ATOL, help="largest accepted |logit difference|")
+    parser.add_argument("--overwrite", action="store_true")
+    a = parser.parse_args(rest)
+    print(f"exported to {export(a.model_dir, a.format, a.output, a.atol, a.overwrite)}")
+    return 0
+
+
+def _push(rest: list[str]) -> int:
+    from hftransfer.hub import push_output_dir
+
+    parser = argparse.ArgumentParser(prog="hftransfer push", description=(
+        "Upload a finished run (model, processor, card, report, plots; no checkpoints) to the Hub. The token "
+        "comes from HF_TOKEN or `hf auth login`."))
+    parser.add_argument("model_dir")
+    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", default=None,
+                        help="user/name or org/name (default: the folder's name under your account)")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", default=None, help="branch to push to (created if needed)")
+    parser.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
+    a = parser.parse_args(rest)
+    url = push_output_dir(a.model_dir, a.repo_id, a.private or None, a.revision, a.commit_message)
+    print(f"pushed: {url}")
+    return 0
+
+
 COMMANDS = {
     "train": (_train, "fine-tune: hftransfer train RECIPE.yaml [--option value ...] or hftransfer train --model ..."),
     "tasks": (_tasks, "list the registered tasks"),
     "recipes": (_recipes, "list the shipped recipes with their task and description"),
+    "eval": (_eval, "evaluate a trained model: hftransfer eval OUTPUT_DIR [--data PATH|HUB_ID] [--split test]"),
+    "predict": (_predict, "classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | \"some text\""),
+    "export": (_export, "export to ONNX, checked against PyTorch: hftransfer export OUTPUT_DIR --format onnx"),
+    "push": (_push, "upload a finished run to the Hub: hftransfer push OUTPUT_DIR --repo-id user/name"),
 }
 
 

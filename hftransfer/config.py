@@ -342,6 +342,9 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
             "learning_rate)"
         )
 
+    if "hub_token" in recipe or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
+        raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
+                          "logs and shell history); set HF_TOKEN or run `hf auth login`")
     parser.set_defaults(**BASE_TRAINING_DEFAULTS)
     parser.set_defaults(**task.training_defaults)
     parser.set_defaults(**recipe)

@@ -194,6 +194,33 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
     return LabelledData(splits=encoded, label_names=names)
 
 
+def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model_labels: list[str]) -> LabelledData:
+    """Add the ``labels`` column with a trained model's ids, matching labels to the model's names.
+
+    Used to evaluate a finished model on new data: a label the model does not know is an error naming it
+    and the model's labels (integer labels are read as the names they had in training, e.g. ``0`` -> "0").
+    """
+    require_columns(splits, [label_column])
+    model_ids = {name: i for i, name in enumerate(model_labels)}
+    feature = ClassLabel(names=list(model_labels))
+    encoded = {}
+    for split, ds in splits.items():
+        column_feature = ds.features[label_column]
+        values = list(ds[label_column])
+        if isinstance(column_feature, ClassLabel):  # stored as ids of the dataset's own names: match by name
+            values = [column_feature.int2str(v) for v in values]
+        names = [str(v) for v in values]
+        unknown = sorted({n for n in names if n not in model_ids})
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
+            raise DataError(f"labels in the {split} split that the model does not know: {shown}; "
+                            f"the model's labels: {', '.join(model_labels)}")
+        if LABELS in ds.column_names:
+            ds = ds.rename_column(LABELS, f"{LABELS}_original")
+        encoded[split] = ds.add_column(LABELS, [model_ids[n] for n in names], feature=feature)
+    return LabelledData(splits=encoded, label_names=list(model_labels))
+
+
 def _label_map(values: list, column: str, label_names: list[str] | None) -> tuple[dict, list[str]]:
     missing = sum(v is None for v in values)
     if missing:

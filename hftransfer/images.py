@@ -37,8 +37,11 @@ def scan_class_folders(root: Path) -> Dataset:
     return Dataset.from_dict({"image": paths, "label": labels})
 
 
-def load_image_folder(data_dir: str) -> dict[str, Dataset]:
-    """Splits from an image folder: ``root/{train,val,test}/<class>/*`` or just ``root/<class>/*`` (train)."""
+def load_image_folder(data_dir: str, require_train: bool = True) -> dict[str, Dataset]:
+    """Splits from an image folder: ``root/{train,val,test}/<class>/*`` or just ``root/<class>/*`` (train).
+
+    ``require_train=False`` (evaluation) accepts split folders without ``train/``.
+    """
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"data_dir not found or not a folder: {data_dir!r}")
@@ -48,7 +51,7 @@ def load_image_folder(data_dir: str) -> dict[str, Dataset]:
         found = [children[name] for name in names if name in children]
         if found:
             splits[split] = scan_class_folders(found[0])
-    if splits and "train" not in splits:
+    if splits and "train" not in splits and require_train:
         raise DataError(f"{data_dir!r} has split folders ({', '.join(sorted(children))}) but no train/ folder")
     return splits or {"train": scan_class_folders(root)}
 

@@ -7,18 +7,7 @@ computes the same numbers locally.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
-
-
-def logits_to_predictions(logits, labels):
-    """Reduce logits to class ids on the device, batch by batch.
-
-    Passed to the Trainer as ``preprocess_logits_for_metrics`` so evaluation accumulates one integer per
-    example instead of every logit, whatever the eval set's size.
-    """
-    if isinstance(logits, tuple):  # some models return (logits, hidden_states, ...)
-        logits = logits[0]
-    return logits.argmax(dim=-1)
+from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -34,22 +23,18 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:
-    """``compute_metrics`` for the Trainer; predictions are already class ids (see logits_to_predictions)."""
-    predictions = np.asarray(eval_prediction.predictions).reshape(-1)
-    return classification_metrics(np.asarray(eval_prediction.label_ids).reshape(-1), predictions)
+    """``compute_metrics`` for the Trainer.
+
+    Predictions arrive reduced by ``evaluation.reduce_logits`` (top-k ids then probabilities; column 0 is
+    the predicted class) or as bare class ids.
+    """
+    predictions = np.asarray(eval_prediction.predictions)
+    predicted = predictions[:, 0] if predictions.ndim == 2 else predictions.reshape(-1)
+    return classification_metrics(np.asarray(eval_prediction.label_ids).reshape(-1), predicted.astype(int))
 
 
-def per_class_report(labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> dict:
-    """Precision, recall, F1 and support per class, and the confusion matrix (rows: true, columns: predicted)."""
-    ids = list(range(len(label_names)))
-    report = classification_report(
-        labels, predictions, labels=ids, target_names=label_names, output_dict=True, zero_division=0
-    )
-    return {
-        "per_class": {name: report[name] for name in label_names},
-        "summary": classification_metrics(labels, predictions),
-        "confusion_matrix": {
-            "labels": label_names,
-            "matrix": confusion_matrix(labels, predictions, labels=ids).tolist(),
-        },
-    }
+def per_class_scores(labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> dict:
+    """Precision, recall, F1 and support of each class, by name."""
+    report = classification_report(labels, predictions, labels=list(range(len(label_names))),
+                                   target_names=label_names, output_dict=True, zero_division=0)
+    return {name: report[name] for name in label_names}

@@ -38,6 +38,12 @@ class Task:
             ``prepare_datasets`` takes ``augment=False`` to build un-augmented training examples.
         load_model_config: resolves the backbone's config, the first and cheapest proof that it exists;
             default ``hftransfer.models.load_model_config`` (a Hub id or a local transformers folder).
+        auto_model, auto_processor: the ``Auto*`` classes that load a finished run's model and processor.
+        describe_examples: ``(data, split) -> list[str]``: how reports name examples (a path, a text).
+        read_prediction_inputs: ``(items, options) -> [(name, payload)]`` for ``hftransfer predict``; checks
+            every input before any prediction runs.
+        prediction_encoder: ``processor -> callable(payloads) -> dict of tensors`` (the eval preprocessing).
+        sample_payloads: ``(n) -> payloads`` of stand-in inputs, for checks when no real data is at hand.
     """
 
     name: str
@@ -53,6 +59,12 @@ class Task:
     suggest_training_args: Callable[[Any], dict[str, Any]] | None = None
     load_model_config: Callable[[Any], Any] | None = None  # ``(config) -> PretrainedConfig``; default: AutoConfig
     training_augmentation: Callable[[Any], str | None] | None = None
+    auto_model: Any = None
+    auto_processor: Any = None
+    describe_examples: Callable[..., list[str]] | None = None
+    read_prediction_inputs: Callable[..., list] | None = None
+    prediction_encoder: Callable[..., Any] | None = None
+    sample_payloads: Callable[..., list] | None = None
 
 
 _TASKS: dict[str, Task] = {}

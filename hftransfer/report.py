@@ -36,3 +36,51 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     ]
     for line in lines:
         console.print(line, highlight=False)
+
+
+def _clip(text, limit: int = 60) -> str:
+    text = str(text)
+    return text if len(text) <= limit else "…" + text[-(limit - 1):] if "/" in text else text[: limit - 1] + "…"
+
+
+def print_eval_details(reports: dict, console: Console | None = None, errors_shown: int = 3) -> None:
+    """After the summary: top-k accuracy and calibration, the most confused pairs, the worst errors."""
+    console = console or Console()
+    for split, report in reports.items():
+        summary = report["summary"]
+        extras = [f"{name} {summary[key]:.4f}" for key, name in (("top_5_accuracy", "top-5 accuracy"),
+                                                                  ("expected_calibration_error", "ECE"))
+                  if key in summary]
+        if extras:
+            console.print(f"{split}: " + ", ".join(extras), highlight=False)
+        if report["most_confused"]:
+            pairs = "; ".join(f"{p['true']} → {p['predicted']} {p['count']}" for p in report["most_confused"][:3])
+            console.print(f"{split} most confused (true → predicted): {pairs}", highlight=False)
+        for error in report["worst_errors"][:errors_shown]:
+            confidence = f"{error['confidence']:.2f}" if error["confidence"] is not None else "?"
+            console.print(f"  wrong at {confidence}: {_clip(error['example'])} (true {error['true']}, "
+                          f"predicted {error['predicted']})", highlight=False)
+
+
+def print_eval_report(report: dict, title: str, console: Console | None = None, classes_shown: int = 20,
+                      split: str = "data") -> None:
+    """``hftransfer eval``'s terminal view: metrics, per-class scores (the weakest first when many), errors."""
+    console = console or Console()
+    metrics = Table(title=title)
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key, value in report["summary"].items():
+        metrics.add_row(key, f"{value:.4f}")
+    console.print(metrics)
+    per_class = sorted(report["per_class"].items(), key=lambda item: item[1]["f1-score"])
+    if len(per_class) <= classes_shown:
+        per_class = list(report["per_class"].items())
+    table = Table(title="per class" + (f" (the {classes_shown} weakest by F1)" if len(report["per_class"]) >
+                                        classes_shown else ""))
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, scores in per_class[:classes_shown]:
+        table.add_row(name, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1-score']:.3f}",
+                      str(int(scores["support"])))
+    console.print(table)
+    print_eval_details({split: report}, console, errors_shown=5)

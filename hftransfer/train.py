@@ -21,10 +21,13 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hftransfer.config import RunConfig, parse_config
-from hftransfer.metrics import logits_to_predictions, per_class_report
+from hftransfer.evaluation import evaluate_splits, reduce_logits, save_eval_outputs
+from hftransfer.hub import push_output_dir, resolve_token
+from hftransfer.modelcard import build_model_card, write_model_card
 from hftransfer.models import load_model_config
 from hftransfer.registry import get_task
-from hftransfer.report import print_summary
+from hftransfer.runs import CONFIG_FILE
+from hftransfer.report import print_eval_details, print_summary
 from hftransfer.blocks import head_parameter_names
 from hftransfer.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
 from hftransfer.heads import apply_head, write_head_code
@@ -35,8 +38,6 @@ from hftransfer.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
 
-CONFIG_FILE = "hftransfer_config.yaml"
-REPORT_FILE = "per_class_report.json"
 
 
 class OutputDirError(ValueError):
@@ -83,6 +84,12 @@ def run(config: RunConfig) -> dict:
     if strategy.name == "gradual" and args.world_size > 1:
         raise StrategyError("strategy gradual changes which parameters train during the run, which "
                             "DistributedDataParallel cannot follow; with several processes use partial or lp_ft")
+
+    # The final push is hftransfer's (model card, filtered files, rank 0 only), not the Trainer's, which would
+    # upload its own card and, by default, every checkpoint as it is saved.
+    push_to_hub, args.push_to_hub = args.push_to_hub, False
+    if push_to_hub and args.process_index == 0:
+        resolve_token()  # not logged in: say so now, not after hours of training
 
     # Cheap checks first: a missing model or bad data fail before anything heavy happens.
     model_config = (task.load_model_config or load_model_config)(config)
@@ -132,7 +139,7 @@ def run(config: RunConfig) -> dict:
         processing_class=processor,
         data_collator=collator,
         compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=logits_to_predictions,
+        preprocess_logits_for_metrics=reduce_logits,
         callbacks=callbacks,
         plan=plan, transfer=transfer, head_names=head_names,
     )
@@ -150,21 +157,29 @@ def run(config: RunConfig) -> dict:
     trainer.save_model()  # the best checkpoint, with load_best_model_at_end (the default)
     trainer.save_metrics("train", train_metrics)
 
-    results, reports = {}, {}
-    for split, prefix in (("validation", "eval"), ("test", "test")):
-        if split not in datasets:
-            continue
-        prediction = trainer.predict(datasets[split], metric_key_prefix=prefix)
-        trainer.save_metrics(prefix, prediction.metrics)
-        results.update(prediction.metrics)
-        reports[split] = per_class_report(prediction.label_ids, prediction.predictions, data.label_names)
+    results, reports = evaluate_splits(trainer, datasets, data, task)
+    for prefix in ("eval", "test"):
+        if any(k.startswith(f"{prefix}_") for k in results):
+            trainer.save_metrics(prefix, {k: v for k, v in results.items() if k.startswith(f"{prefix}_")})
     if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
         if strategy.name == "lora":
             save_lora(trainer, args.output_dir, transfer.lora_save)
         write_head_code(trainer.model, args.output_dir)
         trainer.save_state()
-        (Path(args.output_dir) / REPORT_FILE).write_text(json.dumps(reports, indent=2), encoding="utf-8")
+        backbone = config.model.model or config.model.timm_arch
+        save_eval_outputs(out, reports, f"{Path(str(backbone)).name}", trainer.state.log_history,
+                          args.metric_for_best_model)
+        model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        card = build_model_card(config, task.name, data.label_names, reports, description, model_config, out,
+                                num_train=len(data.splits["train"]))
+        write_model_card(card, out)
         print_summary(config, data, train_metrics, results, best, (trainable, total), strategy=description)
+        print_eval_details(reports)
+        if push_to_hub:
+            url = push_output_dir(out, repo_id=args.hub_model_id, private=args.hub_private_repo,
+                                  revision=args.hub_revision)
+            logger.info("pushed to the Hub: %s", url)
     return results
 
 
@@ -245,7 +260,7 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
     probe_args = dataclasses.replace(
         args, output_dir=str(probe_dir), num_train_epochs=epochs, learning_rate=learning_rate, push_to_hub=False,
         save_total_limit=1, resume_from_checkpoint=None)
-    common = dict(compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=logits_to_predictions)
+    common = dict(compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=reduce_logits)
     try:
         if transfer.cache_features:
             try:

@@ -97,13 +97,22 @@ def test_missing_recipe_file(tmp_path):
 def test_resolved_config_round_trips(tmp_path):
     recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "train_file": "t.csv", "learning_rate": 1e-4,
                                               "class_names": ["neg", "pos"], "output_dir": str(tmp_path / "o")})
-    config = parse_config(["--config", recipe, "--seed", "3", "--hub_token", "hf_secret"])
+    config = parse_config(["--config", recipe, "--seed", "3"])
     saved = tmp_path / "resolved.yaml"
     config.save(saved)
-    assert "hf_secret" not in saved.read_text()  # secrets never reach the saved config
+    assert "hub_token" not in saved.read_text()
     again = parse_config(["--config", str(saved)])
     assert again.to_dict() == config.to_dict()
     assert isinstance(again, RunConfig) and again.training.seed == 3
+
+
+def test_hub_token_refused_in_recipes_and_flags(tmp_path):
+    """Tokens come from HF_TOKEN or `hf auth login` only: a recipe or a flag would leak them into files."""
+    recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "train_file": "t.csv", "hub_token": "hf_secret"})
+    for argv in (["--config", recipe], ["--model", "m", "--hub_token", "hf_secret"],
+                 ["--model", "m", "--hub_token=hf_secret"]):
+        with pytest.raises(ConfigError, match="HF_TOKEN"):
+            parse_config(argv)
 
 
 def test_checkpoint_suggestions_apply_only_where_the_user_chose_nothing(tmp_path):

@@ -48,13 +48,28 @@ def sst2_full(tmp_path_factory) -> Path:
 def test_minilm_sst2_reaches_085_dev_accuracy(sst2_full):
     out = sst2_full
     results = json.loads((out / "all_results.json").read_text())
-    report = json.loads((out / "per_class_report.json").read_text())["validation"]
+    report = json.loads((out / "eval_report.json").read_text())["validation"]
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 872  # the full dev set
     assert results["eval_accuracy"] >= 0.85, results
 
     classifier = pipeline("text-classification", model=str(out), device="cpu")
     assert classifier("a gripping , beautifully acted and deeply moving film")[0]["label"] == "positive"
     assert classifier("a tedious , clumsy mess with no redeeming qualities")[0]["label"] == "negative"
+
+
+def test_minilm_onnx_export_matches_pytorch(sst2_full):
+    """The export is checked on 16 real dev sentences (max |logit diff| <= 1e-4); here 200 more, all lengths."""
+    from hftransfer.export import export
+    from hftransfer.predict import predict
+
+    export(sst2_full)
+    check = json.loads((sst2_full / "onnx" / "export_report.json").read_text())
+    assert check["max_abs_diff"] <= 1e-4 and "validation data" in check["inputs"], check
+    sentences = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:201]]
+    torch_out = predict(sst2_full, sentences, top_k=2, batch_size=64)
+    onnx_out = predict(sst2_full, sentences, top_k=2, batch_size=64, onnx=True)
+    assert [p.labels for p in torch_out] == [p.labels for p in onnx_out]
+    assert max(abs(a - b) for p, q in zip(torch_out, onnx_out) for a, b in zip(p.scores, q.scores)) <= 1e-5
 
 
 def test_minilm_lora_within_3_points_of_full(sst2_full, tmp_path):
@@ -78,8 +93,30 @@ def test_efficientnet_lite0_hymenoptera_reaches_090_val_accuracy(tmp_path):
     train("recipes/image_classification/efficientnet_lite0_hymenoptera.yaml", "--output_dir", str(out))
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_accuracy"] >= 0.90, results
-    report = json.loads((out / "per_class_report.json").read_text())["validation"]
+    report = json.loads((out / "eval_report.json").read_text())["validation"]
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 153
+
+    # The report's numbers are scikit-learn's on the predictions `hftransfer predict` makes for the same files,
+    # and the ONNX export predicts the same labels.
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    from hftransfer.export import export
+    from hftransfer.predict import predict
+
+    val = sorted((HYMENOPTERA / "val").glob("*/*.jpg"))
+    predicted = [p.labels[0] for p in predict(out, [str(HYMENOPTERA / "val")], top_k=2)]
+    truth = [path.parent.name for path in val]
+    summary = report["summary"]
+    assert summary["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-12)
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)
+        assert (summary[f"precision_{average}"], summary[f"recall_{average}"], summary[f"f1_{average}"]) == \
+            pytest.approx((p, r, f), abs=1e-12)
+    labels = report["confusion_matrix"]["labels"]
+    assert confusion_matrix(truth, predicted, labels=labels).tolist() == report["confusion_matrix"]["matrix"]
+    export(out)
+    assert json.loads((out / "onnx" / "export_report.json").read_text())["max_abs_diff"] <= 1e-4
+    assert [p.labels[0] for p in predict(out, [str(HYMENOPTERA / "val")], onnx=True)] == predicted
 
     # The saved model through plain `pipeline` (its own preprocessing, from config.json) agrees with the
     # evaluation hftransfer reported.

@@ -15,7 +15,9 @@ from transformers import AutoConfig, AutoTokenizer, pipeline
 from hftransfer.config import parse_config
 from hftransfer.models import ModelSourceError
 from hftransfer.tasks.text_classification import build_collator, prepare_datasets, load_data
-from hftransfer.train import CONFIG_FILE, REPORT_FILE, OutputDirError, main
+from hftransfer.evaluation import REPORT_FILE
+from hftransfer.runs import CONFIG_FILE
+from hftransfer.train import OutputDirError, main
 
 VENV_BIN = os.path.dirname(sys.executable)
 

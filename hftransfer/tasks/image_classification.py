@@ -8,11 +8,13 @@ fly (``with_transform``) in DataLoader workers, with transforms built from the c
 from __future__ import annotations
 
 import copy
+import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import datasets
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TimmWrapperConfig
 from transformers import TimmWrapperImageProcessor
 
@@ -76,17 +78,22 @@ def resolve_image_column(options, columns: list[str]) -> str:
                              f"image_column to one of: {', '.join(columns)}")
 
 
-def load_data(config) -> data_lib.LabelledData:
-    """Read the splits, check every image file, fix the label map and carve validation if needed."""
+def load_data(config, model_labels: list[str] | None = None) -> data_lib.LabelledData:
+    """Read the splits, check every image file, fix the label map and carve validation if needed.
+
+    With ``model_labels`` (evaluating a trained model) the labels take the model's ids and the splits are
+    returned as found: no validation carved, no subsets.
+    """
     data_args, options = config.data, config.task
     if data_args.data_dir:
         if data_args.train_file or data_args.dataset:
             raise data_lib.DataError("give one data source: data_dir, train_file or dataset")
-        splits = images.load_image_folder(data_args.data_dir)
+        splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None)
         column, label_column = "image", "label"
     else:
         splits = data_lib.load_splits(data_args)
-        column, label_column = resolve_image_column(options, splits["train"].column_names), data_args.label_column
+        first = next(iter(splits.values()))
+        column, label_column = resolve_image_column(options, first.column_names), data_args.label_column
         data_lib.require_columns(splits, [column, label_column])
         if data_args.train_file:  # listings hold paths relative to the listing file
             listings = {"train": data_args.train_file, "validation": data_args.validation_file,
@@ -95,10 +102,13 @@ def load_data(config) -> data_lib.LabelledData:
                       else ds for s, ds in splits.items()}
     data_lib.check_not_empty(splits)
     notes = _check_images(splits, column, options.skip_corrupt_images)
-    labelled = data_lib.encode_labels(splits, label_column, data_args.class_names)
+    if model_labels:
+        labelled = data_lib.encode_labels_for_model(splits, label_column, model_labels)
+    else:
+        labelled = data_lib.encode_labels(splits, label_column, data_args.class_names)
     labelled.columns = {"image": column}
     labelled.notes.extend(notes)
-    return data_lib.finish_splits(labelled, data_args, config.training.seed)
+    return labelled if model_labels else data_lib.finish_splits(labelled, data_args, config.training.seed)
 
 
 def _holds_paths(ds, column: str) -> bool:
@@ -204,6 +214,65 @@ def build_model(config, data, model_config):
     )
 
 
+def describe_examples(data, split: str) -> list[str]:
+    """How the eval report names each example of a split: its file path (or its row for stored images)."""
+    ds, column = data.splits[split], data.columns["image"]
+    if _holds_paths(ds, column):
+        return list(ds[column])
+    stored = ds.cast_column(column, datasets.Image(decode=False))[column]  # paths without decoding pixels
+    return [(value or {}).get("path") or f"{split}[{i}]" for i, value in enumerate(stored)]
+
+
+def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
+    """Image files, folders (searched recursively) and glob patterns -> (name, path), every file checked."""
+    paths = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS
+                           and not images.is_hidden(p, path))
+            if not found:
+                raise data_lib.DataError(f"no image files ({', '.join(sorted(images.IMAGE_EXTENSIONS))}) under {item!r}")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        elif any(ch in item for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
+            if not found:
+                raise data_lib.DataError(f"the pattern {item!r} matches no file")
+            paths += found
+        else:
+            raise data_lib.DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
+    names = [str(p) for p in paths]
+    bad = images.find_unreadable(names)
+    if bad:
+        listed = "; ".join(f"{p} ({why})" for p, why in bad[:10]) + (" …" if len(bad) > 10 else "")
+        raise data_lib.DataError(f"{len(bad)} unreadable image input(s): {listed}")
+    return [(name, name) for name in names]
+
+
+class PredictionEncoder:
+    """Images -> ``pixel_values`` with exactly the evaluation transform the model was scored with."""
+
+    def __init__(self, processor):
+        data_config = vision.data_config_for(processor)
+        _, self.transform = vision.build_transforms(data_config, "none", 0.0)
+        self.channels = data_config["input_size"][0]
+
+    def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
+        pixels = [self.transform(images.to_mode(images.open_image(p), self.channels)) for p in payloads]
+        return {"pixel_values": torch.stack(pixels)}
+
+
+def sample_payloads(n: int = 2) -> list:
+    """Stand-in inputs (for an export check when no real data is at hand): flat grey and noise images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(n)]
+
+
 def collate(examples):
     return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
             "labels": torch.tensor([e[data_lib.LABELS] for e in examples], dtype=torch.long)}
@@ -225,6 +294,12 @@ TASK = Task(
     compute_metrics=compute_classification_metrics,
     load_model_config=load_model_config,
     training_augmentation=training_augmentation,
+    auto_model=AutoModelForImageClassification,
+    auto_processor=AutoImageProcessor,
+    describe_examples=describe_examples,
+    read_prediction_inputs=read_prediction_inputs,
+    prediction_encoder=PredictionEncoder,
+    sample_payloads=sample_payloads,
     training_defaults={
         "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (see README)
         "num_train_epochs": 5,

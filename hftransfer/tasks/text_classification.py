@@ -7,7 +7,9 @@ corpus.
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,15 +64,19 @@ def resolve_text_columns(options: TextClassificationArguments, columns: list[str
     )
 
 
-def load_data(config) -> data_lib.LabelledData:
-    """Read the splits, check the columns and texts, fix the label map and carve validation if needed."""
+def load_data(config, model_labels: list[str] | None = None) -> data_lib.LabelledData:
+    """Read the splits, check the columns and texts, fix the label map and carve validation if needed.
+
+    With ``model_labels`` (evaluating a trained model) the labels take the model's ids and the splits are
+    returned as found: no validation carved, no subsets.
+    """
     data_args = config.data
     if data_args.data_dir:
         raise data_lib.DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
                                  f"data_dir ({data_args.data_dir!r})")
     splits = data_lib.load_splits(data_args)
     data_lib.check_not_empty(splits)
-    text, pair = resolve_text_columns(config.task, splits["train"].column_names)
+    text, pair = resolve_text_columns(config.task, next(iter(splits.values())).column_names)
     text_columns = [c for c in (text, pair) if c]
     data_lib.require_columns(splits, text_columns + [data_args.label_column])
     for split, ds in splits.items():
@@ -81,9 +87,12 @@ def load_data(config) -> data_lib.LabelledData:
                     f"{len(missing)} empty value(s) in text column {column!r} of the {split} split "
                     f"(first at row {missing[0]}); fill or drop them"
                 )
-    labelled = data_lib.encode_labels(splits, data_args.label_column, data_args.class_names)
+    if model_labels:
+        labelled = data_lib.encode_labels_for_model(splits, data_args.label_column, model_labels)
+    else:
+        labelled = data_lib.encode_labels(splits, data_args.label_column, data_args.class_names)
     labelled.columns = {"text": text, "text_pair": pair}
-    return data_lib.finish_splits(labelled, data_args, config.training.seed)
+    return labelled if model_labels else data_lib.finish_splits(labelled, data_args, config.training.seed)
 
 
 def build_preprocessing(config, data, model_config):
@@ -107,7 +116,7 @@ def model_max_length(tokenizer, model_config=None) -> int:
 
 def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
     """A truncation length that keeps 99% of the training texts whole, rounded up to a multiple of 8."""
-    train = data.splits["train"]
+    train = data.splits.get("train") or next(iter(data.splits.values()))
     sample = train.shuffle(seed=seed).select(range(min(LENGTH_SAMPLE, len(train))))
     texts, pairs = sample[data.columns["text"]], None
     if data.columns["text_pair"]:
@@ -182,6 +191,58 @@ def suggest_training_args(model_config) -> dict:
     return {"learning_rate": 2e-5}
 
 
+def describe_examples(data, split: str) -> list[str]:
+    """How the eval report names each example of a split: its text (a pair joined by ' ||| ')."""
+    ds = data.splits[split]
+    texts = list(ds[data.columns["text"]])
+    if data.columns.get("text_pair"):
+        texts = [f"{a} ||| {b}" for a, b in zip(texts, ds[data.columns["text_pair"]])]
+    return texts
+
+
+def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
+    """Texts given as arguments, one per line of ``--text_file``, or a column of ``--csv`` -> (name, text)."""
+    texts = list(items)
+    if options.get("text_file"):
+        path = Path(options["text_file"]).expanduser()
+        if not path.is_file():
+            raise data_lib.DataError(f"text_file not found: {str(path)!r}")
+        data_lib.check_utf8(path)
+        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if options.get("csv"):
+        path = Path(options["csv"]).expanduser()
+        if not path.is_file():
+            raise data_lib.DataError(f"csv file not found: {str(path)!r}")
+        data_lib.check_utf8(path)
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            column = options.get("column") or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
+            if column not in (reader.fieldnames or []):
+                raise data_lib.DataError(f"column {column!r} not in {str(path)!r}; set --column to one of: "
+                                         f"{', '.join(reader.fieldnames or [])}")
+            texts += [row[column] for row in reader if row[column] is not None]
+    if not texts:
+        raise data_lib.DataError("no texts to classify: give texts as arguments, --text_file or --csv")
+    return [(text, text) for text in texts]
+
+
+class PredictionEncoder:
+    """Texts -> token ids, truncated to the model's limit and padded per batch."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.max_length = model_max_length(tokenizer)
+
+    def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer(list(payloads), truncation=True, max_length=self.max_length, padding=True,
+                                   return_tensors="pt"))
+
+
+def sample_payloads(n: int = 2) -> list[str]:
+    """Stand-in inputs of different lengths (for an export check when no real data is at hand)."""
+    return ["a short one", "a rather longer sentence, with punctuation and several more words in it"][:n]
+
+
 def build_collator(config, tokenizer):
     # Multiples of 8 let tensor cores work on fp16/bf16; on fp32 they only add padding.
     multiple = 8 if (config.training.fp16 or config.training.bf16) else None
@@ -199,6 +260,12 @@ TASK = Task(
     build_collator=build_collator,
     compute_metrics=compute_classification_metrics,
     suggest_training_args=suggest_training_args,
+    auto_model=AutoModelForSequenceClassification,
+    auto_processor=AutoTokenizer,
+    describe_examples=describe_examples,
+    read_prediction_inputs=read_prediction_inputs,
+    prediction_encoder=PredictionEncoder,
+    sample_payloads=sample_payloads,
     training_defaults={
         "learning_rate": 5e-5,  # replaced by suggest_training_args unless the user sets one
         "num_train_epochs": 3,
