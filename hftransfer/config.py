@@ -58,6 +58,11 @@ class ModelArguments:
         metadata={"help": "YAML/JSON list of [regex, replacement] pairs renaming the keys of `weights` "
                           "(checkpoints saved under another naming)."},
     )
+    candidates: list[str] | None = field(
+        default=None,
+        metadata={"help": "Backbones `hftransfer rank` compares with `model`: Hub ids or folders (in a recipe also "
+                          "mappings such as {timm_arch: ..., weights: ..., weights_key_map: ...})."},
+    )
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub repo to run (only for repos you trust)."}

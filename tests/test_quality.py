@@ -145,3 +145,50 @@ def test_efficientnet_lite0_hymenoptera_strategies_reach_090(tmp_path, lite0_rec
     assert "training the head on cached features" in result.stderr
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_accuracy"] >= 0.90, results
+
+
+# --- backbone ranking agrees with what fine-tuning shows -------------------------------------------------------
+
+def _rank(tmp_path, *argv) -> list[dict]:
+    result = subprocess.run([HFTRANSFER, "rank", *argv, "--report_dir", str(tmp_path / "rank"),
+                             "--feature_cache_dir", str(tmp_path / "cache")], capture_output=True, text=True,
+                            cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(result.stdout[-2500:])
+    return json.loads((tmp_path / "rank" / "rank_report.json").read_text())["candidates"]
+
+
+def test_rank_prefers_imagenet_lite0_to_random_weights_on_hymenoptera(lite0_recipe, tmp_path):
+    from transformers import TimmWrapperForImageClassification
+
+    from hftransfer.vision import timm_model_config
+
+    class Arch:
+        timm_arch, weights, weights_key_map = "tf_efficientnet_lite0", None, None
+
+    random_lite0 = tmp_path / "random-lite0"
+    TimmWrapperForImageClassification(timm_model_config(Arch)).save_pretrained(random_lite0)
+    rows = _rank(tmp_path, lite0_recipe, "--models", str(random_lite0), "--sample_size", "200")
+    by_name = {("random" if row["model"] == str(random_lite0) else "imagenet"): row for row in rows}
+    assert by_name["imagenet"]["rank"] == 1
+    for score in ("logme", "knn_accuracy"):
+        assert by_name["imagenet"][score] > by_name["random"][score], score
+    assert by_name["imagenet"]["knn_accuracy"] >= 0.85
+
+
+def test_rank_prefers_pretrained_minilm_to_a_random_bert_of_its_size(tmp_path):
+    if not SST2.is_dir():
+        pytest.skip("../shared/data/sst2 not present")
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, BertModel
+
+    random_bert = tmp_path / "random-bert"
+    torch.manual_seed(0)
+    BertModel(AutoConfig.from_pretrained(minilm_path())).save_pretrained(random_bert)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(random_bert)
+    rows = _rank(tmp_path, "--task", "text-classification", "--model", str(minilm_path()), "--models",
+                 str(random_bert), "--train_file", str(SST2 / "train.tsv"), "--validation_file",
+                 str(SST2 / "dev.tsv"), "--class_names", "negative", "positive", "--sample_size", "500")
+    assert rows[0]["model"] == str(minilm_path())
+    for score in ("logme", "knn_accuracy"):
+        assert rows[0][score] > rows[1][score], score
