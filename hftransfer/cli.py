@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from importlib import resources
 from pathlib import Path
@@ -277,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         parser.error(f"unknown command {argv[0]!r}; valid commands: {', '.join(sorted(COMMANDS))}")
     function, _ = COMMANDS[argv[0]]
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("hftransfer").setLevel(logging.INFO)
     return run_with_clean_errors(function, argv[1:])
 
 

@@ -23,6 +23,7 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hftransfer.blocks import head_parameter_names
@@ -93,7 +94,7 @@ def cache_key(weights: str, point: str, dataset: Dataset, split: str) -> str:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: int, device: torch.device,
-                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                     num_workers: int = 0, progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) for every example, in order: the input of the head, the backbone in eval mode."""
     point, module = head_root(model)
     captured: list[torch.Tensor] = []
@@ -108,7 +109,7 @@ def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: i
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator,
                             num_workers=num_workers)
-        for batch in loader:
+        for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
             labels.append(batch.pop("labels").cpu())
             model(**{k: v.to(device) for k, v in batch.items()})
             grabbed = captured.pop()
@@ -135,7 +136,8 @@ def cached_features(model, dataset, split, collator, args, cache_dir: str | None
                 logger.info("%s: %d cached features from %s", split, len(dataset), path)
                 return stored["features"], stored["labels"]
         features, labels = extract_features(model, dataset, collator, args.per_device_eval_batch_size,
-                                            args.device, args.dataloader_num_workers)
+                                            args.device, args.dataloader_num_workers,
+                                            None if args.disable_tqdm else f"features of {split}")
         if args.process_index == 0:
             folder.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")

@@ -29,11 +29,12 @@ class TorchBackend:
     name = "pytorch"
 
     def __init__(self, run: FinishedRun):
-        self.model = run.load_model()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = run.load_model().to(self.device)
 
     @torch.no_grad()
     def logits(self, inputs: dict) -> np.ndarray:
-        return self.model(**inputs).logits.float().numpy()
+        return self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits.float().cpu().numpy()
 
 
 class OnnxBackend:

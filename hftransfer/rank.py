@@ -178,7 +178,10 @@ def rank(base: RunConfig, extra_candidates: list | None = None, sample_size: int
     num_train = len(full.splits["train"])
     data = _stratified_sample(full, sample_size, base.training.seed)
     check_sample(data)
-    results = [score_candidate(base, c, data, num_train) for c in candidates]
+    results = []
+    for i, candidate in enumerate(candidates, 1):
+        logger.info("candidate %d of %d: %s", i, len(candidates), candidate_name(candidate))
+        results.append(score_candidate(base, candidate, data, num_train))
     ranked = sorted((r for r in results if not r.error), key=lambda r: -r.scores[by])
     return ranked + [r for r in results if r.error], data, num_train
 
