@@ -198,7 +198,8 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
     """Add the ``labels`` column with a trained model's ids, matching labels to the model's names.
 
     Used to evaluate a finished model on new data: a label the model does not know is an error naming it
-    and the model's labels (integer labels are read as the names they had in training, e.g. ``0`` -> "0").
+    and the model's labels. Integer labels are matched as names ("0") when the model has such names, else
+    read as ids into the model's names (training with ``class_names`` over integer labels does the same).
     """
     require_columns(splits, [label_column])
     model_ids = {name: i for i, name in enumerate(model_labels)}
@@ -209,6 +210,9 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
         values = list(ds[label_column])
         if isinstance(column_feature, ClassLabel):  # stored as ids of the dataset's own names: match by name
             values = [column_feature.int2str(v) for v in values]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) and not any(
+                str(v) in model_ids for v in values) and all(0 <= v < len(model_labels) for v in values):
+            values = [model_labels[v] for v in values]  # ids into the names, as class_names made them in training
         names = [str(v) for v in values]
         unknown = sorted({n for n in names if n not in model_ids})
         if unknown:

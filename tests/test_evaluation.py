@@ -345,3 +345,19 @@ def test_push_to_hub_without_login_fails_before_training(tiny_bert, text_files, 
     with pytest.raises(PushError, match="hf auth login"):
         main(tiny_run_flags(tiny_bert, tmp_path / "o", **text_files) + ["--push_to_hub", "true"])
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_labels_match_the_model_by_name_or_by_id():
+    from datasets import Dataset
+
+    from hftransfer.data import DataError, encode_labels_for_model
+
+    names = ["negative", "positive"]
+    ids = Dataset.from_dict({"label": [0, 1, 1]})  # trained with class_names over integer labels (SST-2 files)
+    assert encode_labels_for_model({"t": ids}, "label", names).splits["t"]["labels"] == [0, 1, 1]
+    named = Dataset.from_dict({"label": ["positive", "negative"]})
+    assert encode_labels_for_model({"t": named}, "label", names).splits["t"]["labels"] == [1, 0]
+    digits = Dataset.from_dict({"label": [7, 3]})  # trained on integer labels without names: labels "3", "7"
+    assert encode_labels_for_model({"t": digits}, "label", ["3", "7"]).splits["t"]["labels"] == [1, 0]
+    with pytest.raises(DataError, match="'9'.*negative, positive"):
+        encode_labels_for_model({"t": Dataset.from_dict({"label": [9]})}, "label", names)
