@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from hftransfer.atomic import write_text_atomically
 from hftransfer.evaluation import CURVES_FILE, confusion_png_name
 from hftransfer.models import looks_like_path
+from hftransfer.registry import get_task
 
 CARD_FILE = "README.md"
 CARD_METRICS = (("accuracy", "accuracy", "Accuracy"), ("f1_macro", "f1", "F1 (macro)"),
@@ -85,16 +86,16 @@ Most confused (true → predicted): {{ split.confused }}.
 
 ## Limitations
 
-- The scores above come from {{ eval_source }}; they estimate performance on data like it. Images or texts from
-  another source (other cameras, domains, writing styles) or classes outside the {{ num_labels }} above will be
-  scored worse, and an input is always assigned to one of these classes, however unrelated it is.
+- The scores above come from {{ eval_source }}; they estimate performance on data like it. {{ inputs_word }} from
+  another source ({{ shift_examples }}) or of classes outside the {{ num_labels }} above will be scored worse,
+  and every input is assigned to one of these classes, however unrelated it is.
 - The confidence a prediction reports is a softmax score{{ calibration_note }}; do not read it as a probability
   without checking calibration on your own data.
 - The model inherits the biases of its pretrained backbone ({{ base_model_text }}) and of the training data.
 
 ## Training procedure
 
-Fine-tuned with [hftransfer](https://github.com/hftransfer/hftransfer) {{ versions }}. The exact configuration is
+Fine-tuned with hftransfer {{ versions }}. The exact configuration is
 in `hftransfer_config.yaml`; `hftransfer train hftransfer_config.yaml` repeats the run.
 """
 
@@ -128,6 +129,10 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _setting(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _versions() -> str:
@@ -167,10 +172,10 @@ def hyperparameters(config, strategy_description: str) -> list[tuple[str, str]]:
         rows += [("LoRA r / alpha / dropout", f"{transfer.lora_r} / {transfer.lora_alpha} / {transfer.lora_dropout}")]
     if transfer.strategy == "lp_ft":
         rows += [("probe epochs / learning rate", f"{transfer.probe_epochs} / {transfer.probe_learning_rate}")]
-    augmentation = getattr(config.task, "augmentation", None)
-    if augmentation is not None:
-        rows.append(("augmentation", augmentation))
-    return [(key, _fmt(value)) for key, value in rows]
+    task = get_task(config.model.task)
+    if task.training_augmentation is not None:
+        rows.append(("training augmentation", task.training_augmentation(config) or "none"))
+    return [(key, _setting(value)) for key, value in rows]
 
 
 def build_model_card(config, task_name: str, label_names: list[str], reports: dict, strategy_description: str,
@@ -210,12 +215,15 @@ def build_model_card(config, task_name: str, label_names: list[str], reports: di
     ece = [r["summary"].get("expected_calibration_error") for r in reports.values()]
     calibration_note = (f" (expected calibration error {ece[0]:.3f} on {next(iter(reports))})"
                         if ece and ece[0] is not None else "")
+    source = (f"[{base_model}](https://huggingface.co/{base_model})" if base_model
+              else f"`{config.model.model or config.model.timm_arch}`")
+    article = "An" if task_name[0] in "aeiou" else "A"
+    description = (f"{article} {task_name} model fine-tuned from {source} on {data_text} with hftransfer "
+                   f"(strategy `{config.transfer.strategy}`).")
     return ModelCard.from_template(
         card_data, template_str=TEMPLATE,
         model_name=model_name,
-        description=(f"A {task_name} model fine-tuned from "
-                     f"{'[' + base_model + '](https://huggingface.co/' + base_model + ')' if base_model else '`' + str(config.model.model or config.model.timm_arch) + '`'}"
-                     f" on {data_text} with hftransfer (strategy `{config.transfer.strategy}`)."),
+        description=description,
         repo_hint=config.training.hub_model_id or str(out),
         pipeline_tag=task_name,
         remote_code=", trust_remote_code=True" if remote else "",
@@ -223,7 +231,10 @@ def build_model_card(config, task_name: str, label_names: list[str], reports: di
         cli_example="photo.jpg photos/" if image_task else '"I really enjoyed this film."',
         num_labels=len(label_names),
         labels=", ".join(f"`{n}`" for n in label_names[:50]) + (" …" if len(label_names) > 50 else ""),
-        data_description=f"{data_text}" + (f"; {num_train} training examples" if num_train else "") + ".",
+        data_description=data_text[0].upper() + data_text[1:] + (
+            f"; {num_train} training examples" if num_train else "") + ".",
+        inputs_word="Images" if image_task else "Texts",
+        shift_examples="other cameras, lighting, framing" if image_task else "other domains, writing styles, lengths",
         hyperparameters=hyperparameters(config, strategy_description),
         splits=splits,
         curves=CURVES_FILE if (out / CURVES_FILE).is_file() else None,
