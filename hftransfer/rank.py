@@ -25,6 +25,7 @@ from hftransfer.atomic import write_text_atomically
 from hftransfer.config import ConfigError, RunConfig
 from hftransfer.data import LabelledData
 from hftransfer.features import FeatureCacheUnavailable, cached_features
+from hftransfer.models import load_model_config
 from hftransfer.registry import get_task
 
 logger = logging.getLogger("hftransfer")
@@ -113,7 +114,7 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
     config = candidate_config(base, candidate)
     task = get_task(config.model.task)
     try:
-        model_config = (task.load_model_config or _default_model_config)(config)
+        model_config = (task.load_model_config or load_model_config)(config)
         processor = task.build_preprocessing(config, data, model_config)
         view = LabelledData(splits=dict(data.splits), label_names=data.label_names, columns=data.columns)
         prepared = task.prepare_datasets(config, processor, view, model_config, augment=False)
@@ -154,12 +155,6 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
     result.recommended_strategy = recommend_strategy(num_train, result.scores["linear_probe_accuracy"])
     del model
     return result
-
-
-def _default_model_config(config):
-    from hftransfer.models import load_model_config
-
-    return load_model_config(config)
 
 
 def rank(base: RunConfig, extra_candidates: list | None = None, sample_size: int = 500,
