@@ -153,7 +153,9 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
 
     Returns (report, folder written). Without ``data`` the run's own data is reloaded (validation by default).
     """
-    from transformers import AutoConfig, Trainer, TrainingArguments
+    from transformers import AutoConfig, TrainingArguments
+
+    from hftransfer.trainer import ClassificationTrainer
 
     from hftransfer.evaluation import evaluate_splits, reduce_logits, save_eval_outputs
 
@@ -190,8 +192,10 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
         args = TrainingArguments(output_dir=str(staging), per_device_eval_batch_size=batch_size, report_to="none",
                                  remove_unused_columns=config.training.remove_unused_columns,
                                  dataloader_pin_memory=False, disable_tqdm=False)
-        trainer = Trainer(model=run.load_model(), args=args, data_collator=run.task.build_collator(config, processor),
-                          compute_metrics=run.task.compute_metrics, preprocess_logits_for_metrics=reduce_logits)
+        trainer = ClassificationTrainer(model=run.load_model(), args=args,
+                                        data_collator=run.task.build_collator(config, processor),
+                                        compute_metrics=run.task.compute_metrics,
+                                        preprocess_logits_for_metrics=reduce_logits)
         _, reports = evaluate_splits(trainer, prepared, loaded, run.task, splits=("validation",))
         report = reports["validation"]
         report["source"] = {"data": data or "the run's own data", "split": label, "model": str(run.path)}

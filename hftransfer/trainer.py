@@ -13,7 +13,23 @@ from transformers import Trainer
 from hftransfer.strategies import StrategyPlan, parameter_groups
 
 
-class TransferTrainer(Trainer):
+class ClassificationTrainer(Trainer):
+    """Trainer for losses that are a mean over examples, as every classification head's is.
+
+    Trainer multiplies the loss by the number of processes whenever the model's ``forward`` takes
+    ``**kwargs``, assuming the model then divides by the token count of the whole distributed batch.
+    transformers' sequence-classification models take ``**kwargs`` but compute a per-process mean, so under
+    DDP the loss (and so the gradient) came out world_size times too large: 2x the eval loss and 2x the
+    effective learning rate on 2 processes. Declaring that the model takes no loss kwargs keeps the per-example
+    mean that DDP's gradient averaging expects.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
+
+class TransferTrainer(ClassificationTrainer):
     def __init__(self, *args, plan: StrategyPlan, transfer, head_names: set[str], **kwargs):
         self.plan, self.transfer, self.head_names = plan, transfer, head_names
         super().__init__(*args, **kwargs)
