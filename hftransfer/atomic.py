@@ -7,6 +7,7 @@ the new one, never half of it.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -23,3 +24,41 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+# Files that make up a saved model's weights; a new model that no longer has one (sharded → single file,
+# .bin → .safetensors) must not leave the previous model's behind for from_pretrained to pick up.
+WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                   "pytorch_model.bin.index.json", "adapter_model.*", "adapter_config.json")
+
+
+def staging_dir(target: str | os.PathLike) -> Path:
+    """Where a model is written before it replaces the one in ``target``: a hidden folder inside it (same
+    filesystem, so the moves that publish it are renames)."""
+    return Path(target) / ".model.partial"
+
+
+def publish_directory(staging: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Move every file of ``staging`` into ``target`` by rename, weights last, then remove ``staging``.
+
+    Everything slow (serialising, writing gigabytes) happened in ``staging``: a crash or an exception there
+    leaves ``target``'s previous model untouched. What remains is a handful of renames, each atomic; the
+    weights go last so a model's new weights never sit beside a config from before.
+    """
+    staging, target = Path(staging), Path(target)
+    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (_is_weights(p), str(p)))
+    published = []
+    for path in files:
+        destination = target / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+        published.append(destination)
+    for pattern in WEIGHT_PATTERNS:  # only now: until the new weights are in place, the old ones are the model
+        for stale in set(target.glob(pattern)) - set(published):
+            stale.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    return published
+
+
+def _is_weights(path: Path) -> bool:
+    return any(path.match(pattern) for pattern in WEIGHT_PATTERNS)

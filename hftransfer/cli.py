@@ -10,12 +10,13 @@ from pathlib import Path
 
 from hftransfer.config import ConfigError, ModelArguments, load_recipe
 from hftransfer.data import DataError
+from hftransfer.launch import CONFIG_FLAG_NAMES, LaunchError
 from hftransfer.models import ModelSourceError
 from hftransfer.registry import UnknownTaskError, list_tasks
 from hftransfer.runtime import reexec_with_tuned_malloc
 
 KEY_MAPS = "key_maps"
-USER_ERRORS = (ConfigError, DataError, ModelSourceError, UnknownTaskError)
+USER_ERRORS = (ConfigError, DataError, ModelSourceError, UnknownTaskError, LaunchError)
 
 
 def run_with_clean_errors(function, argv: list[str]) -> int:
@@ -73,6 +74,10 @@ def _train(rest: list[str]) -> int:
 
     if rest and not rest[0].startswith("-"):
         rest = ["--config", find_recipe(rest[0]), *rest[1:]]
+    if any(arg.split("=")[0] in CONFIG_FLAG_NAMES for arg in rest):
+        from hftransfer.launch import launch
+
+        return launch(rest)
     if "-h" not in rest and "--help" not in rest:
         reexec_with_tuned_malloc("hftransfer.train", rest)
     return train_main(rest)
@@ -87,6 +92,14 @@ def _tasks(_: list[str]) -> int:
 def _recipes(_: list[str]) -> int:
     for name, task, description in shipped_recipes():
         print(f"{name:48s} {task:22s} {description}")
+    return 0
+
+
+def _accelerate_configs(_: list[str]) -> int:
+    from hftransfer.launch import shipped_templates
+
+    for name, path, description in shipped_templates():
+        print(f"{name:18s} {description}\n{'':18s} {path}")
     return 0
 
 
@@ -259,6 +272,8 @@ def _short_name(name: str) -> str:
 COMMANDS = {
     "train": (_train, "fine-tune: hftransfer train RECIPE.yaml [--option value ...] or hftransfer train --model ..."),
     "tasks": (_tasks, "list the registered tasks"),
+    "accelerate-configs": (_accelerate_configs, "list the accelerate config templates for train --accelerate_config "
+                                                "(single_gpu, multi_gpu, fsdp, deepspeed_zero2, cpu)"),
     "recipes": (_recipes, "list the shipped recipes with their task and description"),
     "eval": (_eval, "evaluate a trained model: hftransfer eval OUTPUT_DIR [--data PATH|HUB_ID] [--split test]"),
     "predict": (_predict, "classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | \"some text\""),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from hftransfer.heads import HEAD_ACTIVATIONS, HEADS
+from hftransfer.precision import PrecisionError, placement_defaults
 from hftransfer.registry import get_task
 from hftransfer.strategies import STRATEGIES
 
@@ -187,6 +190,11 @@ class TransferArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
     )
+    channels_last: bool = field(
+        default=False,
+        metadata={"help": "Vision: train and evaluate with channels_last memory format (faster convolutions on "
+                          "GPUs with tensor cores, above all in bf16/fp16)."},
+    )
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -234,8 +242,12 @@ BASE_TRAINING_DEFAULTS: dict[str, Any] = {
     "dataloader_persistent_workers": torch.cuda.is_available(),
 }
 
-# Never written to the resolved config: secrets, and values that only make sense for one process.
-_UNSAVED_FIELDS = {"hub_token", "local_rank"}
+# Never written to the resolved config: secrets, and values that only make sense for one process or one
+# invocation (repeating a run from its saved config starts it afresh, it does not resume it).
+_UNSAVED_FIELDS = {"hub_token", "local_rank", "resume_from_checkpoint"}
+# Chosen for the machine the run happens on; saved only when the user chose them, so the saved config of a
+# CPU run still uses the GPU on a machine that has one.
+_MACHINE_FIELDS = {"use_cpu": False}
 
 
 @dataclass
@@ -261,6 +273,7 @@ class RunConfig:
         training = {
             k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS and not k.startswith("_")
         }
+        training.update({k: v for k, v in _MACHINE_FIELDS.items() if k not in self.explicit and k in training})
         task_options = dataclasses.asdict(self.task) if self.task is not None else {}
         return {
             "model": dataclasses.asdict(self.model),
@@ -327,8 +340,53 @@ def _flags_given(argv: list[str] | None, task_options: type | None) -> set[str]:
     return set(vars(namespace)) - {"config"}
 
 
+def expand_resume_flag(argv: list[str]) -> list[str]:
+    """``--resume`` (the newest checkpoint) or ``--resume PATH`` → ``--resume_from_checkpoint latest|PATH``."""
+    expanded, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--resume":
+            has_path = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            expanded += ["--resume_from_checkpoint", argv[i + 1] if has_path else "latest"]
+            i += 2 if has_path else 1
+            continue
+        if arg.startswith("--resume="):
+            arg = "--resume_from_checkpoint=" + arg.split("=", 1)[1]
+        expanded.append(arg)
+        i += 1
+    return expanded
+
+
+def _placement_defaults(argv: list[str], recipe: dict[str, Any]) -> dict[str, Any]:
+    """use_cpu on machines without a GPU, after checking the requested precision can run here."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for flag in ("fp16", "bf16", "use_cpu"):
+        pre.add_argument(f"--{flag}", type=string_to_bool, nargs="?", const=True, default=recipe.get(flag))
+    known, _ = pre.parse_known_args(argv)
+    try:
+        return placement_defaults(bool(known.fp16), bool(known.bf16), known.use_cpu)
+    except PrecisionError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _checkpoint_defaults(argv: list[str], recipe: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """Checkpointing every N steps evaluates there too: best-checkpoint selection needs a metric per checkpoint
+    (and TrainingArguments refuses save and eval schedules that differ)."""
+    if "save_strategy" not in explicit or "eval_strategy" in explicit:
+        return {}
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--save_strategy", default=recipe.get("save_strategy"))
+    pre.add_argument("--save_steps", type=float, default=recipe.get("save_steps"))
+    known, _ = pre.parse_known_args(argv)
+    mirrored = {"eval_strategy": known.save_strategy}
+    if known.save_steps is not None and "eval_steps" not in explicit:
+        mirrored["eval_steps"] = known.save_steps
+    return mirrored
+
+
 def parse_config(argv: list[str] | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
+    argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--task", default=None)
@@ -350,8 +408,11 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     if "hub_token" in recipe or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
         raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
                           "logs and shell history); set HF_TOKEN or run `hf auth login`")
+    explicit = frozenset(set(recipe) | _flags_given(argv, task.options))
     parser.set_defaults(**BASE_TRAINING_DEFAULTS)
     parser.set_defaults(**task.training_defaults)
+    parser.set_defaults(**_placement_defaults(argv, recipe))
+    parser.set_defaults(**_checkpoint_defaults(argv, recipe, explicit))
     parser.set_defaults(**recipe)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
@@ -360,5 +421,4 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     model_args, data_args, transfer_args = parsed[:3]
     task_args = parsed[3] if task.options else None
     training_args = parsed[4 if task.options else 3]
-    explicit = frozenset(set(recipe) | _flags_given(argv, task.options))
     return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)

@@ -44,6 +44,8 @@ class Task:
             every input before any prediction runs.
         prediction_encoder: ``processor -> callable(payloads) -> dict of tensors`` (the eval preprocessing).
         sample_payloads: ``(n) -> payloads`` of stand-in inputs, for checks when no real data is at hand.
+        pixel_key: the collated batch's image tensor (``pixel_values``) for tasks whose inputs are images;
+            it enables ``channels_last``.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Task:
     read_prediction_inputs: Callable[..., list] | None = None
     prediction_encoder: Callable[..., Any] | None = None
     sample_payloads: Callable[..., list] | None = None
+    pixel_key: str | None = None
 
 
 _TASKS: dict[str, Task] = {}

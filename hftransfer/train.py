@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, set_seed
+from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from hftransfer.atomic import publish_directory, staging_dir
 from hftransfer.config import RunConfig, parse_config
 from hftransfer.evaluation import evaluate_splits, reduce_logits, save_eval_outputs
 from hftransfer.hub import push_output_dir, resolve_token
@@ -32,9 +33,10 @@ from hftransfer.blocks import head_parameter_names
 from hftransfer.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
 from hftransfer.heads import apply_head, write_head_code
 from hftransfer.lora import apply_lora, save_lora
+from hftransfer.performance import apply_performance_options, check_performance_options
 from hftransfer.strategies import (StrategyError, apply_strategy, get_strategy, keep_frozen_parts_in_eval,
                                    parameter_counts)
-from hftransfer.trainer import TransferTrainer
+from hftransfer.trainer import ClassificationTrainer, TransferTrainer
 
 logger = logging.getLogger("hftransfer")
 
@@ -79,6 +81,7 @@ def run(config: RunConfig) -> dict:
     args, transfer = config.training, config.transfer
     task = get_task(config.model.task)
     strategy = get_strategy(transfer.strategy)
+    check_performance_options(task, transfer, args)
     check_output_dir(config)
     checkpoint = resolve_checkpoint(config)
     if strategy.name == "gradual" and args.world_size > 1:
@@ -130,7 +133,7 @@ def run(config: RunConfig) -> dict:
     callbacks = list(plan.callbacks)
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
-    collator = task.build_collator(config, processor)
+    collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)
     trainer = TransferTrainer(
         model=model,
         args=args,
@@ -154,7 +157,12 @@ def run(config: RunConfig) -> dict:
 
     train_metrics, best = fit(config, trainer, model, datasets, task, processor, data, model_config, augmentation,
                               checkpoint)
-    trainer.save_model()  # the best checkpoint, with load_best_model_at_end (the default)
+    # The final model (the best checkpoint, with load_best_model_at_end) is written beside output_dir's
+    # previous one and replaces it only once whole: a crash while saving leaves the previous model usable.
+    staging = staging_dir(args.output_dir)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
+    trainer.save_model(str(staging))  # on every rank: FSDP and DeepSpeed gather the weights, rank 0 writes
     trainer.save_metrics("train", train_metrics)
 
     results, reports = evaluate_splits(trainer, datasets, data, task)
@@ -164,8 +172,9 @@ def run(config: RunConfig) -> dict:
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
         if strategy.name == "lora":
-            save_lora(trainer, args.output_dir, transfer.lora_save)
-        write_head_code(trainer.model, args.output_dir)
+            save_lora(trainer, str(staging), transfer.lora_save)
+        write_head_code(trainer.model, staging)
+        publish_directory(staging, out)
         trainer.save_state()
         backbone = config.model.model or config.model.timm_arch
         save_eval_outputs(out, reports, f"{Path(str(backbone)).name}", trainer.state.log_history,
@@ -270,8 +279,8 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
                 _, head_module = head_root(model)
                 probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0,
                                                  dataloader_persistent_workers=False, remove_unused_columns=True)
-                trainer = Trainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
-                                  eval_dataset=splits.validation, **common)
+                trainer = ClassificationTrainer(model=HeadOnFeatures(head_module), args=probe_args,
+                                                train_dataset=splits.train, eval_dataset=splits.validation, **common)
                 logger.info("training the head on cached features for %s epochs", epochs)
                 result = _probe_result(trainer, trainer.train())
                 # the probe's cost includes computing (or reading) the features, not only the head's epochs
@@ -285,9 +294,9 @@ def train_probe(config, model, datasets, collator, task, processor, epochs: floa
                 logger.info("features not cached (%s)", reason)
         if not through_backbone_ok:
             return None
-        trainer = Trainer(model=model, args=probe_args, train_dataset=datasets["train"],
-                          eval_dataset=datasets["validation"], processing_class=processor, data_collator=collator,
-                          **common)
+        trainer = ClassificationTrainer(model=model, args=probe_args, train_dataset=datasets["train"],
+                                        eval_dataset=datasets["validation"], processing_class=processor,
+                                        data_collator=collator, **common)
         logger.info("training the head through the frozen backbone for %s epochs", epochs)
         return _probe_result(trainer, trainer.train())
     finally:

@@ -298,6 +298,7 @@ TASK = Task(
     auto_processor=AutoImageProcessor,
     describe_examples=describe_examples,
     read_prediction_inputs=read_prediction_inputs,
+    pixel_key="pixel_values",
     prediction_encoder=PredictionEncoder,
     sample_payloads=sample_payloads,
     training_defaults={
