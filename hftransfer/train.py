@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 from transformers import EarlyStoppingCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 
 from hftransfer.atomic import publish_directory, staging_dir
 from hftransfer.config import RunConfig, parse_config
@@ -67,13 +68,44 @@ def resolve_checkpoint(config: RunConfig) -> str | None:
     if wanted is None or wanted.lower() in {"false", "no", "none", ""}:
         return None
     if wanted.lower() in {"latest", "true", "yes"}:
-        last = get_last_checkpoint(config.training.output_dir) if Path(config.training.output_dir).is_dir() else None
+        last = latest_complete_checkpoint(config.training.output_dir)
         if last is None:
             raise OutputDirError(f"no checkpoint to resume from in {config.training.output_dir!r}")
         return last
     if not Path(wanted).is_dir():
         raise OutputDirError(f"checkpoint to resume from not found: {wanted!r}")
+    if not _is_complete(Path(wanted)):
+        raise OutputDirError(f"checkpoint {wanted!r} is incomplete (its {TRAINER_STATE_NAME} is missing or cut "
+                             "short: the run stopped while writing it); resume from an earlier one")
     return wanted
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` that was written whole.
+
+    A run killed while writing a checkpoint leaves a folder with part of its files, which transformers'
+    ``get_last_checkpoint`` would pick and resuming would then fail on. The Trainer writes
+    ``trainer_state.json`` last, so a checkpoint whose state file is there and parses is complete.
+    """
+    folder = Path(output_dir)
+    steps = {int(m.group(1)): p for p in folder.glob("checkpoint-*") if (m := _CHECKPOINT.fullmatch(p.name))} \
+        if folder.is_dir() else {}
+    for step in sorted(steps, reverse=True):
+        if _is_complete(steps[step]):
+            return str(steps[step])
+        logger.warning("skipping %s: incomplete (the run stopped while writing it)", steps[step])
+    return None
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def run(config: RunConfig) -> dict:
