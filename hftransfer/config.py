@@ -294,9 +294,17 @@ DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArgumen
 def make_parser(task_options: type | None = None) -> HfArgumentParser:
     """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
     classes = [*DATACLASSES[:3], *([task_options] if task_options else []), DATACLASSES[3]]
-    parser = HfArgumentParser(classes, description="Fine-tune a pretrained backbone on labelled data.")
+    parser = HfArgumentParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
+                              epilog=LAUNCH_HELP)
     parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
     return parser
+
+
+LAUNCH_HELP = (
+    "Resume: --resume continues from the newest complete checkpoint in output_dir, --resume PATH from that one. "
+    "Launch through accelerate: hftransfer train ... --accelerate_config NAME|PATH (templates: single_gpu, "
+    "multi_gpu, fsdp, deepspeed_zero2, cpu; see `hftransfer accelerate-configs`) with --num_processes N and, "
+    "for several machines, --num_machines, --machine_rank, --main_process_ip, --main_process_port.")
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

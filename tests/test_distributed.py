@@ -28,8 +28,8 @@ def _env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _run(command: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=REPO)
+def _run(command: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, env={**_env(), **env}, timeout=timeout, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done
 
@@ -71,7 +71,12 @@ def test_accelerate_launch_two_processes_text(tiny_bert, tmp_path):
     cpu_config = resolve_config_file("cpu")
     done = _run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cpu_config),
                  "--num_processes", "2", "--num_cpu_threads_per_process", "1", "-m", "hftransfer.train",
-                 "--config", str(recipe), "--output_dir", str(out)])
+                 "--config", str(recipe), "--output_dir", str(out)], HF_DATASETS_CACHE=str(tmp_path / "cache-2"))
+    # preprocessing ran once: rank 1 reused rank 0's cached datasets (a second fingerprint would add files)
+    _run([sys.executable, "-m", "hftransfer.train", "--config", str(recipe), "--output_dir", str(tmp_path / "one"),
+          "--max_steps", "1"], HF_DATASETS_CACHE=str(tmp_path / "cache-1"))
+    cached = [sorted(p.name for p in (tmp_path / f"cache-{n}").rglob("cache-*.arrow")) for n in (1, 2)]
+    assert len(cached[0]) >= 3 and len(cached[1]) == len(cached[0])
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 * 64 // (2 * 8)  # 2 epochs of 4 steps: the batch is split over 2 processes
     _assert_written_once(out, done.stdout)
