@@ -365,12 +365,21 @@ def expand_resume_flag(argv: list[str]) -> list[str]:
     return expanded
 
 
+def _peek_options(argv: list[str], recipe: dict[str, Any], types: dict[str, Any]) -> argparse.Namespace:
+    """The values of a few options as the recipe and the flags give them (flags win), before the full parse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for name, kind in types.items():
+        if kind is string_to_bool:
+            pre.add_argument(f"--{name}", type=kind, nargs="?", const=True, default=recipe.get(name))
+        else:
+            pre.add_argument(f"--{name}", type=kind, default=recipe.get(name))
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
 def _placement_defaults(argv: list[str], recipe: dict[str, Any]) -> dict[str, Any]:
     """use_cpu on machines without a GPU, after checking the requested precision can run here."""
-    pre = argparse.ArgumentParser(add_help=False)
-    for flag in ("fp16", "bf16", "use_cpu"):
-        pre.add_argument(f"--{flag}", type=string_to_bool, nargs="?", const=True, default=recipe.get(flag))
-    known, _ = pre.parse_known_args(argv)
+    known = _peek_options(argv, recipe, {"fp16": string_to_bool, "bf16": string_to_bool, "use_cpu": string_to_bool})
     try:
         return placement_defaults(bool(known.fp16), bool(known.bf16), known.use_cpu)
     except PrecisionError as err:
@@ -382,10 +391,7 @@ def _checkpoint_defaults(argv: list[str], recipe: dict[str, Any], explicit: set[
     (and TrainingArguments refuses save and eval schedules that differ)."""
     if "save_strategy" not in explicit or "eval_strategy" in explicit:
         return {}
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--save_strategy", default=recipe.get("save_strategy"))
-    pre.add_argument("--save_steps", type=float, default=recipe.get("save_steps"))
-    known, _ = pre.parse_known_args(argv)
+    known = _peek_options(argv, recipe, {"save_strategy": str, "save_steps": float})
     mirrored = {"eval_strategy": known.save_strategy}
     if known.save_steps is not None and "eval_steps" not in explicit:
         mirrored["eval_steps"] = known.save_steps
@@ -395,10 +401,7 @@ def _checkpoint_defaults(argv: list[str], recipe: dict[str, Any], explicit: set[
 def parse_config(argv: list[str] | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
     argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    pre.add_argument("--task", default=None)
-    known, _ = pre.parse_known_args(argv)
+    known = _peek_options(argv, {}, {"config": str, "task": str})
 
     recipe = load_recipe(known.config) if known.config else {}
     task_name = known.task or recipe.get("task") or ModelArguments.task

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -24,6 +25,7 @@ CONFIG_FLAG_NAMES = ("--accelerate_config", "--accelerate-config")
 # accelerate launch's own flags that hftransfer forwards: processes and the multi-node rendezvous.
 LAUNCHER_FLAGS = ("num_processes", "num_machines", "machine_rank", "main_process_ip", "main_process_port")
 CPU_TEMPLATE = "cpu"
+GPU_KINDS = {"MULTI_GPU", "FSDP", "DEEPSPEED"}  # accelerate distributed types that start one process per GPU
 
 
 class LaunchError(ValueError):
@@ -102,12 +104,10 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
         settings = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise LaunchError(f"accelerate config {str(config_file)!r} is not valid YAML: {err}") from None
-    on_cpu = config_file.resolve() == (templates_root() / f"{CPU_TEMPLATE}.yaml").resolve() or \
-        bool(settings.get("use_cpu"))
+    on_cpu = _is_template(config_file, CPU_TEMPLATE) or bool(settings.get("use_cpu"))
     kind = str(settings.get("distributed_type", "NO")).upper()
-    shipped_single_gpu = config_file.resolve() == (templates_root() / "single_gpu.yaml").resolve()
-    needs_gpu = kind in {"MULTI_GPU", "FSDP", "DEEPSPEED"} or shipped_single_gpu
-    if needs_gpu and not on_cpu and not torch.cuda.is_available():
+    gpu_processes = kind in GPU_KINDS and not on_cpu
+    if (gpu_processes or _is_template(config_file, "single_gpu")) and not torch.cuda.is_available():
         raise LaunchError(f"accelerate config {config_name!r} ({kind}) runs on CUDA GPUs and this machine has none; "
                           f"use --accelerate_config {CPU_TEMPLATE} for several CPU processes, or no accelerate config")
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
@@ -116,7 +116,7 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     for key in ("num_processes", "num_machines", "machine_rank", "main_process_port"):
         if key in launcher and not launcher[key].isdigit():
             raise LaunchError(f"--{key} must be a whole number, got {launcher[key]!r}")
-    if kind in {"MULTI_GPU", "FSDP", "DEEPSPEED"} and not on_cpu and "num_processes" not in launcher:
+    if gpu_processes and "num_processes" not in launcher:
         launcher["num_processes"] = str(torch.cuda.device_count() * int(launcher.get("num_machines", 1)))
 
     env = {**os.environ, **MALLOC_SETTINGS}
@@ -132,20 +132,16 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     return LaunchPlan(command, env, config_file)
 
 
+def _is_template(config_file: Path, name: str) -> bool:
+    return config_file.resolve() == (templates_root() / f"{name}.yaml").resolve()
+
+
 def check_training_flags(train_argv: list[str], on_cpu: bool) -> None:
     """Parse the training flags here, so bad input fails once and now, not in every launched process."""
     from hftransfer.config import parse_config
 
-    previous = os.environ.get(FORCE_CPU_ENV)
-    if on_cpu:
-        os.environ[FORCE_CPU_ENV] = "1"
-    try:
+    with mock.patch.dict(os.environ, {FORCE_CPU_ENV: "1"} if on_cpu else {}):
         parse_config(train_argv)
-    finally:
-        if previous is None:
-            os.environ.pop(FORCE_CPU_ENV, None)
-        else:
-            os.environ[FORCE_CPU_ENV] = previous
 
 
 def launch(argv: list[str]) -> int:

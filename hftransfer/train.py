@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import shutil
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import sort_checkpoints
 
 from hftransfer.atomic import publish_directory, staging_dir
 from hftransfer.config import RunConfig, parse_config
@@ -87,17 +87,13 @@ def latest_complete_checkpoint(output_dir: str) -> str | None:
     ``get_last_checkpoint`` would pick and resuming would then fail on. The Trainer writes
     ``trainer_state.json`` last, so a checkpoint whose state file is there and parses is complete.
     """
-    folder = Path(output_dir)
-    steps = {int(m.group(1)): p for p in folder.glob("checkpoint-*") if (m := _CHECKPOINT.fullmatch(p.name))} \
-        if folder.is_dir() else {}
-    for step in sorted(steps, reverse=True):
-        if _is_complete(steps[step]):
-            return str(steps[step])
-        logger.warning("skipping %s: incomplete (the run stopped while writing it)", steps[step])
+    if not Path(output_dir).is_dir():
+        return None
+    for checkpoint in reversed(sort_checkpoints(output_dir)):  # newest step first
+        if _is_complete(Path(checkpoint)):
+            return checkpoint
+        logger.warning("skipping %s: incomplete (the run stopped while writing it)", checkpoint)
     return None
-
-
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def _is_complete(checkpoint: Path) -> bool:

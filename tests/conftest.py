@@ -19,6 +19,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for hftransfer run in a child process: offline, importing this checkout."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
 POSITIVE = ["good", "great", "wonderful", "moving", "funny", "brilliant", "charming"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "clumsy", "tedious", "lifeless"]
 NEUTRAL = ["the", "film", "a", "story", "with", "some", "actors", "and", "plot"]

@@ -7,7 +7,6 @@ batch of one process with repeated examples, and the metrics must still count ev
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_image, sentiment_rows, write_rows
+from conftest import REPO, make_image, sentiment_rows, subprocess_env, write_rows
 
 from hftransfer.launch import (LaunchError, plan_launch, resolve_config_file, shipped_templates,
                                split_launch_args)
@@ -24,12 +23,8 @@ from hftransfer.runs import evaluate_run
 SUMMARY_TITLE = "hftransfer · "
 
 
-def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
-
-
 def _run(command: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, env={**_env(), **env}, timeout=timeout, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(**env), timeout=timeout, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done
 
@@ -161,7 +156,7 @@ def test_launch_errors_name_the_problem(tmp_path, monkeypatch):
 def test_bad_training_flags_fail_before_any_process_starts(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
                            "--model", "x", "--output_dir", str(tmp_path / "o"), "--strategy", "nope"],
-                          capture_output=True, text=True, env=_env(), timeout=300, cwd=REPO)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300, cwd=REPO)
     assert done.returncode == 2
     assert "unknown strategy 'nope'" in done.stderr
     assert "launching" not in done.stderr

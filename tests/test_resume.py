@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, make_config, sentiment_rows, tiny_run_flags, write_rows
+from conftest import REPO, make_config, sentiment_rows, subprocess_env, tiny_run_flags, write_rows
 from safetensors.torch import load_file
 from transformers import pipeline
 
@@ -19,10 +18,6 @@ from hftransfer.config import parse_config
 from hftransfer.train import OutputDirError, resolve_checkpoint, run
 
 KILL_SCRIPT = REPO / "tests" / "kill_at_step.py"
-
-
-def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture
@@ -42,7 +37,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_bert, fi
 
     def train(*extra, script=("-m", "hftransfer.train")):
         return subprocess.run([sys.executable, *script, *flags, *extra], capture_output=True, text=True,
-                              env=_env(), timeout=600, cwd=REPO)
+                              env=subprocess_env(), timeout=600, cwd=REPO)
 
     assert train("--output_dir", str(uninterrupted)).returncode == 0
     dead = train("--output_dir", str(killed), script=(str(KILL_SCRIPT), "14"))
