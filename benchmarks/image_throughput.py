@@ -3,8 +3,10 @@
 The baseline is what transformers' ``run_image_classification.py`` does: a Trainer over an image folder with
 per-sample torchvision transforms (RandomResizedCrop + flip for training, Resize + CenterCrop for eval) and
 default DataLoader settings, started as a plain ``python`` process. hftransfer runs its shipped recipe through
-``hftransfer train``. Same model (offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and
-seed; each arm in its own process, one after the other.
+``hftransfer train``, once as shipped and once with its CPU allocator tuning turned off
+(``HFTRANSFER_NO_MALLOC_TUNING=1``), which shows what the in-process ``mallopt`` settings are worth. Same model
+(offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and seed; each arm in its own
+process, one after the other.
 
     python examples/offline_models.py && python benchmarks/image_throughput.py [--epochs 3]
 """
@@ -32,10 +34,10 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
     from torchvision import transforms as T
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from hftransfer.config import parse_config
-    from hftransfer.images import scan_class_folders
-    from hftransfer.evaluation import reduce_logits
-    from hftransfer.metrics import compute_classification_metrics
+    from hftransfer.config.parse import parse_config
+    from hftransfer.data.images import scan_class_folders
+    from hftransfer.evaluation.metrics import compute_classification_metrics
+    from hftransfer.evaluation.report import reduce_logits
     from hftransfer.tasks.image_classification import TASK
     from PIL import Image
 
@@ -77,23 +79,28 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
             "eval_accuracy": trainer.evaluate()["eval_accuracy"]}
 
 
-def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> dict:
+def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int, env: dict | None = None) -> dict:
     subprocess.run([str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
                     "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
                     "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true"],
-                   check=True, cwd=REPO, capture_output=True)
+                   check=True, cwd=REPO, capture_output=True, env={**os.environ, **(env or {})})
     train = json.loads((Path(out) / "train_results.json").read_text())
     return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
             "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"]}
 
 
-def time_breakdown(samples: int = 64, batch_size: int = 32) -> dict:
+def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict:
     """Milliseconds per training image for decode, resize+augment, forward and backward (this process)."""
     import torch
     from PIL import Image
 
-    from hftransfer.images import scan_class_folders, to_mode
-    from hftransfer.vision import build_timm_classifier, build_transforms, timm_model_config
+    from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
+    from hftransfer.data.images import scan_class_folders, to_mode
+    from hftransfer.data.transforms import build_transforms
+    from hftransfer.training.runtime import tune_cpu_allocator
+
+    if tuned and not tune_cpu_allocator():
+        raise SystemExit("the CPU allocator settings need glibc")
 
     class ModelArgs:
         timm_arch, weights = "tf_efficientnet_lite0", str(REPO / "pretrained" / "efficientnet-lite0.pth")
@@ -132,15 +139,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
-    parser.add_argument("--arm", choices=["baseline", "breakdown"], help=argparse.SUPPRESS)  # child processes
+    parser.add_argument("--arm", choices=["baseline", "breakdown", "breakdown-tuned"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     common = (opts.epochs, opts.batch_size, opts.lr, opts.seed)
     if opts.arm == "baseline":
         print(json.dumps(baseline(opts.out, *common)))
         return
-    if opts.arm == "breakdown":
-        print(json.dumps(time_breakdown()))
+    if opts.arm in ("breakdown", "breakdown-tuned"):
+        print(json.dumps(time_breakdown(tuned=opts.arm == "breakdown-tuned")))
         return
 
     def child(*args: str, env=None) -> dict:
@@ -153,16 +160,19 @@ def main() -> None:
         figures["baseline"] = child("--arm", "baseline", "--out", f"{tmp}/baseline", "--epochs", str(opts.epochs),
                                     "--batch-size", str(opts.batch_size), "--lr", str(opts.lr))
         figures["hftransfer"] = hftransfer(f"{tmp}/hftransfer", *common)
+        figures["hftransfer_plain_malloc"] = hftransfer(f"{tmp}/plain", *common, env={"HFTRANSFER_NO_MALLOC_TUNING": "1"})
     figures["breakdown_plain_malloc"] = child("--arm", "breakdown")
-    figures["breakdown_tuned_malloc"] = child("--arm", "breakdown", env={
-        "MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)})
+    figures["breakdown_tuned_malloc"] = child("--arm", "breakdown-tuned")
     ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline"]["train_samples_per_second"]
     figures["throughput_ratio"] = ratio
-    print(f"\n{'run':12s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s}")
-    for name in ("baseline", "hftransfer"):
+    figures["allocator_ratio"] = (figures["hftransfer"]["train_samples_per_second"]
+                                  / figures["hftransfer_plain_malloc"]["train_samples_per_second"])
+    print(f"\n{'run':24s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s}")
+    for name in ("baseline", "hftransfer", "hftransfer_plain_malloc"):
         f = figures[name]
-        print(f"{name:12s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
+        print(f"{name:24s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
     print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x")
+    print(f"allocator tuning (hftransfer / hftransfer_plain_malloc): {figures['allocator_ratio']:.2f}x")
     for name in ("breakdown_plain_malloc", "breakdown_tuned_malloc"):
         print(name + ": " + ", ".join(f"{k} {v:.1f}" for k, v in figures[name].items()) + " (ms per image)")
     if opts.json:

@@ -26,10 +26,10 @@ from transformers import (  # noqa: E402
     AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed,
 )
 
-from hftransfer.config import parse_config  # noqa: E402
-from hftransfer.evaluation import reduce_logits  # noqa: E402
-from hftransfer.metrics import compute_classification_metrics  # noqa: E402
-from hftransfer.train import run  # noqa: E402
+from hftransfer.config.parse import parse_config  # noqa: E402
+from hftransfer.evaluation.report import reduce_logits  # noqa: E402
+from hftransfer.evaluation.metrics import compute_classification_metrics  # noqa: E402
+from hftransfer.training.recipe import run  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2"
 
@@ -79,7 +79,7 @@ def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, ba
         "--per_device_train_batch_size", str(batch_size), "--learning_rate", str(lr), "--output_dir", out,
         "--seed", str(seed), "--disable_tqdm", "true", "--save_strategy", "no", "--load_best_model_at_end", "false",
     ])
-    results = run(config)
+    results = run(config).metrics
     train_metrics = json.loads((Path(out) / "train_results.json").read_text())
     return train_metrics, results
 

@@ -1,3 +1,32 @@
-"""hftransfer: transfer-learning fine-tuner on the Hugging Face stack."""
+"""hftransfer: transfer-learning fine-tuner on the Hugging Face stack.
+
+Python API (``hftransfer/api.py``)::
+
+    import hftransfer
+
+    result = hftransfer.finetune("image_classification/efficientnet_lite0_hymenoptera", num_train_epochs=3)
+    result.metrics["eval_accuracy"], result.output_dir
+    hftransfer.predict(result.output_dir, ["bee.jpg"])
+    hftransfer.evaluate(result.output_dir, data="photos_2025/")
+    hftransfer.rank(recipe, models=["timm/resnet50.a1_in1k"])
+    hftransfer.export(result.output_dir)
+
+The functions are imported on first use, so ``import hftransfer`` stays light.
+"""
 
 __version__ = "0.1.0"
+
+API = ("finetune", "evaluate", "predict", "rank", "export", "push")
+__all__ = [*API, "HftransferError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from hftransfer import api
+
+        return getattr(api, name)
+    if name == "HftransferError":
+        from hftransfer.errors import HftransferError
+
+        return HftransferError
+    raise AttributeError(f"module 'hftransfer' has no attribute {name!r}")

@@ -93,7 +93,7 @@ def text_files(tmp_path) -> dict[str, Path]:
 
 def make_config(**options):
     """A RunConfig from keyword options, exactly as the same flags on the command line would give."""
-    from hftransfer.config import parse_config
+    from hftransfer.config.parse import parse_config
 
     argv = []
     for key, value in options.items():

@@ -10,7 +10,8 @@ import sys
 
 from transformers import TrainerCallback
 
-import hftransfer.train
+import hftransfer.training.recipe
+import hftransfer.training.trainer
 
 
 class KillAtStep(TrainerCallback):
@@ -24,11 +25,11 @@ class KillAtStep(TrainerCallback):
 
 if __name__ == "__main__":
     step, argv = int(sys.argv[1]), sys.argv[2:]
-    base_init = hftransfer.train.TransferTrainer.__init__
+    base_init = hftransfer.training.trainer.TransferTrainer.__init__
 
     def init_with_kill(self, *args, **kwargs):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), KillAtStep(step)]
         base_init(self, *args, **kwargs)
 
-    hftransfer.train.TransferTrainer.__init__ = init_with_kill
-    sys.exit(hftransfer.train.main(argv))
+    hftransfer.training.trainer.TransferTrainer.__init__ = init_with_kill
+    sys.exit(hftransfer.training.recipe.main(argv))

@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 import yaml
 
-from hftransfer import registry
-from hftransfer.config import BASE_TRAINING_DEFAULTS, ConfigError, RunConfig, load_recipe, parse_config
-from hftransfer.registry import UnknownTaskError, get_task, list_tasks, register_task
+import hftransfer.tasks as registry
+from hftransfer.config.options import ConfigError
+from hftransfer.strategies.base import StrategyError
+from hftransfer.config.parse import BASE_TRAINING_DEFAULTS, RunConfig, load_recipe, parse_config
+from hftransfer.tasks import UnknownTaskError, get_task, list_tasks, register_task
 from hftransfer.tasks import text_classification
 
 
@@ -85,7 +87,7 @@ def test_option_set_twice_across_sections(tmp_path):
 
 
 def test_unknown_strategy_lists_choices():
-    with pytest.raises(ConfigError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe"):
+    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe"):
         parse_config(["--model", "m", "--strategy", "freeze"])
 
 

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 from conftest import make_config, sentiment_rows, write_rows
 
-from hftransfer.data import LABELS, DataError, check_utf8
+from hftransfer.data.labels import LABELS
+from hftransfer.data.tables import DataError, check_utf8
 from hftransfer.tasks.text_classification import load_data
 
 

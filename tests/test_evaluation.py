@@ -14,11 +14,11 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from hftransfer import cli
-from hftransfer.evaluation import (REPORT_FILE, Predictions, build_report, expected_calibration_error,
+import hftransfer.cli.main as cli
+from hftransfer.evaluation.report import (REPORT_FILE, Predictions, build_report, expected_calibration_error,
                                    reduce_logits)
-from hftransfer.plots import DPI, confusion_figure_size, plot_confusion_matrix
-from hftransfer.train import main
+from hftransfer.evaluation.plots import DPI, confusion_figure_size, plot_confusion_matrix
+from hftransfer.training.recipe import main
 
 
 # --- the report's numbers ----------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_export_onnx_text_and_predict_with_it(text_run, capsys):
     check = json.loads((text_run / "onnx" / "export_report.json").read_text())
     assert check["max_abs_diff"] <= 1e-4 and check["argmax_agreement"] == 1.0
     assert "validation data" in check["inputs"]  # checked on the run's real examples
-    from hftransfer.predict import predict
+    from hftransfer.artifacts.predict import predict_inputs as predict
 
     texts = ["a wonderful and moving film", "dull", "the plot with some actors and a story that goes on and on"]
     torch_out = predict(text_run, texts, top_k=2)
@@ -308,13 +308,13 @@ def test_push_uploads_the_model_folder_only(text_run, monkeypatch, capsys):
 
 
 def test_push_refuses_without_login_or_with_a_token_in_the_folder(text_run, monkeypatch, capsys):
-    import hftransfer.hub
+    import hftransfer.artifacts.hub
 
     hub = FakeHub(monkeypatch)
-    monkeypatch.setattr(hftransfer.hub, "get_token", lambda: None)
+    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: None)
     assert cli.main(["push", str(text_run)]) == 2
     assert "hf auth login" in capsys.readouterr().err
-    monkeypatch.setattr(hftransfer.hub, "get_token", lambda: "hf_leakedtoken")
+    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: "hf_leakedtoken")
     leak = text_run / "notes.txt"
     leak.write_text("token: hf_leakedtoken")
     try:
@@ -337,10 +337,10 @@ def test_push_to_hub_option_pushes_once_after_training(tiny_bert, text_files, tm
 
 
 def test_push_to_hub_without_login_fails_before_training(tiny_bert, text_files, tmp_path, monkeypatch):
-    import hftransfer.hub
+    import hftransfer.artifacts.hub
 
-    monkeypatch.setattr(hftransfer.hub, "get_token", lambda: None)
-    from hftransfer.hub import PushError
+    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: None)
+    from hftransfer.artifacts.hub import PushError
 
     with pytest.raises(PushError, match="hf auth login"):
         main(tiny_run_flags(tiny_bert, tmp_path / "o", **text_files) + ["--push_to_hub", "true"])
@@ -350,7 +350,8 @@ def test_push_to_hub_without_login_fails_before_training(tiny_bert, text_files, 
 def test_eval_labels_match_the_model_by_name_or_by_id():
     from datasets import Dataset
 
-    from hftransfer.data import DataError, encode_labels_for_model
+    from hftransfer.data.labels import encode_labels_for_model
+    from hftransfer.data.tables import DataError
 
     names = ["negative", "positive"]
     ids = Dataset.from_dict({"label": [0, 1, 1]})  # trained with class_names over integer labels (SST-2 files)

@@ -12,12 +12,12 @@ from conftest import COLOURS, make_class_folder, make_config, make_image
 from PIL import Image
 from transformers import pipeline
 
-from hftransfer.data import DataError
-from hftransfer.images import to_mode
-from hftransfer.models import ModelSourceError
+from hftransfer.data.tables import DataError
+from hftransfer.data.images import to_mode
+from hftransfer.backbones.checkpoints import ModelSourceError
 from hftransfer.tasks.image_classification import load_data
-from hftransfer.train import main
-from hftransfer.vision import build_transforms, data_config_for
+from hftransfer.training.recipe import main
+from hftransfer.data.transforms import build_transforms, data_config_for
 
 @pytest.fixture
 def split_folders(tmp_path) -> Path:
@@ -214,7 +214,7 @@ def test_bad_backbone_input(split_folders, timm_weights, tmp_path):
         main(flags(tmp_path / "b", timm_arch="test_efficientnet", weights=tmp_path / "x.pth", data_dir=split_folders))
     with pytest.raises(ModelSourceError, match="give either model"):
         main(flags(tmp_path / "c", timm_arch="test_efficientnet", model="timm/x", data_dir=split_folders))
-    from hftransfer.config import ConfigError
+    from hftransfer.config.options import ConfigError
 
     with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; valid: auto, none, light, strong"):
         main(flags(tmp_path / "d", timm_arch="test_efficientnet", data_dir=split_folders, augmentation="heavy"))

@@ -11,10 +11,11 @@ from conftest import make_class_folder, make_config, sentiment_rows, write_rows
 from safetensors.torch import load_file
 from transformers import pipeline
 
-import hftransfer.precision as precision
-from hftransfer.config import ConfigError
-from hftransfer.precision import PrecisionError, placement_defaults
-from hftransfer.train import TransferTrainer, run
+import hftransfer.config.device as precision
+from hftransfer.config.options import ConfigError
+from hftransfer.config.device import PrecisionError, placement_defaults
+from hftransfer.training.recipe import run
+from hftransfer.training.trainer import TransferTrainer
 
 
 @pytest.fixture
@@ -47,8 +48,8 @@ def test_bf16_on_cpu_trains_in_bfloat16(tiny_bert, files, tmp_path, monkeypatch)
     config = text_config(tiny_bert, files, tmp_path / "out", bf16="true", max_steps=3)
     if not torch.accelerator.is_available():  # one flag: no --use_cpu needed on a machine without a GPU
         assert config.training.use_cpu and "use_cpu" not in config.explicit
-        assert config.to_dict()["training"]["use_cpu"] is False  # the saved config still uses a GPU where one is
-    results = run(config)
+        assert "use_cpu" not in config.to_dict()["training"]  # the saved config still uses a GPU where one is
+    results = run(config).metrics
     assert seen == [torch.bfloat16] * 3
     assert torch.isfinite(torch.tensor(results["eval_loss"]))
     assert pipeline("text-classification", model=str(tmp_path / "out"))("a good film")[0]["label"]
@@ -78,7 +79,7 @@ def test_precision_the_hardware_cannot_do_is_refused_with_the_alternative(monkey
 
 
 def test_fp16_on_a_cpu_run_fails_before_any_work(tiny_bert, files, tmp_path):
-    with pytest.raises(ConfigError, match="fp16 mixed precision needs a GPU"):
+    with pytest.raises(PrecisionError, match="fp16 mixed precision needs a GPU"):
         text_config(tiny_bert, files, tmp_path / "out", fp16="true", use_cpu="true")
     assert not (tmp_path / "out").exists()
 

@@ -59,8 +59,8 @@ def test_minilm_sst2_reaches_085_dev_accuracy(sst2_full):
 
 def test_minilm_onnx_export_matches_pytorch(sst2_full):
     """The export is checked on 16 real dev sentences (max |logit diff| <= 1e-4); here 200 more, all lengths."""
-    from hftransfer.export import export
-    from hftransfer.predict import predict
+    from hftransfer.artifacts.export import export_run as export
+    from hftransfer.artifacts.predict import predict_inputs as predict
 
     export(sst2_full)
     check = json.loads((sst2_full / "onnx" / "export_report.json").read_text())
@@ -100,8 +100,8 @@ def test_efficientnet_lite0_hymenoptera_reaches_090_val_accuracy(tmp_path):
     # and the ONNX export predicts the same labels.
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    from hftransfer.export import export
-    from hftransfer.predict import predict
+    from hftransfer.artifacts.export import export_run as export
+    from hftransfer.artifacts.predict import predict_inputs as predict
 
     val = sorted((HYMENOPTERA / "val").glob("*/*.jpg"))
     predicted = [p.labels[0] for p in predict(out, [str(HYMENOPTERA / "val")], top_k=2)]
@@ -161,7 +161,7 @@ def _rank(tmp_path, *argv) -> list[dict]:
 def test_rank_prefers_imagenet_lite0_to_random_weights_on_hymenoptera(lite0_recipe, tmp_path):
     from transformers import TimmWrapperForImageClassification
 
-    from hftransfer.vision import timm_model_config
+    from hftransfer.backbones.timm_weights import timm_model_config
 
     class Arch:
         timm_arch, weights, weights_key_map = "tf_efficientnet_lite0", None, None

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import make_config, sentiment_rows, write_rows
 
-from hftransfer import cli
-from hftransfer.rank import RankError, rank
-from hftransfer.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
+import hftransfer.cli.main as cli
+from hftransfer.selection.rank import RankError, rank_candidates as rank
+from hftransfer.selection.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
 
 
 def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SHARED_DATA, minilm_path
 
-from hftransfer.cli import recipes_root, shipped_recipes
-from hftransfer.config import parse_config
-from hftransfer.train import main
+from hftransfer.config.recipes import recipes_root, shipped_recipes
+from hftransfer.config.parse import parse_config
+from hftransfer.training.recipe import main
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "key_maps" not in p.parts)
 OFFLINE_RECIPES = [p for p in RECIPES if "pretrained/" in p.read_text()]

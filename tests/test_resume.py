@@ -13,9 +13,10 @@ from conftest import REPO, make_config, sentiment_rows, subprocess_env, tiny_run
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from hftransfer.atomic import publish_directory, staging_dir
-from hftransfer.config import parse_config
-from hftransfer.train import OutputDirError, resolve_checkpoint, run
+from hftransfer.artifacts.atomic import publish_directory, staging_dir
+from hftransfer.config.parse import parse_config
+from hftransfer.training.output_dir import OutputDirError, resolve_checkpoint
+from hftransfer.training.recipe import run
 
 KILL_SCRIPT = REPO / "tests" / "kill_at_step.py"
 
@@ -72,9 +73,9 @@ def test_resume_flag_and_checkpoint_schedule(tmp_path):
     assert config.training.resume_from_checkpoint == str(tmp_path / "checkpoint-3")
     # a checkpoint every 50 steps is evaluated every 50 steps, so the best one can be chosen
     assert (config.training.eval_strategy.value, config.training.eval_steps) == ("steps", 50)
-    with pytest.raises(OutputDirError, match="no checkpoint to resume from"):
+    with pytest.raises(OutputDirError, match="no complete checkpoint to resume from"):
         resolve_checkpoint(parse_config(["--model", "m", "--output_dir", str(tmp_path), "--resume"]))
-    with pytest.raises(OutputDirError, match="checkpoint to resume from not found"):
+    with pytest.raises(OutputDirError, match="--resume: checkpoint not found"):
         resolve_checkpoint(config)
 
 

@@ -1,6 +1,6 @@
 """Transfer strategies on tiny text, timm and transformers vision backbones: what moves, what must not.
 
-Every strategy runs for real (``hftransfer.train.main``); the saved model is compared tensor by tensor (weights
+Every strategy runs for real (``hftransfer.training.recipe.main``); the saved model is compared tensor by tensor (weights
 and BatchNorm statistics) with the checkpoint it started from.
 """
 
@@ -16,15 +16,19 @@ from conftest import make_class_folder, make_config, sentiment_rows, tiny_run_fl
 from transformers import (AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel, TimmWrapperForImageClassification,
                           TrainingArguments, ViTForImageClassification, pipeline)
 
-from hftransfer.blocks import layout_of
-from hftransfer.config import ConfigError
-from hftransfer.features import cache_key
-from hftransfer.heads import MODELING_FILE
-from hftransfer.lora import LoraTargetError
-from hftransfer.registry import get_task
-from hftransfer.strategies import (StrategyError, _depth_of, _module_depths, apply_strategy, parameter_groups)
-from hftransfer.train import main
-from hftransfer.trainer import TransferTrainer
+from hftransfer.backbones.blocks import layout_of
+from hftransfer.config.options import ConfigError
+from hftransfer.strategies.features import cache_key
+from hftransfer.backbones.heads import MODELING_FILE
+from hftransfer.strategies.lora import LoraTargetError
+from hftransfer.tasks import get_task
+from functools import partial
+
+from hftransfer.strategies import get_strategy
+from hftransfer.strategies.base import StrategyError, apply_strategy
+from hftransfer.strategies.rates import _depth_of, _module_depths, parameter_groups
+from hftransfer.training.recipe import main
+from hftransfer.training.trainer import TransferTrainer
 
 STRATEGY_FLAGS = {
     "full": [],
@@ -172,7 +176,7 @@ def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
                          unfreeze_milestones=[1, 2], output_dir="unused")
     data = get_task("text-classification").load_data(config)
     model = get_task("text-classification").build_model(config, data)
-    plan = apply_strategy(model, config.transfer, num_train_epochs=3)
+    model, plan = apply_strategy(get_strategy("gradual"), model, config.transfer, num_train_epochs=3)
     schedule = plan.callbacks[0]
 
     def trainable_blocks():
@@ -191,7 +195,7 @@ def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
         seen.append(trainable_blocks())
     assert seen == [([], False), ([1], False), ([0, 1], True)]
     # every parameter is in the optimizer from the start, at the same rate
-    groups = parameter_groups(model, plan, config.transfer, 1e-3, 0.01, set())
+    groups = parameter_groups(model, plan, config.transfer, 1e-3, 0.01)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {g["lr"] for g in groups} == {1e-3}
 
@@ -213,10 +217,11 @@ def test_layer_decay_and_head_rate_in_the_optimizer(tiny_bert, text_files, tmp_p
                          head_learning_rate=0.01, output_dir=str(tmp_path))
     task = get_task("text-classification")
     model = task.build_model(config, task.load_data(config))
-    plan = apply_strategy(model, config.transfer)
+    model, plan = apply_strategy(get_strategy("full"), model, config.transfer)
+    assert plan.head_names == {"classifier.weight", "classifier.bias"}
     trainer = TransferTrainer(model=model, args=TrainingArguments(str(tmp_path), learning_rate=1e-3, weight_decay=0.1,
                                                                   report_to="none", use_cpu=True),
-                              plan=plan, transfer=config.transfer, head_names={"classifier.weight", "classifier.bias"})
+                              param_groups=partial(parameter_groups, plan=plan, transfer=config.transfer))
     optimizer = trainer.create_optimizer()
     rate = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
     params = dict(model.named_parameters())
@@ -366,7 +371,7 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
 
 def test_bad_strategy_inputs_are_named(tmp_path, cases):
     flags, _, _ = cases["bert"]
-    with pytest.raises(ConfigError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe, partial"):
+    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe, partial"):
         run(tmp_path / "a", flags, "--strategy", "freeze")
     with pytest.raises(StrategyError, match=r"unfreeze_blocks=7 but the backbone has 2 blocks; choose 1 to 2 "
                                             r"\(blocks: bert.encoder.layer.0, bert.encoder.layer.1 \+ pooler\)"):

@@ -12,12 +12,13 @@ import torch
 from conftest import REPO, tiny_run_flags, write_rows
 from transformers import AutoConfig, AutoTokenizer, pipeline
 
-from hftransfer.config import parse_config
-from hftransfer.models import ModelSourceError
+from hftransfer.config.parse import parse_config
+from hftransfer.backbones.checkpoints import ModelSourceError
 from hftransfer.tasks.text_classification import build_collator, prepare_datasets, load_data
-from hftransfer.evaluation import REPORT_FILE
-from hftransfer.runs import CONFIG_FILE
-from hftransfer.train import OutputDirError, main
+from hftransfer.evaluation.report import REPORT_FILE
+from hftransfer.artifacts.run_dir import CONFIG_FILE
+from hftransfer.training.output_dir import OutputDirError
+from hftransfer.training.recipe import main
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -177,9 +178,9 @@ def test_half_precision_checkpoint_trains_with_fp32_weights(tiny_bert, text_file
 
 def test_early_stopping_stops_when_the_metric_stalls(tiny_bert, text_files, tmp_path):
     out = tmp_path / "out"
-    # a zero learning rate cannot improve macro-F1 after the first evaluation
+    # a vanishing learning rate (Adam steps of about 1e-12) cannot improve macro-F1 after the first evaluation
     main(tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
-         + ["--num_train_epochs", "10", "--learning_rate", "0", "--early_stopping_patience", "2"])
+         + ["--num_train_epochs", "10", "--learning_rate", "1e-12", "--early_stopping_patience", "2"])
     state = json.loads((out / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_f1_macro" in entry]
     assert len(evaluations) == 3 and state["epoch"] == 3  # the first, then two without improvement

@@ -18,11 +18,16 @@ import datasets
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TimmWrapperConfig
 from transformers import TimmWrapperImageProcessor
 
-from hftransfer import data as data_lib
-from hftransfer import images, vision
-from hftransfer.metrics import compute_classification_metrics
-from hftransfer.models import ModelSourceError, load_model_config as load_transformers_config, model_path
-from hftransfer.registry import Task
+from hftransfer.backbones.checkpoints import ModelSourceError, load_model_config as load_transformers_config, model_path
+from hftransfer.backbones.heads import without_head_code
+from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
+from hftransfer.data import images, labels, tables
+from hftransfer.data.labels import LABELS
+from hftransfer.data.tables import DataError
+from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_config_for
+from hftransfer.evaluation.metrics import compute_classification_metrics
+from hftransfer.strategies import get_strategy
+from hftransfer.tasks.base import Task, TaskWords
 
 IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename", "file_name")
 
@@ -48,8 +53,8 @@ class ImageClassificationArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.augmentation not in ("auto", *vision.AUGMENTATIONS):
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: auto, {', '.join(vision.AUGMENTATIONS)}")
+        if self.augmentation not in ("auto", *AUGMENTATIONS):
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: auto, {', '.join(AUGMENTATIONS)}")
         if not 0 <= self.hflip <= 1:
             raise ValueError(f"hflip is a probability between 0 and 1, got {self.hflip}")
 
@@ -60,7 +65,7 @@ def load_model_config(config):
     if model_args.timm_arch and model_args.model:
         raise ModelSourceError(f"give either model ({model_args.model!r}) or timm_arch ({model_args.timm_arch!r})")
     if model_args.timm_arch:
-        return vision.timm_model_config(model_args)
+        return timm_model_config(model_args)
     if model_args.weights:
         raise ModelSourceError("weights goes with timm_arch (a timm architecture name), not with model")
     if model_args.model and model_args.model.startswith("hf-hub:"):  # timm's spelling of a Hub id
@@ -74,41 +79,49 @@ def resolve_image_column(options, columns: list[str]) -> str:
     for name in IMAGE_COLUMNS:
         if name in columns:
             return name
-    raise data_lib.DataError(f"no image column given and none of {', '.join(IMAGE_COLUMNS)} found; set "
+    raise DataError(f"no image column given and none of {', '.join(IMAGE_COLUMNS)} found; set "
                              f"image_column to one of: {', '.join(columns)}")
 
 
-def load_data(config, model_labels: list[str] | None = None) -> data_lib.LabelledData:
+def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledData:
     """Read the splits, check every image file, fix the label map and carve validation if needed.
 
     With ``model_labels`` (evaluating a trained model) the labels take the model's ids and the splits are
     returned as found: no validation carved, no subsets.
     """
     data_args, options = config.data, config.task
+    notes: list[str] = []
     if data_args.data_dir:
         if data_args.train_file or data_args.dataset:
-            raise data_lib.DataError("give one data source: data_dir, train_file or dataset")
-        splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None)
+            raise DataError("give one data source: data_dir, train_file or dataset")
+        splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None, notes=notes)
         column, label_column = "image", "label"
     else:
-        splits = data_lib.load_splits(data_args)
+        splits = tables.load_splits(data_args)
         first = next(iter(splits.values()))
         column, label_column = resolve_image_column(options, first.column_names), data_args.label_column
-        data_lib.require_columns(splits, [column, label_column])
+        check_distinct_columns(column, label_column)
+        tables.require_columns(splits, [column, label_column])
         if data_args.train_file:  # listings hold paths relative to the listing file
             listings = {"train": data_args.train_file, "validation": data_args.validation_file,
                         "test": data_args.test_file}
             splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if _holds_paths(ds, column)
                       else ds for s, ds in splits.items()}
-    data_lib.check_not_empty(splits)
-    notes = _check_images(splits, column, options.skip_corrupt_images)
+    tables.check_not_empty(splits)
+    notes += _check_images(splits, column, options.skip_corrupt_images)
     if model_labels:
-        labelled = data_lib.encode_labels_for_model(splits, label_column, model_labels)
+        labelled = labels.encode_labels_for_model(splits, label_column, model_labels)
     else:
-        labelled = data_lib.encode_labels(splits, label_column, data_args.class_names)
+        labelled = labels.encode_labels(splits, label_column, data_args.class_names, data_args.allow_case_variant_labels)
     labelled.columns = {"image": column}
     labelled.notes.extend(notes)
-    return labelled if model_labels else data_lib.finish_splits(labelled, data_args, config.training.seed)
+    return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
+
+
+def check_distinct_columns(column: str, label_column: str) -> None:
+    if column == label_column:
+        raise DataError(f"image_column and label_column are both {column!r}: the model would be given its answer; "
+                        "set image_column to the column of images or paths")
 
 
 def _holds_paths(ds, column: str) -> bool:
@@ -127,7 +140,7 @@ def _check_images(splits, column: str, skip: bool) -> list[str]:
             continue
         listed = "; ".join(f"{path} ({why})" for path, why in bad[:10]) + (" …" if len(bad) > 10 else "")
         if not skip:
-            raise data_lib.DataError(f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
+            raise DataError(f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
                                      "Fix or remove them, or set skip_corrupt_images: true")
         bad_paths = {path for path, _ in bad}
         splits[split] = ds.filter(lambda batch: [p not in bad_paths for p in batch[column]], batched=True)
@@ -160,22 +173,22 @@ class _ImageTransform:
 
     def __call__(self, batch):
         pixels = [self.transform(images.to_mode(images.open_image(v), self.channels)) for v in batch[self.column]]
-        return {"pixel_values": pixels, data_lib.LABELS: batch[data_lib.LABELS]}
+        return {"pixel_values": pixels, LABELS: batch[LABELS]}
 
 
 def training_augmentation(config) -> str | None:
     """The augmentation preset in force (``auto`` resolved), or None when training images are not augmented."""
     chosen = config.task.augmentation
-    if chosen == "auto":
-        chosen = "none" if config.transfer.strategy == "linear_probe" else "light"
+    if chosen == "auto":  # a frozen backbone's features are fixed: augmenting them only slows a probe down
+        chosen = "none" if get_strategy(config.transfer.strategy).frozen_backbone else "light"
     return None if chosen == "none" else chosen
 
 
 def prepare_datasets(config, processor, data, model_config=None, augment: bool = True):
     """Attach on-the-fly transforms: augmentation for train, the checkpoint's eval transform for the rest."""
-    data_config = vision.data_config_for(processor)
+    data_config = data_config_for(processor)
     augmentation = (training_augmentation(config) or "none") if augment else "none"
-    train_tf, eval_tf = vision.build_transforms(data_config, augmentation, config.task.hflip)
+    train_tf, eval_tf = build_transforms(data_config, augmentation, config.task.hflip)
     channels = data_config["input_size"][0]
     column = data.columns["image"]
     data.notes.append(
@@ -184,7 +197,7 @@ def prepare_datasets(config, processor, data, model_config=None, augment: bool =
         f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}"
         + ("" if augment else " (linear-probe phase)"))
     return {
-        split: ds.select_columns([column, data_lib.LABELS]).with_transform(
+        split: ds.select_columns([column, LABELS]).with_transform(
             _ImageTransform(train_tf if split == "train" else eval_tf, column, channels))
         for split, ds in data.splits.items()
     }
@@ -196,9 +209,9 @@ def build_model(config, data, model_config):
     if config.model.timm_arch:
         model_config.update(labels)
         model_config.num_labels = labels["num_labels"]
-        return vision.build_timm_classifier(config.model, model_config)
+        return build_timm_classifier(config.model, model_config)
     model_args = config.model
-    head_config = copy.deepcopy(model_config)
+    head_config = without_head_code(copy.deepcopy(model_config))
     head_config.num_labels = len(data.label_names)
     head_config.id2label, head_config.label2id = data.id2label, data.label2id
     if isinstance(head_config, TimmWrapperConfig):
@@ -232,22 +245,22 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS
                            and not images.is_hidden(p, path))
             if not found:
-                raise data_lib.DataError(f"no image files ({', '.join(sorted(images.IMAGE_EXTENSIONS))}) under {item!r}")
+                raise DataError(f"no image files ({', '.join(sorted(images.IMAGE_EXTENSIONS))}) under {item!r}")
             paths += found
         elif path.is_file():
             paths.append(path)
         elif any(ch in item for ch in "*?["):
             found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
             if not found:
-                raise data_lib.DataError(f"the pattern {item!r} matches no file")
+                raise DataError(f"the pattern {item!r} matches no file")
             paths += found
         else:
-            raise data_lib.DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
+            raise DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
     names = [str(p) for p in paths]
     bad = images.find_unreadable(names)
     if bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:10]) + (" …" if len(bad) > 10 else "")
-        raise data_lib.DataError(f"{len(bad)} unreadable image input(s): {listed}")
+        raise DataError(f"{len(bad)} unreadable image input(s): {listed}")
     return [(name, name) for name in names]
 
 
@@ -255,8 +268,8 @@ class PredictionEncoder:
     """Images -> ``pixel_values`` with exactly the evaluation transform the model was scored with."""
 
     def __init__(self, processor):
-        data_config = vision.data_config_for(processor)
-        _, self.transform = vision.build_transforms(data_config, "none", 0.0)
+        data_config = data_config_for(processor)
+        _, self.transform = build_transforms(data_config, "none", 0.0)
         self.channels = data_config["input_size"][0]
 
     def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
@@ -275,7 +288,7 @@ def sample_payloads(n: int = 2) -> list:
 
 def collate(examples):
     return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-            "labels": torch.tensor([e[data_lib.LABELS] for e in examples], dtype=torch.long)}
+            "labels": torch.tensor([e[LABELS] for e in examples], dtype=torch.long)}
 
 
 def build_collator(config, processor):
@@ -301,16 +314,16 @@ TASK = Task(
     pixel_key="pixel_values",
     prediction_encoder=PredictionEncoder,
     sample_payloads=sample_payloads,
+    input_axes={"pixel_values": ("batch",)},
+    words=TaskWords(pipeline_example='"photo.jpg"', cli_example="photo.jpg photos/", inputs="Images",
+                    shift_examples="other cameras, lighting, framing"),
+    # On a GPU, decoding and resizing run in worker processes so they overlap the accelerator's work.
+    gpu_dataloader_workers=8,
     training_defaults={
         "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (see README)
         "num_train_epochs": 5,
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,
         "remove_unused_columns": False,  # with_transform needs the raw image column
-        # On a GPU, decoding and resizing run in worker processes so they overlap the accelerator's work. On a
-        # CPU the passes themselves need every core (2 cores, one hymenoptera epoch: 39 s with no worker,
-        # 44 s with one, 43 s with two).
-        "dataloader_num_workers": min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0,
-        "dataloader_persistent_workers": torch.cuda.is_available(),
     },
 )

@@ -7,19 +7,23 @@ corpus.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from hftransfer import data as data_lib
-from hftransfer.metrics import compute_classification_metrics
-from hftransfer.models import model_path
-from hftransfer.registry import Task
+from hftransfer.backbones.checkpoints import model_path
+from hftransfer.backbones.heads import without_head_code
+from hftransfer.data import labels, tables
+from hftransfer.data.labels import LABELS
+from hftransfer.data.tables import DataError
+from hftransfer.evaluation.metrics import compute_classification_metrics
+from hftransfer.tasks.base import Task, TaskWords
 
 # Column names tried, in order, when the recipe names no text column (as transformers' run_glue does).
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
@@ -58,13 +62,13 @@ def resolve_text_columns(options: TextClassificationArguments, columns: list[str
     for name in TEXT_COLUMNS:
         if name in columns:
             return name, options.text_pair_column
-    raise data_lib.DataError(
+    raise DataError(
         f"no text column given and none of {', '.join(TEXT_COLUMNS)} found; set text_column to one of: "
         f"{', '.join(columns)}"
     )
 
 
-def load_data(config, model_labels: list[str] | None = None) -> data_lib.LabelledData:
+def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledData:
     """Read the splits, check the columns and texts, fix the label map and carve validation if needed.
 
     With ``model_labels`` (evaluating a trained model) the labels take the model's ids and the splits are
@@ -72,27 +76,35 @@ def load_data(config, model_labels: list[str] | None = None) -> data_lib.Labelle
     """
     data_args = config.data
     if data_args.data_dir:
-        raise data_lib.DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
-                                 f"data_dir ({data_args.data_dir!r})")
-    splits = data_lib.load_splits(data_args)
-    data_lib.check_not_empty(splits)
+        raise DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
+                        f"data_dir ({data_args.data_dir!r})")
+    splits = tables.load_splits(data_args)
+    tables.check_not_empty(splits)
     text, pair = resolve_text_columns(config.task, next(iter(splits.values())).column_names)
     text_columns = [c for c in (text, pair) if c]
-    data_lib.require_columns(splits, text_columns + [data_args.label_column])
+    if data_args.label_column in text_columns:
+        raise DataError(f"the text column and label_column are both {data_args.label_column!r}: the model would be "
+                        "given its answer; set text_column to the column of texts")
+    tables.require_columns(splits, text_columns + [data_args.label_column])
+    check_texts_present(splits, text_columns)
+    if model_labels:
+        labelled = labels.encode_labels_for_model(splits, data_args.label_column, model_labels)
+    else:
+        labelled = labels.encode_labels(splits, data_args.label_column, data_args.class_names,
+                                        data_args.allow_case_variant_labels)
+    labelled.columns = {"text": text, "text_pair": pair}
+    return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
+
+
+def check_texts_present(splits: dict, text_columns: list[str]) -> None:
+    """Every example has its text (empty cells, and the values the user listed in na_values, are missing)."""
     for split, ds in splits.items():
         for column in text_columns:
             missing = [i for i, value in enumerate(ds[column]) if value is None]
             if missing:
-                raise data_lib.DataError(
+                raise DataError(
                     f"{len(missing)} empty value(s) in text column {column!r} of the {split} split "
-                    f"(first at row {missing[0]}); fill or drop them"
-                )
-    if model_labels:
-        labelled = data_lib.encode_labels_for_model(splits, data_args.label_column, model_labels)
-    else:
-        labelled = data_lib.encode_labels(splits, data_args.label_column, data_args.class_names)
-    labelled.columns = {"text": text, "text_pair": pair}
-    return labelled if model_labels else data_lib.finish_splits(labelled, data_args, config.training.seed)
+                    f"(first at row {missing[0]}); fill or drop them")
 
 
 def build_preprocessing(config, data, model_config):
@@ -131,7 +143,7 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
     limit = model_max_length(tokenizer, model_config)
     chosen = config.task.max_length
     if chosen is not None and not 0 < chosen <= limit:
-        raise data_lib.DataError(f"max_length must be between 1 and the model's limit {limit}, got {chosen}")
+        raise DataError(f"max_length must be between 1 and the model's limit {limit}, got {chosen}")
     max_length = chosen or default_max_length(tokenizer, data, limit, config.training.seed)
     # A derived length truncates training only (that is where the compute goes): validation and test keep
     # texts whole up to the model's limit, so no evaluation text is judged on a fragment. A chosen length
@@ -151,7 +163,7 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
         prepared[split] = ds.map(
             tokenizer_for(max_length if split == "train" else eval_length), batched=True,
             num_proc=config.data.preprocessing_num_workers,
-            remove_columns=[c for c in ds.column_names if c != data_lib.LABELS],
+            remove_columns=[c for c in ds.column_names if c != LABELS],
             desc=f"Tokenising {split}",
         )
     return prepared
@@ -160,11 +172,14 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
 def build_model(config, data, model_config=None):
     """The pretrained encoder with a fresh classification head sized for the user's labels."""
     model_args = config.model
+    head_config = without_head_code(copy.deepcopy(model_config or AutoConfig.from_pretrained(
+        model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
+        cache_dir=model_args.cache_dir)))
+    head_config.num_labels = len(data.label_names)
+    head_config.id2label, head_config.label2id = data.id2label, data.label2id
     return AutoModelForSequenceClassification.from_pretrained(
         model_path(model_args),
-        num_labels=len(data.label_names),
-        id2label=data.id2label,
-        label2id=data.label2id,
+        config=head_config,
         # A checkpoint with another head (e.g. an earlier fine-tune) gets a new one instead of an error.
         ignore_mismatched_sizes=True,
         # transformers 5 loads in the checkpoint's dtype by default; training keeps fp32 master weights
@@ -206,23 +221,23 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
     if options.get("text_file"):
         path = Path(options["text_file"]).expanduser()
         if not path.is_file():
-            raise data_lib.DataError(f"text_file not found: {str(path)!r}")
-        data_lib.check_utf8(path)
+            raise DataError(f"text_file not found: {str(path)!r}")
+        tables.check_utf8(path)
         texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if options.get("csv"):
         path = Path(options["csv"]).expanduser()
         if not path.is_file():
-            raise data_lib.DataError(f"csv file not found: {str(path)!r}")
-        data_lib.check_utf8(path)
+            raise DataError(f"csv file not found: {str(path)!r}")
+        tables.check_utf8(path)
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             column = options.get("column") or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
             if column not in (reader.fieldnames or []):
-                raise data_lib.DataError(f"column {column!r} not in {str(path)!r}; set --column to one of: "
+                raise DataError(f"column {column!r} not in {str(path)!r}; set --column to one of: "
                                          f"{', '.join(reader.fieldnames or [])}")
             texts += [row[column] for row in reader if row[column] is not None]
     if not texts:
-        raise data_lib.DataError("no texts to classify: give texts as arguments, --text_file or --csv")
+        raise DataError("no texts to classify: give texts as arguments, --text_file or --csv")
     return [(text, text) for text in texts]
 
 
@@ -266,6 +281,9 @@ TASK = Task(
     read_prediction_inputs=read_prediction_inputs,
     prediction_encoder=PredictionEncoder,
     sample_payloads=sample_payloads,
+    input_axes={name: ("batch", "sequence") for name in ("input_ids", "attention_mask", "token_type_ids")},
+    words=TaskWords(pipeline_example='"I really enjoyed this film."', cli_example='"I really enjoyed this film."',
+                    inputs="Texts", shift_examples="other domains, writing styles, lengths"),
     training_defaults={
         "learning_rate": 5e-5,  # replaced by suggest_training_args unless the user sets one
         "num_train_epochs": 3,

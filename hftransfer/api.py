@@ -1,0 +1,80 @@
+"""The Python API: what a notebook needs, with the same names and behaviour as the ``hftransfer`` commands.
+
+Options are the command line's, as keywords (``learning_rate=3e-4``, ``strategy="lp_ft"``): a recipe and
+keyword options merge exactly like a recipe and flags (keywords win). Bad input raises ``HftransferError``
+with the same one-line message the command prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hftransfer.artifacts.evaluate import evaluate_run
+from hftransfer.artifacts.export import ATOL, export_run
+from hftransfer.artifacts.hub import push_output_dir
+from hftransfer.artifacts.predict import Prediction, predict_inputs
+from hftransfer.config.parse import options_to_argv, parse_config
+from hftransfer.config.recipes import find_recipe
+from hftransfer.selection.rank import CandidateScore, rank_candidates, save_rank_outputs, sample_notes
+from hftransfer.training.recipe import RunResult, run
+
+
+def _argv(recipe: str | Path | None, options: dict) -> list[str]:
+    return (["--config", find_recipe(str(recipe))] if recipe else []) + options_to_argv(options)
+
+
+def finetune(recipe: str | Path | None = None, **options) -> RunResult:
+    """Train, evaluate and save a model, as ``hftransfer train RECIPE --option value …`` does.
+
+    ``recipe`` is a recipe file or a shipped recipe's name; ``options`` are any of ``hftransfer train``'s
+    options. Returns the output folder, the final metrics (``eval_*``, ``test_*``), the evaluation reports and
+    the resolved config.
+    """
+    return run(parse_config(_argv(recipe, options)))
+
+
+def evaluate(model_dir: str | Path, data: str | None = None, split: str | None = None, *,
+             output_dir: str | None = None, batch_size: int = 64, max_samples: int | None = None,
+             overwrite: bool = False, trust_remote_code: bool = False, **columns) -> dict:
+    """Evaluate a trained model (``hftransfer eval``); returns the report (its folder under ``report_dir``).
+
+    ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
+    """
+    report, folder = evaluate_run(model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite,
+                                  trust_remote_code)
+    return {**report, "report_dir": str(folder)}
+
+
+def predict(model_dir: str | Path, inputs: list[str] | str, *, top_k: int = 5, batch_size: int = 32,
+            onnx: bool = False, text_file: str | None = None, csv: str | None = None, column: str | None = None,
+            trust_remote_code: bool = False) -> list[Prediction]:
+    """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``)."""
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    return predict_inputs(model_dir, items, {"text_file": text_file, "csv": csv, "column": column}, top_k,
+                          batch_size, onnx, trust_remote_code)
+
+
+def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, sample_size: int = 500,
+         by: str = "logme", report_dir: str | Path | None = None, **options) -> list[CandidateScore]:
+    """Score candidate backbones on the data from frozen features, best first (``hftransfer rank``).
+
+    ``report_dir`` also writes ``rank_report.json`` and the plot there.
+    """
+    base = parse_config(_argv(recipe, options))
+    results, data, num_train = rank_candidates(base, models, sample_size, by)
+    if report_dir is not None:
+        save_rank_outputs(results, Path(report_dir), {"ranked_by": by, "task": base.model.task, "num_train": num_train,
+                                                      "sample": sample_notes(data), "labels": data.label_names})
+    return results
+
+
+def export(model_dir: str | Path, format: str = "onnx", *, output: str | Path | None = None, atol: float = ATOL,
+           overwrite: bool = False, trust_remote_code: bool = False) -> Path:
+    """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder."""
+    return export_run(model_dir, format, output, atol, overwrite, trust_remote_code)
+
+
+def push(model_dir: str | Path, repo_id: str | None = None, *, private: bool | None = None,
+         revision: str | None = None, commit_message: str | None = None) -> str:
+    """Upload a finished run to the Hugging Face Hub (``hftransfer push``); returns the commit URL."""
+    return push_output_dir(model_dir, repo_id, private, revision, commit_message)

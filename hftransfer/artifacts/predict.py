@@ -1,0 +1,149 @@
+"""``hftransfer predict``: top-k labels for images or texts, with the PyTorch model or its ONNX export.
+
+Both backends share the task's prediction encoder (the evaluation preprocessing the model was scored
+with), so PyTorch and ONNX predictions differ only by the runtimes' arithmetic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import os
+
+import numpy as np
+import torch
+
+from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, RunDirError, open_run
+from hftransfer.errors import HftransferError
+
+OUTPUT_FORMATS = (".csv", ".json", ".jsonl")
+
+
+class PredictError(HftransferError):
+    """Bad predict arguments (output file exists, unknown format …)."""
+
+
+class TorchBackend:
+    name = "pytorch"
+
+    def __init__(self, run: FinishedRun):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = run.load_model().to(self.device)
+
+    @torch.no_grad()
+    def logits(self, inputs: dict) -> np.ndarray:
+        return self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits.float().cpu().numpy()
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, onnx_path: Path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise PredictError("running an ONNX model needs onnxruntime: pip install 'hftransfer[export]'") from None
+        self.session = ort.InferenceSession(str(onnx_path), providers=ort.get_available_providers())
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, inputs: dict) -> np.ndarray:
+        return self.session.run(["logits"], {n: inputs[n].numpy() for n in self.names})[0]
+
+
+@dataclass
+class Prediction:
+    input: str
+    labels: list[str]
+    scores: list[float]
+
+
+def open_predictor(path: str | Path, onnx: bool = False, trust_remote_code: bool = False):
+    """(run, backend): an ONNX export folder (or ``--onnx`` on a run with one) runs on ONNX Runtime."""
+    root = Path(path).expanduser()
+    if (root / ONNX_FILE).is_file():
+        return open_run(root, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(root / ONNX_FILE)
+    if onnx:
+        if not (root / ONNX_DIR / ONNX_FILE).is_file():
+            raise RunDirError(f"{str(root)!r} has no ONNX export ({ONNX_DIR}/{ONNX_FILE}); run "
+                              f"`hftransfer export {root} --format onnx` first")
+        run = open_run(root / ONNX_DIR, require_weights=False, trust_remote_code=trust_remote_code)
+        return run, OnnxBackend(root / ONNX_DIR / ONNX_FILE)
+    run = open_run(root, trust_remote_code=trust_remote_code)
+    return run, TorchBackend(run)
+
+
+def predict_inputs(path: str | Path, items: list[str], options: dict | None = None, top_k: int = 5, batch_size: int = 32,
+            onnx: bool = False, trust_remote_code: bool = False) -> list[Prediction]:
+    """Top-k predictions for every input; every input is read and checked before the first batch runs."""
+    if top_k < 1:
+        raise PredictError(f"top_k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise PredictError(f"batch_size must be at least 1, got {batch_size}")
+    if not items and not any((options or {}).get(k) for k in ("text_file", "csv")):
+        raise PredictError("nothing to predict: give inputs (image files, folders, globs or texts), --text_file or "
+                           "--csv")
+    run, backend = open_predictor(path, onnx, trust_remote_code)
+    if run.task.read_prediction_inputs is None:
+        raise RunDirError(f"task {run.task.name!r} has no prediction inputs reader")
+    inputs = run.task.read_prediction_inputs(items, options or {})
+    if not inputs:
+        raise PredictError("nothing to predict: the inputs given hold no example")
+    encode = run.task.prediction_encoder(run.load_processor())
+    k = min(top_k, len(run.label_names))
+    results = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        logits = backend.logits(encode([payload for _, payload in chunk]))
+        probabilities = _softmax(logits)
+        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        for (name, _), ids, row in zip(chunk, top, probabilities):
+            results.append(Prediction(name, [run.label_names[i] for i in ids], [float(row[i]) for i in ids]))
+    return results
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def check_output_path(output: str | Path | None, overwrite: bool) -> Path | None:
+    if output is None:
+        return None
+    path = Path(output)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise PredictError(f"unsupported output file type {path.suffix or '(none)'!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+    if path.is_dir():
+        raise PredictError(f"--output {str(path)!r} is a folder; give a file name ending in {', '.join(OUTPUT_FORMATS)}")
+    if path.exists() and not overwrite:
+        raise PredictError(f"{str(path)!r} exists; pass --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise PredictError(f"--output {str(path)!r}: its folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PredictError(f"--output {str(path)!r}: no permission to write in {str(folder)!r}")
+    return path
+
+
+def write_predictions(predictions: list[Prediction], path: Path) -> Path:
+    """CSV (input, label_1, score_1, …) or JSON / JSON lines; written to a temporary name, then renamed."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        k = max((len(p.labels) for p in predictions), default=0)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["input", *[f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "score")]])
+        for p in predictions:
+            writer.writerow([p.input, *[v for pair in zip(p.labels, (f"{s:.6f}" for s in p.scores)) for v in pair]])
+        text = buffer.getvalue()
+    else:
+        rows = [{"input": p.input, "predictions": [{"label": label, "score": score}
+                                                    for label, score in zip(p.labels, p.scores)]}
+                for p in predictions]
+        text = json.dumps(rows, indent=2) if suffix == ".json" else "".join(json.dumps(r) + "\n" for r in rows)
+    return write_text_atomically(path, text)

@@ -1,0 +1,151 @@
+"""A finished run's output directory: recognise it, load its model, processor and recorded config.
+
+``hftransfer eval``, ``predict``, ``export`` and ``push`` all start here, so a folder that is not a
+model fails the same way everywhere, before anything is written. A folder that ships its own Python code
+is refused unless the user trusts it (``backbones/checkpoints.py``); weights load from safetensors, or from
+a torch pickle only through ``weights_only`` loading, which refuses pickles that would run code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+from hftransfer.backbones.checkpoints import check_custom_code, looks_like_path
+from hftransfer.backbones.heads import load_classifier
+from hftransfer.config.parse import RunConfig, parse_config
+from hftransfer.data.tables import DataError
+from hftransfer.errors import HftransferError
+from hftransfer.tasks import get_task, list_tasks
+from hftransfer.tasks.base import Task
+
+CONFIG_FILE = "hftransfer_config.yaml"
+ONNX_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+class RunDirError(HftransferError):
+    """A directory that is not a usable model output; the message says what is missing."""
+
+
+@dataclass
+class FinishedRun:
+    path: Path
+    task: Task
+    label_names: list[str]
+    model_config: dict  # config.json as saved
+    config: RunConfig | None  # the recorded hftransfer config (None for a plain transformers model folder)
+    trust_remote_code: bool = False
+
+    def load_model(self):
+        try:
+            model = load_classifier(self.task.auto_model, self.path, self.model_config, self.trust_remote_code)
+        except pickle.UnpicklingError as err:
+            raise RunDirError(f"{str(self.path)!r}: the weights are a pickle that needs code to load; refused (loading "
+                              f"it would run that code): {' '.join(str(err).split())[:200]}") from None
+        except (OSError, ValueError, RuntimeError) as err:
+            raise RunDirError(f"{str(self.path)!r}: the model's weights could not be loaded: "
+                              f"{' '.join(str(err).split())[:300]}") from None
+        return model.eval()
+
+    def load_processor(self):
+        try:
+            return self.task.auto_processor.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{str(self.path)!r} has no usable preprocessing files (tokenizer / image "
+                              f"processor): {err}") from err
+
+
+def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: bool = False) -> FinishedRun:
+    """The run in ``path``; a clear error when it is not an hftransfer or transformers classification model.
+
+    ``require_weights=False`` accepts an ONNX export folder (config and preprocessing files, no PyTorch weights).
+    Nothing from the folder runs: code it ships is refused without ``trust_remote_code``.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise RunDirError(f"model directory not found: {str(root)!r}")
+    config_json = root / "config.json"
+    if not config_json.is_file():
+        raise RunDirError(f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
+                          "`hftransfer train` or a saved transformers classification model")
+    try:
+        model_config = json.loads(config_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{str(config_json)!r} is not valid JSON: {err}") from None
+    if require_weights and not any((root / name).is_file() for name in WEIGHT_FILES):
+        raise RunDirError(f"{str(root)!r} has a config.json but no model weights (model.safetensors)")
+    check_custom_code(root, trust_remote_code)
+    recorded = root / CONFIG_FILE
+    config = parse_config(["--config", str(recorded)]) if recorded.is_file() else None
+    task = get_task(config.model.task) if config else _task_from_architecture(model_config, root)
+    label_names = _label_names(model_config)
+    if not label_names:
+        raise RunDirError(f"{str(config_json)!r} has no labels (id2label); is it a classification model?")
+    return FinishedRun(root, task, label_names, model_config, config, trust_remote_code)
+
+
+def _label_names(model_config: dict) -> list[str]:
+    if model_config.get("label_names"):  # timm wrapper models keep the names here
+        return list(model_config["label_names"])
+    id2label = model_config.get("id2label") or {}
+    return [id2label[k] for k in sorted(id2label, key=int)]
+
+
+def _task_from_architecture(model_config: dict, root: Path) -> Task:
+    architectures = model_config.get("architectures") or []
+    for task in list_tasks():
+        suffix = task.auto_model.__name__.removeprefix("AutoModel") if task.auto_model else None
+        if suffix and any(a.endswith(suffix) for a in architectures):
+            return task
+    raise RunDirError(f"{str(root)!r} holds a {', '.join(architectures) or 'model'} that no hftransfer task "
+                      f"evaluates; tasks: {', '.join(t.name for t in list_tasks())}")
+
+
+def eval_data_config(run: FinishedRun, data: str | None, split: str | None, columns: dict[str, str | None]):
+    """The run's recorded config with its data source replaced by ``data`` (a folder, a file or a Hub id).
+
+    A file or a Hub split is read as the ``train`` role of the loaders (the only role they always have);
+    ``eval_split`` maps it back. Column options (text_column, image_column, label_column) override the run's.
+    """
+    if run.config is None:
+        raise RunDirError(f"{str(run.path)!r} has no {CONFIG_FILE}: evaluating it needs the task's column options; "
+                          "evaluate the output_dir of `hftransfer train`")
+    config = copy.deepcopy(run.config)
+    if data is not None:
+        config.data.data_dir = config.data.train_file = config.data.dataset = None
+        config.data.validation_file = config.data.test_file = None
+        config.data.validation_split = config.data.test_split = None
+        source = Path(data).expanduser()
+        if source.is_dir():
+            config.data.data_dir = str(source)
+        elif source.is_file():
+            config.data.train_file = str(source)
+        elif looks_like_path(data):
+            raise DataError(f"evaluation data not found: {data!r} (a folder, a file or a Hub dataset id)")
+        else:
+            config.data.dataset, config.data.train_split = data, split or "test"
+    for key, value in columns.items():
+        if value is None:
+            continue
+        target = config.data if hasattr(config.data, key) else config.task
+        if not hasattr(target, key):
+            raise DataError(f"{key} is not an option of task {run.task.name!r}")
+        setattr(target, key, value)
+    return config
+
+
+def pick_split(available: list[str], wanted: str | None, from_file: bool) -> str:
+    if from_file or (wanted is None and available == ["train"]):
+        return "train"
+    if wanted is None:
+        return next(s for s in ("test", "validation", "train") if s in available)
+    aliases = {"val": "validation", "valid": "validation", "dev": "validation"}
+    wanted = aliases.get(wanted, wanted)
+    if wanted not in available:
+        raise DataError(f"no {wanted!r} split in the evaluation data; its splits: {', '.join(available)}")
+    return wanted

@@ -1,0 +1,226 @@
+"""hftransfer's own options: which backbone (model), which data, and how the weights are adapted (transfer).
+
+Every field has a type, a default and a help text; it is a recipe key and a ``--flag`` of the same name.
+Checks that need only the values themselves run in ``__post_init__``; checks that need the task or
+strategy registries run where the config is assembled (``config/parse.py``). The choice names of options
+that are not registries (heads, activations …) live here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hftransfer.errors import HftransferError
+
+HEADS = ("linear", "mlp")
+HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+FROZEN_NORM_STATS = ("keep", "update")
+LORA_SAVE = ("merged", "adapter")
+
+
+class ConfigError(HftransferError):
+    """A recipe or flag that cannot be used; the message names the value and the valid choices."""
+
+
+@dataclass
+class ModelArguments:
+    """Which task and which pretrained checkpoint to start from."""
+
+    task: str = field(
+        default="text-classification",
+        metadata={"help": "Registered task to run (see `hftransfer tasks`)."},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased, timm/resnet50.a1_in1k) or a "
+                          "local folder written by save_pretrained."},
+    )
+    timm_arch: str | None = field(
+        default=None,
+        metadata={"help": "A timm architecture name (e.g. resnet50, tf_efficientnet_lite0) instead of `model`; "
+                          "pretrained weights come from `weights` or, online, from timm."},
+    )
+    weights: str | None = field(
+        default=None, metadata={"help": "Local weights file (.pth/.safetensors state dict) for timm_arch."}
+    )
+    weights_key_map: str | None = field(
+        default=None,
+        metadata={"help": "YAML/JSON list of [regex, replacement] pairs renaming the keys of `weights` "
+                          "(checkpoints saved under another naming)."},
+    )
+    candidates: list[str] | None = field(
+        default=None,
+        metadata={"help": "Backbones `hftransfer rank` compares with `model`: Hub ids or folders (in a recipe also "
+                          "mappings such as {timm_arch: ..., weights: ..., weights_key_map: ...})."},
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run Python code that a model folder or Hub repository ships (config.json auto_map). Off by "
+                          "default: only for sources you trust, since that code runs with your permissions."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+@dataclass
+class DataArguments:
+    """Where the labelled data comes from and which columns hold what."""
+
+    dataset: str | None = field(
+        default=None, metadata={"help": "Hub dataset id (e.g. stanfordnlp/sst2); alternative to local files."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split of the Hub dataset used for training."})
+    validation_split: str | None = field(
+        default=None,
+        metadata={"help": "Hub split used for validation; when unset, 'validation' is used if the dataset has it."},
+    )
+    test_split: str | None = field(default=None, metadata={"help": "Hub split evaluated once after training."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Local training file: .csv, .tsv, .json, .jsonl or .parquet."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same formats)."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file, evaluated after training."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder of labelled examples, for tasks that read folders (images: root/<class>/*, "
+                          "optionally under train/ val/ test/)."},
+    )
+    label_column: str = field(default="label", metadata={"help": "Column with the labels (strings or integers)."})
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names for integer labels 0..N-1 (e.g. negative positive), used in the saved config."},
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many validation/test examples (seeded random subset)."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for preprocessing with datasets.map."}
+    )
+    na_values: list[str] | None = field(
+        default=None,
+        metadata={"help": "CSV/TSV cells read as missing besides empty ones (e.g. NA null). By default words such as "
+                          "NA, None or null are kept as text."},
+    )
+    allow_case_variant_labels: bool = field(
+        default=False,
+        metadata={"help": "Keep labels that differ only by letter case (e.g. US and us) as separate classes; by "
+                          "default they are refused as a likely data mistake."},
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
+        for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, option)
+            if value is not None and value < 1:
+                raise ConfigError(f"{option} must be at least 1, got {value}")
+
+
+@dataclass
+class TransferArguments:
+    """How the pretrained weights are adapted (strategy, learning rates per depth, head) and how the run is kept."""
+
+    strategy: str = field(
+        default="full",
+        metadata={"help": "Transfer strategy (the choices are listed by `hftransfer train --help`)."},
+    )
+    unfreeze_blocks: int | None = field(
+        default=None, metadata={"help": "partial: how many of the last blocks train (default: the top half)."}
+    )
+    unfreeze_milestones: list[float] | None = field(
+        default=None,
+        metadata={"help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
+                          "last one (default: every epoch after the first)."},
+    )
+    probe_epochs: float = field(
+        default=10, metadata={"help": "lp_ft: epochs of the linear probe before full fine-tuning."}
+    )
+    probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe phase."}
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={"help": "Layer-wise learning-rate decay: block i of n trains at learning_rate * layer_decay^(n+1-i) "
+                          "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy."},
+    )
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the head (default: learning_rate)."}
+    )
+    frozen_norm_stats: str = field(
+        default="keep",
+        metadata={"help": "BatchNorm in frozen parts: keep (running statistics stay the pretrained ones) or update "
+                          "(re-estimated on your data while the weights stay frozen)."},
+    )
+    head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
+    head_hidden_sizes: list[int] | None = field(
+        default=None, metadata={"help": "mlp head: hidden layer sizes, e.g. 1024 512 (default: 512)."}
+    )
+    head_activation: str = field(default="gelu", metadata={"help": "mlp head activation: gelu, relu, silu or tanh."})
+    head_dropout: float = field(default=0.0, metadata={"help": "mlp head: dropout before each layer of the head."})
+    pooling: str | None = field(
+        default=None,
+        metadata={"help": "Feature pooling of timm backbones (avg, max, avgmax, catavgmax, token, …); default: the "
+                          "backbone's own."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "lora: rank of the adapters."})
+    lora_alpha: float = field(default=16, metadata={"help": "lora: scaling numerator (adapter output * alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
+                          "architecture (attention query/value of transformers, all linear/1x1-conv layers else)."},
+    )
+    lora_save: str = field(
+        default="merged",
+        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone."},
+    )
+    cache_features: bool = field(
+        default=True,
+        metadata={"help": "When the backbone is frozen and no augmentation is active, compute its features once "
+                          "(cached on disk) and train the head on them."},
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where cached features live (default: $HF_HOME/hftransfer/features)."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without improvement of metric_for_best_model."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
+    )
+    channels_last: bool = field(
+        default=False,
+        metadata={"help": "Vision: train and evaluate with channels_last memory format (faster convolutions on "
+                          "GPUs with tensor cores, above all in bf16/fp16)."},
+    )
+
+    def __post_init__(self) -> None:
+        choices = {"frozen_norm_stats": FROZEN_NORM_STATS, "head": HEADS, "head_activation": HEAD_ACTIVATIONS,
+                   "lora_save": LORA_SAVE}
+        for option, valid in choices.items():
+            if getattr(self, option) not in valid:
+                raise ConfigError(f"unknown {option} {getattr(self, option)!r}; valid: {', '.join(valid)}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+        if self.unfreeze_blocks is not None and self.unfreeze_blocks < 1:
+            raise ConfigError(f"unfreeze_blocks must be >= 1, got {self.unfreeze_blocks}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.head_hidden_sizes is not None and self.head != "mlp":
+            raise ConfigError("head_hidden_sizes is for head: mlp")
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.probe_epochs <= 0:
+            raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
+

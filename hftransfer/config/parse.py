@@ -1,0 +1,261 @@
+"""Typed run configuration: hftransfer's own options plus transformers' ``TrainingArguments``.
+
+Precedence, lowest first: dataclass defaults < the task's preferred training defaults < recipe YAML <
+command-line flags. YAML values become argparse defaults (the TRL way), so a flag always wins and every
+option keeps one name everywhere: ``learning_rate`` in YAML is ``--learning_rate`` on the command line.
+
+A recipe may be flat (``model: ...``, ``learning_rate: ...``) or grouped in sections (``model:``, ``data:``,
+``transfer:``, ``training:``) for readability; sections are flattened before parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
+
+from hftransfer.config.device import machine_training_defaults, placement_defaults
+from hftransfer.config.options import ConfigError, DataArguments, ModelArguments, TransferArguments
+from hftransfer.strategies import get_strategy, list_strategies
+from hftransfer.tasks import get_task
+
+SECTIONS = ("model", "data", "transfer", "training")
+
+# What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
+# every epoch, keep the best checkpoint by macro-F1 (robust to class imbalance, equal to accuracy's
+# ranking on balanced data), no external loggers, a short warmup. Tasks add their own (learning rate …);
+# settings that depend on the machine (DataLoader workers) are chosen when a run is parsed.
+BASE_TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "logging_strategy": "steps",
+    "logging_steps": 50,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "f1_macro",
+    "greater_is_better": True,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "warmup_steps": 0.06,
+    "weight_decay": 0.01,
+    "seed": 42,
+}
+
+# Never written to the resolved config: secrets, and values that only make sense for one process or one
+# invocation (repeating a run from its saved config starts it afresh, it does not resume it).
+_UNSAVED_FIELDS = {"hub_token", "local_rank", "resume_from_checkpoint"}
+# Chosen for the machine the run happens on; saved only when the user chose them, so the saved config of a
+# CPU run still uses the GPU (and DataLoader workers) on a machine that has one.
+_MACHINE_FIELDS = {"use_cpu", "dataloader_num_workers", "dataloader_persistent_workers"}
+
+
+@dataclass
+class RunConfig:
+    """The parsed configuration of one run."""
+
+    model: ModelArguments
+    data: DataArguments
+    transfer: TransferArguments
+    training: TrainingArguments
+    task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
+    explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
+
+    def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
+        """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
+        applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
+        for key, value in applied.items():
+            setattr(self.training, key, value)
+        return applied
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
+        training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
+                    and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)}
+        task_options = dataclasses.asdict(self.task) if self.task is not None else {}
+        return {
+            "model": dataclasses.asdict(self.model),
+            "data": {**dataclasses.asdict(self.data), **task_options},
+            "transfer": dataclasses.asdict(self.transfer),
+            "training": training,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
+        header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
+        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
+
+
+def make_parser(task_options: type | None = None) -> HfArgumentParser:
+    """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
+    classes = [*DATACLASSES[:3], *([task_options] if task_options else []), DATACLASSES[3]]
+    parser = HfArgumentParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
+                              epilog=LAUNCH_HELP)
+    parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
+    for action in parser._actions:  # the strategy registry's own names and descriptions
+        if action.dest == "strategy":
+            action.help = "Transfer strategy: " + "; ".join(f"{s.name} ({s.description})" for s in list_strategies())
+    return parser
+
+
+LAUNCH_HELP = (
+    "Resume: --resume continues from the newest complete checkpoint in output_dir, --resume PATH from that one. "
+    "Launch through accelerate: hftransfer train ... --accelerate_config NAME|PATH (templates: single_gpu, "
+    "multi_gpu, fsdp, deepspeed_zero2, cpu; see `hftransfer accelerate-configs`) with --num_processes N and, "
+    "for several machines, --num_machines, --machine_rank, --main_process_ip, --main_process_port.")
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a recipe YAML into one flat mapping of option name to value (sections flattened)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file not found: {str(path)!r}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {str(path)!r} must be a mapping of option: value, got {type(raw).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        # `model: bert-base-uncased` is the model option; `model: {model: ..., task: ...}` is a section.
+        if key in SECTIONS and isinstance(value, dict):
+            _merge_unique(flat, value, where=f"section {key!r} of {path}")
+        else:
+            _merge_unique(flat, {key: value}, where=str(path))
+    return flat
+
+
+def _merge_unique(flat: dict[str, Any], items: dict[str, Any], where: str) -> None:
+    for key, value in items.items():
+        if key in flat:
+            raise ConfigError(f"option {key!r} is set twice in {where}")
+        flat[key] = value
+
+
+def options_to_argv(options: dict[str, Any]) -> list[str]:
+    """Keyword options (the Python API's) as the command-line flags that set them; None means unset."""
+    argv = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return argv
+
+
+def _option_names(parser: argparse.ArgumentParser) -> set[str]:
+    return {action.dest for action in parser._actions if action.dest != "help"}
+
+
+def _flags_given(argv: list[str] | None, task_options: type | None) -> set[str]:
+    """The options present on the command line (a parser whose defaults are all suppressed)."""
+    parser = make_parser(task_options)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    namespace, _ = parser.parse_known_args(argv)
+    return set(vars(namespace)) - {"config"}
+
+
+def expand_resume_flag(argv: list[str]) -> list[str]:
+    """``--resume`` (the newest checkpoint) or ``--resume PATH`` → ``--resume_from_checkpoint latest|PATH``."""
+    expanded, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--resume":
+            has_path = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            expanded += ["--resume_from_checkpoint", argv[i + 1] if has_path else "latest"]
+            i += 2 if has_path else 1
+            continue
+        if arg.startswith("--resume="):
+            arg = "--resume_from_checkpoint=" + arg.split("=", 1)[1]
+        expanded.append(arg)
+        i += 1
+    return expanded
+
+
+def _peek_options(argv: list[str], recipe: dict[str, Any], types: dict[str, Any]) -> argparse.Namespace:
+    """The values of a few options as the recipe and the flags give them (flags win), before the full parse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for name, kind in types.items():
+        if kind is string_to_bool:
+            pre.add_argument(f"--{name}", type=kind, nargs="?", const=True, default=recipe.get(name))
+        else:
+            pre.add_argument(f"--{name}", type=kind, default=recipe.get(name))
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def _placement_defaults(argv: list[str], recipe: dict[str, Any]) -> dict[str, Any]:
+    """use_cpu on machines without a GPU, after checking the requested precision can run here."""
+    known = _peek_options(argv, recipe, {"fp16": string_to_bool, "bf16": string_to_bool, "use_cpu": string_to_bool})
+    return placement_defaults(bool(known.fp16), bool(known.bf16), known.use_cpu)
+
+
+def _checkpoint_defaults(argv: list[str], recipe: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """Checkpointing every N steps evaluates there too: best-checkpoint selection needs a metric per checkpoint
+    (and TrainingArguments refuses save and eval schedules that differ)."""
+    if "save_strategy" not in explicit or "eval_strategy" in explicit:
+        return {}
+    known = _peek_options(argv, recipe, {"save_strategy": str, "save_steps": float})
+    mirrored = {"eval_strategy": known.save_strategy}
+    if known.save_steps is not None and "eval_steps" not in explicit:
+        mirrored["eval_steps"] = known.save_steps
+    return mirrored
+
+
+def check_training_arguments(args: TrainingArguments) -> None:
+    """Values transformers accepts but that would fail late (the optimizer, the first batch) or silently save an
+    untrained model; refused here, before anything is loaded or written."""
+    if not args.learning_rate > 0:
+        raise ConfigError(f"learning_rate must be > 0, got {args.learning_rate}")
+    for option in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"{option} must be at least 1, got {getattr(args, option)}")
+    if args.max_steps <= 0 and not args.num_train_epochs > 0:
+        raise ConfigError(f"num_train_epochs must be > 0 (or set max_steps), got {args.num_train_epochs}: the run "
+                          "would save an untrained model")
+    if args.weight_decay < 0 or args.warmup_steps < 0:
+        raise ConfigError(f"weight_decay and warmup_steps must be >= 0, got {args.weight_decay} and "
+                          f"{args.warmup_steps}")
+
+
+def parse_config(argv: list[str] | None = None) -> RunConfig:
+    """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
+    argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
+    known = _peek_options(argv, {}, {"config": str, "task": str})
+    recipe = load_recipe(known.config) if known.config else {}
+    task = get_task(known.task or recipe.get("task") or ModelArguments.task)
+    parser = make_parser(task.options)
+    unknown = sorted(set(recipe) - (_option_names(parser) - {"config"}))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} in {known.config}; options are the flags of "
+            f"`hftransfer train --task {task.name} --help` (e.g. model, train_file, learning_rate)")
+    if "hub_token" in recipe or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
+        raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
+                          "logs and shell history); set HF_TOKEN or run `hf auth login`")
+    explicit = frozenset(set(recipe) | _flags_given(argv, task.options))
+    for defaults in (BASE_TRAINING_DEFAULTS, machine_training_defaults(task.gpu_dataloader_workers),
+                     task.training_defaults, _placement_defaults(argv, recipe),
+                     _checkpoint_defaults(argv, recipe, explicit), recipe):
+        parser.set_defaults(**defaults)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
+        raise ConfigError(str(err)) from None
+    model_args, data_args, transfer_args = parsed[:3]
+    task_args = parsed[3] if task.options else None
+    training_args = parsed[4 if task.options else 3]
+    get_strategy(transfer_args.strategy)  # an unknown name fails here, with the valid ones
+    check_training_arguments(training_args)
+    return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)

@@ -1,0 +1,203 @@
+"""Label sets and splits: the label map fixed from train, integer label ids, a carved validation split, subsets.
+
+String labels are read with surrounding whitespace removed (``"pos "`` is ``"pos"``: a CSV artefact, never a
+separate class); labels that differ only by letter case are refused unless the user keeps them apart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets import ClassLabel, Dataset
+
+from hftransfer.data.tables import DataError, require_columns
+
+LABELS = "labels"  # the column the models read; always a new column (see encode_labels)
+
+
+@dataclass
+class LabelledData:
+    """Splits with an integer ``labels`` column (a ``ClassLabel``) and the label names fixed from train."""
+
+    splits: dict[str, Dataset]
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)
+    columns: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+
+def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: list[str] | None,
+                  allow_case_variants: bool = False) -> LabelledData:
+    """Fix the label set from train and add an integer ``labels`` ClassLabel column to every split.
+
+    Label ids are written to a *new* column: mapping ids back into a string column makes datasets cast them
+    back to strings (seen with CSV inputs), which then breaks the collator.
+    """
+    require_columns(splits, [label_column])
+    train_feature = splits["train"].features[label_column]
+    notes = []
+    if isinstance(train_feature, ClassLabel):
+        names = list(label_names or train_feature.names)
+        if len(names) != train_feature.num_classes:
+            raise DataError(
+                f"class_names has {len(names)} names but {label_column!r} has {train_feature.num_classes} classes"
+            )
+        to_id = {i: i for i in range(len(names))}
+    else:
+        values, notes = stripped_labels(splits["train"][label_column], label_column)
+        to_id, names = _label_map(values, label_column, label_names)
+        if not allow_case_variants:
+            check_case_variants(names, label_column)
+    if len(names) < 2:
+        raise DataError(
+            f"label column {label_column!r} has {len(names)} class(es) in train ({', '.join(map(str, names))}); "
+            "classification needs at least two"
+        )
+
+    feature = ClassLabel(names=names)
+    encoded = {}
+    for split, ds in splits.items():
+        values = list(ds[label_column]) if isinstance(train_feature, ClassLabel) else \
+            stripped_labels(ds[label_column], label_column)[0]
+        unseen = sorted({v for v in values if v not in to_id}, key=str)
+        if unseen:
+            shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")
+            raise DataError(
+                f"labels in the {split} split not seen in train: {shown}; train labels: {', '.join(names)}"
+            )
+        encoded[split] = _with_label_ids(ds, [to_id[v] for v in values], feature)
+    return LabelledData(splits=encoded, label_names=names, notes=notes)
+
+
+def stripped_labels(values, column: str) -> tuple[list, list[str]]:
+    """Labels with surrounding whitespace removed from strings, and a note naming the labels that changed."""
+    values = list(values)
+    changed = Counter(v for v in values if isinstance(v, str) and v != v.strip())
+    if not changed:
+        return values, []
+    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in changed.most_common(5)) + (" …" if len(changed) > 5 else "")
+    note = f"label column {column!r}: surrounding spaces removed from {shown}"
+    return [v.strip() if isinstance(v, str) else v for v in values], [note]
+
+
+def check_case_variants(names: list[str], column: str) -> None:
+    """Labels that differ only by letter case are almost always one class typed two ways: refuse, naming them."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), []).append(name)
+    variants = [group for group in groups.values() if len(group) > 1]
+    if variants:
+        shown = "; ".join(" / ".join(map(repr, group)) for group in variants[:5])
+        raise DataError(f"label column {column!r} has labels that differ only by letter case: {shown}. Make them one "
+                        "label in the data, or set allow_case_variant_labels: true to keep them as separate classes")
+
+
+def _with_label_ids(ds: Dataset, ids: list[int], feature: ClassLabel) -> Dataset:
+    if LABELS in ds.column_names:  # a user column named 'labels' is kept as the raw label source
+        ds = ds.rename_column(LABELS, f"{LABELS}_original")
+    return ds.add_column(LABELS, ids, feature=feature)
+
+
+def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model_labels: list[str]) -> LabelledData:
+    """Add the ``labels`` column with a trained model's ids, matching labels to the model's names.
+
+    Used to evaluate a finished model on new data: a label the model does not know is an error naming it
+    and the model's labels. Integer labels are matched as names ("0") when the model has such names, else
+    read as ids into the model's names (training with ``class_names`` over integer labels does the same).
+    """
+    require_columns(splits, [label_column])
+    model_ids = {name: i for i, name in enumerate(model_labels)}
+    feature = ClassLabel(names=list(model_labels))
+    encoded = {}
+    for split, ds in splits.items():
+        column_feature = ds.features[label_column]
+        values = list(ds[label_column])
+        if isinstance(column_feature, ClassLabel):  # stored as ids of the dataset's own names: match by name
+            values = [column_feature.int2str(v) for v in values]
+        values = stripped_labels(values, label_column)[0]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) and not any(
+                str(v) in model_ids for v in values) and all(0 <= v < len(model_labels) for v in values):
+            values = [model_labels[v] for v in values]  # ids into the names, as class_names made them in training
+        names = [str(v) for v in values]
+        unknown = sorted({n for n in names if n not in model_ids})
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
+            raise DataError(f"labels in the {split} split that the model does not know: {shown}; "
+                            f"the model's labels: {', '.join(model_labels)}")
+        encoded[split] = _with_label_ids(ds, [model_ids[n] for n in names], feature)
+    return LabelledData(splits=encoded, label_names=list(model_labels))
+
+
+def _label_map(values: list, column: str, label_names: list[str] | None) -> tuple[dict, list[str]]:
+    missing = sum(v is None for v in values)
+    if missing:
+        raise DataError(f"label column {column!r} has {missing} empty value(s) in the train split")
+    kinds = {type(v) for v in values}
+    if kinds - {int, str, bool}:
+        bad = sorted(k.__name__ for k in kinds - {int, str, bool})
+        raise DataError(
+            f"label column {column!r} holds {', '.join(bad)} values; classification needs string or integer labels"
+        )
+    if len(kinds) > 1:
+        raise DataError(f"label column {column!r} mixes types {sorted(k.__name__ for k in kinds)}")
+    present = sorted(set(values))
+    if label_names is None:
+        return {v: i for i, v in enumerate(present)}, [str(v) for v in present]
+    if kinds == {str}:  # the names give the order of the ids
+        extra = sorted(set(present) - set(label_names))
+        if extra:
+            raise DataError(f"train labels {extra} are missing from class_names {label_names}")
+        _check_every_name_used(label_names, [n for n in label_names if n not in set(present)])
+        return {name: i for i, name in enumerate(label_names)}, list(label_names)
+    outside = [v for v in present if not 0 <= int(v) < len(label_names)]
+    if outside:
+        raise DataError(
+            f"integer labels {outside} do not index class_names ({len(label_names)} names: {label_names})"
+        )
+    _check_every_name_used(label_names, [n for i, n in enumerate(label_names) if i not in set(present)])
+    return {i: i for i in range(len(label_names))}, list(label_names)
+
+
+def _check_every_name_used(label_names: list[str], unused: list[str]) -> None:
+    """A class with no training example would be a class the model cannot learn, weighing on macro scores."""
+    if unused:
+        raise DataError(f"class_names has {len(label_names)} names but the training data has no example of "
+                        f"{', '.join(map(repr, unused))}; give one name per label the data uses")
+
+
+def ensure_validation(data: LabelledData, fraction: float, seed: int) -> LabelledData:
+    """Carve a stratified, seeded validation split from train when none was given."""
+    if "validation" in data.splits:
+        return data
+    train = data.splits["train"]
+    counts = Counter(list(train[LABELS]))
+    stratify = min(counts.values()) >= 2 and round(len(train) * fraction) >= len(counts)
+    parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABELS if stratify else None)
+    data.splits["train"], data.splits["validation"] = parts["train"], parts["test"]
+    how = "stratified" if stratify else "random (a class is too small to stratify)"
+    data.notes.append(f"validation: {len(parts['test'])} examples carved from train ({fraction:.0%}, {how}, seed {seed})")
+    return data
+
+
+def finish_splits(data: LabelledData, data_args, seed: int) -> LabelledData:
+    """The steps every task ends its loading with: a validation split if none was given, then subsets."""
+    data = ensure_validation(data, data_args.validation_fraction, seed)
+    return subsample(data, data_args.max_train_samples, data_args.max_eval_samples, seed)
+
+
+def subsample(data: LabelledData, max_train: int | None, max_eval: int | None, seed: int) -> LabelledData:
+    """Seeded random subsets, for quick runs and tests."""
+    for split, limit in (("train", max_train), ("validation", max_eval), ("test", max_eval)):
+        ds = data.splits.get(split)
+        if ds is not None and limit is not None and len(ds) > limit:
+            data.splits[split] = ds.shuffle(seed=seed).select(range(limit))
+            data.notes.append(f"{split}: using {limit} of {len(ds)} examples (seed {seed})")
+    return data

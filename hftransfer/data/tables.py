@@ -1,0 +1,187 @@
+"""Loading tables: Hub datasets and local CSV/TSV/JSON/JSONL/Parquet files, with errors that name the cause.
+
+Every check here runs before any model is built, so bad data fails in seconds with a message that names
+the file, line, split or column at fault.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset
+
+from hftransfer.errors import HftransferError
+
+logger = logging.getLogger("hftransfer")
+
+# datasets' builder and extra arguments per file extension.
+FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+_TEXT_FORMATS = {".csv", ".tsv", ".json", ".jsonl"}
+SPLIT_FILES = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+
+
+class DataError(HftransferError):
+    """Data that cannot be used; the message names the file, split, column or value at fault."""
+
+
+def load_splits(data_args) -> dict[str, Dataset]:
+    """The raw train/validation/test splits named by ``data_args`` (Hub dataset or local files)."""
+    if data_args.dataset and data_args.train_file:
+        raise DataError(
+            f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), not both"
+        )
+    if data_args.train_file:
+        return _load_files(data_args)
+    if data_args.dataset:
+        return _load_hub(data_args)
+    raise DataError("no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset (a Hub id)")
+
+
+def _load_files(data_args) -> dict[str, Dataset]:
+    paths = {split: Path(getattr(data_args, option)).expanduser() for split, option in SPLIT_FILES.items()
+             if getattr(data_args, option) is not None}
+    for split, path in paths.items():
+        check_data_file(path, split)
+    warn_if_same_data(paths)
+    return {split: read_table(path, split, data_args.na_values) for split, path in paths.items()}
+
+
+def check_data_file(path: Path, split: str) -> None:
+    """An existing, non-empty file of a supported type (and UTF-8 when it is text)."""
+    if path.is_dir():
+        raise DataError(f"{split} file {str(path)!r} is a folder; give a .csv/.tsv/.json/.jsonl/.parquet file "
+                        "(a folder of images per class is data_dir)")
+    if not path.is_file():
+        raise DataError(f"{split} file not found: {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise DataError(f"unsupported {split} file type {suffix or '(none)'!r} for {str(path)!r}; "
+                        f"supported: {', '.join(FILE_FORMATS)}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{split} file {str(path)!r} is empty (0 bytes)")
+    if suffix in _TEXT_FORMATS:
+        check_utf8(path)
+
+
+def read_table(path: Path, split: str, na_values: list[str] | None = None) -> Dataset:
+    """One file as a Dataset; a parser failure names the file and the parser's own cause (with its line)."""
+    builder, kwargs = FILE_FORMATS[path.suffix.lower()]
+    if builder == "csv":
+        # pandas reads NA, None, null, n/a … as missing by default: in a text column those are words. Only
+        # empty cells (and the values the user names) are missing.
+        kwargs = {**kwargs, "keep_default_na": False, "na_values": ["", *(na_values or [])]}
+    try:
+        return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
+    except Exception as err:  # datasets wraps the parsers' errors (pandas, pyarrow) in its own types
+        cause = _root_cause(err)
+        if "corresponds to no data" in str(err) or "No columns to parse" in str(cause):
+            raise DataError(f"the {split} split is empty: {str(path)!r} has no rows") from None
+        raise DataError(f"could not read {split} file {str(path)!r} as {builder}: {cause}") from None
+
+
+def _root_cause(err: BaseException) -> str:
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
+def warn_if_same_data(paths: dict[str, Path]) -> None:
+    """Validation or test data identical to train scores memory, not generalisation: say so (it may be deliberate)."""
+    train = paths.get("train")
+    for split in ("validation", "test"):
+        other = paths.get(split)
+        if train is None or other is None or not _same_content(train, other):
+            continue
+        logger.warning("the %s file %s holds exactly the training data (%s): its scores will not measure how the "
+                       "model does on new data, and best-checkpoint selection will favour memorisation", split,
+                       other, train)
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
+    """Fail with the file and line when ``path`` is not UTF-8 (the parsers' own errors name neither)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                line += chunk[: err.start].count(b"\n")
+                raise DataError(
+                    f"{str(path)!r} is not UTF-8 text (bad byte at line {line}); re-save it as UTF-8"
+                ) from None
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(f"{str(path)!r} is not UTF-8 text (truncated character at the end)") from None
+
+
+def _load_hub(data_args) -> dict[str, Dataset]:
+    name = data_args.dataset
+    try:
+        dataset_dict = datasets.load_dataset(name, data_args.dataset_config)
+    except Exception as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+        reason = "the Hub is unreachable (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else err
+        raise DataError(
+            f"could not load Hub dataset {name!r}"
+            + (f" (config {data_args.dataset_config!r})" if data_args.dataset_config else "")
+            + f": {reason}. Use local files (train_file, validation_file) instead."
+        ) from err
+    available = list(dataset_dict)
+    wanted = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
+    if wanted["validation"] is None and "validation" in dataset_dict:
+        wanted["validation"] = "validation"
+    splits = {}
+    for role, split_name in wanted.items():
+        if split_name is None:
+            continue
+        if split_name not in dataset_dict:
+            raise DataError(f"{name!r} has no split {split_name!r} (for {role}); its splits: {', '.join(available)}")
+        splits[role] = dataset_dict[split_name]
+    return splits
+
+
+def require_columns(splits: dict[str, Dataset], columns: list[str]) -> None:
+    """Each named column exists in every split; the error lists the columns that do exist."""
+    for split, ds in splits.items():
+        missing = [c for c in columns if c not in ds.column_names]
+        if missing:
+            raise DataError(
+                f"column {missing[0]!r} not found in the {split} split; its columns: {', '.join(ds.column_names)}"
+            )
+
+
+def check_not_empty(splits: dict[str, Dataset]) -> None:
+    for split, ds in splits.items():
+        if len(ds) == 0:
+            raise DataError(f"the {split} split is empty")

@@ -1,0 +1,208 @@
+"""The evaluation report: metrics, top-k accuracy, per-class scores, confusions, worst errors, calibration.
+
+Evaluation keeps, per example, only the top-k class ids and their probabilities (``reduce_logits`` runs on
+the accelerator, batch by batch, as the Trainer's ``preprocess_logits_for_metrics``), so memory grows with
+``examples x 2k`` numbers, never with ``examples x classes`` logits. Everything in the report derives from
+those numbers: top-1 is the prediction, the top-1 probability is the confidence (calibration, worst errors).
+The Trainer gathers them across processes with ``gather_for_metrics``, which drops the samples a
+distributed sampler repeats to even out the last batch, so each example counts exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix
+
+from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.evaluation.metrics import classification_metrics, per_class_scores
+
+TOP_K = 5  # ids kept per example (fewer when the model has fewer classes)
+CALIBRATION_BINS = 15  # the usual ECE setting (Guo et al., 2017)
+WORST_ERRORS = 25
+CONFUSED_PAIRS = 10
+
+
+def reduce_logits(logits, labels=None) -> torch.Tensor:
+    """``preprocess_logits_for_metrics``: logits ``[B, C]`` -> ``[B, 2k]`` (top-k ids, then their probabilities).
+
+    Ids are carried as floats next to the probabilities (exact below 2**24 classes) so one tensor is gathered.
+    """
+    if isinstance(logits, tuple):  # some models return (logits, hidden_states, ...)
+        logits = logits[0]
+    k = min(TOP_K, logits.shape[-1])
+    probabilities = logits.float().softmax(dim=-1)
+    top_probs, top_ids = probabilities.topk(k, dim=-1)
+    return torch.cat([top_ids.float(), top_probs], dim=-1)
+
+
+@dataclass
+class Predictions:
+    """What evaluation kept per example: the true label and the top-k classes with their probabilities."""
+
+    labels: np.ndarray  # [N] int
+    top_ids: np.ndarray  # [N, k] int, most probable first
+    top_probs: np.ndarray  # [N, k] float
+
+    @classmethod
+    def from_reduced(cls, reduced, labels) -> "Predictions":
+        reduced = np.asarray(reduced, dtype=np.float64)
+        if reduced.ndim == 1:  # bare class ids (no probabilities): confidence unknown
+            reduced = np.stack([reduced, np.full_like(reduced, np.nan)], axis=1)
+        k = reduced.shape[1] // 2
+        return cls(np.asarray(labels).reshape(-1).astype(int), reduced[:, :k].astype(int), reduced[:, k:])
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.top_ids[:, 0]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.top_probs[:, 0]
+
+
+def top_k_accuracy(predictions: Predictions, k: int) -> float:
+    hits = (predictions.top_ids[:, :k] == predictions.labels[:, None]).any(axis=1)
+    return float(hits.mean())
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS):
+    """ECE = sum_b |B_b|/N * |accuracy(B_b) - mean confidence(B_b)| over equal-width confidence bins.
+
+    Returns (ece, bins) where each bin lists its range, count, accuracy and mean confidence (a reliability
+    diagram's data). Bins are right-closed, as in Guo et al. (2017), so a confidence of 1.0 falls in the last.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    total, ece, table = len(confidence), 0.0, []
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        if count == 0:
+            continue
+        accuracy, mean_confidence = float(correct[members].mean()), float(confidence[members].mean())
+        ece += count / total * abs(accuracy - mean_confidence)
+        table.append({"range": [float(edges[b]), float(edges[b + 1])], "count": count, "accuracy": accuracy,
+                      "confidence": mean_confidence})
+    return float(ece), table
+
+
+def most_confused_pairs(matrix: np.ndarray, label_names: list[str], limit: int = CONFUSED_PAIRS) -> list[dict]:
+    """The off-diagonal cells with the most examples: (true, predicted, count, share of the true class)."""
+    off_diagonal = matrix.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    support = matrix.sum(axis=1)
+    flat = np.argsort(off_diagonal, axis=None)[::-1][:limit]
+    pairs = []
+    for true, predicted in zip(*np.unravel_index(flat, matrix.shape)):
+        count = int(off_diagonal[true, predicted])
+        if count == 0:
+            break
+        pairs.append({"true": label_names[true], "predicted": label_names[predicted], "count": count,
+                      "share_of_true": count / int(support[true])})
+    return pairs
+
+
+def worst_errors(predictions: Predictions, label_names: list[str], examples: list[str] | None,
+                 limit: int = WORST_ERRORS) -> list[dict]:
+    """Misclassified examples, the most confidently wrong first."""
+    wrong = np.flatnonzero(predictions.predicted != predictions.labels)
+    confidence = np.nan_to_num(predictions.confidence[wrong], nan=0.0)
+    order = wrong[np.argsort(-confidence, kind="stable")][:limit]
+    return [{
+        "index": int(i),
+        "example": examples[i] if examples is not None else None,
+        "true": label_names[predictions.labels[i]],
+        "predicted": label_names[predictions.predicted[i]],
+        "confidence": _finite(predictions.confidence[i]),
+    } for i in order]
+
+
+def build_report(predictions: Predictions, label_names: list[str], examples: list[str] | None = None,
+                 top_ks: tuple[int, ...] = (1, 5), loss: float | None = None) -> dict:
+    """Everything the eval report holds for one split, as plain JSON-ready values."""
+    labels, predicted = predictions.labels, predictions.predicted
+    ids = list(range(len(label_names)))
+    matrix = confusion_matrix(labels, predicted, labels=ids)
+    summary = classification_metrics(labels, predicted)
+    for k in top_ks:
+        if 1 < k <= predictions.top_ids.shape[1] and k < len(label_names):
+            summary[f"top_{k}_accuracy"] = top_k_accuracy(predictions, k)
+    calibration = None
+    if not np.isnan(predictions.confidence).any():
+        ece, bins = expected_calibration_error(predictions.confidence, predicted == labels)
+        summary["expected_calibration_error"] = ece
+        calibration = {"bins": bins, "num_bins": CALIBRATION_BINS}
+    if loss is not None:
+        summary["loss"] = float(loss)
+    return {
+        "num_examples": int(len(labels)),
+        "summary": summary,
+        "per_class": per_class_scores(labels, predicted, label_names),
+        "confusion_matrix": {"labels": label_names, "matrix": matrix.tolist()},
+        "most_confused": most_confused_pairs(matrix, label_names),
+        "worst_errors": worst_errors(predictions, label_names, examples),
+        "calibration": calibration,
+    }
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+REPORT_FILE = "eval_report.json"
+CURVES_FILE = "training_curves.png"
+SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
+
+
+def confusion_png_name(split: str) -> str:
+    return f"confusion_matrix_{split}.png"
+
+
+def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test")) -> tuple[dict, dict]:
+    """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split)."""
+    metrics, reports = {}, {}
+    for split in splits:
+        if split not in prepared:
+            continue
+        prefix = SPLIT_PREFIXES.get(split, split)
+        prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
+        predictions = Predictions.from_reduced(prediction.predictions, prediction.label_ids)
+        examples = task.describe_examples(data, split) if task.describe_examples else None
+        report = build_report(predictions, data.label_names, examples, loss=prediction.metrics.get(f"{prefix}_loss"))
+        for key in ("top_5_accuracy", "expected_calibration_error"):
+            if key in report["summary"]:
+                prediction.metrics[f"{prefix}_{key}"] = report["summary"][key]
+        metrics.update(prediction.metrics)
+        reports[split] = report
+    return metrics, reports
+
+
+def save_eval_outputs(out_dir, reports: dict, title: str, log_history: list | None = None,
+                      metric: str | None = None) -> list[Path]:
+    """``eval_report.json``, one confusion-matrix PNG per split and the training curves, each written whole."""
+    from hftransfer.evaluation.plots import plot_confusion_matrix, plot_training_curves
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split, report in reports.items():
+        matrix = report["confusion_matrix"]
+        written.append(plot_confusion_matrix(matrix["matrix"], matrix["labels"], out / confusion_png_name(split),
+                                             f"{title} · {split} ({report['num_examples']} examples)"))
+    if log_history and metric:
+        curves = plot_training_curves(log_history, metric, out / CURVES_FILE)
+        if curves:
+            written.append(curves)
+    written.append(write_json_atomically(out / REPORT_FILE, reports))
+    return written
+
+
+def write_json_atomically(path: Path, payload) -> Path:
+    return write_text_atomically(path, json.dumps(payload, indent=2))

@@ -1,0 +1,197 @@
+"""The strategy record and what every strategy shares: the plan it makes for a model, and how a run is fitted.
+
+A strategy is a small typed record (like a task): what it trains (``select``), how it changes the model
+(``adapt``, e.g. LoRA's adapters), how the run is fitted (``fit``: one Trainer run, or a probe first), what
+it adds to the saved model (``finish``) and to the model card (``card_rows``). The recipe only calls these;
+no code outside this package compares strategy names.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+from transformers import TrainerCallback
+
+from hftransfer.backbones.blocks import BlockLayout, BlockStructureError, head_parameter_names, layout_of
+from hftransfer.errors import HftransferError
+
+logger = logging.getLogger("hftransfer")
+
+
+class StrategyError(HftransferError):
+    """A strategy or strategy parameter that cannot apply to this model; names the valid choices."""
+
+
+@dataclass
+class Selection:
+    """What a strategy trains: now (``trainable``), at some point of the run (``eventually``), and how it changes."""
+
+    trainable: set[str]
+    eventually: set[str]
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class StrategyPlan:
+    """What a strategy decided for one model: shown at start, saved with the run, used by the optimizer."""
+
+    strategy: str
+    layout: BlockLayout | None
+    trainable_blocks: list[str]  # readable names of the blocks that train at the start
+    eventually_trainable: set[str]  # parameter names that train at some point of the run (optimizer groups)
+    head_names: set[str]  # the head's parameters (their own learning rate)
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+    note: str = ""  # e.g. the schedule of lp_ft or gradual
+    summary: str | None = None  # what trains, when the block view does not say it (LoRA's adapters)
+    head: str = ""  # the head's description (linear, MLP sizes, pooling), set when the head is built
+    parameters: tuple[int, int] = (0, 0)  # (trainable, total) at the start of training
+
+    def describe(self) -> str:
+        return self._trainable() + (f" ({self.note})" if self.note else "") + (f"; {self.head}" if self.head else "")
+
+    def _trainable(self) -> str:
+        if self.summary:
+            return f"{self.strategy}: {self.summary}"
+        if self.layout is None:
+            return self.strategy
+        n = len(self.layout.blocks)
+        if not self.trainable_blocks:
+            return f"{self.strategy}: head only (of {n} blocks)"
+        if len(self.trainable_blocks) == n:
+            return f"{self.strategy}: all {n} blocks + head"
+        names = self.trainable_blocks
+        shown = ", ".join(names if len(names) <= 4 else [names[0], "…", names[-1]])
+        return f"{self.strategy}: last {len(names)} of {n} blocks ({shown}) + head"
+
+
+@dataclass
+class FitContext:
+    """Everything a strategy's ``fit`` may use: the configured Trainer and what it was built from."""
+
+    config: Any  # RunConfig
+    trainer: Any  # TransferTrainer
+    model: nn.Module
+    datasets: dict
+    task: Any  # Task
+    processor: Any
+    data: Any  # LabelledData
+    model_config: Any
+    augmentation: str | None  # the training augmentation in force (None: examples as evaluation sees them)
+    checkpoint: str | None  # the checkpoint being resumed
+
+
+@dataclass
+class FitResult:
+    metrics: dict  # the Trainer's train metrics (runtime, samples/s, loss)
+    best: str | None  # where the kept weights come from (a checkpoint, a probe step), for the summary
+
+
+def fit_with_trainer(ctx: FitContext) -> FitResult:
+    """One Trainer run (resumed from ``ctx.checkpoint`` when there is one)."""
+    result = ctx.trainer.train(resume_from_checkpoint=ctx.checkpoint)
+    return FitResult(result.metrics, ctx.trainer.state.best_model_checkpoint)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A transfer strategy.
+
+    Attributes:
+        name, description: registry key and the line ``--help`` shows.
+        select: ``(model, layout, transfer, num_train_epochs) -> Selection``: the parameters that train.
+        needs_blocks: the backbone must split into blocks (``partial``, ``gradual``).
+        options: the transfer options only this strategy reads (set with another strategy, they are ignored:
+            the run warns).
+        training_suggestions: TrainingArguments values it prefers where the user set none.
+        learning_rate_scale: times the task's default learning rate, where the user set none.
+        frozen_backbone: the backbone never trains, so by default training examples are not augmented (then
+            frozen features can be computed once and cached).
+        freezes: some parameters are frozen at some point of the run (frozen parts then run in eval mode).
+        multi_process: False when it cannot run under DistributedDataParallel; ``multi_process_hint`` says why.
+        adapt: ``(model, transfer, plan) -> model``: wraps the model after ``select`` (LoRA), updating the plan.
+        fit: ``FitContext -> FitResult``.
+        finish: ``(trainer, staging_dir, transfer)``: last changes to the saved model (LoRA's merge).
+        card_rows: ``transfer -> [(setting, value)]`` for the model card.
+    """
+
+    name: str
+    description: str
+    select: Callable[..., Selection]
+    needs_blocks: bool = False
+    options: tuple[str, ...] = ()
+    training_suggestions: dict[str, Any] = field(default_factory=dict)
+    learning_rate_scale: float = 1.0
+    frozen_backbone: bool = False
+    freezes: bool = True
+    multi_process: bool = True
+    multi_process_hint: str = ""
+    adapt: Callable[..., nn.Module] | None = None
+    fit: Callable[[FitContext], FitResult] = fit_with_trainer
+    finish: Callable[..., None] | None = None
+    card_rows: Callable[[Any], list[tuple[str, Any]]] | None = None
+
+
+def set_trainable(model: nn.Module, names: set[str]) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in names)
+
+
+def top_blocks(layout: BlockLayout, count: int) -> set[str]:
+    """Parameter names of the last ``count`` blocks (all blocks and the stem when count covers everything)."""
+    names = {n for block in layout.blocks[len(layout.blocks) - count:] for n in block} if count else set()
+    if count >= len(layout.blocks):
+        names |= set(layout.stem)
+    return names
+
+
+def _layout(model: nn.Module, strategy: Strategy, transfer) -> BlockLayout | None:
+    """The block layout: required by some strategies and by layer_decay, else only used to say what trains."""
+    try:
+        return layout_of(model)
+    except BlockStructureError as err:
+        if strategy.needs_blocks or transfer.layer_decay is not None:
+            raise StrategyError(f"strategy {strategy.name!r}" + (" with layer_decay" if transfer.layer_decay else "")
+                                + f" cannot be used with this model: {err}") from None
+        return None
+
+
+def apply_strategy(strategy: Strategy, model: nn.Module, transfer, num_train_epochs: float = 1.0):
+    """Set ``requires_grad`` as the strategy says and adapt the model; returns (model, plan)."""
+    layout = _layout(model, strategy, transfer)
+    selection = strategy.select(model, layout, transfer, num_train_epochs)
+    set_trainable(model, selection.trainable)
+    block_names = []
+    if layout is not None:
+        block_names = [b for b, params in zip(layout.block_names, layout.blocks)
+                       if selection.trainable.issuperset(params)]
+    note = selection.note
+    if transfer.layer_decay is not None:
+        note = ", ".join(filter(None, [note, f"layer_decay {transfer.layer_decay:g}"]))
+    plan = StrategyPlan(strategy.name, layout, block_names, selection.eventually, set(head_parameter_names(model)),
+                        selection.callbacks, note)
+    if strategy.adapt is not None:
+        model = strategy.adapt(model, transfer, plan)
+    return model, plan
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def resolve_unfreeze_blocks(wanted: int | None, layout: BlockLayout) -> int:
+    """K for ``partial``: as given (1..number of blocks), or by default the top half of the blocks."""
+    n = len(layout.blocks)
+    if wanted is None:
+        return math.ceil(n / 2)
+    if not 1 <= wanted <= n:
+        raise StrategyError(f"unfreeze_blocks={wanted} but the backbone has {n} blocks; choose 1 to {n} "
+                            f"(blocks: {', '.join(layout.block_names)})")
+    return wanted

@@ -1,0 +1,175 @@
+"""Cached frozen features: run a frozen backbone once, train the head on what it produced.
+
+A linear probe (and the probe phase of ``lp_ft``) spends nearly all its time running a backbone whose output
+never changes. When nothing upstream of the head trains and no augmentation is active, the features are
+computed once per split, stored on disk and reused: the head then trains for many epochs in seconds.
+
+The cache key covers everything that determines the features: the backbone's weights and buffers (hashed,
+so a different checkpoint, key map or head-less re-fine-tune cannot collide), the split's datasets
+fingerprint and its on-the-fly transform (the image transform's repr lists size, crop, interpolation, mean
+and std), the stat of every image file it lists, and where in the model the features are taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from hftransfer.backbones.blocks import head_parameter_names
+
+logger = logging.getLogger("hftransfer")
+
+CACHE_VERSION = "1"  # bump when the stored layout changes
+
+
+class FeatureCacheUnavailable(RuntimeError):
+    """The model's head input is not a fixed-size vector per example (then the head trains through the backbone)."""
+
+
+def default_cache_dir() -> Path:
+    home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(os.environ.get("HFTRANSFER_FEATURE_CACHE", Path(home) / "hftransfer" / "features"))
+
+
+def head_root(model: nn.Module) -> tuple[str, nn.Module]:
+    """The smallest module holding exactly the head's parameters (the features are its input)."""
+    head = set(head_parameter_names(model))
+    best = None
+    for name, module in model.named_modules():
+        names = {f"{name}.{n}" if name else n for n, _ in module.named_parameters()}
+        if names == head and (best is None or len(name) > len(best[0])):
+            best = (name, module)
+    if best is None:
+        raise FeatureCacheUnavailable(f"the head of {type(model).__name__} is spread over several modules")
+    return best
+
+
+def _hash_tensors(tensors: dict[str, torch.Tensor], digest) -> None:
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+
+
+def _files_digest(dataset: Dataset, digest) -> None:
+    """Size and mtime of every file a string column lists (a replaced image under the same path invalidates)."""
+    for column, feature in dataset.features.items():
+        if getattr(feature, "dtype", None) not in {"string", "large_string"}:
+            continue
+        values = dataset.data.column(column).to_pylist()  # the Arrow table: no format, no transform
+        if not values or not isinstance(values[0], str) or not os.path.isfile(values[0]):
+            continue
+        for path in values:
+            stat = os.stat(path)
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A hash of every backbone weight and buffer (the head's excluded: it is what trains)."""
+    digest = hashlib.sha256()
+    head = set(head_parameter_names(model))
+    _hash_tensors({k: v for k, v in model.state_dict().items() if k not in head}, digest)
+    return digest.hexdigest()
+
+
+def cache_key(weights: str, point: str, dataset: Dataset, split: str) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION}:{weights}:{point}:{split}:{dataset._fingerprint}:{len(dataset)}".encode())
+    transform = (dataset.format.get("format_kwargs") or {}).get("transform")
+    digest.update(repr(transform).encode())
+    _files_digest(dataset, digest)
+    return digest.hexdigest()[:32]
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: int, device: torch.device,
+                     num_workers: int = 0, progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, labels) for every example, in order: the input of the head, the backbone in eval mode."""
+    point, module = head_root(model)
+    captured: list[torch.Tensor] = []
+
+    def grab(_module, args):
+        captured.append(args[0].detach().float().cpu())
+
+    handle = module.register_forward_pre_hook(grab)
+    was_training = model.training
+    model.eval()
+    features, labels = [], []
+    try:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator,
+                            num_workers=num_workers)
+        for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
+            labels.append(batch.pop("labels").cpu())
+            model(**{k: v.to(device) for k, v in batch.items()})
+            grabbed = captured.pop()
+            if grabbed.dim() != 2:
+                raise FeatureCacheUnavailable(f"the head input of {type(model).__name__} ({point}) has shape "
+                                              f"{tuple(grabbed.shape)}, not one vector per example")
+            features.append(grabbed)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+def cached_features(model, dataset, split, collator, args, cache_dir: str | None,
+                    weights: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of ``split`` from the cache, computing and storing them on a miss (rank 0 first)."""
+    point, _ = head_root(model)
+    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = folder / f"{cache_key(weights or weights_digest(model), point, dataset, split)}.safetensors"
+    with args.main_process_first(desc=f"features of {split}"):
+        if path.is_file():
+            stored = load_file(str(path))
+            if len(stored["labels"]) == len(dataset):
+                logger.info("%s: %d cached features from %s", split, len(dataset), path)
+                return stored["features"], stored["labels"]
+        features, labels = extract_features(model, dataset, collator, args.per_device_eval_batch_size,
+                                            args.device, args.dataloader_num_workers,
+                                            None if args.disable_tqdm else f"features of {split}")
+        if args.process_index == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            save_file({"features": features.contiguous(), "labels": labels.contiguous()}, str(partial))
+            os.replace(partial, path)  # atomic: a reader never sees half a file
+            logger.info("%s: features of %d examples cached in %s", split, len(dataset), path)
+        return features, labels
+
+
+class HeadOnFeatures(nn.Module):
+    """The model's own head (shared parameters) applied to cached features, with the classification loss."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        logits = self.head(features)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class FeatureSplits:
+    train: Dataset
+    validation: Dataset
+
+
+def feature_datasets(model, datasets, collator, args, cache_dir) -> FeatureSplits:
+    """train/validation datasets of cached features (train with its non-augmented transform)."""
+    splits, weights = {}, weights_digest(model)
+    for split in ("train", "validation"):
+        features, labels = cached_features(model, datasets[split], split, collator, args, cache_dir, weights)
+        splits[split] = Dataset.from_dict({"features": features.numpy(), "labels": labels.numpy()}).with_format("torch")
+    return FeatureSplits(splits["train"], splits["validation"])

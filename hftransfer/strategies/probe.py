@@ -1,0 +1,143 @@
+"""Fitting with a linear probe: ``linear_probe`` (the head alone, on cached features when nothing is augmented)
+and ``lp_ft`` (a probe, then full fine-tuning from the probed head; Kumar et al., ICLR 2022).
+
+The probe runs in a sub-folder of output_dir that is removed afterwards; its best epoch (by the run's
+``metric_for_best_model``) is what the head keeps. When fine-tuning never beats the probe on validation,
+``lp_ft`` keeps the probed model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hftransfer.backbones.blocks import head_parameter_names
+from hftransfer.evaluation.report import reduce_logits
+from hftransfer.strategies.base import FitContext, FitResult, fit_with_trainer
+from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
+from hftransfer.training.trainer import ClassificationTrainer
+
+logger = logging.getLogger("hftransfer")
+
+
+@dataclass
+class ProbeResult:
+    metrics: dict
+    log_history: list
+    best: str | None = None  # where the kept head came from (the probe's checkpoints are removed)
+    best_metric: float | None = None  # its metric_for_best_model
+
+
+def fit_linear_probe(ctx: FitContext) -> FitResult:
+    """The head alone: on cached features when no augmentation is active, else through the frozen backbone."""
+    args, transfer = ctx.config.training, ctx.config.transfer
+    if transfer.cache_features and ctx.augmentation is None and not ctx.checkpoint:
+        probe = train_probe(ctx, ctx.datasets, args.num_train_epochs, transfer.head_learning_rate or args.learning_rate,
+                            through_backbone_ok=False)
+        if probe is not None:
+            ctx.trainer.state.log_history = probe.log_history
+            return FitResult(probe.metrics, probe.best)
+    return fit_with_trainer(ctx)
+
+
+def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
+    """lp_ft: the probe on un-augmented examples (as in Kumar et al.), then full fine-tuning from the probed head.
+
+    A resumed run continues the fine-tuning phase it was in (the probe is not repeated).
+    """
+    if ctx.checkpoint:
+        return fit_with_trainer(ctx)
+    args, transfer, trainer, model = ctx.config.training, ctx.config.transfer, ctx.trainer, ctx.model
+    probe_train = ctx.datasets["train"] if ctx.augmentation is None else ctx.task.prepare_datasets(
+        ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
+    probe = train_probe(ctx, {**ctx.datasets, "train": probe_train}, transfer.probe_epochs,
+                        transfer.probe_learning_rate)
+    model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
+    probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    result = trainer.train()
+    trainer.state.log_history = probe.log_history + trainer.state.log_history
+    if args.load_best_model_at_end and _worse(trainer.state.best_metric, probe.best_metric, args.greater_is_better):
+        logger.info("fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
+                    args.metric_for_best_model, trainer.state.best_metric, probe.best_metric)
+        model.load_state_dict(probed_state)
+        return FitResult(result.metrics, probe.best)
+    return FitResult(result.metrics, trainer.state.best_model_checkpoint)
+
+
+def _worse(new: float | None, old: float | None, greater_is_better: bool | None) -> bool:
+    if new is None or old is None:
+        return False
+    return new < old if greater_is_better in (True, None) else new > old
+
+
+def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: float,
+                through_backbone_ok: bool = True) -> ProbeResult | None:
+    """Train only the head: on cached features when possible, else (lp_ft) through the frozen backbone.
+
+    Returns None when the features cannot be cached and ``through_backbone_ok`` is False (the caller then
+    trains the usual way). Which parameters train is restored afterwards.
+    """
+    args, transfer, model = ctx.config.training, ctx.config.transfer, ctx.model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    head = set(head_parameter_names(model))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in head)
+    probe_args = dataclasses.replace(
+        args, output_dir=str(Path(args.output_dir) / "probe"), num_train_epochs=epochs, learning_rate=learning_rate,
+        push_to_hub=False, save_total_limit=1, resume_from_checkpoint=None)
+    try:
+        if transfer.cache_features:
+            try:
+                return _probe_on_features(ctx, datasets, probe_args, epochs)
+            except FeatureCacheUnavailable as reason:
+                logger.info("features not cached (%s)%s", reason,
+                            "; the head trains through the frozen backbone" if not through_backbone_ok else "")
+        if not through_backbone_ok:
+            return None
+        trainer = ClassificationTrainer(model=model, args=probe_args, train_dataset=datasets["train"],
+                                        eval_dataset=datasets["validation"], processing_class=ctx.processor,
+                                        data_collator=ctx.trainer.data_collator, **_metrics(ctx))
+        logger.info("training the head through the frozen backbone for %s epochs", epochs)
+        return _probe_result(trainer, trainer.train())
+    finally:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in trainable)
+        if args.process_index == 0:
+            shutil.rmtree(probe_args.output_dir, ignore_errors=True)
+
+
+def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: float) -> ProbeResult:
+    """The head trained on features computed once (and cached on disk) instead of through the backbone."""
+    started = time.perf_counter()
+    splits = feature_datasets(ctx.model, datasets, ctx.trainer.data_collator, probe_args,
+                              ctx.config.transfer.feature_cache_dir)
+    features_s = time.perf_counter() - started
+    _, head_module = head_root(ctx.model)
+    probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0, dataloader_persistent_workers=False,
+                                     remove_unused_columns=True)
+    trainer = ClassificationTrainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
+                                    eval_dataset=splits.validation, **_metrics(ctx))
+    logger.info("training the head on cached features for %s epochs", epochs)
+    result = _probe_result(trainer, trainer.train())
+    # the probe's cost includes computing (or reading) the features, not only the head's epochs
+    result.metrics["features_runtime"] = round(features_s, 3)
+    result.metrics["train_runtime"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _metrics(ctx: FitContext) -> dict:
+    return {"compute_metrics": ctx.task.compute_metrics, "preprocess_logits_for_metrics": reduce_logits}
+
+
+def _probe_result(trainer, result) -> ProbeResult:
+    step = trainer.state.best_global_step
+    best = f"probe step {step} of {trainer.state.global_step}" if step else None
+    return ProbeResult(result.metrics, trainer.state.log_history, best, trainer.state.best_metric)
+
+
+def card_rows(transfer) -> list[tuple[str, str]]:
+    return [("probe epochs / learning rate", f"{transfer.probe_epochs:g} / {transfer.probe_learning_rate:g}")]

@@ -1,0 +1,191 @@
+"""The run's output directory: refused when it would lose the user's files, cleaned when the user asks to
+overwrite, and checkpoints that can only be resumed by the run that wrote them.
+
+Every checkpoint carries a run record (``hftransfer_run.json``: the settings that decide the training
+trajectory and their fingerprint) and the run's config. ``--resume`` continues a checkpoint only when its
+record matches the command's settings, so a folder holding another run's checkpoints cannot silently
+continue that other run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+
+from hftransfer.artifacts.atomic import staging_dir
+from hftransfer.artifacts.run_dir import CONFIG_FILE
+from hftransfer.errors import HftransferError
+
+logger = logging.getLogger("hftransfer")
+
+RUN_RECORD = "hftransfer_run.json"
+# TrainingArguments that decide where training goes; the others (logging, saving, workers, precision …) may
+# differ between a run and its resumption.
+TRAJECTORY_ARGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                   "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
+                   "seed", "label_smoothing_factor", "max_grad_norm")
+# hftransfer options that do not change the trajectory (where caches live, how long to wait, memory layout).
+RESUMABLE_CHANGES = {"overwrite_output_dir", "feature_cache_dir", "cache_features", "early_stopping_patience",
+                     "preprocessing_num_workers", "channels_last", "cache_dir", "candidates", "trust_remote_code"}
+
+
+class OutputDirError(HftransferError):
+    """An output directory that would be overwritten without being asked, or a checkpoint that cannot resume."""
+
+
+def check_output_dir(config) -> None:
+    """Refuse an output_dir that cannot be written or would be overwritten without being asked (writes nothing)."""
+    out = Path(config.training.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"output_dir {str(out)!r} exists and is not a folder")
+    _check_writable(out)
+    if not _holds_files(out) or config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
+        return
+    raise OutputDirError(
+        f"output_dir {str(out)!r} is not empty; choose another output_dir, pass --overwrite_output_dir to replace "
+        "the run in it, or --resume to continue it")
+
+
+def _holds_files(out: Path) -> bool:
+    """True when ``out`` holds anything but the staging folder a crashed save can leave behind."""
+    return out.is_dir() and any(entry != staging_dir(out) for entry in out.iterdir())
+
+
+def _check_writable(out: Path) -> None:
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise OutputDirError(f"cannot write into {str(existing)!r} (for output_dir {str(out)!r}): "
+                             f"{err.strerror or err}") from None
+
+
+def start_clean(config) -> list[str]:
+    """With ``overwrite_output_dir`` (and no resume): remove the previous run's checkpoints and probe folder, so
+    nothing of it can be resumed or mistaken for this run's. Its final model stays until the new one replaces it.
+    Returns what was removed."""
+    out = Path(config.training.output_dir)
+    if not config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint or not out.is_dir():
+        return []
+    stale = [Path(p) for p in sort_checkpoints(str(out))] + [p for p in (out / "probe", staging_dir(out)) if p.exists()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if stale:
+        logger.info("overwrite_output_dir: removed %d folder(s) of the previous run (%s)", len(stale),
+                    ", ".join(p.name for p in stale[:5]) + (" …" if len(stale) > 5 else ""))
+    return [p.name for p in stale]
+
+
+# --- run records and resuming ---------------------------------------------------------------------------------
+
+def run_settings(config) -> dict:
+    """The settings that decide a run's trajectory, flat and JSON-ready (what a resumed run must share)."""
+    sections = config.to_dict()
+    settings = {k: v for section in ("model", "data", "transfer") for k, v in sections[section].items()
+                if k not in RESUMABLE_CHANGES}
+    settings.update({k: sections["training"].get(k) for k in TRAJECTORY_ARGS})
+    return json.loads(json.dumps(settings, default=str))
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunRecordCallback(TrainerCallback):
+    """Writes the run record and the run's config into every checkpoint, on the main process."""
+
+    def __init__(self, config):
+        self.config = config
+        self.settings = run_settings(config)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                self.config.save(folder / CONFIG_FILE)
+                record = {"fingerprint": fingerprint(self.settings), "settings": self.settings}
+                (folder / RUN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return control
+
+
+def resolve_checkpoint(config) -> str | None:
+    """``resume_from_checkpoint``: a path, or ``latest``/``true`` for the newest complete checkpoint in output_dir."""
+    wanted = config.training.resume_from_checkpoint
+    if wanted is None or wanted.lower() in {"false", "no", "none", ""}:
+        return None
+    if wanted.lower() in {"latest", "true", "yes"}:
+        last = latest_complete_checkpoint(config.training.output_dir)
+        if last is None:
+            raise OutputDirError(f"--resume: no complete checkpoint to resume from in {config.training.output_dir!r}; "
+                                 "start the run without --resume")
+        return last
+    if not Path(wanted).is_dir():
+        raise OutputDirError(f"--resume: checkpoint not found: {wanted!r}")
+    if not _state_is_whole(Path(wanted)):
+        raise OutputDirError(f"--resume: checkpoint {wanted!r} is incomplete (its {TRAINER_STATE_NAME} is missing or "
+                             "cut short: the run stopped while writing it); resume from an earlier one")
+    return wanted
+
+
+def verify_checkpoint(checkpoint: str, config) -> None:
+    """Refuse to resume a checkpoint that another run (other settings, or no hftransfer record) wrote."""
+    path = Path(checkpoint) / RUN_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise OutputDirError(f"--resume: {checkpoint!r} has no hftransfer run record ({RUN_RECORD}): it was written "
+                             "by another tool or run, so continuing it as this run cannot be checked; start afresh "
+                             "with --overwrite_output_dir or another output_dir") from None
+    current = run_settings(config)
+    if record.get("fingerprint") == fingerprint(current):
+        _check_unfinished(checkpoint)
+        return
+    stored = record.get("settings", {})
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    shown = "; ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} now" for k in changed[:5])
+    raise OutputDirError(f"--resume: {checkpoint!r} belongs to a run with other settings ({shown}); resume with the "
+                         "same options, or start afresh with --overwrite_output_dir")
+
+
+def _check_unfinished(checkpoint: str) -> None:
+    """A checkpoint taken at the run's last step has nothing left to resume (transformers would train one more step)."""
+    state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    step, last = state.get("global_step", 0), state.get("max_steps", 0)
+    if last and step >= last:
+        raise OutputDirError(f"--resume: {checkpoint!r} is the end of its run (step {step} of {last}); nothing is left "
+                             "to train. Start a new run with --overwrite_output_dir or another output_dir")
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` that was written whole.
+
+    A run killed while writing a checkpoint leaves a folder with part of its files, which transformers'
+    ``get_last_checkpoint`` would pick and resuming would then fail on. The Trainer writes
+    ``trainer_state.json`` last, and the run record follows it, so a checkpoint with both is complete.
+    """
+    if not Path(output_dir).is_dir():
+        return None
+    for checkpoint in reversed(sort_checkpoints(output_dir)):  # newest step first
+        if _state_is_whole(Path(checkpoint)) and (Path(checkpoint) / RUN_RECORD).is_file():
+            return checkpoint
+        logger.warning("skipping %s: incomplete (the run stopped while writing it) or not this tool's", checkpoint)
+    return None
+
+
+def _state_is_whole(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):
+        return False
+

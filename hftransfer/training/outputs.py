@@ -1,0 +1,58 @@
+"""The end of a run: the final model, its config, metrics, evaluation report, plots and model card, written
+whole, then the summary and the push.
+
+The final model (the best checkpoint, with ``load_best_model_at_end``) and the run's config are written to a
+staging folder beside output_dir's previous ones and replace them only once whole: a crash while saving
+leaves the previous model usable, and the config beside a model is always the one that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from hftransfer.artifacts.atomic import publish_directory, staging_dir
+from hftransfer.artifacts.hub import push_output_dir
+from hftransfer.artifacts.modelcard import build_model_card, write_model_card
+from hftransfer.artifacts.run_dir import CONFIG_FILE
+from hftransfer.backbones.heads import write_head_code
+from hftransfer.evaluation.console import print_eval_details, print_summary
+from hftransfer.evaluation.report import save_eval_outputs
+
+logger = logging.getLogger("hftransfer")
+
+
+def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict,
+             push_to_hub: bool) -> None:
+    """Write everything a finished run leaves (see the module docstring); rank 0 writes, every rank saves."""
+    args = config.training
+    staging = staging_dir(args.output_dir)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
+    trainer.save_model(str(staging))  # on every rank: FSDP and DeepSpeed gather the weights, rank 0 writes
+    trainer.save_metrics("train", fitted.metrics)
+    for prefix in ("eval", "test"):
+        if any(k.startswith(f"{prefix}_") for k in results):
+            trainer.save_metrics(prefix, {k: v for k, v in results.items() if k.startswith(f"{prefix}_")})
+    if not trainer.is_world_process_zero():
+        return
+    out = Path(args.output_dir)
+    if strategy.finish is not None:
+        strategy.finish(trainer, staging, config.transfer)
+    write_head_code(trainer.model, staging)
+    config.save(staging / CONFIG_FILE)
+    publish_directory(staging, out)
+    trainer.save_state()
+    backbone = config.model.model or config.model.timm_arch
+    save_eval_outputs(out, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model)
+    model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
+                            num_train=len(data.splits["train"]))
+    write_model_card(card, out)
+    print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())
+    print_eval_details(reports)
+    if push_to_hub:
+        url = push_output_dir(out, repo_id=args.hub_model_id, private=args.hub_private_repo, revision=args.hub_revision)
+        logger.info("pushed to the Hub: %s", url)

@@ -1,0 +1,151 @@
+"""The training recipe: parse → checks → data → preprocessing → model → strategy → Trainer → fit → evaluate → save.
+
+Runs the same way from ``hftransfer train RECIPE.yaml``, ``python -m hftransfer.train --config RECIPE.yaml``,
+``accelerate launch -m hftransfer.train --config RECIPE.yaml`` and ``hftransfer.train(...)`` in Python. Every
+step of a task comes from the task registry and every step of a strategy from the strategy registry, so this
+file does not change when either is added. ``run`` reads top to bottom; each step is a function below it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from transformers import EarlyStoppingCallback, set_seed
+
+from hftransfer.artifacts.hub import resolve_token
+from hftransfer.backbones.checkpoints import load_model_config
+from hftransfer.backbones.heads import apply_head
+from hftransfer.config.parse import RunConfig, parse_config
+from hftransfer.evaluation.report import evaluate_splits, reduce_logits
+from hftransfer.strategies import get_strategy, options_of_other_strategies
+from hftransfer.strategies.base import FitContext, Strategy, StrategyError, apply_strategy, parameter_counts
+from hftransfer.strategies.freezing import keep_frozen_parts_in_eval
+from hftransfer.strategies.rates import parameter_groups
+from hftransfer.tasks import get_task
+from hftransfer.tasks.base import Task
+from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, resolve_checkpoint, start_clean,
+                                            verify_checkpoint)
+from hftransfer.training.outputs import save_run
+from hftransfer.training.performance import apply_performance_options, check_performance_options
+from hftransfer.training.runtime import configure_cpu_run
+from hftransfer.training.trainer import TransferTrainer
+
+logger = logging.getLogger("hftransfer")
+
+
+@dataclass
+class RunResult:
+    """What a finished run gives back: where it was saved, its metrics (``eval_*``, ``test_*``) and reports."""
+
+    output_dir: Path
+    metrics: dict
+    reports: dict
+    config: RunConfig
+
+
+def run(config: RunConfig) -> RunResult:
+    """Train, evaluate and save one run."""
+    task, strategy = get_task(config.model.task), get_strategy(config.transfer.strategy)
+    checkpoint, push_to_hub = check_before_work(config, task, strategy)
+    model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof the backbone exists
+    apply_training_defaults(config, task, strategy, model_config)
+    if checkpoint:
+        verify_checkpoint(checkpoint, config)
+    data = task.load_data(config)
+    processor = task.build_preprocessing(config, data, model_config)
+    with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
+        datasets = task.prepare_datasets(config, processor, data, model_config)
+    model, plan = build_model(config, task, strategy, data, model_config)
+    trainer = build_trainer(config, task, model, plan, processor, datasets)
+    announce_start(config, trainer, data, plan)
+    augmentation = task.training_augmentation(config) if task.training_augmentation else None
+    fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
+                                     augmentation, checkpoint))
+    results, reports = evaluate_splits(trainer, datasets, data, task)
+    save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
+    return RunResult(Path(config.training.output_dir), results, reports, config)
+
+
+def check_before_work(config: RunConfig, task: Task, strategy: Strategy) -> tuple[str | None, bool]:
+    """Everything that can be refused before loading anything; returns (checkpoint to resume, push at the end)."""
+    args = config.training
+    check_performance_options(task, config.transfer, args)
+    check_output_dir(config)
+    checkpoint = resolve_checkpoint(config)
+    if not strategy.multi_process and args.world_size > 1:
+        raise StrategyError(f"strategy {strategy.name} cannot run on {args.world_size} processes: "
+                            f"{strategy.multi_process_hint}")
+    ignored = options_of_other_strategies(strategy, config.explicit)
+    if ignored:
+        logger.warning("%s only appl%s to other strategies: ignored with strategy %s", ", ".join(ignored),
+                       "ies" if len(ignored) == 1 else "y", strategy.name)
+    # The final push is hftransfer's (model card, filtered files, rank 0 only), not the Trainer's, which would
+    # upload its own card and, by default, every checkpoint as it is saved.
+    push_to_hub, args.push_to_hub = args.push_to_hub, False
+    if push_to_hub and args.process_index == 0:
+        resolve_token()  # not logged in: say so now, not after hours of training
+    return checkpoint, push_to_hub
+
+
+def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, model_config) -> None:
+    """The task's values for this checkpoint and the strategy's own, where the user chose none; each is logged."""
+    suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
+    suggestions = {**suggestions, **strategy.training_suggestions}
+    if strategy.learning_rate_scale != 1:
+        base = suggestions.get("learning_rate", config.training.learning_rate)
+        suggestions["learning_rate"] = base * strategy.learning_rate_scale
+    for key, value in config.apply_suggestions(suggestions).items():
+        logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
+
+
+def build_model(config: RunConfig, task: Task, strategy: Strategy, data, model_config):
+    """The backbone with a new head for the labels, set up as the strategy says; returns (model, plan)."""
+    set_seed(config.training.seed)  # the new head's initialisation is part of the run's reproducibility
+    model = task.build_model(config, data, model_config)
+    head = apply_head(model, config.transfer)
+    model, plan = apply_strategy(strategy, model, config.transfer, config.training.num_train_epochs)
+    plan.head, plan.parameters = head, parameter_counts(model)
+    if strategy.freezes:
+        keep_frozen_parts_in_eval(model, config.transfer.frozen_norm_stats == "update")
+    return model, plan
+
+
+def build_trainer(config: RunConfig, task: Task, model, plan, processor, datasets) -> TransferTrainer:
+    """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records."""
+    args, transfer = config.training, config.transfer
+    if args.use_cpu or not torch.cuda.is_available():
+        configure_cpu_run(args)
+    if args.dataloader_num_workers == 0:
+        args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
+    callbacks = [*plan.callbacks, RunRecordCallback(config)]
+    if transfer.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
+    collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)
+    return TransferTrainer(
+        model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["validation"],
+        processing_class=processor, data_collator=collator, compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=reduce_logits, callbacks=callbacks,
+        param_groups=partial(parameter_groups, plan=plan, transfer=transfer))
+
+
+def announce_start(config: RunConfig, trainer, data, plan) -> None:
+    """Training starts: clear a replaced run's checkpoints, then say what trains and what the data is."""
+    if not trainer.is_world_process_zero():
+        return
+    start_clean(config)
+    for note in data.notes:
+        logger.info(note)
+    trainable, total = plan.parameters
+    logger.info("strategy %s; trainable parameters: %s of %s (%.1f%%)", plan.describe(), f"{trainable:,}",
+                f"{total:,}", 100 * trainable / total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("hftransfer").setLevel(logging.INFO)
+    run(parse_config(argv))
+    return 0
