@@ -93,15 +93,9 @@ def text_files(tmp_path) -> dict[str, Path]:
 
 def make_config(**options):
     """A RunConfig from keyword options, exactly as the same flags on the command line would give."""
-    from hftransfer.config.parse import parse_config
+    from hftransfer.config.parse import options_to_argv, parse_config
 
-    argv = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        argv.append(f"--{key}")
-        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-    return parse_config(argv)
+    return parse_config(options_to_argv(options))
 
 
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:

@@ -147,6 +147,29 @@ def test_pickled_weights_that_run_code_are_refused_in_one_line(text_run, files, 
                    "not a weights file")
 
 
+def test_weights_of_another_shape_are_named_not_a_traceback(timm_weights, tmp_path, capsys):
+    state = torch.load(timm_weights, weights_only=True)
+    state["conv_stem.weight"] = torch.zeros(8, 3, 5, 5)  # as another architecture's stem would be
+    other = tmp_path / "other.pth"
+    torch.save(state, other)
+    code = cli.main(["train", "--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights",
+                     str(other), "--data_dir", str(make_class_folder(tmp_path / "data", 3)), "--output_dir",
+                     str(tmp_path / "o")])
+    one_line_error(capsys, code, "do not fit timm 'test_efficientnet'", "conv_stem.weight (8, 3, 5, 5)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; run as a user to check this")
+def test_a_read_only_parent_folder_is_refused_before_training(tiny_bert, files, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code = cli.main(["train", *tiny_run_flags(tiny_bert, locked / "out", **files)])
+        one_line_error(capsys, code, "cannot write into")
+    finally:
+        locked.chmod(0o700)
+
+
 # --- 2. overwrite is a clean slate; resume continues only the same run -------------------------------------------
 
 def test_overwrite_removes_the_old_checkpoints_and_resume_checks_the_run(tiny_bert, files, tmp_path, capsys):
