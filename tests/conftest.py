@@ -92,15 +92,19 @@ def text_files(tmp_path) -> dict[str, Path]:
 
 
 def make_config(**options):
-    """A RunConfig from keyword options, exactly as the same flags on the command line would give."""
+    """A RunConfig from keyword options, exactly as the same flags on the command line would give (full
+    fine-tuning unless a strategy or a recipe is named: ``auto`` may pick a probe, which trains no backbone)."""
     from hftransfer.config.parse import options_to_argv, parse_config
 
+    if "config" not in options:
+        options.setdefault("strategy", "full")
     return parse_config(options_to_argv(options))
 
 
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
-    """CLI flags for a seconds-long run of the tiny model."""
-    flags = ["--model", str(model), "--output_dir", str(out), "--num_train_epochs", "1",
+    """CLI flags for a seconds-long run of the tiny model (full fine-tuning: tests of other strategies, and of
+    ``auto``'s choice, name theirs)."""
+    flags = ["--model", str(model), "--output_dir", str(out), "--strategy", "full", "--num_train_epochs", "1",
              "--per_device_train_batch_size", "16", "--logging_steps", "1", "--disable_tqdm", "true",
              "--dataloader_pin_memory", "false"]
     for split, path in files.items():

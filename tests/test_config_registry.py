@@ -87,7 +87,7 @@ def test_option_set_twice_across_sections(tmp_path):
 
 
 def test_unknown_strategy_lists_choices():
-    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe"):
+    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe"):
         parse_config(["--model", "m", "--strategy", "freeze"])
 
 

@@ -89,6 +89,7 @@ def test_hftransfer_accelerate_config_launches_two_processes_vision(timm_weights
     out = tmp_path / "out"
     done = _run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
                  "--num_processes", "2", "--task", "image-classification", "--timm_arch", "test_efficientnet",
+                 "--strategy", "full",
                  "--weights", str(timm_weights), "--data_dir", str(root), "--output_dir", str(out),
                  "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
                  "--disable_tqdm", "true", "--dataloader_num_workers", "0"])

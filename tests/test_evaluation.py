@@ -215,7 +215,7 @@ def image_run(timm_weights, tmp_path_factory) -> Path:
         make_class_folder(root / "data" / split, 6 if split == "train" else 3)
     out = root / "out"
     main(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-          "--data_dir", str(root / "data"), "--output_dir", str(out), "--num_train_epochs", "1",
+          "--strategy", "full", "--data_dir", str(root / "data"), "--output_dir", str(out), "--num_train_epochs", "1",
           "--disable_tqdm", "true", "--per_device_train_batch_size", "4"])
     return out
 

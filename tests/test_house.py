@@ -140,14 +140,16 @@ def test_a_new_strategy_registers_in_one_place(tiny_bert, text_csv, tmp_path, mo
 
 
 def _names_compared(tree: ast.AST, names: set[str]) -> list[int]:
-    """Lines where a string literal naming a strategy is compared (==, !=, in, not in)."""
+    """Lines where a strategy (an expression naming ``strategy``) is compared with a strategy's name."""
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
-            for side in [node.left, *node.comparators]:
-                elements = side.elts if isinstance(side, (ast.Set, ast.Tuple, ast.List)) else [side]
-                if any(isinstance(e, ast.Constant) and e.value in names for e in elements):
-                    lines.append(node.lineno)
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        literals = [e for side in sides for e in (side.elts if isinstance(side, (ast.Set, ast.Tuple, ast.List))
+                                                 else [side]) if isinstance(e, ast.Constant) and e.value in names]
+        if literals and any("strategy" in ast.unparse(side) for side in sides if not isinstance(side, ast.Constant)):
+            lines.append(node.lineno)
     return lines
 
 

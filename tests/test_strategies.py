@@ -78,8 +78,9 @@ def cases(tiny_bert, timm_weights, tiny_vit, text_data, image_folder):
 
 
 def run(out: Path, flags: list[str], *extra: str, epochs: int = 2) -> Path:
-    main([*flags, "--output_dir", str(out), "--num_train_epochs", str(epochs), "--disable_tqdm", "true",
-          "--logging_steps", "1", "--feature_cache_dir", str(out.parent / "feature-cache"), *extra])
+    main([*flags, "--output_dir", str(out), "--strategy", "full", "--num_train_epochs", str(epochs),
+          "--disable_tqdm", "true", "--logging_steps", "1", "--feature_cache_dir", str(out.parent / "feature-cache"),
+          *extra])
     return out
 
 
@@ -371,7 +372,7 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
 
 def test_bad_strategy_inputs_are_named(tmp_path, cases):
     flags, _, _ = cases["bert"]
-    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: full, linear_probe, partial"):
+    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe, partial"):
         run(tmp_path / "a", flags, "--strategy", "freeze")
     with pytest.raises(StrategyError, match=r"unfreeze_blocks=7 but the backbone has 2 blocks; choose 1 to 2 "
                                             r"\(blocks: bert.encoder.layer.0, bert.encoder.layer.1 \+ pooler\)"):

@@ -53,7 +53,9 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
                                         data_collator=run.task.build_collator(target.config, processor),
                                         compute_metrics=run.task.compute_metrics,
                                         preprocess_logits_for_metrics=reduce_logits)
-        _, reports = evaluate_splits(trainer, prepared, target.loaded, run.task, splits=("validation",))
+        temperature = (run.model_config.get("hftransfer_calibration") or {}).get("temperature")
+        _, reports = evaluate_splits(trainer, prepared, target.loaded, run.task, splits=("validation",),
+                                     temperature=temperature)  # a calibrated model: scores before it too
         report = reports["validation"]
         report["source"] = {"data": data or "the run's own data", "split": target.label, "model": str(run.path)}
         if trainer.is_world_process_zero():

@@ -168,6 +168,7 @@ def hyperparameters(config, task, strategy, strategy_description: str) -> list[t
             rows.append((key.replace("_", " "), value))
     if strategy.card_rows is not None:
         rows += strategy.card_rows(transfer)
+    rows += [("chosen for this data", note) for note in getattr(config, "notes", [])]
     if task.training_augmentation is not None:
         rows.append(("training augmentation", task.training_augmentation(config) or "none"))
     return [(key, _setting(value)) for key, value in rows]
@@ -202,6 +203,21 @@ def _split_sections(reports: dict, out: Path) -> list[dict]:
     return splits
 
 
+def _calibration_note(reports: dict) -> str:
+    """How calibrated the scores are: the temperature folded into the model and the ECE before and after."""
+    if not reports:
+        return ""
+    split, report = next(iter(reports.items()))
+    summary = report["summary"]
+    if summary.get("expected_calibration_error") is None:
+        return ""
+    after = f"expected calibration error {summary['expected_calibration_error']:.3f} on {split}"
+    if "temperature" not in report:
+        return f" ({after})"
+    return (f", calibrated by temperature scaling on the validation split (T = {report['temperature']:.3f}; "
+            f"{after}, {summary['expected_calibration_error_before']:.3f} before)")
+
+
 def build_model_card(config, task, strategy, label_names: list[str], reports: dict, strategy_description: str,
                      model_config: dict, output_dir: str | Path, num_train: int | None = None) -> ModelCard:
     """The card for a finished run (metadata + body), not yet written."""
@@ -216,7 +232,6 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
         tags=["hftransfer", task.name, f"strategy-{config.transfer.strategy}"]
         + (["timm"] if model_config.get("model_type") == "timm_wrapper" else []),
     )
-    ece = [r["summary"].get("expected_calibration_error") for r in reports.values()]
     source = (f"[{base_model}](https://huggingface.co/{base_model})" if base_model
               else f"`{config.model.model or config.model.timm_arch}`")
     article = "An" if task.name[0] in "aeiou" else "A"
@@ -239,8 +254,7 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
         splits=_split_sections(reports, out),
         curves=CURVES_FILE if (out / CURVES_FILE).is_file() else None,
         eval_source=", ".join(f"the {s} split" for s in reports) or "no evaluation",
-        calibration_note=(f" (expected calibration error {ece[0]:.3f} on {next(iter(reports))})"
-                          if ece and ece[0] is not None else ""),
+        calibration_note=_calibration_note(reports),
         base_model_text=base_model or str(config.model.model or config.model.timm_arch),
         versions=_versions(),
     )

@@ -8,6 +8,7 @@ that are not registries (heads, activations …) live here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from hftransfer.errors import HftransferError
@@ -20,6 +21,20 @@ LORA_SAVE = ("merged", "adapter")
 
 class ConfigError(HftransferError):
     """A recipe or flag that cannot be used; the message names the value and the valid choices."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``10m``, ``1.5h`` or ``1h30m``."""
+    value = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", value)
+    if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
+        raise ConfigError(f"time_budget {text!r} is not a duration; write it like 90s, 10m, 1h or 1h30m")
+    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"time_budget must be positive, got {text!r}")
+    return seconds
 
 
 @dataclass
@@ -91,9 +106,11 @@ class DataArguments:
         default=None,
         metadata={"help": "Names for integer labels 0..N-1 (e.g. negative positive), used in the saved config."},
     )
-    validation_fraction: float = field(
-        default=0.1,
-        metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given."},
+    validation_fraction: float | None = field(
+        default=None,
+        metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given. "
+                          "Default: a tenth of train, at least 300 examples and two per class, at most a fifth of "
+                          "train and 5,000 examples."},
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
@@ -116,7 +133,7 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        if not 0 < self.validation_fraction < 1:
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, option)
@@ -129,7 +146,7 @@ class TransferArguments:
     """How the pretrained weights are adapted (strategy, learning rates per depth, head) and how the run is kept."""
 
     strategy: str = field(
-        default="full",
+        default="auto",
         metadata={"help": "Transfer strategy (the choices are listed by `hftransfer train --help`)."},
     )
     unfreeze_blocks: int | None = field(
@@ -194,6 +211,17 @@ class TransferArguments:
         default=None,
         metadata={"help": "Stop after this many evaluations without improvement of metric_for_best_model."},
     )
+    time_budget: str | None = field(
+        default=None,
+        metadata={"help": "Wall-clock budget for the whole run (e.g. 90s, 10m, 1h30m): the number of steps is fitted "
+                          "to it after measuring the first ones, and training stops in time for the final "
+                          "evaluation, calibration and saving."},
+    )
+    calibrate: bool = field(
+        default=True,
+        metadata={"help": "Fit temperature scaling on the validation split after training and fold it into the "
+                          "classifier, so the saved model's scores are calibrated (predictions are unchanged)."},
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
     )
@@ -223,4 +251,9 @@ class TransferArguments:
             raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
         if self.probe_epochs <= 0:
             raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
+        for option in ("head_learning_rate", "probe_learning_rate"):
+            if getattr(self, option) is not None and not getattr(self, option) > 0:
+                raise ConfigError(f"{option} must be > 0, got {getattr(self, option)}")
 

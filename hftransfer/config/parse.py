@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class RunConfig:
     training: TrainingArguments
     task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
     explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
+    notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
+    started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
 
     def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
         """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
@@ -89,6 +92,7 @@ class RunConfig:
     def save(self, path: str | os.PathLike) -> None:
         """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
         header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
+        header += "".join(f"# {note}\n" for note in self.notes)
         Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 

@@ -32,6 +32,7 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
         f"final train loss {train_metrics.get('train_loss', float('nan')):.4f}",
         f"best checkpoint: {best_checkpoint or '(last)'} by {config.training.metric_for_best_model}",
         *data.notes,
+        *getattr(config, "notes", []),
         f"saved to: {config.training.output_dir}",
     ]
     for line in lines:
@@ -49,8 +50,12 @@ def print_eval_details(reports: dict, console: Console | None = None, errors_sho
     for split, report in reports.items():
         summary = report["summary"]
         extras = [f"{name} {summary[key]:.4f}" for key, name in (("top_5_accuracy", "top-5 accuracy"),
-                                                                  ("expected_calibration_error", "ECE"))
-                  if key in summary]
+                                                                  ("expected_calibration_error", "ECE"),
+                                                                  ("expected_calibration_error_before",
+                                                                   "ECE before temperature scaling"))
+                  if summary.get(key) is not None]
+        if "temperature" in report:
+            extras.append(f"temperature {report['temperature']:.3f}")
         if extras:
             console.print(f"{split}: " + ", ".join(extras), highlight=False)
         if report["most_confused"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,22 @@ WORST_ERRORS = 25
 CONFUSED_PAIRS = 10
 
 
-def reduce_logits(logits, labels=None) -> torch.Tensor:
+def reduce_logits(logits, labels=None, temperature: float | None = None) -> torch.Tensor:
     """``preprocess_logits_for_metrics``: logits ``[B, C]`` -> ``[B, 2k]`` (top-k ids, then their probabilities).
 
     Ids are carried as floats next to the probabilities (exact below 2**24 classes) so one tensor is gathered.
+    With ``temperature`` (a model whose logits were divided by it), ``k`` more columns hold the same classes'
+    probabilities before that division, so one pass gives the scores before and after calibration.
     """
     if isinstance(logits, tuple):  # some models return (logits, hidden_states, ...)
         logits = logits[0]
     k = min(TOP_K, logits.shape[-1])
     probabilities = logits.float().softmax(dim=-1)
     top_probs, top_ids = probabilities.topk(k, dim=-1)
-    return torch.cat([top_ids.float(), top_probs], dim=-1)
+    columns = [top_ids.float(), top_probs]
+    if temperature is not None:
+        columns.append((logits.float() * temperature).softmax(dim=-1).gather(-1, top_ids))
+    return torch.cat(columns, dim=-1)
 
 
 @dataclass
@@ -165,23 +171,46 @@ def confusion_png_name(split: str) -> str:
     return f"confusion_matrix_{split}.png"
 
 
-def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test")) -> tuple[dict, dict]:
-    """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split)."""
+def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
+                    temperature: float | None = None) -> tuple[dict, dict]:
+    """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
+
+    ``temperature``: the model was calibrated by dividing its logits by it; each report then also holds the
+    calibration before (ECE and reliability table), from the same pass.
+    """
     metrics, reports = {}, {}
-    for split in splits:
-        if split not in prepared:
-            continue
-        prefix = SPLIT_PREFIXES.get(split, split)
-        prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
-        predictions = Predictions.from_reduced(prediction.predictions, prediction.label_ids)
-        examples = task.describe_examples(data, split) if task.describe_examples else None
-        report = build_report(predictions, data.label_names, examples, loss=prediction.metrics.get(f"{prefix}_loss"))
-        for key in ("top_5_accuracy", "expected_calibration_error"):
-            if key in report["summary"]:
-                prediction.metrics[f"{prefix}_{key}"] = report["summary"][key]
-        metrics.update(prediction.metrics)
-        reports[split] = report
+    saved = trainer.preprocess_logits_for_metrics
+    if temperature is not None:
+        trainer.preprocess_logits_for_metrics = partial(reduce_logits, temperature=temperature)
+    try:
+        for split in (s for s in splits if s in prepared):
+            prefix = SPLIT_PREFIXES.get(split, split)
+            prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
+            reduced = np.asarray(prediction.predictions)
+            k = reduced.shape[1] // (3 if temperature is not None else 2)
+            examples = task.describe_examples(data, split) if task.describe_examples else None
+            report = build_report(Predictions.from_reduced(reduced[:, :2 * k], prediction.label_ids), data.label_names,
+                                  examples, loss=prediction.metrics.get(f"{prefix}_loss"))
+            if temperature is not None:
+                before = Predictions.from_reduced(np.concatenate([reduced[:, :k], reduced[:, 2 * k:]], axis=1),
+                                                  prediction.label_ids)
+                add_calibration_before(report, before, temperature)
+            for key in ("top_5_accuracy", "expected_calibration_error", "expected_calibration_error_before"):
+                if report["summary"].get(key) is not None:
+                    prediction.metrics[f"{prefix}_{key}"] = report["summary"][key]
+            metrics.update(prediction.metrics)
+            reports[split] = report
+    finally:
+        trainer.preprocess_logits_for_metrics = saved
     return metrics, reports
+
+
+def add_calibration_before(report: dict, before: Predictions, temperature: float) -> None:
+    """The temperature and the ECE (with its reliability table) the scores had before it was folded in."""
+    ece, bins = expected_calibration_error(before.confidence, before.predicted == before.labels)
+    report["temperature"] = temperature
+    report["summary"]["expected_calibration_error_before"] = ece
+    report["calibration_before"] = {"bins": bins, "num_bins": CALIBRATION_BINS}
 
 
 def save_eval_outputs(out_dir, reports: dict, title: str, log_history: list | None = None,

@@ -109,6 +109,7 @@ class Strategy:
             the run warns).
         training_suggestions: TrainingArguments values it prefers where the user set none.
         learning_rate_scale: times the task's default learning rate, where the user set none.
+        epochs_scale: times the task's default number of epochs (rounded, at least one), where the user set none.
         frozen_backbone: the backbone never trains, so by default training examples are not augmented (then
             frozen features can be computed once and cached).
         freezes: some parameters are frozen at some point of the run (frozen parts then run in eval mode).
@@ -117,6 +118,8 @@ class Strategy:
         fit: ``FitContext -> FitResult``.
         finish: ``(trainer, staging_dir, transfer)``: last changes to the saved model (LoRA's merge).
         card_rows: ``transfer -> [(setting, value)]`` for the model card.
+        choose: ``(config, task, model, processor, data, model_config) -> Decision`` for a strategy that picks
+            another one from the data (``auto``); the run then goes on with the chosen strategy.
     """
 
     name: str
@@ -126,6 +129,7 @@ class Strategy:
     options: tuple[str, ...] = ()
     training_suggestions: dict[str, Any] = field(default_factory=dict)
     learning_rate_scale: float = 1.0
+    epochs_scale: float = 1.0
     frozen_backbone: bool = False
     freezes: bool = True
     multi_process: bool = True
@@ -134,6 +138,7 @@ class Strategy:
     fit: Callable[[FitContext], FitResult] = fit_with_trainer
     finish: Callable[..., None] | None = None
     card_rows: Callable[[Any], list[tuple[str, Any]]] | None = None
+    choose: Callable[..., Any] | None = None
 
 
 def set_trainable(model: nn.Module, names: set[str]) -> None:

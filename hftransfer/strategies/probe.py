@@ -30,6 +30,8 @@ class ProbeResult:
     log_history: list
     best: str | None = None  # where the kept head came from (the probe's checkpoints are removed)
     best_metric: float | None = None  # its metric_for_best_model
+    global_step: int = 0
+    epoch: float | None = None
 
 
 def fit_linear_probe(ctx: FitContext) -> FitResult:
@@ -39,7 +41,8 @@ def fit_linear_probe(ctx: FitContext) -> FitResult:
         probe = train_probe(ctx, ctx.datasets, args.num_train_epochs, transfer.head_learning_rate or args.learning_rate,
                             through_backbone_ok=False)
         if probe is not None:
-            ctx.trainer.state.log_history = probe.log_history
+            state = ctx.trainer.state  # the run's state is the probe's: its steps, epochs and evaluations
+            state.log_history, state.global_step, state.epoch = probe.log_history, probe.global_step, probe.epoch
             return FitResult(probe.metrics, probe.best)
     return fit_with_trainer(ctx)
 
@@ -136,7 +139,8 @@ def _metrics(ctx: FitContext) -> dict:
 def _probe_result(trainer, result) -> ProbeResult:
     step = trainer.state.best_global_step
     best = f"probe step {step} of {trainer.state.global_step}" if step else None
-    return ProbeResult(result.metrics, trainer.state.log_history, best, trainer.state.best_metric)
+    return ProbeResult(result.metrics, trainer.state.log_history, best, trainer.state.best_metric,
+                       trainer.state.global_step, trainer.state.epoch)
 
 
 def card_rows(transfer) -> list[tuple[str, str]]:

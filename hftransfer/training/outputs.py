@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from hftransfer.artifacts.atomic import publish_directory, staging_dir
@@ -20,8 +21,17 @@ from hftransfer.artifacts.run_dir import CONFIG_FILE
 from hftransfer.backbones.heads import write_head_code
 from hftransfer.evaluation.console import print_eval_details, print_summary
 from hftransfer.evaluation.report import save_eval_outputs
+from hftransfer.training.budget import TimeBudget
 
 logger = logging.getLogger("hftransfer")
+
+
+def budget_note(config, trainer) -> str:
+    """How the time budget was spent, for the summary."""
+    budget = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
+    used = time.monotonic() - config.started
+    plan = f"; {budget.summary}" if budget is not None and budget.summary else ""
+    return f"time budget {config.transfer.time_budget}: {used:.0f} s used{plan}"
 
 
 def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict,
@@ -51,6 +61,8 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
                             num_train=len(data.splits["train"]))
     write_model_card(card, out)
+    if config.transfer.time_budget:
+        config.notes.append(budget_note(config, trainer))
     print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())
     print_eval_details(reports)
     if push_to_hub:

@@ -1,4 +1,5 @@
-"""The training recipe: parse → checks → data → preprocessing → model → strategy → Trainer → fit → evaluate → save.
+"""The training recipe: parse → checks → data → preprocessing → model → strategy → Trainer → fit → calibrate →
+evaluate → save.
 
 Runs the same way from ``hftransfer train RECIPE.yaml``, ``python -m hftransfer.train --config RECIPE.yaml``,
 ``accelerate launch -m hftransfer.train --config RECIPE.yaml`` and ``hftransfer.train(...)`` in Python. Every
@@ -19,19 +20,23 @@ from transformers import EarlyStoppingCallback, set_seed
 from hftransfer.artifacts.hub import resolve_token
 from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.backbones.heads import apply_head
+from hftransfer.config.options import parse_duration
 from hftransfer.config.parse import RunConfig, parse_config
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
-from hftransfer.strategies import get_strategy, options_of_other_strategies
+from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
 from hftransfer.strategies.base import FitContext, Strategy, StrategyError, apply_strategy, parameter_counts
 from hftransfer.strategies.freezing import keep_frozen_parts_in_eval
 from hftransfer.strategies.rates import parameter_groups
 from hftransfer.tasks import get_task
 from hftransfer.tasks.base import Task
+from hftransfer.training.budget import TimeBudget
+from hftransfer.training.calibrate import calibrate
 from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, resolve_checkpoint, start_clean,
                                             verify_checkpoint)
 from hftransfer.training.outputs import save_run
 from hftransfer.training.performance import apply_performance_options, check_performance_options
 from hftransfer.training.runtime import configure_cpu_run
+from hftransfer.training.schedule import schedule_for
 from hftransfer.training.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
@@ -52,20 +57,23 @@ def run(config: RunConfig) -> RunResult:
     task, strategy = get_task(config.model.task), get_strategy(config.transfer.strategy)
     checkpoint, push_to_hub = check_before_work(config, task, strategy)
     model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof the backbone exists
-    apply_training_defaults(config, task, strategy, model_config)
-    if checkpoint:
-        verify_checkpoint(checkpoint, config)
     data = task.load_data(config)
     processor = task.build_preprocessing(config, data, model_config)
+    model = build_backbone(config, task, data, model_config)
+    strategy = resolve_strategy(strategy, config, task, model, processor, data, model_config)  # auto decides here
+    apply_training_defaults(config, task, strategy, model_config, data)
+    if checkpoint:
+        verify_checkpoint(checkpoint, config)
     with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
-    model, plan = build_model(config, task, strategy, data, model_config)
+    model, plan = adapt_model(config, strategy, model)
     trainer = build_trainer(config, task, model, plan, processor, datasets)
     announce_start(config, trainer, data, plan)
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
     fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
                                      augmentation, checkpoint))
-    results, reports = evaluate_splits(trainer, datasets, data, task)
+    temperature = calibrate(config, trainer, datasets, data, plan)
+    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature)
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
     return RunResult(Path(config.training.output_dir), results, reports, config)
 
@@ -79,10 +87,6 @@ def check_before_work(config: RunConfig, task: Task, strategy: Strategy) -> tupl
     if not strategy.multi_process and args.world_size > 1:
         raise StrategyError(f"strategy {strategy.name} cannot run on {args.world_size} processes: "
                             f"{strategy.multi_process_hint}")
-    ignored = options_of_other_strategies(strategy, config.explicit)
-    if ignored:
-        logger.warning("%s only appl%s to other strategies: ignored with strategy %s", ", ".join(ignored),
-                       "ies" if len(ignored) == 1 else "y", strategy.name)
     # The final push is hftransfer's (model card, filtered files, rank 0 only), not the Trainer's, which would
     # upload its own card and, by default, every checkpoint as it is saved.
     push_to_hub, args.push_to_hub = args.push_to_hub, False
@@ -91,21 +95,36 @@ def check_before_work(config: RunConfig, task: Task, strategy: Strategy) -> tupl
     return checkpoint, push_to_hub
 
 
-def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, model_config) -> None:
-    """The task's values for this checkpoint and the strategy's own, where the user chose none; each is logged."""
+def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, model_config, data) -> None:
+    """The task's values for this checkpoint, the strategy's own and the schedule the data calls for, where the
+    user chose none; each is logged with its reason."""
+    ignored = options_of_other_strategies(strategy, config.explicit)
+    if ignored:
+        logger.warning("%s only appl%s to other strategies: ignored with strategy %s", ", ".join(ignored),
+                       "ies" if len(ignored) == 1 else "y", strategy.name)
     suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
     suggestions = {**suggestions, **strategy.training_suggestions}
-    if strategy.learning_rate_scale != 1:
-        base = suggestions.get("learning_rate", config.training.learning_rate)
-        suggestions["learning_rate"] = base * strategy.learning_rate_scale
+    for key, scale in (("learning_rate", strategy.learning_rate_scale), ("num_train_epochs", strategy.epochs_scale)):
+        if scale != 1:
+            scaled = suggestions.get(key, getattr(config.training, key)) * scale
+            suggestions[key] = scaled if key == "learning_rate" else max(1, round(scaled))
     for key, value in config.apply_suggestions(suggestions).items():
         logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
+    for key, (value, reason) in schedule_for(config, strategy, data).items():
+        if key not in config.explicit:
+            setattr(config.transfer if hasattr(config.transfer, key) else config.training, key, value)
+            config.notes.append(f"{key}: {value} ({reason})")
+            logger.info("%s: %s (%s; set it to override)", key, value, reason)
 
 
-def build_model(config: RunConfig, task: Task, strategy: Strategy, data, model_config):
-    """The backbone with a new head for the labels, set up as the strategy says; returns (model, plan)."""
+def build_backbone(config: RunConfig, task: Task, data, model_config):
+    """The pretrained backbone with a new head for the labels."""
     set_seed(config.training.seed)  # the new head's initialisation is part of the run's reproducibility
-    model = task.build_model(config, data, model_config)
+    return task.build_model(config, data, model_config)
+
+
+def adapt_model(config: RunConfig, strategy: Strategy, model):
+    """The head the options ask for, then the strategy's freezing and adapters; returns (model, plan)."""
     head = apply_head(model, config.transfer)
     model, plan = apply_strategy(strategy, model, config.transfer, config.training.num_train_epochs)
     plan.head, plan.parameters = head, parameter_counts(model)
@@ -122,6 +141,10 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
     callbacks = [*plan.callbacks, RunRecordCallback(config)]
+    if transfer.time_budget:
+        evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
+        callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,
+                                    args.per_device_train_batch_size * args.gradient_accumulation_steps))
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)

@@ -1,0 +1,60 @@
+"""Calibrated scores: temperature scaling (Guo et al., ICML 2017, "On Calibration of Modern Neural Networks").
+
+One scalar ``T`` is fitted on the validation split's logits by minimising the negative log-likelihood of
+``softmax(logits / T)``, then folded into the classifier's last linear layer (its weights and bias divided by
+``T``). The saved model's logits are then the calibrated ones, so plain ``pipeline(...)`` scores are calibrated
+with no custom code, and since every logit of an example is divided by the same positive number the argmax,
+hence every prediction and accuracy, is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+# T is searched in [1/20, 20]: wider than any fitted value reported for modern networks (Guo et al.: 1.0-4.5).
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+MIN_EXAMPLES = 20  # below this, one scalar fitted on the validation split says more about the split than the model
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the validation NLL (a bounded 1-D search over log T).
+
+    The NLL of ``logits * beta`` is convex in ``beta = 1/T``, so it has one minimum and a scalar search finds it.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long)
+
+    def nll(log_t: float) -> float:
+        return float(nn.functional.cross_entropy(z / math.exp(log_t), y))
+
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-5})
+    return float(math.exp(result.x))
+
+
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / temperature
+    return float(nn.functional.cross_entropy(z, torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long)))
+
+
+def classifier_layers(model: nn.Module, head_names: set[str], num_labels: int) -> list[nn.Linear]:
+    """The head's linear layers that output the class logits (one, or the trained copy and the original of a
+    LoRA head kept in ``modules_to_save``)."""
+    owners = {name.rsplit(".", 1)[0] for name in head_names}
+    return [module for name, module in model.named_modules()
+            if name in owners and isinstance(module, nn.Linear) and module.out_features == num_labels]
+
+
+@torch.no_grad()
+def fold_temperature(layers: list[nn.Linear], temperature: float) -> None:
+    """Divide each layer's weights and bias by ``temperature``: its logits become ``logits / temperature``."""
+    for layer in layers:
+        layer.weight.div_(temperature)
+        if layer.bias is not None:
+            layer.bias.div_(temperature)

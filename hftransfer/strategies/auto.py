@@ -1,0 +1,116 @@
+"""``strategy: auto``, the default: linear_probe, lp_ft or full, chosen from the data and the backbone.
+
+What it looks at: the number of training examples, of classes and of examples per class, and how well the
+backbone's frozen features already separate the classes: a logistic-regression probe on the features of the
+training split, scored on the validation split (the score ``hftransfer rank`` reports as probe accuracy,
+computed through the same feature cache, so a probe chosen here reuses the features it measured).
+
+The rules (constants below; the evidence is the table of ``benchmarks/defaults.py`` in the README):
+
+1. With many training examples (``LARGE_DATA``), fine-tuning everything pays and measuring would cost a pass
+   over all of them: ``full``.
+2. When the frozen features already separate the classes (probe accuracy ``>= SEPARABLE``), fine-tuning has
+   little to add and costs many times a probe: ``linear_probe``.
+3. With few examples per class (``FEW_PER_CLASS``), fine-tuning from a random head disturbs the features with
+   noisy gradients: ``lp_ft`` trains the head first and keeps the probe when fine-tuning does not beat it.
+4. Otherwise ``full``.
+
+A strategy the user names is always kept; ``auto`` only decides when none is named.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hftransfer.data.labels import LABELS
+from hftransfer.selection.transferability import linear_probe_accuracy
+from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
+
+logger = logging.getLogger("hftransfer")
+
+LARGE_DATA = 10000
+SEPARABLE = 0.95
+FEW_PER_CLASS = 50
+# The probe is measured on at most this many training and validation examples (stratified, seeded): enough to
+# tell 0.95 from 0.85 (a standard error of about 1.5 points on 500 examples), at a bounded cost. Splits this
+# small are used whole, so a probe strategy chosen on them reuses their cached features.
+PROBE_TRAIN, PROBE_VALIDATION = 1000, 500
+
+
+@dataclass
+class Decision:
+    """What ``auto`` chose, why, and the numbers behind it (logged, saved with the config, shown in the card)."""
+
+    chosen: str
+    reason: str
+    numbers: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.numbers.items())
+        return f"auto chose {self.chosen}: {self.reason} ({shown})"
+
+
+def decide(num_train: int, num_classes: int, per_class: float, probe_accuracy: float | None) -> tuple[str, str]:
+    """(strategy, reason) by the rules of the module docstring."""
+    if num_train >= LARGE_DATA:
+        return "full", f"{num_train} training examples are enough to fine-tune every layer"
+    if probe_accuracy is not None and probe_accuracy >= SEPARABLE:
+        return "linear_probe", "the frozen features already separate the classes"
+    if per_class < FEW_PER_CLASS:
+        return "lp_ft", f"few examples per class (median {per_class:g}): the head is trained first"
+    return "full", "enough examples per class to fine-tune every layer"
+
+
+def choose(config, task, model, processor, data, model_config) -> Decision:
+    """Measure what the rules need (the probe only when it can change the choice) and decide."""
+    labels = np.asarray(data.splits["train"][LABELS])
+    counts = Counter(labels.tolist())
+    per_class = float(statistics.median(counts.values()))
+    numbers = {"training examples": len(labels), "classes": len(data.label_names), "median per class": per_class}
+    probe = None
+    if len(labels) < LARGE_DATA and "validation" in data.splits:
+        probe = probe_accuracy(config, task, model, processor, data, model_config, numbers)
+    chosen, reason = decide(len(labels), len(data.label_names), per_class, probe)
+    return Decision(chosen, reason, numbers)
+
+
+def probe_accuracy(config, task, model, processor, data, model_config, numbers: dict) -> float | None:
+    """Held-out accuracy of a probe on the frozen features (cached: a probe strategy reuses them)."""
+    started = time.perf_counter()
+    args = config.training
+    notes = list(data.notes)  # preparing says what it did; the training's own preparation will say it again
+    datasets = task.prepare_datasets(config, processor, data, model_config, augment=False)
+    data.notes[:] = notes
+    collator = task.build_collator(config, processor)
+    model.to(args.device)
+    samples = {"train": sample(datasets["train"], PROBE_TRAIN, args.seed),
+               "validation": sample(datasets["validation"], PROBE_VALIDATION, args.seed)}
+    try:
+        (train_x, train_y), (val_x, val_y) = [
+            cached_features(model, samples[split], split, collator, args, config.transfer.feature_cache_dir)
+            for split in ("train", "validation")]
+    except FeatureCacheUnavailable as reason:
+        logger.info("auto: no fixed-size features to measure (%s); deciding from the data's size", reason)
+        return None
+    accuracy = linear_probe_accuracy(train_x.numpy().astype(np.float64), train_y.numpy(),
+                                     val_x.numpy().astype(np.float64), val_y.numpy())
+    numbers["probe accuracy"] = accuracy
+    numbers["probe examples"] = f"{len(train_y)} + {len(val_y)}"
+    numbers["measured in s"] = round(time.perf_counter() - started, 1)
+    return accuracy
+
+
+def sample(dataset, size: int, seed: int):
+    """At most ``size`` examples, every class kept in proportion where the classes allow it."""
+    if len(dataset) <= size:
+        return dataset
+    try:
+        return dataset.train_test_split(train_size=size, seed=seed, stratify_by_column=LABELS)["train"]
+    except ValueError:  # a class with a single example cannot be stratified
+        return dataset.shuffle(seed=seed).select(range(size))

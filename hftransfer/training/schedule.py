@@ -1,0 +1,45 @@
+"""The schedule the data calls for, applied where the user set nothing: each value comes with its reason.
+
+- The new head's learning rate: a head starts from random weights while the body is pretrained; it trains at
+  ``HEAD_LEARNING_RATE`` (Adam's usual step for a freshly initialised linear layer) or the body's rate if that
+  is higher. With a body rate of 1e-4 (small text encoders) the head otherwise needs many epochs to catch up,
+  the more so the more classes it has.
+- A floor on a probe's optimiser steps: a head trained on frozen (cached) features costs next to nothing per
+  step, but ten epochs of a small set are only a few dozen steps (ORL faces, 256 training images at batch 32:
+  80), too few for Adam at 1e-3 to fit a head of many classes. A probe takes at least ``MIN_PROBE_STEPS``
+  steps, in whole epochs; its best epoch is kept, so more epochs cannot make it worse on validation.
+  Fine-tuning gets no such floor: its steps cost the backbone's forward and backward passes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+HEAD_LEARNING_RATE = 1e-3
+MIN_PROBE_STEPS = 500
+MAX_PROBE_EPOCHS = 100
+
+
+def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
+    """``{option: (value, reason)}`` for the options this run's data and strategy call for."""
+    args, transfer = config.training, config.transfer
+    chosen: dict[str, tuple[Any, str]] = {}
+    if transfer.head_learning_rate is None and not strategy.frozen_backbone and args.learning_rate < HEAD_LEARNING_RATE:
+        chosen["head_learning_rate"] = (HEAD_LEARNING_RATE, "a new head trains faster than the pretrained body")
+    probe_option = ("num_train_epochs" if strategy.frozen_backbone
+                    else "probe_epochs" if "probe_epochs" in strategy.options else None)
+    if probe_option and args.max_steps <= 0:  # max_steps bounds the probe as well
+        epochs = getattr(transfer if probe_option == "probe_epochs" else args, probe_option)
+        floor = probe_epochs_floor(len(data.splits["train"]), args)
+        if floor > epochs:
+            chosen[probe_option] = (floor, f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small "
+                                           f"set (cheap on cached features; the best epoch is kept)")
+    return chosen
+
+
+def probe_epochs_floor(num_train: int, args) -> int:
+    """Whole epochs that give a probe at least ``MIN_PROBE_STEPS`` optimiser steps (at most ``MAX_PROBE_EPOCHS``)."""
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    steps_per_epoch = max(math.ceil(num_train / batch), 1)
+    return min(math.ceil(MIN_PROBE_STEPS / steps_per_epoch), MAX_PROBE_EPOCHS)

@@ -1,0 +1,88 @@
+"""Data-aware defaults: auto's decision, the carved validation rule, the time budget and the schedule's reasons."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import make_config, sentiment_rows, tiny_run_flags, write_rows
+
+from hftransfer.config.options import ConfigError, parse_duration
+from hftransfer.data.labels import validation_size
+from hftransfer.strategies.auto import FEW_PER_CLASS, LARGE_DATA, SEPARABLE, decide
+from hftransfer.training.recipe import main
+
+
+@pytest.mark.parametrize("case, expected", [
+    # (training examples, classes, median per class, probe accuracy): tiny, large, separated, entangled
+    ((60, 3, 20, 0.70), "lp_ft"),                   # tiny and entangled: the head first
+    ((60, 3, 20, 0.99), "linear_probe"),            # tiny but already separated
+    ((50_000, 20, 2500, 0.99), "full"),             # large: fine-tuning pays, nothing measured
+    ((5_000, 5, 1000, 0.98), "linear_probe"),       # well separated
+    ((5_000, 5, 1000, 0.70), "full"),               # entangled, enough per class
+    ((5_000, 100, 30, 0.70), "lp_ft"),              # entangled, few per class
+    ((5_000, 5, 1000, None), "full"),               # no fixed-size features to measure
+])
+def test_auto_decides_from_size_classes_and_separability(case, expected):
+    chosen, reason = decide(*case)
+    assert chosen == expected and reason
+    assert LARGE_DATA > 5_000 and 0.7 < SEPARABLE < 0.98 and 30 < FEW_PER_CLASS < 1000
+
+
+def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path):
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(120, seed=1))
+    out = tmp_path / "out"
+    main(tiny_run_flags(tiny_bert, out, train=train) + ["--strategy", "auto", "--max_steps", "2"])
+    saved = (out / "hftransfer_config.yaml").read_text()
+    line = next(line for line in saved.splitlines() if "auto chose" in line)
+    assert "probe accuracy" in line and "median per class 48" in line  # 120 - validation (24) = 96 = 2 x 48
+    chosen = line.split("auto chose ")[1].split(":")[0]
+    assert f"strategy: {chosen}" in saved and chosen in {"linear_probe", "lp_ft", "full"}
+    assert f"`{chosen}`" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("train, classes, expected", [
+    (245, 2, 49), (1000, 10, 200), (2914, 101, 300), (5452, 50, 545), (67349, 2, 5000), (320, 40, 64)])
+def test_the_carved_validation_rule(train, classes, expected):
+    # a tenth, at least 300 and two per class, at most a fifth of train and 5,000
+    assert validation_size(train, classes) == expected
+
+
+def test_a_small_carved_validation_says_so(tiny_bert, tmp_path):
+    from hftransfer.tasks.text_classification import load_data
+
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))
+    data = load_data(make_config(model=str(tiny_bert), train_file=str(train)))
+    assert len(data.splits["validation"]) == 20
+    assert any("too few to rank epochs reliably" in note for note in data.notes)
+    explicit = load_data(make_config(model=str(tiny_bert), train_file=str(train), validation_fraction=0.1))
+    assert len(explicit.splits["validation"]) == 10
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), ("1h30m", 5400)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_bad_durations_are_refused():
+    for bad in ("10 minutes", "-5m", "m", "0s"):
+        with pytest.raises(ConfigError, match="time_budget"):
+            parse_duration(bad)
+
+
+def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_path, capsys):
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(400, seed=1))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    main(tiny_run_flags(tiny_bert, out, train=train) + ["--num_train_epochs", "200", "--time_budget", "30s",
+                                                        "--per_device_train_batch_size", "8"])
+    elapsed = time.monotonic() - started
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] < state["max_steps"]  # stopped by the budget, not by the plan
+    assert elapsed < 30 + 20, elapsed  # the budget, plus the final evaluation on a loaded machine
+    from transformers import pipeline
+
+    assert pipeline("text-classification", model=str(out))("a wonderful film")[0]["label"] in {"negative", "positive"}
+    summary = capsys.readouterr().out
+    assert "time budget 30s:" in summary and "steps fit the budget" in summary
