@@ -82,7 +82,8 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
 def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int, env: dict | None = None) -> dict:
     subprocess.run([str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
                     "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
-                    "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true"],
+                    "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true",
+                    "--strategy", "full", "--head_learning_rate", str(lr)],  # the baseline's recipe
                    check=True, cwd=REPO, capture_output=True, env={**os.environ, **(env or {})})
     train = json.loads((Path(out) / "train_results.json").read_text())
     return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],

@@ -61,7 +61,7 @@ def main() -> None:
             out = root / f"ft-{Path(candidate).name}"
             subprocess.run([HFTRANSFER, "train", *DATA, "--model", candidate, "--max_train_samples", "500",
                             "--max_eval_samples", "250", "--num_train_epochs", str(EPOCHS), "--output_dir", str(out),
-                            "--disable_tqdm", "true", "--save_strategy", "no", "--load_best_model_at_end", "false"],
+                            "--disable_tqdm", "true", "--strategy", "full", "--save_strategy", "no", "--load_best_model_at_end", "false"],
                            check=True, cwd=REPO, capture_output=True)
             finetuned[candidate] = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
         finetune_s = time.perf_counter() - start

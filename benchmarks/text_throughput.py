@@ -77,6 +77,7 @@ def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, ba
         "--bf16", str(precision == "bf16"), "--fp16", str(precision == "fp16"),
         "--max_train_samples", str(train_samples), "--num_train_epochs", str(epochs),
         "--per_device_train_batch_size", str(batch_size), "--learning_rate", str(lr), "--output_dir", out,
+        "--strategy", "full", "--head_learning_rate", str(lr),  # the baseline's recipe: one rate, every layer
         "--seed", str(seed), "--disable_tqdm", "true", "--save_strategy", "no", "--load_best_model_at_end", "false",
     ])
     results = run(config).metrics

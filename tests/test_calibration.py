@@ -81,3 +81,13 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
         assert plain_report[split]["summary"]["accuracy"] == report[split]["summary"]["accuracy"]
         assert plain_report[split]["summary"]["expected_calibration_error"] == pytest.approx(
             report[split]["summary"]["expected_calibration_error_before"], abs=1e-5)  # float32 rounding only
+    # plain `pipeline` on the saved model gives the calibrated scores: softmax(logits / T) of the same training
+    from transformers import pipeline
+
+    texts = ["a wonderful film", "dull and tedious"]
+    calibrated = pipeline("text-classification", model=str(out), device="cpu", top_k=None)(texts)
+    raw = pipeline("text-classification", model=str(plain), device="cpu", top_k=None, function_to_apply="none")(texts)
+    for scores, logits in zip(calibrated, raw):
+        expected = torch.softmax(torch.tensor([s["score"] for s in logits]) / temperature, -1)
+        got = {s["label"]: s["score"] for s in scores}
+        assert [got[s["label"]] for s in logits] == pytest.approx(expected.tolist(), abs=1e-5)

@@ -23,6 +23,9 @@ from hftransfer.training.recipe import main
     ((5_000, 5, 1000, 0.70), "full"),               # entangled, enough per class
     ((5_000, 100, 30, 0.70), "lp_ft"),              # entangled, few per class
     ((5_000, 5, 1000, None), "full"),               # no fixed-size features to measure
+    ((200, 2, 100, 0.94, 49), "linear_probe"),      # 0.94 on 49 examples cannot be told from 0.95: the cheaper
+    ((200, 2, 100, 0.85, 49), "full"),              # ... 0.85 on 49 can
+    ((5_000, 5, 1000, 0.92, 300), "full"),          # ... and 0.92 on 300 can
 ])
 def test_auto_decides_from_size_classes_and_separability(case, expected):
     chosen, reason = decide(*case)

@@ -1,0 +1,172 @@
+"""Defaults against the evidence: today's fixed recipe, a linear probe, lp_ft and the new default on every set in
+../shared/data, each scored on its own test split.
+
+Arms (each a real ``hftransfer train`` in its own process, with an empty feature cache and datasets cache, so
+no arm reuses another's work; the same training rows for every arm):
+
+- ``full``: the fixed recipe before ``strategy: auto`` (full fine-tuning; text 3 epochs at the learning rate
+  by encoder width, images 5 epochs at 1e-3; one learning rate for head and body; a 10% validation split; no
+  calibration), pinned option by option so it stays what it was.
+- ``linear_probe``, ``lp_ft``: those strategies with the same pinned settings.
+- ``auto``: nothing set but the data, the backbone and where to write: the new defaults.
+
+    python examples/offline_models.py && python benchmarks/defaults.py [--sets trec caltech101] [--arms auto]
+
+Prints one table (set, arm, chosen strategy, test accuracy, macro-F1, ECE, wall time) and writes
+``benchmarks/defaults.json`` (or ``--json``), merged with earlier results so sets and arms can be run apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
+TEXT_MODEL = ["--model", "pretrained/all-MiniLM-L6-v2"]
+IMAGE_MODEL = ["--task", "image-classification", "--timm_arch", "tf_efficientnet_lite0", "--weights",
+               "pretrained/efficientnet-lite0.pth", "--weights_key_map",
+               "recipes/key_maps/efficientnet_pytorch_to_timm.yaml"]
+
+# Each set: its data flags, with subsampled copies (seeded, the same rows for every arm) where a full run would
+# not fit in 15 minutes on 2 CPU cores. A subsample is made before anything is carved from it, like a user who
+# has that many examples: every arm then carves its validation split from the same training rows.
+SETS = {
+    "sst2": [*TEXT_MODEL, "--train_file", "SAMPLE:sst2/train.tsv:4000", "--test_file", f"{DATA}/sst2/dev.tsv",
+             "--class_names", "negative", "positive"],
+    "trec": [*TEXT_MODEL, "--train_file", f"{DATA}/trec/train.tsv", "--test_file", f"{DATA}/trec/test.tsv"],
+    "20newsgroups": [*TEXT_MODEL, "--train_file", "SAMPLE:20newsgroups/train.tsv:2000",
+                     "--test_file", "SAMPLE:20newsgroups/test.tsv:1000"],
+    "hymenoptera": [*IMAGE_MODEL, "--data_dir", "FOLDERS:hymenoptera:train=train,test=val"],  # val/ is the test
+    "caltech101": [*IMAGE_MODEL, "--data_dir", "FOLDERS:caltech101:train=train:1000,test=test"],
+    "gtsrb32": [*IMAGE_MODEL, "--data_dir", "FOLDERS:gtsrb32:train=train:1000,test=test"],
+    "orl_faces": [*IMAGE_MODEL, "--data_dir", f"{DATA}/orl_faces"],
+}
+TEXT_SETS = {"sst2", "trec", "20newsgroups"}
+
+# The fixed recipe of every arm but auto, pinned so that changing hftransfer's defaults does not change it.
+TODAY = ["--calibrate", "false", "--validation_fraction", "0.1"]
+ARMS = {
+    "full": {"text": ["--strategy", "full", "--num_train_epochs", "3", "--learning_rate", "1e-4",
+                      "--head_learning_rate", "1e-4"],
+             "image": ["--strategy", "full", "--num_train_epochs", "5", "--learning_rate", "1e-3",
+                       "--head_learning_rate", "1e-3"]},
+    "linear_probe": {"text": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"],
+                     "image": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"]},
+    "lp_ft": {"text": ["--strategy", "lp_ft", "--num_train_epochs", "3", "--learning_rate", "3e-5",
+                       "--head_learning_rate", "3e-5", "--probe_epochs", "10"],
+              "image": ["--strategy", "lp_ft", "--num_train_epochs", "5", "--learning_rate", "3e-4",
+                        "--head_learning_rate", "3e-4", "--probe_epochs", "10"]},
+    "auto": {"text": [], "image": []},
+}
+
+
+def sample_rows(spec: str, tmp: Path) -> str:
+    """``SAMPLE:set/file.tsv:N``: N rows of a TSV drawn with seed 0, written to ``tmp``."""
+    import pandas as pd
+
+    _, relative, count = spec.split(":")
+    table = pd.read_csv(DATA / relative, sep="\t", keep_default_na=False, na_values=[""])
+    target = tmp / relative.replace("/", "-")
+    table.sample(n=min(int(count), len(table)), random_state=0).to_csv(target, sep="\t", index=False)
+    return str(target)
+
+
+def sample_folders(spec: str, tmp: Path) -> str:
+    """``FOLDERS:set:train=train:N,test=val``: split folders linked under ``tmp``, ``N`` files of one drawn with
+    seed 0 (every class keeps at least one)."""
+    import random
+
+    _, name, splits = spec.split(":", 2)
+    root = tmp / name
+    for part in splits.split(","):
+        split, source = part.split("=")
+        source, _, count = source.partition(":")
+        files = sorted(p for p in (DATA / name / source).glob("*/*") if p.is_file())
+        if count:
+            rng = random.Random(0)
+            first = {p.parent.name: p for p in reversed(files)}  # one per class
+            rest = [p for p in files if p not in set(first.values())]
+            files = sorted(list(first.values()) + rng.sample(rest, int(count) - len(first)))
+        for path in files:
+            link = root / split / path.parent.name / path.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+    return str(root)
+
+
+def materialise(flags: list[str], tmp: Path) -> list[str]:
+    return [sample_rows(f, tmp) if f.startswith("SAMPLE:") else sample_folders(f, tmp) if f.startswith("FOLDERS:")
+            else f for f in flags]
+
+
+def run_arm(name: str, arm: str, extra: list[str]) -> dict:
+    """One ``hftransfer train`` in a fresh process and caches; returns its test metrics and wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        flags = materialise(SETS[name], Path(tmp))
+        kind = "text" if name in TEXT_SETS else "image"
+        out = Path(tmp) / "out"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFTRANSFER_FEATURE_CACHE": f"{tmp}/features",
+               "HF_DATASETS_CACHE": f"{tmp}/datasets"}
+        command = [HFTRANSFER, "train", *flags, *(TODAY if arm != "auto" else []), *ARMS[arm][kind], *extra,
+                   "--output_dir", str(out), "--disable_tqdm", "true", "--seed", "42"]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", "wall_s": wall}
+        results = json.loads((out / "all_results.json").read_text())
+        config_text = (out / "hftransfer_config.yaml").read_text()
+    decision = next((line.split("auto chose ")[1] for line in config_text.splitlines() if "auto chose " in line),
+                    None)
+    chosen = decision.split(":")[0] if decision else None
+    return {"accuracy": results["test_accuracy"], "f1_macro": results["test_f1_macro"],
+            "ece": results.get("test_expected_calibration_error"), "wall_s": wall,
+            "strategy": chosen if arm == "auto" else arm,
+            "epochs_run": results.get("epoch"), "validation_accuracy": results.get("eval_accuracy"),
+            "ece_before_calibration": results.get("test_expected_calibration_error_before"), "decision": decision}
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'set':14s} {'arm':13s} {'chosen':13s} {'test acc':>8s} {'macro-F1':>8s} {'ECE':>6s} {'wall':>7s}")
+    for name in SETS:
+        for arm in ARMS:
+            r = results.get(name, {}).get(arm)
+            if r is None:
+                continue
+            if "error" in r:
+                print(f"{name:14s} {arm:13s} error: {r['error'][:80]}")
+                continue
+            ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
+            minutes, seconds = divmod(round(r["wall_s"]), 60)
+            print(f"{name:14s} {arm:13s} {str(r.get('strategy') or arm):13s} {r['accuracy']:8.3f} "
+                  f"{r['f1_macro']:8.3f} {ece:>6s} {minutes:4d}:{seconds:02d}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "defaults.json"))
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more flags for every arm")
+    args = parser.parse_args()
+    path = Path(args.json)
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for name in args.sets:
+        for arm in args.arms:
+            print(f"{name} · {arm} …", flush=True)
+            results.setdefault(name, {})[arm] = run_arm(name, arm, args.extra)
+            path.write_text(json.dumps(results, indent=2))
+            print_table({name: {arm: results[name][arm]}})
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
