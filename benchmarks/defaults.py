@@ -150,15 +150,34 @@ def print_table(results: dict) -> None:
                   f"{r['f1_macro']:8.3f} {ece:>6s} {minutes:4d}:{seconds:02d}")
 
 
+def markdown_table(results: dict) -> str:
+    """The README's table: one row per set and arm."""
+    rows = ["| set | arm | chosen | test accuracy | macro-F1 | ECE | wall |", "|---|---|---|---|---|---|---|"]
+    for name in SETS:
+        for arm in ARMS:
+            r = results.get(name, {}).get(arm)
+            if r is None or "error" in r:
+                continue
+            ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
+            minutes, seconds = divmod(round(r["wall_s"]), 60)
+            rows.append(f"| {name} | {arm} | {r.get('strategy') or arm} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | "
+                        f"{ece} | {minutes}:{seconds:02d} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "defaults.json"))
+    parser.add_argument("--markdown", action="store_true", help="print the stored results as a Markdown table")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more flags for every arm")
     args = parser.parse_args()
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.is_file() else {}
+    if args.markdown:
+        print(markdown_table(results))
+        return
     for name in args.sets:
         for arm in args.arms:
             print(f"{name} · {arm} …", flush=True)

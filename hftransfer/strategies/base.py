@@ -109,7 +109,6 @@ class Strategy:
             the run warns).
         training_suggestions: TrainingArguments values it prefers where the user set none.
         learning_rate_scale: times the task's default learning rate, where the user set none.
-        epochs_scale: times the task's default number of epochs (rounded, at least one), where the user set none.
         frozen_backbone: the backbone never trains, so by default training examples are not augmented (then
             frozen features can be computed once and cached).
         freezes: some parameters are frozen at some point of the run (frozen parts then run in eval mode).
@@ -129,7 +128,6 @@ class Strategy:
     options: tuple[str, ...] = ()
     training_suggestions: dict[str, Any] = field(default_factory=dict)
     learning_rate_scale: float = 1.0
-    epochs_scale: float = 1.0
     frozen_backbone: bool = False
     freezes: bool = True
     multi_process: bool = True

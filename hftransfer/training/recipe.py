@@ -104,10 +104,9 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
                        "ies" if len(ignored) == 1 else "y", strategy.name)
     suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
     suggestions = {**suggestions, **strategy.training_suggestions}
-    for key, scale in (("learning_rate", strategy.learning_rate_scale), ("num_train_epochs", strategy.epochs_scale)):
-        if scale != 1:
-            scaled = suggestions.get(key, getattr(config.training, key)) * scale
-            suggestions[key] = scaled if key == "learning_rate" else max(1, round(scaled))
+    if strategy.learning_rate_scale != 1:
+        base = suggestions.get("learning_rate", config.training.learning_rate)
+        suggestions["learning_rate"] = base * strategy.learning_rate_scale
     for key, value in config.apply_suggestions(suggestions).items():
         logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
     for key, (value, reason) in schedule_for(config, strategy, data).items():
