@@ -27,20 +27,24 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """
     from scipy.optimize import minimize_scalar
 
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long)
-
-    def nll(log_t: float) -> float:
-        return float(nn.functional.cross_entropy(z / math.exp(log_t), y))
-
+    z, y = _as_tensors(logits, labels)  # converted once, not at every step of the search
     low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-5})
+    result = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t)), bounds=(low, high), method="bounded",
+                             options={"xatol": 1e-5})
     return float(math.exp(result.x))
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / temperature
-    return float(nn.functional.cross_entropy(z, torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long)))
+    return _nll(*_as_tensors(logits, labels), temperature)
+
+
+def _as_tensors(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.as_tensor(np.asarray(logits), dtype=torch.float64),
+            torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long))
+
+
+def _nll(z: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
+    return float(nn.functional.cross_entropy(z / temperature, y))
 
 
 def classifier_layers(model: nn.Module, head_names: set[str], num_labels: int) -> list[nn.Linear]:
