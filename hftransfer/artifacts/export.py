@@ -87,7 +87,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
     try:
         _export_onnx(model, run.task.input_axes, encode(payloads[:2] if len(payloads) >= 2 else payloads * 2),
                      staging / ONNX_FILE)
-        check = parity_check(staging / ONNX_FILE, model, encode, payloads, atol)
+        check = parity_check(staging / ONNX_FILE, model, encode, payloads, atol,
+                             thresholds=run.thresholds() if run.multi_label else None)
         check["inputs"] = source
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
@@ -101,8 +102,12 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
     return target
 
 
-def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float) -> dict:
-    """ONNX Runtime vs PyTorch logits on the real inputs, in two batch sizes; raises when they differ."""
+def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float,
+                 thresholds: list[float] | None = None) -> dict:
+    """ONNX Runtime vs PyTorch logits on the real inputs, in two batch sizes; raises when they differ.
+
+    Predictions agree when the top class is the same, or (multi-label, with ``thresholds``) when the same labels
+    have sigmoid scores at or above their thresholds."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -114,7 +119,7 @@ def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float) ->
             expected = model(**inputs).logits.float().numpy()
         got = session.run(["logits"], {n: inputs[n].numpy() for n in names})[0]
         worst = max(worst, float(np.abs(got - expected).max()))
-        agree += int((got.argmax(-1) == expected.argmax(-1)).sum())
+        agree += int(_same_predictions(got, expected, thresholds).sum())
         total += len(batch)
     result = {"format": "onnx", "max_abs_diff": worst, "atol": atol, "argmax_agreement": agree / total,
               "examples_checked": total, "onnxruntime": ort.__version__, "torch": torch.__version__}
@@ -122,6 +127,14 @@ def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float) ->
         raise ExportError(f"the ONNX model does not reproduce PyTorch: max |logit difference| {worst:.2e} "
                           f"(tolerance {atol:.0e}), predictions agree on {agree}/{total}; nothing was written")
     return result
+
+
+def _same_predictions(got: np.ndarray, expected: np.ndarray, thresholds: list[float] | None) -> np.ndarray:
+    if thresholds is None:
+        return got.argmax(-1) == expected.argmax(-1)
+    limits = np.asarray(thresholds)
+    decide = lambda logits: 1.0 / (1.0 + np.exp(-logits.astype(np.float64))) >= limits  # noqa: E731
+    return (decide(got) == decide(expected)).all(axis=-1)
 
 
 def _export_onnx(model, input_axes: dict[str, tuple[str, ...]], inputs: dict, path: Path) -> None:

@@ -15,10 +15,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hftransfer.artifacts.atomic import write_text_atomically
 from hftransfer.backbones.checkpoints import looks_like_path
-from hftransfer.evaluation.report import CURVES_FILE, confusion_png_name
+from hftransfer.evaluation.report import CURVES_FILE, confusion_png_name, pr_png_name
 
 CARD_FILE = "README.md"
-CARD_METRICS = (("accuracy", "accuracy", "Accuracy"), ("f1_macro", "f1", "F1 (macro)"),
+CARD_METRICS = (("accuracy", "accuracy", "Accuracy"), ("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP"),
+                ("f1_macro", "f1", "F1 (macro)"),
                 ("precision_macro", "precision", "Precision (macro)"), ("recall_macro", "recall", "Recall (macro)"),
                 ("top_5_accuracy", "accuracy", "Top-5 accuracy"))
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -45,6 +46,11 @@ Or with hftransfer: `hftransfer predict {{ repo_hint }} {{ cli_example }}`.
 ## Labels
 
 {{ num_labels }} classes: {{ labels }}.
+{% if multi_label %}
+Multi-label: each label has its own sigmoid score (`pipeline(..., top_k=None)` returns them all), and a label is
+predicted when its score reaches its threshold ({{ threshold_note }}; saved as `label_thresholds` in
+`config.json`, applied by `hftransfer predict` and `hftransfer eval`).
+{% endif %}
 
 ## Training data
 
@@ -68,15 +74,15 @@ Or with hftransfer: `hftransfer predict {{ repo_hint }} {{ cli_example }}`.
 
 Per class:
 
-| class | precision | recall | F1 | support |
-|---|---|---|---|---|
-{% for row in split.per_class %}| {{ row.name }} | {{ row.precision }} | {{ row.recall }} | {{ row.f1 }} | {{ row.support }} |
+| class | precision | recall | F1 | support |{% if multi_label %} threshold | average precision |{% endif %}
+|---|---|---|---|---|{% if multi_label %}---|---|{% endif %}
+{% for row in split.per_class %}| {{ row.name }} | {{ row.precision }} | {{ row.recall }} | {{ row.f1 }} | {{ row.support }} |{% if multi_label %} {{ row.threshold }} | {{ row.ap }} |{% endif %}
 {% endfor %}
 {% if split.confused %}
 Most confused (true → predicted): {{ split.confused }}.
 {% endif %}
 {% if split.image %}
-![Confusion matrix, {{ split.name }}]({{ split.image }})
+![{{ "Precision-recall curves" if multi_label else "Confusion matrix" }}, {{ split.name }}]({{ split.image }})
 {% endif %}
 {% endfor %}
 {% if curves %}
@@ -87,9 +93,11 @@ Most confused (true → predicted): {{ split.confused }}.
 
 - The scores above come from {{ eval_source }}; they estimate performance on data like it. {{ inputs_word }} from
   another source ({{ shift_examples }}) or of classes outside the {{ num_labels }} above will be scored worse,
-  and every input is assigned to one of these classes, however unrelated it is.
+{% if multi_label %}  and a label's threshold was chosen on the validation split: on other data it may be too high or too low.
+- The score of each label is a sigmoid output, not calibrated; do not read it as a probability without checking
+  calibration on your own data.{% else %}  and every input is assigned to one of these classes, however unrelated it is.
 - The confidence a prediction reports is a softmax score{{ calibration_note }}; do not read it as a probability
-  without checking calibration on your own data.
+  without checking calibration on your own data.{% endif %}
 - The model inherits the biases of its pretrained backbone ({{ base_model_text }}) and of the training data.
 
 ## Training procedure
@@ -193,10 +201,12 @@ def _split_sections(reports: dict, out: Path) -> list[dict]:
     for split, report in reports.items():
         summary = [(k.replace("_", " "), _fmt(v)) for k, v in report["summary"].items()]
         per_class = [{"name": name, "precision": _fmt(s["precision"]), "recall": _fmt(s["recall"]),
-                      "f1": _fmt(s["f1-score"]), "support": int(s["support"])}
-                     for name, s in report["per_class"].items()]
-        confused = ", ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in report["most_confused"][:5])
-        image = confusion_png_name(split)
+                      "f1": _fmt(s["f1-score"]), "support": int(s["support"]), "threshold": _fmt(s.get("threshold")),
+                      "ap": _fmt(s.get("average_precision"))}
+                     for name, s in (report.get("per_class") or report.get("per_label") or {}).items()]
+        confused = ", ".join(f"{p['true']} → {p['predicted']} ({p['count']})"
+                             for p in report.get("most_confused", [])[:5])
+        image = pr_png_name(split) if report.get("multi_label") else confusion_png_name(split)
         splits.append({"name": split, "num_examples": report["num_examples"], "summary": summary,
                        "per_class": per_class, "confused": confused,
                        "image": image if (out / image).is_file() else None})
@@ -255,6 +265,8 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
         curves=CURVES_FILE if (out / CURVES_FILE).is_file() else None,
         eval_source=", ".join(f"the {s} split" for s in reports) or "no evaluation",
         calibration_note=_calibration_note(reports),
+        multi_label=model_config.get("problem_type") == "multi_label_classification",
+        threshold_note=next((r["thresholds"] for r in reports.values() if "thresholds" in r), "0.5"),
         base_model_text=base_model or str(config.model.model or config.model.timm_arch),
         versions=_versions(),
     )

@@ -79,7 +79,8 @@ def open_predictor(path: str | Path, onnx: bool = False, trust_remote_code: bool
 
 def predict_inputs(path: str | Path, items: list[str], options: dict | None = None, top_k: int = 5, batch_size: int = 32,
             onnx: bool = False, trust_remote_code: bool = False) -> list[Prediction]:
-    """Top-k predictions for every input; every input is read and checked before the first batch runs."""
+    """Top-k predictions for every input (multi-label: every label above its threshold, whatever ``top_k``); every
+    input is read and checked before the first batch runs."""
     if top_k < 1:
         raise PredictError(f"top_k must be at least 1, got {top_k}")
     if batch_size < 1:
@@ -94,16 +95,31 @@ def predict_inputs(path: str | Path, items: list[str], options: dict | None = No
     if not inputs:
         raise PredictError("nothing to predict: the inputs given hold no example")
     encode = run.task.prediction_encoder(run.load_processor())
-    k = min(top_k, len(run.label_names))
+    choose = _above_thresholds(run.thresholds()) if run.multi_label else _top(min(top_k, len(run.label_names)))
     results = []
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
         logits = backend.logits(encode([payload for _, payload in chunk]))
-        probabilities = _softmax(logits)
-        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-        for (name, _), ids, row in zip(chunk, top, probabilities):
+        scores = _sigmoid(logits) if run.multi_label else _softmax(logits)
+        for (name, _), row in zip(chunk, scores):
+            ids = choose(row)
             results.append(Prediction(name, [run.label_names[i] for i in ids], [float(row[i]) for i in ids]))
     return results
+
+
+def _top(k: int):
+    """Single label: the k most probable classes."""
+    return lambda row: np.argsort(-row, kind="stable")[:k]
+
+
+def _above_thresholds(thresholds: list[float]):
+    """Multi-label: every label whose score reaches its threshold, the highest score first (possibly none)."""
+    limits = np.asarray(thresholds)
+    return lambda row: [i for i in np.argsort(-row, kind="stable") if row[i] >= limits[i]]
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

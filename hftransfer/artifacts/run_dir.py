@@ -41,6 +41,15 @@ class FinishedRun:
     config: RunConfig | None  # the recorded hftransfer config (None for a plain transformers model folder)
     trust_remote_code: bool = False
 
+    @property
+    def multi_label(self) -> bool:
+        return self.model_config.get("problem_type") == "multi_label_classification"
+
+    def thresholds(self) -> "list[float]":
+        """Multi-label: each label's decision threshold (0.5 where the model records none)."""
+        saved = self.model_config.get("label_thresholds") or {}
+        return [float(saved.get(name, 0.5)) for name in self.label_names]
+
     def load_model(self):
         try:
             model = load_classifier(self.task.auto_model, self.path, self.model_config, self.trust_remote_code)

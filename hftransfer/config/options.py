@@ -126,6 +126,26 @@ class DataArguments:
         metadata={"help": "CSV/TSV cells read as missing besides empty ones (e.g. NA null). By default words such as "
                           "NA, None or null are kept as text."},
     )
+    multi_label: bool | None = field(
+        default=None,
+        metadata={"help": "Several labels per example (sigmoid outputs, a decision threshold per label). Default: "
+                          "detected, true when the label column holds lists or label_separator or label_columns "
+                          "is set."},
+    )
+    label_separator: str | None = field(
+        default=None,
+        metadata={"help": "Multi-label: split each string label on this (e.g. ';' for 'joy;surprise' in CSV/TSV)."},
+    )
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Multi-label: one-hot 0/1 columns, one per label (named by the label), instead of "
+                          "label_column."},
+    )
+    pos_weight: bool = field(
+        default=False,
+        metadata={"help": "Multi-label: weigh each label's positive examples by its negatives-to-positives ratio in "
+                          "train (BCE pos_weight, capped at 100); raises recall on rare labels."},
+    )
     allow_case_variant_labels: bool = field(
         default=False,
         metadata={"help": "Keep labels that differ only by letter case (e.g. US and us) as separate classes; by "
@@ -135,6 +155,13 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
+        if self.multi_label is False and (self.label_separator or self.label_columns):
+            raise ConfigError("label_separator and label_columns describe several labels per example; they cannot "
+                              "go with multi_label: false")
+        if self.label_separator is not None and not self.label_separator.strip():
+            raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
+        if self.label_columns is not None and len(self.label_columns) < 1:
+            raise ConfigError("label_columns needs at least one column name")
         for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, option)
             if value is not None and value < 1:

@@ -24,6 +24,7 @@ class LabelledData:
     label_names: list[str]
     notes: list[str] = field(default_factory=list)
     columns: dict[str, str | None] = field(default_factory=dict)
+    multi_label: bool = False  # then ``labels`` holds a multi-hot float vector per example (data/multilabel.py)
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -32,6 +33,13 @@ class LabelledData:
     @property
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.label_names))
+
+    def config_fields(self) -> dict:
+        """What a model's config records about the labels. Multi-label sets transformers' ``problem_type``: the
+        loss is then binary cross-entropy and ``pipeline`` applies a sigmoid to each label."""
+        fields = {"num_labels": len(self.label_names), "id2label": self.id2label, "label2id": self.label2id,
+                  "problem_type": "multi_label_classification" if self.multi_label else "single_label_classification"}
+        return fields
 
 
 def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: list[str] | None,
@@ -193,12 +201,15 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int) -> 
     if "validation" in data.splits:
         return data
     train = data.splits["train"]
-    counts = Counter(list(train[LABELS]))
-    size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), len(counts))
-    stratify = min(counts.values()) >= 2 and size >= len(counts)
+    # Multi-label targets cannot be stratified by one column: a seeded random split (data.multi_label)
+    counts = Counter([] if data.multi_label else list(train[LABELS]))
+    classes = len(data.label_names)
+    size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), classes)
+    stratify = not data.multi_label and min(counts.values()) >= 2 and size >= len(counts)
     parts = train.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS if stratify else None)
     data.splits["train"], data.splits["validation"] = parts["train"], parts["test"]
-    how = "stratified" if stratify else "random (a class is too small to stratify)"
+    how = "stratified" if stratify else "random (multi-label)" if data.multi_label else \
+        "random (a class is too small to stratify)"
     rule = f"{fraction:.0%}" if fraction is not None else f"{size / len(train):.0%} by the default rule"
     data.notes.append(f"validation: {size} examples carved from train ({rule}, {how}, seed {seed})")
     if size < SMALL_VALIDATION:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-METRIC_ROWS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+METRIC_ROWS = ("accuracy", "f1_micro", "map", "f1_macro", "f1_weighted", "f1_samples", "precision_macro",
+               "recall_macro", "subset_accuracy", "hamming_loss", "loss")  # each shown when the run has it
 
 
 def print_summary(config, data, train_metrics: dict, results: dict, best_checkpoint: str | None,
@@ -58,6 +59,9 @@ def print_eval_details(reports: dict, console: Console | None = None, errors_sho
             extras.append(f"temperature {report['temperature']:.3f}")
         if extras:
             console.print(f"{split}: " + ", ".join(extras), highlight=False)
+        if report.get("multi_label"):
+            print_multilabel_errors(split, report, console, errors_shown)
+            continue
         if report["most_confused"]:
             pairs = "; ".join(f"{p['true']} → {p['predicted']} {p['count']}" for p in report["most_confused"][:3])
             console.print(f"{split} most confused (true → predicted): {pairs}", highlight=False)
@@ -77,10 +81,11 @@ def print_eval_report(report: dict, title: str, console: Console | None = None, 
     for key, value in report["summary"].items():
         metrics.add_row(key, f"{value:.4f}")
     console.print(metrics)
-    per_class = sorted(report["per_class"].items(), key=lambda item: item[1]["f1-score"])
+    scores_by_class = report.get("per_class") or report.get("per_label") or {}
+    per_class = sorted(scores_by_class.items(), key=lambda item: item[1]["f1-score"])
     if len(per_class) <= classes_shown:
-        per_class = list(report["per_class"].items())
-    table = Table(title="per class" + (f" (the {classes_shown} weakest by F1)" if len(report["per_class"]) >
+        per_class = list(scores_by_class.items())
+    table = Table(title="per class" + (f" (the {classes_shown} weakest by F1)" if len(scores_by_class) >
                                         classes_shown else ""))
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -89,3 +94,11 @@ def print_eval_report(report: dict, title: str, console: Console | None = None, 
                       str(int(scores["support"])))
     console.print(table)
     print_eval_details({split: report}, console, errors_shown=5)
+
+
+def print_multilabel_errors(split: str, report: dict, console: Console, errors_shown: int) -> None:
+    """How the thresholds were set, then the worst misses and spurious labels."""
+    console.print(f"{split} thresholds: {report.get('thresholds', '0.5')}", highlight=False)
+    for error in report["worst_errors"][:errors_shown]:
+        console.print(f"  {_clip(error['example'])}: true {error['true']}, missed {error['missed']}, spurious "
+                      f"{error['spurious']}", highlight=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
 
+from hftransfer.evaluation.multilabel import compute_multilabel_metrics
+
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """Accuracy plus macro- and weighted-averaged precision, recall and F1."""
@@ -28,6 +30,8 @@ def compute_classification_metrics(eval_prediction) -> dict[str, float]:
     Predictions arrive reduced by ``evaluation.reduce_logits`` (top-k ids then probabilities; column 0 is
     the predicted class) or as bare class ids.
     """
+    if np.asarray(eval_prediction.label_ids).ndim == 2:  # multi-hot targets: several labels per example
+        return compute_multilabel_metrics(eval_prediction)
     predictions = np.asarray(eval_prediction.predictions)
     predicted = predictions[:, 0] if predictions.ndim == 2 else predictions.reshape(-1)
     return classification_metrics(np.asarray(eval_prediction.label_ids).reshape(-1), predicted.astype(int))

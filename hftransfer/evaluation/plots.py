@@ -124,3 +124,21 @@ def _save(fig, path) -> Path:
     plt.close(fig)
     os.replace(partial, path)
     return path
+
+
+def plot_pr_curves(curves: list[dict], path: str | os.PathLike, title: str) -> Path:
+    """Multi-label: the precision-recall curve of each of the most frequent labels (``multilabel.pr_curves``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for curve in curves:
+        ax.step(curve["recall"], curve["precision"], where="post", label=f"{curve['label']} ({curve['support']})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="label (positives)", fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path = Path(path)
+    partial = partial_path(path)
+    fig.savefig(partial, format="png", dpi=DPI)
+    plt.close(fig)
+    os.replace(partial, path)
+    return path

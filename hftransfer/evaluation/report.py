@@ -22,11 +22,17 @@ from sklearn.metrics import confusion_matrix
 
 from hftransfer.artifacts.atomic import write_text_atomically
 from hftransfer.evaluation.metrics import classification_metrics, per_class_scores
+from hftransfer.evaluation.multilabel import evaluate_multilabel_splits
 
 TOP_K = 5  # ids kept per example (fewer when the model has fewer classes)
 CALIBRATION_BINS = 15  # the usual ECE setting (Guo et al., 2017)
 WORST_ERRORS = 25
 CONFUSED_PAIRS = 10
+
+
+def is_multi_hot(labels) -> bool:
+    """Multi-label targets: a float vector per example (single labels are one integer each)."""
+    return labels is not None and labels.ndim == 2 and labels.is_floating_point()
 
 
 def reduce_logits(logits, labels=None, temperature: float | None = None) -> torch.Tensor:
@@ -38,6 +44,8 @@ def reduce_logits(logits, labels=None, temperature: float | None = None) -> torc
     """
     if isinstance(logits, tuple):  # some models return (logits, hidden_states, ...)
         logits = logits[0]
+    if is_multi_hot(labels):  # multi-label: every label's own sigmoid score (labels x examples numbers)
+        return logits.float().sigmoid()
     k = min(TOP_K, logits.shape[-1])
     probabilities = logits.float().softmax(dim=-1)
     top_probs, top_ids = probabilities.topk(k, dim=-1)
@@ -171,13 +179,21 @@ def confusion_png_name(split: str) -> str:
     return f"confusion_matrix_{split}.png"
 
 
+def pr_png_name(split: str) -> str:
+    return f"pr_curves_{split}.png"
+
+
 def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
-                    temperature: float | None = None) -> tuple[dict, dict]:
+                    temperature: float | None = None, tune_thresholds: bool = False) -> tuple[dict, dict]:
     """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
+
+    ``tune_thresholds``: multi-label, fit the decision thresholds on validation (after training).
 
     ``temperature``: the model was calibrated by dividing its logits by it; each report then also holds the
     calibration before (ECE and reliability table), from the same pass.
     """
+    if data.multi_label:  # scores per label and decision thresholds (evaluation/multilabel.py)
+        return evaluate_multilabel_splits(trainer, prepared, data, task, splits, tune=tune_thresholds)
     metrics, reports = {}, {}
     saved = trainer.preprocess_logits_for_metrics
     if temperature is not None:
@@ -215,13 +231,18 @@ def add_calibration_before(report: dict, before: Predictions, temperature: float
 
 def save_eval_outputs(out_dir, reports: dict, title: str, log_history: list | None = None,
                       metric: str | None = None) -> list[Path]:
-    """``eval_report.json``, one confusion-matrix PNG per split and the training curves, each written whole."""
-    from hftransfer.evaluation.plots import plot_confusion_matrix, plot_training_curves
+    """``eval_report.json``, one confusion-matrix (multi-label: precision-recall) PNG per split and the training
+    curves, each written whole."""
+    from hftransfer.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for split, report in reports.items():
+        if report.get("multi_label"):  # no confusion matrix: a precision-recall curve per frequent label
+            written.append(plot_pr_curves(report["pr_curves"], out / pr_png_name(split),
+                                          f"{title} · {split} ({report['num_examples']} examples)"))
+            continue
         matrix = report["confusion_matrix"]
         written.append(plot_confusion_matrix(matrix["matrix"], matrix["labels"], out / confusion_png_name(split),
                                              f"{title} · {split} ({report['num_examples']} examples)"))

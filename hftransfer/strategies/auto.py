@@ -83,11 +83,14 @@ def standard_error(accuracy: float, examples: int | None) -> float:
 def choose(config, task, model, processor, data, model_config) -> Decision:
     """Measure what the rules need (the probe only when it can change the choice) and decide."""
     labels = np.asarray(data.splits["train"][LABELS])
-    counts = Counter(labels.tolist())
+    # multi-label: a label's examples are those that carry it (an example counts for each of its labels)
+    counts = dict(enumerate(labels.sum(axis=0).tolist())) if data.multi_label else Counter(labels.tolist())
     per_class = float(statistics.median(counts.values()))
     numbers = {"training examples": len(labels), "classes": len(data.label_names), "median per class": f"{per_class:g}"}
     probe = None
-    if len(labels) < LARGE_DATA and "validation" in data.splits:
+    if data.multi_label:  # the separability probe is a single-label classifier: the rules go by size alone
+        numbers["probe"] = "not measured (multi-label)"
+    elif len(labels) < LARGE_DATA and "validation" in data.splits:
         probe = probe_accuracy(config, task, model, processor, data, model_config, numbers)
     chosen, reason = decide(len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"))
     return Decision(chosen, reason, numbers)

@@ -156,7 +156,10 @@ class HeadOnFeatures(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         logits = self.head(features)
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = None
+        if labels is not None:  # multi-hot float targets are multi-label: a sigmoid per label, as the model's own loss
+            loss = (nn.functional.binary_cross_entropy_with_logits(logits, labels) if labels.is_floating_point()
+                    else nn.functional.cross_entropy(logits, labels))
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -133,7 +133,9 @@ def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: floa
 
 
 def _metrics(ctx: FitContext) -> dict:
-    return {"compute_metrics": ctx.task.compute_metrics, "preprocess_logits_for_metrics": reduce_logits}
+    """The run's metrics and loss (a multi-label pos_weight loss, when set), for the probe's own Trainer."""
+    return {"compute_metrics": ctx.task.compute_metrics, "preprocess_logits_for_metrics": reduce_logits,
+            "compute_loss_func": ctx.trainer.compute_loss_func}
 
 
 def _probe_result(trainer, result) -> ProbeResult:

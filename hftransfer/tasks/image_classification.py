@@ -21,7 +21,7 @@ from transformers import TimmWrapperImageProcessor
 from hftransfer.backbones.checkpoints import ModelSourceError, load_model_config as load_transformers_config, model_path
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
-from hftransfer.data import images, labels, tables
+from hftransfer.data import images, labels, multilabel, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_config_for
@@ -94,14 +94,18 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     if data_args.data_dir:
         if data_args.train_file or data_args.dataset:
             raise DataError("give one data source: data_dir, train_file or dataset")
+        if data_args.multi_label or data_args.label_separator or data_args.label_columns:
+            raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
+                            "listing (train_file: CSV/JSON of image paths and label lists)")
         splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None, notes=notes)
-        column, label_column = "image", "label"
+        column = "image"
     else:
         splits = tables.load_splits(data_args)
         first = next(iter(splits.values()))
-        column, label_column = resolve_image_column(options, first.column_names), data_args.label_column
-        check_distinct_columns(column, label_column)
-        tables.require_columns(splits, [column, label_column])
+        column = resolve_image_column(options, first.column_names)
+        for label_column in multilabel.label_source_columns(data_args):
+            check_distinct_columns(column, label_column)
+        tables.require_columns(splits, [column, *multilabel.label_source_columns(data_args)])
         if data_args.train_file:  # listings hold paths relative to the listing file
             listings = {"train": data_args.train_file, "validation": data_args.validation_file,
                         "test": data_args.test_file}
@@ -109,10 +113,11 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
                       else ds for s, ds in splits.items()}
     tables.check_not_empty(splits)
     notes += _check_images(splits, column, options.skip_corrupt_images)
-    if model_labels:
-        labelled = labels.encode_labels_for_model(splits, label_column, model_labels)
+    if data_args.data_dir:  # folders give one label per image: the folder's name
+        labelled = labels.encode_labels_for_model(splits, "label", model_labels) if model_labels else \
+            labels.encode_labels(splits, "label", data_args.class_names, data_args.allow_case_variant_labels)
     else:
-        labelled = labels.encode_labels(splits, label_column, data_args.class_names, data_args.allow_case_variant_labels)
+        labelled = multilabel.encode(splits, data_args, model_labels or None)
     labelled.columns = {"image": column}
     labelled.notes.extend(notes)
     return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
@@ -205,15 +210,15 @@ def prepare_datasets(config, processor, data, model_config=None, augment: bool =
 
 def build_model(config, data, model_config):
     """The pretrained backbone with a new head for the user's labels (timm ones wrapped for transformers)."""
-    labels = {"num_labels": len(data.label_names), "id2label": data.id2label, "label2id": data.label2id}
+    labels = data.config_fields()
     if config.model.timm_arch:
         model_config.update(labels)
         model_config.num_labels = labels["num_labels"]
         return build_timm_classifier(config.model, model_config)
     model_args = config.model
     head_config = without_head_code(copy.deepcopy(model_config))
-    head_config.num_labels = len(data.label_names)
-    head_config.id2label, head_config.label2id = data.id2label, data.label2id
+    for key, value in labels.items():
+        setattr(head_config, key, value)
     if isinstance(head_config, TimmWrapperConfig):
         # A timm wrapper config saves `label_names` in preference to id2label (a re-fine-tuned checkpoint would
         # keep its previous names), and timm's `model_args` may pin the old class count.
@@ -287,8 +292,10 @@ def sample_payloads(n: int = 2) -> list:
 
 
 def collate(examples):
+    targets = [e[LABELS] for e in examples]
+    multi_hot = isinstance(targets[0], (list, tuple, torch.Tensor))  # multi-label: float targets for the BCE loss
     return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-            "labels": torch.tensor([e[LABELS] for e in examples], dtype=torch.long)}
+            "labels": torch.tensor(targets, dtype=torch.float32 if multi_hot else torch.long)}
 
 
 def build_collator(config, processor):

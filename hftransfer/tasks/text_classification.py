@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
-from hftransfer.data import labels, tables
+from hftransfer.data import labels, multilabel, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.evaluation.metrics import compute_classification_metrics
@@ -82,16 +82,13 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     tables.check_not_empty(splits)
     text, pair = resolve_text_columns(config.task, next(iter(splits.values())).column_names)
     text_columns = [c for c in (text, pair) if c]
-    if data_args.label_column in text_columns:
-        raise DataError(f"the text column and label_column are both {data_args.label_column!r}: the model would be "
+    label_columns = multilabel.label_source_columns(data_args)
+    for column in set(label_columns) & set(text_columns):
+        raise DataError(f"the text column and a label column are both {column!r}: the model would be "
                         "given its answer; set text_column to the column of texts")
-    tables.require_columns(splits, text_columns + [data_args.label_column])
+    tables.require_columns(splits, text_columns + label_columns)
     check_texts_present(splits, text_columns)
-    if model_labels:
-        labelled = labels.encode_labels_for_model(splits, data_args.label_column, model_labels)
-    else:
-        labelled = labels.encode_labels(splits, data_args.label_column, data_args.class_names,
-                                        data_args.allow_case_variant_labels)
+    labelled = multilabel.encode(splits, data_args, model_labels or None)
     labelled.columns = {"text": text, "text_pair": pair}
     return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
 
@@ -175,8 +172,8 @@ def build_model(config, data, model_config=None):
     head_config = without_head_code(copy.deepcopy(model_config or AutoConfig.from_pretrained(
         model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir)))
-    head_config.num_labels = len(data.label_names)
-    head_config.id2label, head_config.label2id = data.id2label, data.label2id
+    for key, value in data.config_fields().items():
+        setattr(head_config, key, value)
     return AutoModelForSequenceClassification.from_pretrained(
         model_path(model_args),
         config=head_config,

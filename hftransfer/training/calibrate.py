@@ -2,7 +2,7 @@
 (``evaluation/calibration.py``). The evaluation that follows reports the scores before and after from one pass
 (``evaluate_splits(..., temperature=T)``).
 
-Skipped (and said) with ``calibrate: false``, without a validation split, with fewer than
+Skipped (and said) with ``calibrate: false``, for multi-label models (thresholds are tuned instead), without a validation split, with fewer than
 ``MIN_EXAMPLES`` validation examples, or when the head has no linear layer that outputs the classes.
 """
 
@@ -21,6 +21,10 @@ logger = logging.getLogger("hftransfer")
 def calibrate(config, trainer, datasets: dict, data, plan) -> float | None:
     """Fit T on the validation logits and fold it into the model's classifier; returns T (None when skipped)."""
     if not config.transfer.calibrate or "validation" not in datasets:
+        return None
+    if data.multi_label:  # one softmax temperature does not apply to independent sigmoids
+        logger.info("temperature scaling: not applied to a multi-label model; its decision thresholds are tuned on "
+                    "validation instead")
         return None
     layers = classifier_layers(trainer.model, plan.head_names, len(data.label_names))
     if len(datasets["validation"]) < MIN_EXAMPLES or not layers:

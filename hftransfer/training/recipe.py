@@ -31,6 +31,7 @@ from hftransfer.tasks import get_task
 from hftransfer.tasks.base import Task
 from hftransfer.training.budget import TimeBudget
 from hftransfer.training.calibrate import calibrate
+from hftransfer.training.losses import loss_for
 from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, resolve_checkpoint, start_clean,
                                             verify_checkpoint)
 from hftransfer.training.outputs import save_run
@@ -67,13 +68,13 @@ def run(config: RunConfig) -> RunResult:
     with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
     model, plan = adapt_model(config, strategy, model)
-    trainer = build_trainer(config, task, model, plan, processor, datasets)
+    trainer = build_trainer(config, task, model, plan, processor, datasets, compute_loss_func=loss_for(config, data))
     announce_start(config, trainer, data, plan)
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
     fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
                                      augmentation, checkpoint))
     temperature = calibrate(config, trainer, datasets, data, plan)
-    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature)
+    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature, tune_thresholds=True)
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
     return RunResult(Path(config.training.output_dir), results, reports, config)
 
@@ -132,8 +133,10 @@ def adapt_model(config: RunConfig, strategy: Strategy, model):
     return model, plan
 
 
-def build_trainer(config: RunConfig, task: Task, model, plan, processor, datasets) -> TransferTrainer:
-    """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records."""
+def build_trainer(config: RunConfig, task: Task, model, plan, processor, datasets,
+                  compute_loss_func=None) -> TransferTrainer:
+    """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records
+    (``compute_loss_func``: a loss other than the model's own, ``training/losses.py``)."""
     args, transfer = config.training, config.transfer
     if args.use_cpu or not torch.cuda.is_available():
         configure_cpu_run(args)
@@ -150,7 +153,7 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     return TransferTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["validation"],
         processing_class=processor, data_collator=collator, compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=reduce_logits, callbacks=callbacks,
+        preprocess_logits_for_metrics=reduce_logits, callbacks=callbacks, compute_loss_func=compute_loss_func,
         param_groups=partial(parameter_groups, plan=plan, transfer=transfer))
 
 

@@ -25,6 +25,9 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
     """``{option: (value, reason)}`` for the options this run's data and strategy call for."""
     args, transfer = config.training, config.transfer
     chosen: dict[str, tuple[Any, str]] = {}
+    if getattr(data, "multi_label", False) and args.metric_for_best_model == "f1_macro":
+        chosen["metric_for_best_model"] = ("map", "multi-label: mean average precision ranks checkpoints without a "
+                                                  "decision threshold (thresholds are tuned after training)")
     if transfer.head_learning_rate is None and not strategy.frozen_backbone and args.learning_rate < HEAD_LEARNING_RATE:
         chosen["head_learning_rate"] = (HEAD_LEARNING_RATE, "a new head trains faster than the pretrained body")
     probe_option = ("num_train_epochs" if strategy.frozen_backbone
