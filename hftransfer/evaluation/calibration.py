@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+CALIBRATION_BINS = 15  # the usual ECE setting (Guo et al., 2017)
+
 # T is searched in [1/20, 20]: wider than any fitted value reported for modern networks (Guo et al.: 1.0-4.5).
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 MIN_EXAMPLES = 20  # below this, one scalar fitted on the validation split says more about the split than the model
@@ -62,3 +64,24 @@ def fold_temperature(layers: list[nn.Linear], temperature: float) -> None:
         layer.weight.div_(temperature)
         if layer.bias is not None:
             layer.bias.div_(temperature)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS):
+    """ECE = sum_b |B_b|/N * |accuracy(B_b) - mean confidence(B_b)| over equal-width confidence bins.
+
+    Returns (ece, bins) where each bin lists its range, count, accuracy and mean confidence (a reliability
+    diagram's data). Bins are right-closed, as in Guo et al. (2017), so a confidence of 1.0 falls in the last.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    total, ece, table = len(confidence), 0.0, []
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        if count == 0:
+            continue
+        accuracy, mean_confidence = float(correct[members].mean()), float(confidence[members].mean())
+        ece += count / total * abs(accuracy - mean_confidence)
+        table.append({"range": [float(edges[b]), float(edges[b + 1])], "count": count, "accuracy": accuracy,
+                      "confidence": mean_confidence})
+    return float(ece), table

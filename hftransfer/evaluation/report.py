@@ -21,11 +21,11 @@ import torch
 from sklearn.metrics import confusion_matrix
 
 from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
 from hftransfer.evaluation.metrics import classification_metrics, per_class_scores
 from hftransfer.evaluation.multilabel import evaluate_multilabel_splits
 
 TOP_K = 5  # ids kept per example (fewer when the model has fewer classes)
-CALIBRATION_BINS = 15  # the usual ECE setting (Guo et al., 2017)
 WORST_ERRORS = 25
 CONFUSED_PAIRS = 10
 
@@ -83,27 +83,6 @@ class Predictions:
 def top_k_accuracy(predictions: Predictions, k: int) -> float:
     hits = (predictions.top_ids[:, :k] == predictions.labels[:, None]).any(axis=1)
     return float(hits.mean())
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS):
-    """ECE = sum_b |B_b|/N * |accuracy(B_b) - mean confidence(B_b)| over equal-width confidence bins.
-
-    Returns (ece, bins) where each bin lists its range, count, accuracy and mean confidence (a reliability
-    diagram's data). Bins are right-closed, as in Guo et al. (2017), so a confidence of 1.0 falls in the last.
-    """
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    total, ece, table = len(confidence), 0.0, []
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        if count == 0:
-            continue
-        accuracy, mean_confidence = float(correct[members].mean()), float(confidence[members].mean())
-        ece += count / total * abs(accuracy - mean_confidence)
-        table.append({"range": [float(edges[b]), float(edges[b + 1])], "count": count, "accuracy": accuracy,
-                      "confidence": mean_confidence})
-    return float(ece), table
 
 
 def most_confused_pairs(matrix: np.ndarray, label_names: list[str], limit: int = CONFUSED_PAIRS) -> list[dict]:
@@ -184,10 +163,11 @@ def pr_png_name(split: str) -> str:
 
 
 def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
-                    temperature: float | None = None, tune_thresholds: bool = False) -> tuple[dict, dict]:
+                    temperature: float | None = None, tune_thresholds: str | None = None) -> tuple[dict, dict]:
     """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
 
-    ``tune_thresholds``: multi-label, fit the decision thresholds on validation (after training).
+    ``tune_thresholds``: multi-label, fit the decision thresholds on validation for this objective (after
+    training; ``micro`` or ``macro``).
 
     ``temperature``: the model was calibrated by dividing its logits by it; each report then also holds the
     calibration before (ECE and reliability table), from the same pass.

@@ -1,4 +1,11 @@
-"""Losses the models do not compute themselves: multi-label binary cross-entropy with ``pos_weight``.
+"""Multi-label losses: where the head starts (label priors), and binary cross-entropy with ``pos_weight``.
+
+A new multi-label head starts at each label's prior: its output bias is the log-odds of the label's frequency in
+train (the prior initialisation of Lin et al., "Focal Loss", 2017). From a zero bias every score starts at 0.5,
+and Adam moves a bias by about one learning rate per step, so a label seen in 2% of examples needs thousands of
+steps just to reach its prior log-odds of -3.9; meanwhile the body's features are bent to lower every score. On
+GoEmotions (28 labels, 3,000 comments, MiniLM, 3 epochs) the zero-bias start ended near the constant predictor
+(mAP 0.08).
 
 transformers' heads compute plain BCE for ``multi_label_classification``; with ``pos_weight: true`` each label's
 positive examples weigh its negatives-to-positives ratio in train (``torch.nn.BCEWithLogitsLoss``'s
@@ -14,6 +21,7 @@ import numpy as np
 import torch
 
 from hftransfer.data.labels import LABELS
+from hftransfer.evaluation.calibration import classifier_layers
 
 logger = logging.getLogger("hftransfer")
 
@@ -48,3 +56,19 @@ def loss_for(config, data):
     logger.info("pos_weight: from %.2f to %.2f per label (negatives / positives in train, capped at %g)",
                 weight.min(), weight.max(), MAX_POS_WEIGHT)
     return WeightedMultiLabelLoss(torch.tensor(weight, dtype=torch.float32))
+
+
+@torch.no_grad()
+def start_at_label_priors(model, plan, data) -> None:
+    """Multi-label: set the head's output bias to each label's log-odds in train (see the module docstring)."""
+    if not data.multi_label:
+        return
+    layers = [layer for layer in classifier_layers(model, plan.head_names, len(data.label_names))
+              if layer.bias is not None]
+    frequency = np.clip(np.asarray(data.splits["train"][LABELS], dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+    bias = torch.tensor(np.log(frequency / (1 - frequency)), dtype=torch.float32)
+    for layer in layers:
+        layer.bias.copy_(bias.to(layer.bias.device, layer.bias.dtype))
+    if layers:
+        logger.info("multi-label head: output biases start at the labels' log-odds in train (%.2f to %.2f)",
+                    float(bias.min()), float(bias.max()))

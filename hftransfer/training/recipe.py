@@ -31,7 +31,7 @@ from hftransfer.tasks import get_task
 from hftransfer.tasks.base import Task
 from hftransfer.training.budget import TimeBudget
 from hftransfer.training.calibrate import calibrate
-from hftransfer.training.losses import loss_for
+from hftransfer.training.losses import loss_for, start_at_label_priors
 from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, resolve_checkpoint, start_clean,
                                             verify_checkpoint)
 from hftransfer.training.outputs import save_run
@@ -68,13 +68,15 @@ def run(config: RunConfig) -> RunResult:
     with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
     model, plan = adapt_model(config, strategy, model)
+    start_at_label_priors(model, plan, data)
     trainer = build_trainer(config, task, model, plan, processor, datasets, compute_loss_func=loss_for(config, data))
     announce_start(config, trainer, data, plan)
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
     fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
                                      augmentation, checkpoint))
     temperature = calibrate(config, trainer, datasets, data, plan)
-    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature, tune_thresholds=True)
+    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature,
+                                       tune_thresholds=config.data.threshold_objective)
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
     return RunResult(Path(config.training.output_dir), results, reports, config)
 
