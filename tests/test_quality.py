@@ -157,9 +157,10 @@ def lite0_recipe() -> str:
     return "recipes/image_classification/efficientnet_lite0_hymenoptera.yaml"
 
 
-@pytest.mark.parametrize("strategy", ["linear_probe", "lp_ft"])
-def test_efficientnet_lite0_hymenoptera_strategies_reach_090(tmp_path, lite0_recipe, strategy):
-    """linear_probe (on cached features, hftransfer's default for it) and lp_ft, everything else default."""
+def test_efficientnet_lite0_hymenoptera_linear_probe_reaches_090(tmp_path, lite0_recipe):
+    """linear_probe on cached features, everything else default. (lp_ft ran here too until its fine-tuning phase
+    was found never to beat the probe on this set, so it kept the probe: four minutes to test the probe again.)"""
+    strategy = "linear_probe"
     out = tmp_path / strategy
     result = train(lite0_recipe, "--strategy", strategy, "--output_dir", str(out),
                    "--feature_cache_dir", str(tmp_path / "features"))
