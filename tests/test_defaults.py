@@ -89,3 +89,18 @@ def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_pa
     assert pipeline("text-classification", model=str(out))("a wonderful film")[0]["label"] in {"negative", "positive"}
     summary = capsys.readouterr().out
     assert "time budget 30s:" in summary and "steps fit the budget" in summary
+
+
+def test_a_probe_on_a_tiny_validation_split_is_selected_by_loss(tiny_bert, tmp_path):
+    """Fewer than 100 validation examples: a probe's epochs are ranked by validation loss (ties on accuracy)."""
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))
+    out = tmp_path / "out"
+    main(tiny_run_flags(tiny_bert, out, train=train) + ["--strategy", "linear_probe",
+                                                        "--feature_cache_dir", str(tmp_path / "f")])
+    saved = (out / "hftransfer_config.yaml").read_text()
+    assert "metric_for_best_model: loss" in saved and "greater_is_better: false" in saved
+    assert "validation examples tie on accuracy" in saved
+    other = tmp_path / "chosen"
+    main(tiny_run_flags(tiny_bert, other, train=train) + ["--strategy", "linear_probe", "--metric_for_best_model",
+                                                          "accuracy", "--feature_cache_dir", str(tmp_path / "f")])
+    assert "metric_for_best_model: accuracy" in (other / "hftransfer_config.yaml").read_text()  # the user's wins

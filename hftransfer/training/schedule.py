@@ -9,12 +9,18 @@
   80), too few for Adam at 1e-3 to fit a head of many classes. A probe takes at least ``MIN_PROBE_STEPS``
   steps, in whole epochs; its best epoch is kept, so more epochs cannot make it worse on validation.
   Fine-tuning gets no such floor: its steps cost the backbone's forward and backward passes.
+- A probe's best epoch on a tiny validation split (fewer than ``SMALL_VALIDATION`` examples) is picked by the
+  validation loss: accuracy or F1 on 49 images moves in steps of 2 points and ties over most of a probe's many
+  epochs, so the first of the tied epochs won (hymenoptera, 49 carved images: 0.935 test accuracy by macro-F1,
+  0.954 by loss, the pinned 10-epoch probe's figure; ECE 0.039 -> 0.022).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from hftransfer.data.labels import SMALL_VALIDATION
 
 HEAD_LEARNING_RATE = 1e-3
 MIN_PROBE_STEPS = 500
@@ -30,6 +36,12 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
                                                   "decision threshold (thresholds are tuned after training)")
     if transfer.head_learning_rate is None and not strategy.frozen_backbone and args.learning_rate < HEAD_LEARNING_RATE:
         chosen["head_learning_rate"] = (HEAD_LEARNING_RATE, "a new head trains faster than the pretrained body")
+    validation = data.splits.get("validation")
+    if (strategy.frozen_backbone and validation is not None and len(validation) < SMALL_VALIDATION
+            and not {"metric_for_best_model", "greater_is_better"} & set(config.explicit)):
+        reason = f"{len(validation)} validation examples tie on accuracy over most epochs; the loss ranks them"
+        chosen["metric_for_best_model"] = ("loss", reason)
+        chosen["greater_is_better"] = (False, "a lower validation loss is better")
     probe_option = ("num_train_epochs" if strategy.frozen_backbone
                     else "probe_epochs" if "probe_epochs" in strategy.options else None)
     if probe_option and args.max_steps <= 0:  # max_steps bounds the probe as well
