@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hftransfer.artifacts.predict import sigmoid
 from hftransfer.artifacts.run_dir import CONFIG_FILE, ONNX_DIR, ONNX_FILE, FinishedRun, open_run
 from hftransfer.errors import HftransferError
 
@@ -133,8 +134,7 @@ def _same_predictions(got: np.ndarray, expected: np.ndarray, thresholds: list[fl
     if thresholds is None:
         return got.argmax(-1) == expected.argmax(-1)
     limits = np.asarray(thresholds)
-    decide = lambda logits: 1.0 / (1.0 + np.exp(-logits.astype(np.float64))) >= limits  # noqa: E731
-    return (decide(got) == decide(expected)).all(axis=-1)
+    return ((sigmoid(got) >= limits) == (sigmoid(expected) >= limits)).all(axis=-1)
 
 
 def _export_onnx(model, input_axes: dict[str, tuple[str, ...]], inputs: dict, path: Path) -> None:

@@ -100,7 +100,7 @@ def predict_inputs(path: str | Path, items: list[str], options: dict | None = No
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
         logits = backend.logits(encode([payload for _, payload in chunk]))
-        scores = _sigmoid(logits) if run.multi_label else _softmax(logits)
+        scores = sigmoid(logits) if run.multi_label else _softmax(logits)
         for (name, _), row in zip(chunk, scores):
             ids = choose(row)
             results.append(Prediction(name, [run.label_names[i] for i in ids], [float(row[i]) for i in ids]))
@@ -118,7 +118,7 @@ def _above_thresholds(thresholds: list[float]):
     return lambda row: [i for i in np.argsort(-row, kind="stable") if row[i] >= limits[i]]
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
+def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hftransfer.backbones.checkpoints import check_custom_code, looks_like_path
 from hftransfer.backbones.heads import load_classifier
+from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
 from hftransfer.config.parse import RunConfig, parse_config
 from hftransfer.data.tables import DataError
 from hftransfer.errors import HftransferError
@@ -47,8 +48,8 @@ class FinishedRun:
 
     def thresholds(self) -> "list[float]":
         """Multi-label: each label's decision threshold (0.5 where the model records none)."""
-        saved = self.model_config.get("label_thresholds") or {}
-        return [float(saved.get(name, 0.5)) for name in self.label_names]
+        saved = saved_thresholds(self.model_config, self.label_names)
+        return [DEFAULT_THRESHOLD] * len(self.label_names) if saved is None else saved.tolist()
 
     def load_model(self):
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 from datasets import ClassLabel, Dataset, List, Value
 
 from hftransfer.data.labels import (LABELS, LabelledData, check_case_variants, encode_labels,
@@ -174,8 +175,6 @@ def _with_targets(ds: Dataset, per_row: list[list[str]], index: dict[str, int]) 
     return ds.add_column(LABELS, targets, feature=List(Value("float32"), length=len(index)))
 
 
-def positives_per_label(ds: Dataset) -> list[int]:
-    """How many examples carry each label (the column sums of the multi-hot targets)."""
-    import numpy as np
-
-    return np.asarray(ds[LABELS], dtype=np.float32).sum(axis=0).astype(int).tolist()
+def positives_per_label(ds: Dataset):
+    """How many examples carry each label (the column sums of the multi-hot targets), as a float array."""
+    return np.asarray(ds[LABELS], dtype=np.float64).sum(axis=0)

@@ -91,13 +91,10 @@ def tune_thresholds(targets: np.ndarray, scores: np.ndarray,
     for label in sorted(np.flatnonzero(tuned), key=lambda j: -support[j]):
         options = candidate_thresholds(scores[:, label])
         per_option = np.array([_label_counts(targets[:, label], scores[:, label] >= t) for t in options])
-        if objective == "macro":
-            tp, fp, fn = per_option.T
-            choice = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
-        else:  # the others' counts stay; only this label's change
-            rest = counts.sum(axis=0) - counts[label]
-            tp, fp, fn = (per_option + rest).T
-            choice = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
+        # macro: this label's own F1; micro: the F1 of all labels, whose counts stay but for this label's
+        judged = per_option if objective == "macro" else per_option + (counts.sum(axis=0) - counts[label])
+        tp, fp, fn = judged.T
+        choice = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
         thresholds[label] = float(options[choice])
         counts[label] = per_option[choice]
     return thresholds, global_threshold, tuned
@@ -205,8 +202,10 @@ THRESHOLDS_KEY = "label_thresholds"  # in the model's config.json: {label name: 
 
 
 def saved_thresholds(model_config, names: list[str]) -> np.ndarray | None:
-    """The thresholds a trained model carries in its config (None when it has none)."""
-    saved = getattr(model_config, THRESHOLDS_KEY, None) or {}
+    """The thresholds a trained model carries in its config, a ``PretrainedConfig`` or config.json's dict (None
+    when it has none; a label it does not list gets ``DEFAULT_THRESHOLD``)."""
+    saved = (model_config.get(THRESHOLDS_KEY) if isinstance(model_config, dict)
+             else getattr(model_config, THRESHOLDS_KEY, None))
     if not saved:
         return None
     return np.asarray([float(saved.get(name, DEFAULT_THRESHOLD)) for name in names])

@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import torch
 
-from hftransfer.data.labels import LABELS
+from hftransfer.data.multilabel import positives_per_label
 from hftransfer.evaluation.calibration import classifier_layers
 
 logger = logging.getLogger("hftransfer")
@@ -50,9 +50,9 @@ def loss_for(config, data):
     """The Trainer's ``compute_loss_func``: None (the model's own loss) unless multi-label ``pos_weight`` is on."""
     if not (data.multi_label and config.data.pos_weight):
         return None
-    targets = np.asarray(data.splits["train"][LABELS], dtype=np.float64)
-    positives = targets.sum(axis=0)
-    weight = np.minimum((len(targets) - positives) / np.maximum(positives, 1), MAX_POS_WEIGHT)
+    train = data.splits["train"]
+    positives = positives_per_label(train)
+    weight = np.minimum((len(train) - positives) / np.maximum(positives, 1), MAX_POS_WEIGHT)
     logger.info("pos_weight: from %.2f to %.2f per label (negatives / positives in train, capped at %g)",
                 weight.min(), weight.max(), MAX_POS_WEIGHT)
     return WeightedMultiLabelLoss(torch.tensor(weight, dtype=torch.float32))
@@ -65,7 +65,8 @@ def start_at_label_priors(model, plan, data) -> None:
         return
     layers = [layer for layer in classifier_layers(model, plan.head_names, len(data.label_names))
               if layer.bias is not None]
-    frequency = np.clip(np.asarray(data.splits["train"][LABELS], dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+    train = data.splits["train"]
+    frequency = np.clip(positives_per_label(train) / len(train), 1e-4, 1 - 1e-4)
     bias = torch.tensor(np.log(frequency / (1 - frequency)), dtype=torch.float32)
     for layer in layers:
         layer.bias.copy_(bias.to(layer.bias.device, layer.bias.dtype))
