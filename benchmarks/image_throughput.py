@@ -6,7 +6,7 @@ default DataLoader settings, started as a plain ``python`` process. hftransfer r
 ``hftransfer train``, once as shipped and once with its CPU allocator tuning turned off
 (``HFTRANSFER_NO_MALLOC_TUNING=1``), which shows what the in-process ``mallopt`` settings are worth. Same model
 (offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and seed; each arm in its own
-process, one after the other.
+process, one after the other; each arm's peak resident memory (RSS) is that process's (``benchmarks/process_stats.py``).
 
     python examples/offline_models.py && python benchmarks/image_throughput.py [--epochs 3]
 """
@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from process_stats import Finished, run_measured
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ RECIPE = REPO / "recipes" / "image_classification" / "efficientnet_lite0_hymenop
 def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> dict:
     """run_image_classification.py's approach, with the same backbone as the recipe."""
     import torch
+    from PIL import Image
     from torchvision import transforms as T
     from transformers import Trainer, TrainingArguments, set_seed
 
@@ -39,7 +41,6 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
     from hftransfer.evaluation.metrics import compute_classification_metrics
     from hftransfer.evaluation.report import reduce_logits
     from hftransfer.tasks.image_classification import TASK
-    from PIL import Image
 
     set_seed(seed)
     config = parse_config(["--config", str(RECIPE), "--output_dir", out])
@@ -80,14 +81,22 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
 
 
 def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int, env: dict | None = None) -> dict:
-    subprocess.run([str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
-                    "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
-                    "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true",
-                    "--strategy", "full", "--head_learning_rate", str(lr)],  # the baseline's recipe
-                   check=True, cwd=REPO, capture_output=True, env={**os.environ, **(env or {})})
+    done = checked(run_measured(
+        [str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
+         "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
+         "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true",
+         "--strategy", "full", "--head_learning_rate", str(lr)],  # the baseline's recipe
+        cwd=REPO, env={**os.environ, **(env or {})}))
     train = json.loads((Path(out) / "train_results.json").read_text())
     return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
-            "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"]}
+            "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"],
+            "peak_rss_mib": done.peak_rss_mib}
+
+
+def checked(done: Finished) -> Finished:
+    if done.returncode != 0:
+        raise SystemExit(f"an arm failed:\n{done.stderr[-3000:]}")
+    return done
 
 
 def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict:
@@ -95,7 +104,10 @@ def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict
     import torch
     from PIL import Image
 
-    from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
+    from hftransfer.backbones.timm_weights import (
+        build_timm_classifier,
+        timm_model_config,
+    )
     from hftransfer.data.images import scan_class_folders, to_mode
     from hftransfer.data.transforms import build_transforms
     from hftransfer.training.runtime import tune_cpu_allocator
@@ -152,9 +164,8 @@ def main() -> None:
         return
 
     def child(*args: str, env=None) -> dict:
-        result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True,
-                                env={**os.environ, **(env or {})})
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        done = checked(run_measured([sys.executable, __file__, *args], env={**os.environ, **(env or {})}))
+        return {**json.loads(done.stdout.strip().splitlines()[-1]), "peak_rss_mib": done.peak_rss_mib}
 
     figures = {"epochs": opts.epochs, "batch_size": opts.batch_size}
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,10 +179,11 @@ def main() -> None:
     figures["throughput_ratio"] = ratio
     figures["allocator_ratio"] = (figures["hftransfer"]["train_samples_per_second"]
                                   / figures["hftransfer_plain_malloc"]["train_samples_per_second"])
-    print(f"\n{'run':24s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s}")
+    print(f"\n{'run':24s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s} {'peak RSS MiB':>13s}")
     for name in ("baseline", "hftransfer", "hftransfer_plain_malloc"):
         f = figures[name]
-        print(f"{name:24s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
+        print(f"{name:24s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f} "
+              f"{f['peak_rss_mib']:13.0f}")
     print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x")
     print(f"allocator tuning (hftransfer / hftransfer_plain_malloc): {figures['allocator_ratio']:.2f}x")
     for name in ("breakdown_plain_malloc", "breakdown_tuned_malloc"):

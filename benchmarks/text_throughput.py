@@ -1,12 +1,15 @@
-"""Text training throughput: hftransfer's recipe vs. a plain Trainer that pads every example to 128 tokens.
+"""Text training throughput: hftransfer's recipe vs. plain Trainers in the way of ``run_classification.py``.
 
-The baseline is what transformers' ``run_classification.py`` does by default (``pad_to_max_length`` with
-``max_seq_length=128``). Both runs use the same model, the same SST-2 subset, batch size, learning rate,
-epochs, seed and per-epoch evaluation on the SST-2 dev set, in one process; only the input pipeline differs
-(hftransfer: a truncation length derived from the data and padding per batch, not to a fixed length).
+Baselines: transformers' ``run_classification.py`` pads every example to ``max_seq_length=128`` by default
+(``baseline_pad128``); with ``--pad_to_max_length False`` it pads each batch to its longest text
+(``baseline_dynamic``, its fastest setting, and the ratio that matters). All arms use the same model, SST-2
+subset, batch size, learning rate, epochs and per-epoch evaluation on the SST-2 dev set; only the input pipeline
+and hftransfer's own defaults differ. Each arm runs in its own process (its peak resident memory from
+``process_stats.py``), once per seed: one seed's dev accuracy moves by about a point, so accuracy is compared as a mean
+over seeds.
 
-    python benchmarks/text_throughput.py                      # offline MiniLM, 4,000 phrases, 1 epoch
-    python benchmarks/text_throughput.py --train-samples 8000 --epochs 2 --model path/or/hub-id
+    python benchmarks/text_throughput.py                      # offline MiniLM, 4,000 phrases, 1 epoch, 3 seeds
+    python benchmarks/text_throughput.py --train-samples 8000 --epochs 2 --seeds 1 2 3 4 5 --model path/or/hub-id
 """
 
 from __future__ import annotations
@@ -14,22 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
+
+from process_stats import run_measured
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
-    AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed,
+import datasets
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
 )
 
-from hftransfer.config.parse import parse_config  # noqa: E402
-from hftransfer.evaluation.report import reduce_logits  # noqa: E402
-from hftransfer.evaluation.metrics import compute_classification_metrics  # noqa: E402
-from hftransfer.training.recipe import run  # noqa: E402
+from hftransfer.config.parse import parse_config
+from hftransfer.evaluation.metrics import compute_classification_metrics
+from hftransfer.evaluation.report import reduce_logits
+from hftransfer.training.recipe import run
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2"
 
@@ -41,8 +54,8 @@ def default_model() -> str:
 
 
 def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batch_size: int, lr: float,
-                 precision: str, out: str, seed: int):
-    """A plain Trainer, inputs padded to 128 tokens, evaluated each epoch."""
+                 precision: str, out: str, seed: int, dynamic: bool = False):
+    """A plain Trainer, inputs padded to 128 tokens (or per batch: ``dynamic``), evaluated each epoch."""
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model)
     raw = datasets.load_dataset("csv", delimiter="\t", data_files={"train": str(data / "train.tsv"),
@@ -51,7 +64,7 @@ def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batc
     raw["train"] = raw["train"].shuffle(seed=seed).select(range(train_samples))
 
     def encode(batch):
-        encoded = tokenizer(batch["text"], padding="max_length", max_length=128, truncation=True)
+        encoded = tokenizer(batch["text"], padding=False if dynamic else "max_length", max_length=128, truncation=True)
         encoded["labels"] = batch["label"]
         return encoded
 
@@ -64,7 +77,8 @@ def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batc
         dataloader_pin_memory=torch.cuda.is_available(), bf16=precision == "bf16", fp16=precision == "fp16",
     )
     trainer = Trainer(model=model_, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
-                      data_collator=default_data_collator, compute_metrics=compute_classification_metrics,
+                      data_collator=DataCollatorWithPadding(tokenizer) if dynamic else default_data_collator,
+                      compute_metrics=compute_classification_metrics,
                       preprocess_logits_for_metrics=reduce_logits)
     train_metrics = trainer.train().metrics
     return train_metrics, trainer.evaluate()
@@ -85,6 +99,40 @@ def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, ba
     return train_metrics, results
 
 
+ARMS = {"baseline_pad128": run_baseline, "baseline_dynamic": partial(run_baseline, dynamic=True),
+        "hftransfer": run_hftransfer}
+
+
+def run_arm(name: str, opts, out: str) -> dict:
+    """One arm in this process (the child)."""
+    model = str(opts.model or default_model())
+    train_metrics, eval_metrics = ARMS[name](model, opts.data, opts.train_samples, opts.epochs, opts.batch_size,
+                                             opts.lr, opts.precision, out, opts.seed)
+    return {"train_samples_per_second": train_metrics["train_samples_per_second"],
+            "train_runtime_s": train_metrics["train_runtime"], "eval_accuracy": eval_metrics["eval_accuracy"],
+            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of each figure."""
+    summary = {}
+    for key in ("train_samples_per_second", "eval_accuracy", "peak_rss_mib"):
+        values = [r[key] for r in runs]
+        summary[key] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return summary
+
+
+def print_table(figures: dict) -> None:
+    print(f"\n{'arm':18s} {'samples/s':>16s} {'dev acc':>16s} {'peak RSS MiB':>13s}   ({len(figures['seeds'])} seeds)")
+    for name in ARMS:
+        f = figures[name]
+        rate, acc, rss = (f[k] for k in ("train_samples_per_second", "eval_accuracy", "peak_rss_mib"))
+        print(f"{name:18s} {rate['mean']:9.1f} ± {rate['sd']:4.1f} {acc['mean']:9.4f} ± {acc['sd']:.3f} "
+              f"{rss['mean']:13.0f}")
+    for baseline in ("baseline_dynamic", "baseline_pad128"):
+        print(f"throughput ratio (hftransfer / {baseline}): {figures['ratio_vs_' + baseline]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint (default: the offline MiniLM)")
@@ -92,36 +140,38 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with SST-2 train.tsv and dev.tsv")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="for both runs")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="for every arm")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--arm", choices=list(ARMS), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     opts = parser.parse_args()
-    model = str(opts.model or default_model())
-    common = (model, opts.data, opts.train_samples, opts.epochs, opts.batch_size, opts.lr, opts.precision)
+    if opts.arm:
+        print(json.dumps(run_arm(opts.arm, opts, opts.out)))
+        return
     cuda = torch.cuda.is_available()
     figures = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(),
-               "precision": opts.precision, "train_samples": opts.train_samples, "epochs": opts.epochs}
+               "precision": opts.precision, "train_samples": opts.train_samples, "epochs": opts.epochs,
+               "seeds": opts.seeds}
+    passed = ["--train-samples", str(opts.train_samples), "--epochs", str(opts.epochs), "--batch-size",
+              str(opts.batch_size), "--lr", str(opts.lr), "--data", str(opts.data), "--precision", opts.precision,
+              *(["--model", opts.model] if opts.model else [])]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, runner in (("baseline_pad128", run_baseline), ("hftransfer", run_hftransfer)):
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            train_metrics, eval_metrics = runner(*common, os.path.join(tmp, name), opts.seed)
-            figures[name] = {
-                "train_samples_per_second": train_metrics["train_samples_per_second"],
-                "train_runtime_s": train_metrics["train_runtime"],
-                "eval_accuracy": eval_metrics["eval_accuracy"],
-                "wall_s": time.perf_counter() - start,
-                "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            }
-    ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline_pad128"]["train_samples_per_second"]
-    figures["throughput_ratio"] = ratio
-    print(f"\n{'run':18s} {'samples/s':>10s} {'train s':>8s} {'dev acc':>8s}")
-    for name in ("baseline_pad128", "hftransfer"):
-        f = figures[name]
-        print(f"{name:18s} {f['train_samples_per_second']:10.1f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f}")
-    print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x on {figures['device']}, {opts.precision}")
+        for name in ARMS:
+            runs = []
+            for seed in opts.seeds:
+                done = run_measured([sys.executable, __file__, *passed, "--arm", name, "--seed", str(seed),
+                                     "--out", os.path.join(tmp, f"{name}-{seed}")])
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} (seed {seed}) failed:\n{done.stderr[-3000:]}")
+                runs.append({**json.loads(done.stdout.strip().splitlines()[-1]), "peak_rss_mib": done.peak_rss_mib})
+            figures[name] = {"runs": runs, **summarise(runs)}
+    for baseline in ("baseline_dynamic", "baseline_pad128"):
+        figures["ratio_vs_" + baseline] = (figures["hftransfer"]["train_samples_per_second"]["mean"]
+                                           / figures[baseline]["train_samples_per_second"]["mean"])
+    print_table(figures)
     if opts.json:
         Path(opts.json).write_text(json.dumps(figures, indent=2))
 

@@ -7,6 +7,7 @@ batch of one process with repeated examples, and the metrics must still count ev
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,42 @@ def test_accelerate_launch_two_processes_text(tiny_bert, tmp_path):
     _assert_matches_single_process_eval(out, {"validation": 21, "test": 15})
 
 
+def test_two_machines_train_as_one_run(tiny_bert, tmp_path):
+    """Two "machines" on this host (one CPU process each, a static rendezvous at 127.0.0.1, as on a cluster with a
+    shared filesystem): one 2-process run, the same steps as 2 processes on one machine, the same metrics as one
+    process. Each machine has its own datasets cache, as separate hosts do."""
+    import socket
+
+    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
+             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2))}
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu", "--num_processes", "2",
+               "--num_machines", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+               "--model", str(tiny_bert), "--train_file", str(files["train"]),
+               "--validation_file", str(files["validation"]), "--num_train_epochs", "2",
+               "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3",
+               "--disable_tqdm", "true", "--output_dir", str(out)]
+    machines = [subprocess.Popen([*command, "--machine_rank", str(rank)], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE,
+                                 env=subprocess_env(HF_DATASETS_CACHE=str(tmp_path / f"cache-machine{rank}")))
+                for rank in (0, 1)]
+    try:
+        outputs = [machine.communicate(timeout=600) for machine in machines]
+    finally:
+        for machine in machines:
+            machine.kill()
+    for machine, (stdout, stderr) in zip(machines, outputs):
+        assert machine.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    assert "--num_machines 2" in outputs[1][1] and "--num_cpu_threads_per_process" in outputs[1][1]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 * 64 // (2 * 8)  # one batch of 8 per machine per step
+    _assert_written_once(out, outputs[0][0] + outputs[1][0])
+    _assert_matches_single_process_eval(out, {"validation": 21})
+
+
 def test_hftransfer_accelerate_config_launches_two_processes_vision(timm_weights, tmp_path):
     root = tmp_path / "images"
     for colour, name, count in (((220, 30, 30), "red", 10), ((30, 30, 220), "blue", 10)):
@@ -134,6 +171,13 @@ def test_cpu_launch_plan_keeps_processes_on_cpu_and_forwards_flags(tmp_path):
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[-4:] == ["-m", "hftransfer.train", "--config", "r.yaml"]
     assert plan.env["HFTRANSFER_USE_CPU"] == "1"
+    # threads per process share this machine's cores among this machine's processes, not every machine's
+    threads = {machines: plan_launch("cpu", {"num_processes": "4", "num_machines": machines}, []).command
+               for machines in ("1", "2")}
+    cores = os.cpu_count() or 1
+    for machines, expected in (("1", max(1, cores // 4)), ("2", max(1, cores // 2))):
+        command = threads[machines]
+        assert command[command.index("--num_cpu_threads_per_process") + 1] == str(expected)
     own = tmp_path / "mine.yaml"
     own.write_text("distributed_type: MULTI_GPU\nnum_processes: 2\nuse_cpu: true\n")
     assert plan_launch(str(own), {}, []).config_file == own

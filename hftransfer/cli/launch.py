@@ -133,9 +133,11 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
     if on_cpu:
         env[FORCE_CPU_ENV] = "1"
+        # num_processes counts every machine's processes; the cores to share are this machine's
         processes = int(launcher.get("num_processes", settings.get("num_processes", 1)))
-        cores = os.cpu_count() or 1
-        command += ["--num_cpu_threads_per_process", str(max(1, cores // max(1, processes)))]
+        machines = int(launcher.get("num_machines", settings.get("num_machines", 1)))
+        here = max(1, processes // max(1, machines))
+        command += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // here))]
     for key, value in launcher.items():
         command += [f"--{key}", value]
     command += ["-m", "hftransfer.train", *train_argv]
