@@ -188,6 +188,11 @@ def test_launch_errors_name_the_problem(tmp_path, monkeypatch):
         plan_launch("nope", {}, [])
     with pytest.raises(LaunchError, match="--num_processes must be a whole number, got 'two'"):
         plan_launch("cpu", {"num_processes": "two"}, [])
+    for kind in ("FSDP", "DEEPSPEED"):  # accelerate does not shard CPU processes: refused, not run unsharded
+        sharded_on_cpu = tmp_path / f"{kind}.yaml"
+        sharded_on_cpu.write_text(f"distributed_type: {kind}\nnum_processes: 2\nuse_cpu: true\n")
+        with pytest.raises(LaunchError, match=f"asks for {kind} on CPU processes.*use --accelerate_config cpu"):
+            plan_launch(str(sharded_on_cpu), {}, [])
     monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(LaunchError, match="already started"):
         plan_launch("cpu", {}, [])

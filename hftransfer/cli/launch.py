@@ -30,6 +30,7 @@ CONFIG_FLAG_NAMES = ("--accelerate_config", "--accelerate-config")
 LAUNCHER_FLAGS = ("num_processes", "num_machines", "machine_rank", "main_process_ip", "main_process_port")
 CPU_TEMPLATE = "cpu"
 GPU_KINDS = {"MULTI_GPU", "FSDP", "DEEPSPEED"}  # accelerate distributed types that start one process per GPU
+SHARDED_KINDS = {"FSDP", "DEEPSPEED"}
 
 
 class LaunchError(HftransferError):
@@ -120,6 +121,12 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     if (gpu_processes or _is_template(config_file, "single_gpu")) and not torch.cuda.is_available():
         raise LaunchError(f"accelerate config {config_name!r} ({kind}) runs on CUDA GPUs and this machine has none; "
                           f"use --accelerate_config {CPU_TEMPLATE} for several CPU processes, or no accelerate config")
+    if on_cpu and kind in SHARDED_KINDS:
+        # accelerate's AcceleratorState switches to FSDP or DeepSpeed only from GPU-family types: CPU processes
+        # are MULTI_CPU and would train unsharded, as plain data parallel, without a word.
+        raise LaunchError(f"accelerate config {config_name!r} asks for {kind} on CPU processes, which accelerate "
+                          f"does not shard (they would train as plain data-parallel copies); {kind} needs GPUs. "
+                          f"On CPUs use --accelerate_config {CPU_TEMPLATE}")
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
         raise LaunchError(f"accelerate config {config_name!r} uses DeepSpeed, which is not installed: "
                           "pip install deepspeed")
