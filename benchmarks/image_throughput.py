@@ -38,6 +38,7 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
 
     from hftransfer.config.parse import parse_config
     from hftransfer.data.images import scan_class_folders
+    from hftransfer.data.labels import LabelledData
     from hftransfer.evaluation.metrics import compute_classification_metrics
     from hftransfer.evaluation.report import reduce_logits
     from hftransfer.tasks.image_classification import TASK
@@ -48,12 +49,8 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
     names = sorted(set(train_ds["label"]))
     model_config = TASK.load_model_config(config)
 
-    class Labels:  # the minimum build_model needs
-        label_names = names
-        id2label = dict(enumerate(names))
-        label2id = {n: i for i, n in enumerate(names)}
-
-    model = TASK.build_model(config, Labels, model_config)
+    labelled = LabelledData(splits={}, label_names=names)
+    model = TASK.build_model(config, labelled, model_config)
     mean, std = model_config.pretrained_cfg["mean"], model_config.pretrained_cfg["std"]
     normalize = T.Normalize(mean=mean, std=std)
     train_tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), normalize])

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
+# The image check remembers verified files; in tests it does so in a temporary folder, not the developer's home.
+os.environ.setdefault("HFTRANSFER_IMAGE_CHECK_CACHE", tempfile.mkdtemp(prefix="hftransfer-image-check-"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 def subprocess_env(**extra: str) -> dict[str, str]:

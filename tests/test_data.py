@@ -69,6 +69,24 @@ def test_stratified_validation_carved_with_fixed_seed(tmp_path):
     assert any("carved from train" in note for note in first.notes)
 
 
+def test_carved_validation_is_datasets_own_stratified_split():
+    """The carve reads the label ids through Arrow (datasets 5 reads a stratify column row by row) and must give
+    exactly the split ``train_test_split(stratify_by_column=...)`` gives, on a plain and on a subset dataset."""
+    import datasets
+    import numpy as np
+
+    from hftransfer.data.labels import carve
+
+    ids = np.random.default_rng(1).integers(0, 7, 3000).tolist()
+    whole = datasets.Dataset.from_dict({"x": list(range(3000)), LABELS: ids}).cast_column(
+        LABELS, datasets.ClassLabel(num_classes=7))
+    for ds, size, seed in ((whole, 400, 42), (whole.select(range(100, 2500)), 250, 3)):
+        expected = ds.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS)
+        train, validation = carve(ds, size, seed, ds.with_format("arrow")[LABELS].to_numpy())
+        assert list(validation["x"]) == list(expected["test"]["x"])
+        assert list(train["x"]) == list(expected["train"]["x"])
+
+
 def test_max_samples_subsets(tmp_path):
     path = write_rows(tmp_path / "train.csv", sentiment_rows(100))
     data = load_data(args(train_file=str(path), max_train_samples=30, max_eval_samples=5, seed=0))

@@ -90,6 +90,27 @@ def test_corrupt_image_reported_by_path_or_skipped(split_folders):
     assert "validation: skipped 1 unreadable image file(s)" in data.notes
 
 
+def test_image_check_remembers_verified_files_by_size_and_mtime(split_folders, tmp_path, monkeypatch):
+    """A second check of the same files decodes none; a changed file is decoded again; a bad one every time."""
+    from hftransfer.data import image_check
+
+    monkeypatch.setenv(image_check.CACHE_ENV, str(tmp_path / "verified"))
+    paths = sorted(str(p) for p in (split_folders / "val").rglob("*.png"))
+    decode, decoded = image_check._decode_problem, []
+    monkeypatch.setattr(image_check, "_decode_problem", lambda path: decoded.append(path) or decode(path))
+    assert image_check.find_unreadable(paths) == [] and sorted(decoded) == paths
+    decoded.clear()
+    assert image_check.find_unreadable(paths) == [] and decoded == []
+    Path(paths[0]).write_bytes(b"not an image any more")  # another size and mtime
+    for _ in range(2):  # reported on every run: bad files are never remembered
+        decoded.clear()
+        assert [path for path, _ in image_check.find_unreadable(paths)] == [paths[0]] and decoded == [paths[0]]
+    make_image(Path(paths[0]), (200, 0, 0))  # fixed: checked once more, then remembered
+    decoded.clear()
+    assert image_check.find_unreadable(paths) == [] and decoded == [paths[0]]
+    assert len(list((tmp_path / "verified").glob("*.json"))) == 1
+
+
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16"])
 def test_colour_modes_become_rgb(mode):
     image = Image.new("RGB", (8, 8), (10, 200, 30)).convert(mode)

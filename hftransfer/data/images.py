@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,25 +86,6 @@ def resolve_listed_paths(ds: Dataset, column: str, listing: Path) -> Dataset:
         return {column: [str(p) if Path(p).is_absolute() else str(base / p) for p in batch[column]]}
 
     return ds.map(resolve, batched=True, desc="Resolving image paths")
-
-
-def find_unreadable(paths: list[str], workers: int = 8) -> list[tuple[str, str]]:
-    """(path, reason) for every file PIL cannot fully decode; run before training so nothing fails mid-epoch."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # decoding releases the GIL
-        results = pool.map(_decode_problem, paths)
-    return [(path, problem) for path, problem in zip(paths, results) if problem]
-
-
-def _decode_problem(path: str) -> str | None:
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale; still reads every byte
-            image.load()
-    except FileNotFoundError:
-        return "file not found"
-    except Exception as err:  # PIL raises many types for bad files (UnidentifiedImageError, OSError, ...)
-        return f"{type(err).__name__}: {err}"
-    return None
 
 
 def to_mode(image: Image.Image, channels: int = 3) -> Image.Image:

@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 from datasets import ClassLabel, Dataset, List, Value
 
-from hftransfer.data.labels import (LABELS, LabelledData, check_case_variants, encode_labels,
+from hftransfer.data.labels import (LABELS, LabelledData, check_case_variants, column_values, encode_labels,
                                     encode_labels_for_model)
 from hftransfer.data.tables import DataError, require_columns
 
@@ -89,7 +89,7 @@ def labels_per_row(ds: Dataset, data_args) -> list[list[str]]:
     column = data_args.label_column
     feature = ds.features[column]
     inner = getattr(feature, "feature", None)
-    values = list(ds[column])
+    values = column_values(ds, column)
     if isinstance(inner, ClassLabel):
         return [[inner.int2str(v) for v in row or []] for row in values]
     if _holds_lists(ds, column):
@@ -115,7 +115,7 @@ def _split_strings(values: list, column: str, separator: str) -> list[list[str]]
 
 
 def _from_one_hot(ds: Dataset, columns: list[str]) -> list[list[str]]:
-    table = {column: list(ds[column]) for column in columns}
+    table = {column: column_values(ds, column) for column in columns}
     for column, values in table.items():
         bad = [v for v in values if not (isinstance(v, (bool, int, float)) and v in ONE_HOT_VALUES)]
         if bad:
@@ -177,4 +177,4 @@ def _with_targets(ds: Dataset, per_row: list[list[str]], index: dict[str, int]) 
 
 def positives_per_label(ds: Dataset):
     """How many examples carry each label (the column sums of the multi-hot targets), as a float array."""
-    return np.asarray(ds[LABELS], dtype=np.float64).sum(axis=0)
+    return np.asarray(column_values(ds, LABELS), dtype=np.float64).sum(axis=0)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hftransfer.data.labels import LABELS
+from hftransfer.data.labels import LABELS, column_values
 from hftransfer.selection.transferability import linear_probe_accuracy
 from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
 
@@ -82,7 +82,7 @@ def standard_error(accuracy: float, examples: int | None) -> float:
 
 def choose(config, task, model, processor, data, model_config) -> Decision:
     """Measure what the rules need (the probe only when it can change the choice) and decide."""
-    labels = np.asarray(data.splits["train"][LABELS])
+    labels = np.asarray(column_values(data.splits["train"], LABELS))
     # multi-label: a label's examples are those that carry it (an example counts for each of its labels)
     counts = dict(enumerate(labels.sum(axis=0).tolist())) if data.multi_label else Counter(labels.tolist())
     per_class = float(statistics.median(counts.values()))

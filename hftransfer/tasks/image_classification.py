@@ -21,7 +21,7 @@ from transformers import TimmWrapperImageProcessor
 from hftransfer.backbones.checkpoints import ModelSourceError, load_model_config as load_transformers_config, model_path
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
-from hftransfer.data import images, labels, multilabel, tables
+from hftransfer.data import image_check, images, labels, multilabel, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_config_for
@@ -140,7 +140,7 @@ def _check_images(splits, column: str, skip: bool) -> list[str]:
     for split, ds in list(splits.items()):
         if not _holds_paths(ds, column):
             continue  # images stored in the dataset itself (Hub datasets) are decoded by datasets
-        bad = images.find_unreadable(list(ds[column]))
+        bad = image_check.find_unreadable(list(ds[column]))
         if not bad:
             continue
         listed = "; ".join(f"{path} ({why})" for path, why in bad[:10]) + (" …" if len(bad) > 10 else "")
@@ -262,7 +262,7 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
         else:
             raise DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
     names = [str(p) for p in paths]
-    bad = images.find_unreadable(names)
+    bad = image_check.find_unreadable(names)
     if bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:10]) + (" …" if len(bad) > 10 else "")
         raise DataError(f"{len(bad)} unreadable image input(s): {listed}")
