@@ -211,11 +211,10 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int) -> 
     train = data.splits["train"]
     # Multi-label targets cannot be stratified by one column: a seeded random split (data.multi_label)
     ids = None if data.multi_label else train.with_format("arrow")[LABELS].to_numpy()
-    counts = [] if ids is None else np.bincount(ids)
-    counts = counts[counts > 0] if ids is not None else counts
+    per_class = [] if ids is None else [count for count in np.bincount(ids) if count]
     classes = len(data.label_names)
     size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), classes)
-    stratify = ids is not None and min(counts) >= 2 and size >= len(counts)
+    stratify = ids is not None and min(per_class) >= 2 and size >= len(per_class)
     data.splits["train"], data.splits["validation"] = carve(train, size, seed, ids if stratify else None)
     how = "stratified" if stratify else "random (multi-label)" if data.multi_label else \
         "random (a class is too small to stratify)"
