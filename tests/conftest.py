@@ -161,3 +161,15 @@ def tiny_vit(tmp_path_factory) -> Path:
     ViTForImageClassification(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def offline_checkpoints():
+    """The README's setup step: link the pip-shipped checkpoints under pretrained/ (a clean clone has none)."""
+    import importlib.util
+
+    minilm_path()
+    spec = importlib.util.spec_from_file_location("offline_models", REPO / "examples" / "offline_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.link_offline_models(REPO / "pretrained")

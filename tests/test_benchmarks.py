@@ -15,7 +15,7 @@ from gpu import peak_flops
 from process_stats import run_measured
 
 
-def test_gpu_benchmark_dry_run_measures_every_arm(tmp_path):
+def test_gpu_benchmark_dry_run_measures_every_arm(offline_checkpoints, tmp_path):
     """``benchmarks/gpu.py --dry``: tiny config-built BERT and ViT, the transformers-script arm and hftransfer's,
     each in its own process; the figures the GPU table is made of are all there and consistent."""
     out = tmp_path / "gpu.json"

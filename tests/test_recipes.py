@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED_DATA, minilm_path
+from conftest import REPO, SHARED_DATA
 
 from hftransfer.config.recipes import recipes_root, shipped_recipes
 from hftransfer.config.parse import parse_config
@@ -44,16 +44,6 @@ def test_recipe_parses_and_opens_with_its_run_command(path: Path):
     config = parse_config(["--config", str(path)])
     assert (config.model.model or config.model.timm_arch) and config.training.output_dir.startswith("outputs/")
     assert config.data.train_file or config.data.dataset or config.data.data_dir
-
-
-@pytest.fixture(scope="module")
-def offline_checkpoints():
-    """The README's setup step: link the pip-shipped checkpoints under pretrained/."""
-    minilm_path()
-    spec = importlib.util.spec_from_file_location("offline_models", REPO / "examples" / "offline_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.link_offline_models(REPO / "pretrained")
 
 
 @pytest.fixture(scope="module")
