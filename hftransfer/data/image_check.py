@@ -33,7 +33,7 @@ def find_unreadable(paths: list[str], workers: int | None = None) -> list[tuple[
     unchecked = [path for path in dict.fromkeys(paths) if stamps[path] is None or verified.get(path) != stamps[path]]
     if not unchecked:
         return []
-    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # None: the standard library's own count for I/O work
         problems = dict(zip(unchecked, pool.map(_decode_problem, unchecked)))
     good = {path: stamps[path] for path, problem in problems.items() if problem is None}
     if good:

@@ -164,30 +164,29 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
                              return_attention_mask=False, return_token_type_ids=None if pair else False)
         return tokenize
 
-    workers = tokenising_workers(config, sum(len(ds) for ds in data.splits.values()), data.notes)
     prepared = {}
     for split, ds in data.splits.items():
+        workers = tokenising_workers(config, len(ds))
+        if workers and config.data.preprocessing_num_workers is None:
+            data.notes.append(f"preprocessing_num_workers: {workers} for {split} ({len(ds):,} rows, one process "
+                              "per core)")
         prepared[split] = ds.map(
-            tokenizer_for(max_length if split == "train" else eval_length), batched=True,
-            num_proc=workers if len(ds) >= PARALLEL_ROWS else config.data.preprocessing_num_workers,
+            tokenizer_for(max_length if split == "train" else eval_length), batched=True, num_proc=workers,
             remove_columns=[c for c in ds.column_names if c != LABELS],
             desc=f"Tokenising {split}",
         )
     return prepared
 
 
-def tokenising_workers(config, rows: int, notes: list[str]) -> int | None:
-    """The user's ``preprocessing_num_workers``; else, with ``PARALLEL_ROWS`` rows or more, one process per core
-    (at most 8): tokenising converts every row in Python, one core's work per process. Fewer rows tokenise in
-    seconds, less than starting the processes costs."""
+def tokenising_workers(config, rows: int) -> int | None:
+    """The user's ``preprocessing_num_workers``; else, for a split of ``PARALLEL_ROWS`` rows or more, one process
+    per core (at most 8): tokenising converts every row in Python, one core's work per process. Fewer rows
+    tokenise in seconds, less than starting the processes costs."""
     chosen = config.data.preprocessing_num_workers
     if chosen is not None or rows < PARALLEL_ROWS:
         return chosen
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cores, 8)
-    if workers > 1:
-        notes.append(f"preprocessing_num_workers: {workers} ({rows:,} rows to tokenise, one process per core)")
-    return workers if workers > 1 else None
+    return min(cores, 8) if cores > 1 else None
 
 
 def build_model(config, data, model_config=None):
