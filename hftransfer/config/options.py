@@ -158,6 +158,23 @@ class DataArguments:
         metadata={"help": "Keep labels that differ only by letter case (e.g. US and us) as separate classes; by "
                           "default they are refused as a likely data mistake."},
     )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the training rows as they are needed (datasets' IterableDataset) instead of converting "
+                          "the whole training split first: for data bigger than the disk or not worth converting. "
+                          "Needs max_steps or time_budget; labels come from class_names or the first stream_head_rows "
+                          "rows; validation and test are read in full."},
+    )
+    stream_head_rows: int = field(
+        default=10_000,
+        metadata={"help": "streaming: rows read from the start of the training stream to fix the label set (unless "
+                          "class_names gives it), carve validation (unless one is given) and sample texts."},
+    )
+    shuffle_buffer: int = field(
+        default=10_000,
+        metadata={"help": "streaming: training rows are shuffled within a buffer of this many rows (and the order of "
+                          "the stream's files), reshuffled on every pass."},
+    )
 
     def __post_init__(self) -> None:
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
@@ -172,7 +189,8 @@ class DataArguments:
             raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
         if self.label_columns is not None and len(self.label_columns) < 1:
             raise ConfigError("label_columns needs at least one column name")
-        for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+        for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers", "stream_head_rows",
+                       "shuffle_buffer"):
             value = getattr(self, option)
             if value is not None and value < 1:
                 raise ConfigError(f"{option} must be at least 1, got {value}")

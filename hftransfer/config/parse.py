@@ -233,6 +233,17 @@ def check_training_arguments(args: TrainingArguments) -> None:
                           f"{args.warmup_steps}")
 
 
+def check_streaming(strategy, transfer: TransferArguments, args: TrainingArguments) -> None:
+    """A stream has no length: the run is counted in steps, and the strategy must not need epochs."""
+    if args.max_steps <= 0 and not transfer.time_budget:
+        raise ConfigError("streaming: true needs max_steps (the number of optimiser steps: a stream's length is not "
+                          "known before its end) or time_budget (the steps that fit are measured)")
+    if not strategy.streams:
+        streaming_ones = ", ".join(s.name for s in list_strategies() if s.streams)
+        raise ConfigError(f"strategy {strategy.name} cannot train on a stream: {strategy.streams_hint}; with "
+                          f"streaming use one of {streaming_ones}")
+
+
 def parse_config(argv: list[str] | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
     argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
@@ -260,6 +271,8 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     model_args, data_args, transfer_args = parsed[:3]
     task_args = parsed[3] if task.options else None
     training_args = parsed[4 if task.options else 3]
-    get_strategy(transfer_args.strategy)  # an unknown name fails here, with the valid ones
+    strategy = get_strategy(transfer_args.strategy)  # an unknown name fails here, with the valid ones
     check_training_arguments(training_args)
+    if data_args.streaming:
+        check_streaming(strategy, transfer_args, training_args)
     return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)

@@ -85,7 +85,8 @@ def resolve_listed_paths(ds: Dataset, column: str, listing: Path) -> Dataset:
     def resolve(batch):
         return {column: [str(p) if Path(p).is_absolute() else str(base / p) for p in batch[column]]}
 
-    return ds.map(resolve, batched=True, desc="Resolving image paths")
+    # a stream (IterableDataset) resolves its paths as it is read, and has no progress bar
+    return ds.map(resolve, batched=True, **({"desc": "Resolving image paths"} if isinstance(ds, Dataset) else {}))
 
 
 def to_mode(image: Image.Image, channels: int = 3) -> Image.Image:

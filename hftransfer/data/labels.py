@@ -27,6 +27,12 @@ class LabelledData:
     notes: list[str] = field(default_factory=list)
     columns: dict[str, str | None] = field(default_factory=dict)
     multi_label: bool = False  # then ``labels`` holds a multi-hot float vector per example (data/multilabel.py)
+    value_ids: dict = field(default_factory=dict)  # a raw label value -> its id (streamed rows are encoded with it)
+    head: Dataset | None = None  # streaming: the training rows read ahead of the stream (data/streaming.py)
+
+    @property
+    def streamed(self) -> bool:
+        return self.head is not None
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -45,8 +51,11 @@ class LabelledData:
 
 
 def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: list[str] | None,
-                  allow_case_variants: bool = False) -> LabelledData:
+                  allow_case_variants: bool = False, train_is_head: bool = False) -> LabelledData:
     """Fix the label set from train and add an integer ``labels`` ClassLabel column to every split.
+
+    ``train_is_head``: train holds only the first rows of a stream, so a name of ``label_names`` it lacks may come
+    later (otherwise a name no training example has is refused).
 
     Label ids are written to a *new* column: mapping ids back into a string column makes datasets cast them
     back to strings (seen with CSV inputs), which then breaks the collator.
@@ -63,7 +72,7 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
         to_id = {i: i for i in range(len(names))}
     else:
         values, notes = stripped_labels(column_values(splits["train"], label_column), label_column)
-        to_id, names = _label_map(values, label_column, label_names)
+        to_id, names = _label_map(values, label_column, label_names, every_name_used=not train_is_head)
         if not allow_case_variants:
             check_case_variants(names, label_column)
     if len(names) < 2:
@@ -84,7 +93,7 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
                 f"labels in the {split} split not seen in train: {shown}; train labels: {', '.join(names)}"
             )
         encoded[split] = _with_label_ids(ds, [to_id[v] for v in values], feature)
-    return LabelledData(splits=encoded, label_names=names, notes=notes)
+    return LabelledData(splits=encoded, label_names=names, notes=notes, value_ids=to_id)
 
 
 def column_values(ds: Dataset, column: str) -> list:
@@ -152,7 +161,8 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
     return LabelledData(splits=encoded, label_names=list(model_labels))
 
 
-def _label_map(values: list, column: str, label_names: list[str] | None) -> tuple[dict, list[str]]:
+def _label_map(values: list, column: str, label_names: list[str] | None,
+               every_name_used: bool = True) -> tuple[dict, list[str]]:
     missing = sum(v is None for v in values)
     if missing:
         raise DataError(f"label column {column!r} has {missing} empty value(s) in the train split")
@@ -171,14 +181,16 @@ def _label_map(values: list, column: str, label_names: list[str] | None) -> tupl
         extra = sorted(set(present) - set(label_names))
         if extra:
             raise DataError(f"train labels {extra} are missing from class_names {label_names}")
-        _check_every_name_used(label_names, [n for n in label_names if n not in set(present)])
+        if every_name_used:
+            _check_every_name_used(label_names, [n for n in label_names if n not in set(present)])
         return {name: i for i, name in enumerate(label_names)}, list(label_names)
     outside = [v for v in present if not 0 <= int(v) < len(label_names)]
     if outside:
         raise DataError(
             f"integer labels {outside} do not index class_names ({len(label_names)} names: {label_names})"
         )
-    _check_every_name_used(label_names, [n for i, n in enumerate(label_names) if i not in set(present)])
+    if every_name_used:
+        _check_every_name_used(label_names, [n for i, n in enumerate(label_names) if i not in set(present)])
     return {i: i for i in range(len(label_names))}, list(label_names)
 
 

@@ -46,7 +46,8 @@ def encode(splits: dict[str, Dataset], data_args, model_labels: list[str] | None
         return encode_multi_labels(splits, data_args, model_labels)
     if model_labels is not None:
         return encode_labels_for_model(splits, data_args.label_column, model_labels)
-    return encode_labels(splits, data_args.label_column, data_args.class_names, data_args.allow_case_variant_labels)
+    return encode_labels(splits, data_args.label_column, data_args.class_names, data_args.allow_case_variant_labels,
+                         train_is_head=data_args.streaming)
 
 
 def label_source_columns(data_args) -> list[str]:

@@ -77,11 +77,7 @@ def check_data_file(path: Path, split: str) -> None:
 
 def read_table(path: Path, split: str, na_values: list[str] | None = None) -> Dataset:
     """One file as a Dataset; a parser failure names the file and the parser's own cause (with its line)."""
-    builder, kwargs = FILE_FORMATS[path.suffix.lower()]
-    if builder == "csv":
-        # pandas reads NA, None, null, n/a … as missing by default: in a text column those are words. Only
-        # empty cells (and the values the user names) are missing.
-        kwargs = {**kwargs, "keep_default_na": False, "na_values": ["", *(na_values or [])]}
+    builder, kwargs = builder_for(path, na_values)
     try:
         return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
     except Exception as err:  # datasets wraps the parsers' errors (pandas, pyarrow) in its own types
@@ -89,6 +85,16 @@ def read_table(path: Path, split: str, na_values: list[str] | None = None) -> Da
         if "corresponds to no data" in str(err) or "No columns to parse" in str(cause):
             raise DataError(f"the {split} split is empty: {str(path)!r} has no rows") from None
         raise DataError(f"could not read {split} file {str(path)!r} as {builder}: {cause}") from None
+
+
+def builder_for(path: Path, na_values: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """datasets' builder for a file and its arguments."""
+    builder, kwargs = FILE_FORMATS[path.suffix.lower()]
+    if builder == "csv":
+        # pandas reads NA, None, null, n/a … as missing by default: in a text column those are words. Only
+        # empty cells (and the values the user names) are missing.
+        kwargs = {**kwargs, "keep_default_na": False, "na_values": ["", *(na_values or [])]}
+    return builder, kwargs
 
 
 def _root_cause(err: BaseException) -> str:
@@ -150,12 +156,10 @@ def _load_hub(data_args) -> dict[str, Dataset]:
     try:
         dataset_dict = datasets.load_dataset(name, data_args.dataset_config)
     except Exception as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
-        reason = "the Hub is unreachable (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else err
         raise DataError(
             f"could not load Hub dataset {name!r}"
             + (f" (config {data_args.dataset_config!r})" if data_args.dataset_config else "")
-            + f": {reason}. Use local files (train_file, validation_file) instead."
+            + f": {hub_failure(err)}. Use local files (train_file, validation_file) instead."
         ) from err
     available = list(dataset_dict)
     wanted = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
@@ -169,6 +173,13 @@ def _load_hub(data_args) -> dict[str, Dataset]:
             raise DataError(f"{name!r} has no split {split_name!r} (for {role}); its splits: {', '.join(available)}")
         splits[role] = dataset_dict[split_name]
     return splits
+
+
+def hub_failure(err: Exception) -> str:
+    """Why a Hub dataset could not be read, in words (offline, the usual cause here, is named as such)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return "the Hub is unreachable (HF_HUB_OFFLINE=1) and it is not in the local cache"
+    return str(err)
 
 
 def require_columns(splits: dict[str, Dataset], columns: list[str]) -> None:

@@ -26,7 +26,8 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     trainable, total = parameters
     lines = [
         f"labels ({len(data.label_names)}): {', '.join(data.label_names[:20])}" + (" …" if len(data.label_names) > 20 else ""),
-        "examples: " + ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()),
+        "examples: " + ", ".join(f"{split} {len(ds) if hasattr(ds, '__len__') else 'streamed'}"
+                                 for split, ds in data.splits.items()),
         f"strategy: {strategy or config.transfer.strategy} · trainable {trainable:,} of {total:,} parameters",
         f"training: {train_metrics.get('train_runtime', 0):.1f} s, "
         f"{train_metrics.get('train_samples_per_second', 0):.1f} samples/s, "

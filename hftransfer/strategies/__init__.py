@@ -31,6 +31,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              multi_process=False,
              multi_process_hint="it changes which parameters train during the run, which DistributedDataParallel "
                                 "cannot follow; with several processes use partial or lp_ft",
+             streams=False, streams_hint="its milestones are epochs, and a stream has none",
              card_rows=lambda t: [("unfreeze milestones", t.unfreeze_milestones or "every epoch after the first")]),
     # The fine-tuning phase keeps the task's learning rate and epochs. Kumar et al. lower the rate after the
     # probe, and on hymenoptera (where the probe alone is as good as it gets) 0.3x did no harm, but where lp_ft is
@@ -40,6 +41,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     # When fine-tuning does not beat the probe on validation, the probed model is kept.
     Strategy("lp_ft", "linear probe for probe_epochs, then full fine-tuning from the probed head",
              select=freezing.probe_then_everything, fit=probe.fit_probe_then_fine_tune,
+             streams=False, streams_hint="its probe phase is counted in epochs, and a stream has none",
              options=("probe_epochs", "probe_learning_rate"), card_rows=probe.card_rows),
     # LoRA's adapters start at zero and take larger steps than full fine-tuning (the LoRA paper's GLUE runs: 4e-4
     # to 5e-4, ten times and more the full fine-tuning rates).

@@ -9,6 +9,7 @@ The rules (constants below; the evidence is the table of ``benchmarks/defaults.p
 
 1. With many training examples (``LARGE_DATA``), fine-tuning everything pays and measuring would cost a pass
    over all of them: ``full``.
+   Streamed training data (``streaming: true``) counts as many.
 2. When the frozen features already separate the classes, fine-tuning has little to add and costs many times
    a probe: ``linear_probe``. "Separate" is probe accuracy ``>= SEPARABLE``, or not shown to fall short
    of it (a one-sided test at the 5% level: within 1.64 standard errors below): a small validation split cannot tell 0.94 from 0.95 (hymenoptera's 49 carved images: a probe
@@ -82,6 +83,8 @@ def standard_error(accuracy: float, examples: int | None) -> float:
 
 def choose(config, task, model, processor, data, model_config) -> Decision:
     """Measure what the rules need (the probe only when it can change the choice) and decide."""
+    if data.streamed:  # data too large to hold: rule 1, without a pass over it to count or probe
+        return Decision("full", "streamed training data is taken as large", {"training examples": "streamed"})
     labels = np.asarray(column_values(data.splits["train"], LABELS))
     # multi-label: a label's examples are those that carry it (an example counts for each of its labels)
     counts = dict(enumerate(labels.sum(axis=0).tolist())) if data.multi_label else Counter(labels.tolist())

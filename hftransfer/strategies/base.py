@@ -113,6 +113,7 @@ class Strategy:
             frozen features can be computed once and cached).
         freezes: some parameters are frozen at some point of the run (frozen parts then run in eval mode).
         multi_process: False when it cannot run under DistributedDataParallel; ``multi_process_hint`` says why.
+        streams: False when it cannot train on a stream (``streaming: true``); ``streams_hint`` says why.
         adapt: ``(model, transfer, plan) -> model``: wraps the model after ``select`` (LoRA), updating the plan.
         fit: ``FitContext -> FitResult``.
         finish: ``(trainer, staging_dir, transfer)``: last changes to the saved model (LoRA's merge).
@@ -132,6 +133,8 @@ class Strategy:
     freezes: bool = True
     multi_process: bool = True
     multi_process_hint: str = ""
+    streams: bool = True
+    streams_hint: str = ""
     adapt: Callable[..., nn.Module] | None = None
     fit: Callable[[FitContext], FitResult] = fit_with_trainer
     finish: Callable[..., None] | None = None

@@ -21,7 +21,7 @@ from transformers import TimmWrapperImageProcessor
 from hftransfer.backbones.checkpoints import ModelSourceError, load_model_config as load_transformers_config, model_path
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
-from hftransfer.data import image_check, images, labels, multilabel, tables
+from hftransfer.data import image_check, images, labels, multilabel, streaming, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_config_for
@@ -91,16 +91,23 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     """
     data_args, options = config.data, config.task
     notes: list[str] = []
+    stream = None
     if data_args.data_dir:
         if data_args.train_file or data_args.dataset:
             raise DataError("give one data source: data_dir, train_file or dataset")
+        if data_args.streaming and not model_labels:
+            raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already read "
+                            "an image at a time: remove streaming: true")
         if data_args.multi_label or data_args.label_separator or data_args.label_columns:
             raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
                             "listing (train_file: CSV/JSON of image paths and label lists)")
         splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None, notes=notes)
         column = "image"
     else:
-        splits = tables.load_splits(data_args)
+        if data_args.streaming and not model_labels:
+            splits, stream = streaming.open_splits(data_args)
+        else:
+            splits = tables.load_splits(data_args)
         first = next(iter(splits.values()))
         column = resolve_image_column(options, first.column_names)
         for label_column in multilabel.label_source_columns(data_args):
@@ -111,6 +118,8 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
                         "test": data_args.test_file}
             splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if _holds_paths(ds, column)
                       else ds for s, ds in splits.items()}
+            if stream is not None and _holds_paths(first, column):
+                stream = images.resolve_listed_paths(stream, column, Path(listings["train"]))
     tables.check_not_empty(splits)
     notes += _check_images(splits, column, options.skip_corrupt_images)
     if data_args.data_dir:  # folders give one label per image: the folder's name
@@ -120,6 +129,8 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
         labelled = multilabel.encode(splits, data_args, model_labels or None)
     labelled.columns = {"image": column}
     labelled.notes.extend(notes)
+    if stream is not None:  # streamed images are decoded when read: an unreadable one stops the run, naming it
+        return streaming.finish(labelled, stream, data_args, config.training.seed)
     return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
 
 
@@ -201,11 +212,14 @@ def prepare_datasets(config, processor, data, model_config=None, augment: bool =
         f"crop {data_config.get('crop_pct', 1.0):.3f} ({data_config.get('crop_mode', 'center')}), mean "
         f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}"
         + ("" if augment else " (linear-probe phase)"))
-    return {
-        split: ds.select_columns([column, LABELS]).with_transform(
-            _ImageTransform(train_tf if split == "train" else eval_tf, column, channels))
-        for split, ds in data.splits.items()
-    }
+    prepared = {}
+    for split, ds in data.splits.items():
+        transform = _ImageTransform(train_tf if split == "train" else eval_tf, column, channels)
+        ds = ds.select_columns([column, LABELS])
+        # a stream is transformed as it is read (it has no with_transform)
+        prepared[split] = ds.map(transform, batched=True, remove_columns=[column]) if streaming.is_streamed(ds) \
+            else ds.with_transform(transform)
+    return prepared
 
 
 def build_model(config, data, model_config):

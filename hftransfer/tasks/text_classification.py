@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
-from hftransfer.data import labels, multilabel, tables
+from hftransfer.data import labels, multilabel, streaming, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.evaluation.metrics import compute_classification_metrics
@@ -81,7 +81,11 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     if data_args.data_dir:
         raise DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
                         f"data_dir ({data_args.data_dir!r})")
-    splits = tables.load_splits(data_args)
+    stream = None
+    if data_args.streaming and not model_labels:
+        splits, stream = streaming.open_splits(data_args)
+    else:
+        splits = tables.load_splits(data_args)
     tables.check_not_empty(splits)
     text, pair = resolve_text_columns(config.task, next(iter(splits.values())).column_names)
     text_columns = [c for c in (text, pair) if c]
@@ -93,7 +97,21 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     check_texts_present(splits, text_columns)
     labelled = multilabel.encode(splits, data_args, model_labels or None)
     labelled.columns = {"text": text, "text_pair": pair}
+    if stream is not None:
+        return streaming.finish(labelled, stream, data_args, config.training.seed, TextsPresent(text_columns))
     return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
+
+
+class TextsPresent:
+    """A streamed batch has every text (the check ``check_texts_present`` makes on a loaded split)."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def __call__(self, batch) -> None:
+        for column in self.columns:
+            if any(value is None for value in batch[column]):
+                raise DataError(f"an empty value in text column {column!r} of the training stream; fill or drop it")
 
 
 def check_texts_present(splits: dict, text_columns: list[str]) -> None:
@@ -130,7 +148,7 @@ def model_max_length(tokenizer, model_config=None) -> int:
 
 def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
     """A truncation length that keeps 99% of the training texts whole, rounded up to a multiple of 8."""
-    train = data.splits.get("train") or next(iter(data.splits.values()))
+    train = data.head if data.streamed else data.splits.get("train") or next(iter(data.splits.values()))
     sample = train.shuffle(seed=seed).select(range(min(LENGTH_SAMPLE, len(train))))
     texts, pairs = sample[data.columns["text"]], None
     if data.columns["text_pair"]:
@@ -166,6 +184,10 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
 
     prepared = {}
     for split, ds in data.splits.items():
+        if streaming.is_streamed(ds):  # tokenised as it is read
+            prepared[split] = ds.map(tokenizer_for(max_length), batched=True,
+                                     remove_columns=[c for c in data.head.column_names if c != LABELS])
+            continue
         workers = tokenising_workers(config, len(ds))
         if workers and config.data.preprocessing_num_workers is None:
             data.notes.append(f"preprocessing_num_workers: {workers} for {split} ({len(ds):,} rows, one process "

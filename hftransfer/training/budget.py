@@ -27,8 +27,11 @@ SAVE_SECONDS = 15.0  # writing the model, report, plots and card
 class TimeBudget(TrainerCallback):
     """Plans the number of steps that fit the budget, and stops training when time runs out."""
 
-    def __init__(self, budget_s: float, started: float, eval_examples: int, per_device_batch: int):
+    def __init__(self, budget_s: float, started: float, eval_examples: int, per_device_batch: int,
+                 evaluations: int | None = None):
+        """``evaluations``: for a stream (no epochs), how many evaluations to spread over the steps that fit."""
         self.budget_s, self.deadline = budget_s, started + budget_s
+        self.evaluations = evaluations
         self.eval_examples, self.batch = eval_examples, per_device_batch
         self.first_step_end = None
         self.stop_at: int | None = None
@@ -66,11 +69,16 @@ class TimeBudget(TrainerCallback):
         steps_per_epoch = max(math.ceil(state.max_steps / max(args.num_train_epochs, 1e-9)), 1)
         eval_s = self.eval_examples / 2 * step_s / max(self.batch, 1) / EVAL_SPEEDUP  # one validation pass
         left = self.deadline - now - self.reserve(step_s)
-        fit = state.global_step + int(left / (step_s + eval_s / steps_per_epoch))
+        if self.evaluations:
+            fit = state.global_step + int(max(left - self.evaluations * eval_s, 0) / step_s)
+        else:
+            fit = state.global_step + int(left / (step_s + eval_s / steps_per_epoch))
         if fit >= state.max_steps:
             self.summary = f"{state.max_steps} steps fit the budget ({step_s:.2f} s per step)"
             return
         self.stop_at = max(fit, state.global_step + 1)
+        if self.evaluations:  # the evaluations (and checkpoints) are spread over the steps that fit
+            state.eval_steps = state.save_steps = max(1, math.ceil(self.stop_at / self.evaluations))
         self.summary = (f"{self.stop_at} of {state.max_steps} planned steps fit the budget ({step_s:.2f} s per "
                         "step); the learning-rate schedule was fitted to them")
         logger.info("time_budget: %s", self.summary)

@@ -59,7 +59,7 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     save_eval_outputs(out, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model)
     model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
-                            num_train=len(data.splits["train"]))
+                            num_train=None if data.streamed else len(data.splits["train"]))
     write_model_card(card, out)
     if config.transfer.time_budget:
         config.notes.append(budget_note(config, trainer))

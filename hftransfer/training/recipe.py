@@ -22,6 +22,7 @@ from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
 from hftransfer.config.parse import RunConfig, parse_config
+from hftransfer.data.streaming import is_streamed
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
 from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
 from hftransfer.strategies.base import FitContext, Strategy, StrategyError, apply_strategy, parameter_counts
@@ -37,7 +38,7 @@ from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir,
 from hftransfer.training.outputs import save_run
 from hftransfer.training.performance import apply_performance_options, check_performance_options
 from hftransfer.training.runtime import configure_cpu_run
-from hftransfer.training.schedule import schedule_for
+from hftransfer.training.schedule import STREAM_EVALUATIONS, schedule_for
 from hftransfer.training.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
@@ -115,8 +116,9 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
     for key, (value, reason) in schedule_for(config, strategy, data).items():
         if key not in config.explicit:
             setattr(config.transfer if hasattr(config.transfer, key) else config.training, key, value)
-            config.notes.append(f"{key}: {value} ({reason})")
-            logger.info("%s: %s (%s; set it to override)", key, value, reason)
+            shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
+            config.notes.append(f"{key}: {shown} ({reason})")
+            logger.info("%s: %s (%s; set it to override)", key, shown, reason)
 
 
 def build_backbone(config: RunConfig, task: Task, data, model_config):
@@ -147,8 +149,10 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     callbacks = [*plan.callbacks, RunRecordCallback(config)]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
+        streamed_schedule = is_streamed(datasets["train"]) and "eval_steps" not in config.explicit
         callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,
-                                    args.per_device_train_batch_size * args.gradient_accumulation_steps))
+                                    args.per_device_train_batch_size * args.gradient_accumulation_steps,
+                                    evaluations=STREAM_EVALUATIONS if streamed_schedule else None))
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)

@@ -20,11 +20,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
 from hftransfer.data.labels import SMALL_VALIDATION
 
 HEAD_LEARNING_RATE = 1e-3
 MIN_PROBE_STEPS = 500
 MAX_PROBE_EPOCHS = 100
+STREAM_EVALUATIONS = 10
+STREAM_BUDGET_STEPS = 1_000_000
 
 
 def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
@@ -42,6 +46,8 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
         reason = f"{len(validation)} validation examples tie on accuracy over most epochs; the loss ranks them"
         chosen["metric_for_best_model"] = ("loss", reason)
         chosen["greater_is_better"] = (False, "a lower validation loss is better")
+    if getattr(data, "streamed", False):
+        chosen.update(stream_schedule(config))
     probe_option = ("num_train_epochs" if strategy.frozen_backbone
                     else "probe_epochs" if "probe_epochs" in strategy.options else None)
     if probe_option and args.max_steps <= 0:  # max_steps bounds the probe as well
@@ -58,3 +64,21 @@ def probe_epochs_floor(num_train: int, args) -> int:
     batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
     steps_per_epoch = max(math.ceil(num_train / batch), 1)
     return min(math.ceil(MIN_PROBE_STEPS / steps_per_epoch), MAX_PROBE_EPOCHS)
+
+
+def stream_schedule(config) -> dict[str, tuple[Any, str]]:
+    """Streamed data has no epochs: the run is evaluated and checkpointed ``STREAM_EVALUATIONS`` times over its
+    steps (for best-checkpoint selection and early stopping). Under ``time_budget`` alone, ``max_steps`` starts at
+    ``STREAM_BUDGET_STEPS`` and the budget cuts it to the steps that fit once it has measured the first ones."""
+    args, explicit = config.training, config.explicit
+    chosen: dict[str, tuple[Any, str]] = {}
+    steps = args.max_steps
+    if steps <= 0:
+        steps = STREAM_BUDGET_STEPS
+        chosen["max_steps"] = (steps, "streamed data under time_budget: cut to the steps that fit after the first ones")
+    if not {"eval_strategy", "save_strategy", "eval_steps", "save_steps"} & set(explicit):
+        every = max(1, math.ceil(steps / STREAM_EVALUATIONS))
+        reason = f"a stream has no epochs: {STREAM_EVALUATIONS} evaluations and checkpoints over the run"
+        chosen["eval_strategy"], chosen["save_strategy"] = (IntervalStrategy.STEPS, reason), (SaveStrategy.STEPS, reason)
+        chosen["eval_steps"] = chosen["save_steps"] = (every, reason)
+    return chosen

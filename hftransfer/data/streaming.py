@@ -1,0 +1,170 @@
+"""Streamed training data (``streaming: true``): training rows are read as they are needed, never converted whole.
+
+For training data bigger than the disk (a Hub dataset) or not worth converting to Arrow first (a large local
+file). What other runs read from the whole training split comes from the first rows of the stream, its *head*
+(``stream_head_rows``), which goes through every check a loaded split does:
+
+- the label set, unless ``class_names`` (or a Hub ``ClassLabel`` feature) gives it; a label first met later in
+  the stream stops the run with an error that names it and ``class_names``;
+- validation, when none is given: carved from the head by the usual rule (stratified, seeded) and never trained
+  on; the head's other rows are trained on first, then the rest of the stream;
+- samples, such as the texts the default ``max_length`` is derived from.
+
+Validation and test are fixed sets read in full (``max_eval_samples`` caps them), so every evaluation scores the
+same examples. Training reads the stream through a shuffle buffer (``shuffle_buffer`` rows and the order of the
+stream's files, reshuffled on each pass); the schedule is counted in steps (``max_steps``, or what ``time_budget``
+fits), since a stream has no length.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, IterableDataset
+
+from hftransfer.data import labels, tables
+from hftransfer.data.labels import LABELS, LabelledData
+from hftransfer.data.tables import DataError
+
+logger = logging.getLogger("hftransfer")
+
+
+def is_streamed(ds) -> bool:
+    return isinstance(ds, IterableDataset)
+
+
+def open_splits(data_args) -> tuple[dict[str, Dataset], IterableDataset]:
+    """The training stream, and the splits as loaded ones: train is the stream's head, validation and test whole."""
+    if data_args.dataset and data_args.train_file:
+        raise DataError(f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), "
+                        "not both")
+    if data_args.train_file:
+        stream = _open_file(Path(data_args.train_file).expanduser(), data_args.na_values)
+        others = {split: tables.read_table(path, split, data_args.na_values) for split, path in _eval_files(data_args)}
+    elif data_args.dataset:
+        stream = _open_hub(data_args, data_args.train_split, "train")
+        others = {role: _hub_split_in_full(data_args, name, role) for role, name in _eval_hub_splits(data_args)}
+    else:
+        raise DataError("streaming: true needs train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
+                        "(a Hub id)")
+    head = read_head(stream, data_args.stream_head_rows)
+    return {"train": head, **others}, stream
+
+
+def _eval_files(data_args):
+    for split in ("validation", "test"):
+        option = getattr(data_args, tables.SPLIT_FILES[split])
+        if option is not None:
+            path = Path(option).expanduser()
+            tables.check_data_file(path, split)
+            yield split, path
+
+
+def _open_file(path: Path, na_values: list[str] | None) -> IterableDataset:
+    tables.check_data_file(path, "train")
+    builder, kwargs = tables.builder_for(path, na_values)
+    return datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", streaming=True, **kwargs)
+
+
+def _open_hub(data_args, split: str, role: str, streaming: bool = True):
+    try:
+        return datasets.load_dataset(data_args.dataset, data_args.dataset_config, split=split, streaming=streaming)
+    except Exception as err:  # datasets raises many types: a missing split, an unreachable Hub, a bad config
+        raise DataError(f"could not open split {split!r} (for {role}) of Hub dataset {data_args.dataset!r}: "
+                        f"{tables.hub_failure(err)}") from err
+
+
+def _eval_hub_splits(data_args):
+    wanted = {"validation": data_args.validation_split, "test": data_args.test_split}
+    if wanted["validation"] is None:
+        names = datasets.get_dataset_split_names(data_args.dataset, data_args.dataset_config)
+        wanted["validation"] = "validation" if "validation" in names else None
+    return [(role, name) for role, name in wanted.items() if name is not None]
+
+
+def _hub_split_in_full(data_args, split: str, role: str) -> Dataset:
+    """A fixed evaluation split, read from the stream (``max_eval_samples`` rows at most)."""
+    stream = _open_hub(data_args, split, role)
+    limit = data_args.max_eval_samples
+    rows = list(stream.take(limit) if limit else stream)
+    if not rows:
+        raise DataError(f"the {role} split {split!r} of {data_args.dataset!r} is empty")
+    return Dataset.from_list(rows, features=stream.features)
+
+
+def read_head(stream: IterableDataset, rows: int) -> Dataset:
+    """The stream's first ``rows`` rows as a loaded Dataset (checked like any split)."""
+    head = list(stream.take(rows))
+    if not head:
+        raise DataError("the training stream is empty")
+    return Dataset.from_list(head, features=stream.features)
+
+
+def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, check_row=None) -> LabelledData:
+    """Validation carved from the head when none is given, then the training split becomes the labelled stream.
+
+    ``check_row``: ``batch -> None`` raising a DataError for a row the head's checks would have refused (an empty
+    text), run on every streamed batch.
+    """
+    if data.multi_label:
+        raise DataError("streaming reads one label per example; multi-label training needs the whole training split "
+                        "(remove streaming: true)")
+    head = data.splits["train"]
+    given = "validation" in data.splits
+    if not given and stream.n_shards > 1:
+        raise DataError(f"the training stream has {stream.n_shards} files and no validation split: carving one from "
+                        "its first rows cannot keep them out of training when the files are read in parallel; give "
+                        "validation_file or validation_split")
+    data = labels.ensure_validation(data, data_args.validation_fraction, seed)
+    data = labels.subsample(data, None, data_args.max_eval_samples, seed)
+    data.head = data.splits["train"]
+    rows = stream if given else _after_head(data.head, stream, len(head))
+    encoded = rows.map(_StreamLabels(data_args.label_column, data.value_ids, data.label_names, check_row),
+                       batched=True)
+    if data_args.max_train_samples:
+        encoded = encoded.take(data_args.max_train_samples)
+        data.notes.append(f"train: the first {data_args.max_train_samples} examples of the stream")
+    data.splits["train"] = encoded.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
+    data.notes.append(f"train: streamed, shuffled in a buffer of {data_args.shuffle_buffer:,} rows (seed {seed}); "
+                      f"labels {'from class_names' if data_args.class_names else 'fixed from the first ' + str(len(head)) + ' rows'}")
+    return data
+
+
+def _after_head(head_rest: Dataset, stream: IterableDataset, head_rows: int) -> IterableDataset:
+    """The head's training rows (the ones not carved as validation), then the stream after the head."""
+    raw = head_rest.remove_columns([LABELS])
+    if f"{LABELS}_original" in raw.column_names:
+        raw = raw.rename_column(f"{LABELS}_original", LABELS)
+    # Both parts pass through a Python map, which leaves their rows as Python values: a stream's Arrow tables can
+    # type strings as large_string where its declared features (and so the head's) say string, and neither the
+    # concatenation nor the shuffle buffer can join the two types.
+    return datasets.concatenate_datasets([raw.to_iterable_dataset().map(_same_row),
+                                          stream.skip(head_rows).map(_same_row)])
+
+
+def _same_row(row):
+    return row
+
+
+class _StreamLabels:
+    """Streamed rows -> the ``labels`` ids the head fixed (picklable for DataLoader workers)."""
+
+    def __init__(self, column: str, value_ids: dict, names: list[str], check_row=None):
+        self.column, self.value_ids, self.names, self.check_row = column, value_ids, names, check_row
+
+    def __call__(self, batch):
+        if self.check_row is not None:
+            self.check_row(batch)
+        values = [v.strip() if isinstance(v, str) else v for v in batch[self.column]]
+        unseen = sorted({v for v in values if v not in self.value_ids}, key=str)
+        if unseen:
+            raise DataError(f"label(s) {', '.join(map(repr, unseen[:10]))} first appear in the training stream after "
+                            f"its head; the head's labels: {', '.join(self.names)}. Give every label in class_names "
+                            "(or a larger stream_head_rows)")
+        ids = [self.value_ids[v] for v in values]
+        out = {LABELS: ids}
+        if LABELS in batch and self.column != LABELS:  # a user column named 'labels' is kept, as loaded splits do
+            out[f"{LABELS}_original"] = batch[LABELS]
+        return out
