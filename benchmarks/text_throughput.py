@@ -9,6 +9,7 @@ and hftransfer's own defaults differ. Each arm runs in its own process (its peak
 over seeds.
 
     python benchmarks/text_throughput.py                      # offline MiniLM, 4,000 phrases, 1 epoch, 3 seeds
+    python benchmarks/text_throughput.py --arms baseline_dynamic hftransfer hftransfer_random_batches
     python benchmarks/text_throughput.py --train-samples 8000 --epochs 2 --seeds 1 2 3 4 5 --model path/or/hub-id
 """
 
@@ -85,8 +86,8 @@ def run_baseline(model: str, data: Path, train_samples: int, epochs: float, batc
 
 
 def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, batch_size: int, lr: float,
-                   precision: str, out: str, seed: int):
-    config = parse_config([
+                   precision: str, out: str, seed: int, extra: tuple[str, ...] = ()):
+    config = parse_config([*extra,
         "--model", model, "--train_file", str(data / "train.tsv"), "--validation_file", str(data / "dev.tsv"),
         "--bf16", str(precision == "bf16"), "--fp16", str(precision == "fp16"),
         "--max_train_samples", str(train_samples), "--num_train_epochs", str(epochs),
@@ -100,7 +101,9 @@ def run_hftransfer(model: str, data: Path, train_samples: int, epochs: float, ba
 
 
 ARMS = {"baseline_pad128": run_baseline, "baseline_dynamic": partial(run_baseline, dynamic=True),
-        "hftransfer": run_hftransfer}
+        "hftransfer": run_hftransfer,
+        # the same, in plain random batches: what the length buckets (data/buckets.py) are worth on their own
+        "hftransfer_random_batches": partial(run_hftransfer, extra=("--length_buckets", "0"))}
 
 
 def run_arm(name: str, opts, out: str) -> dict:
@@ -124,13 +127,14 @@ def summarise(runs: list[dict]) -> dict:
 
 def print_table(figures: dict) -> None:
     print(f"\n{'arm':18s} {'samples/s':>16s} {'dev acc':>16s} {'peak RSS MiB':>13s}   ({len(figures['seeds'])} seeds)")
-    for name in ARMS:
+    for name in (arm for arm in ARMS if arm in figures):
         f = figures[name]
         rate, acc, rss = (f[k] for k in ("train_samples_per_second", "eval_accuracy", "peak_rss_mib"))
         print(f"{name:18s} {rate['mean']:9.1f} ± {rate['sd']:4.1f} {acc['mean']:9.4f} ± {acc['sd']:.3f} "
               f"{rss['mean']:13.0f}")
     for baseline in ("baseline_dynamic", "baseline_pad128"):
-        print(f"throughput ratio (hftransfer / {baseline}): {figures['ratio_vs_' + baseline]:.2f}x")
+        if "ratio_vs_" + baseline in figures:
+            print(f"throughput ratio (hftransfer / {baseline}): {figures['ratio_vs_' + baseline]:.2f}x")
 
 
 def main() -> None:
@@ -144,6 +148,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder with SST-2 train.tsv and dev.tsv")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="for every arm")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                        help="which arms to run (baseline_pad128 is the slowest by far)")
     parser.add_argument("--arm", choices=list(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -159,7 +165,7 @@ def main() -> None:
               str(opts.batch_size), "--lr", str(opts.lr), "--data", str(opts.data), "--precision", opts.precision,
               *(["--model", opts.model] if opts.model else [])]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ARMS:
+        for name in opts.arms:
             runs = []
             for seed in opts.seeds:
                 done = run_measured([sys.executable, __file__, *passed, "--arm", name, "--seed", str(seed),
@@ -169,8 +175,9 @@ def main() -> None:
                 runs.append({**json.loads(done.stdout.strip().splitlines()[-1]), "peak_rss_mib": done.peak_rss_mib})
             figures[name] = {"runs": runs, **summarise(runs)}
     for baseline in ("baseline_dynamic", "baseline_pad128"):
-        figures["ratio_vs_" + baseline] = (figures["hftransfer"]["train_samples_per_second"]["mean"]
-                                           / figures[baseline]["train_samples_per_second"]["mean"])
+        if "hftransfer" in figures and baseline in figures:
+            figures["ratio_vs_" + baseline] = (figures["hftransfer"]["train_samples_per_second"]["mean"]
+                                               / figures[baseline]["train_samples_per_second"]["mean"])
     print_table(figures)
     if opts.json:
         Path(opts.json).write_text(json.dumps(figures, indent=2))

@@ -64,6 +64,8 @@ class Task:
             exports with dynamic shapes.
         words: how the task's inputs read in a model card (see ``TaskWords``).
         gpu_dataloader_workers: DataLoader worker processes on a machine with an accelerator (none on a CPU).
+        train_sampler: ``(config, dataset, batch_size) -> Sampler | None``: the order of the prepared training
+            examples (texts: batches of similar lengths); None or returning None: random batches.
     """
 
     name: str
@@ -89,6 +91,7 @@ class Task:
     input_axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     words: TaskWords | None = None
     gpu_dataloader_workers: int = 4
+    train_sampler: Callable[..., Any] | None = None
 
 
 class UnknownTaskError(HftransferError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from transformers import Trainer
+from transformers.trainer_utils import has_length
 
 
 class ClassificationTrainer(Trainer):
@@ -32,11 +33,22 @@ class ClassificationTrainer(Trainer):
 
 
 class TransferTrainer(ClassificationTrainer):
-    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer."""
+    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer;
+    ``train_sampler(dataset, batch_size) -> Sampler | None``, the task's order of training examples (None: random)."""
 
-    def __init__(self, *args, param_groups: Callable[..., list[dict]], **kwargs):
-        self.param_groups = param_groups
+    def __init__(self, *args, param_groups: Callable[..., list[dict]], train_sampler: Callable | None = None,
+                 **kwargs):
+        self.param_groups, self.train_sampler = param_groups, train_sampler
         super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        # the user's own choice (group_by_length, …) wins over the task's
+        if self.train_sampler is not None and has_length(dataset) and self.args.train_sampling_strategy == "random":
+            sampler = self.train_sampler(dataset, self._train_batch_size)
+            if sampler is not None:
+                return sampler
+        return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
