@@ -94,15 +94,19 @@ def test_streaming_refuses_what_a_stream_cannot_do(tiny_bert, tmp_path):
         list(data.splits["train"])
 
 
-def test_dataset_folder_streams_and_needs_a_validation_split_when_in_several_files(tiny_bert, tmp_path):
+def test_dataset_folder_of_several_files_streams_with_or_without_a_validation_split(tiny_bert, tmp_path):
     folder = tmp_path / "dataset"
     folder.mkdir()
-    write_rows(folder / "train-00000-of-00002.csv", numbered_rows(80))
-    write_rows(folder / "train-00001-of-00002.csv", numbered_rows(80, seed=1)[::-1])
+    first, second = numbered_rows(80), numbered_rows(80, seed=1)[::-1]
+    write_rows(folder / "train-00000-of-00002.csv", first)
+    write_rows(folder / "train-00001-of-00002.csv", [{**row, "text": "b" + row["text"]} for row in second])
     flags = ["--model", "unused", "--dataset", str(folder), "--streaming", "true", "--max_steps", "5",
-             "--output_dir", str(tmp_path / "o")]
-    with pytest.raises(DataError, match="2 files and no validation split"):
-        load(flags)
+             "--stream_head_rows", "100", "--output_dir", str(tmp_path / "o")]
+    _, carved = load(flags)  # the head spans both files; exactly its carved rows are left out
+    held_out = set(carved.splits["validation"]["text"])
+    assert len(held_out) == 20
+    assert Counter(row["text"] for row in carved.splits["train"]) == Counter(
+        text for text in [r["text"] for r in first] + ["b" + r["text"] for r in second] if text not in held_out)
     write_rows(folder / "validation.csv", numbered_rows(30, seed=2))
     _, data = load(flags)
     assert len(data.splits["validation"]) == 30 and len(list(data.splits["train"])) == 160
@@ -154,3 +158,24 @@ def test_streamed_image_listing_trains(timm_weights, tmp_path):
     with pytest.raises(DataError, match="data_dir"):
         load(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--data_dir", str(tmp_path),
               "--streaming", "true", "--max_steps", "4", "--output_dir", str(tmp_path / "o")])
+
+
+def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, subprocess_env
+    from hftransfer.cli.launch import resolve_config_file
+
+    train = write_rows(tmp_path / "train.csv", numbered_rows(200))
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(resolve_config_file("cpu")),
+         "--num_processes", "2", "--num_cpu_threads_per_process", "1", "-m", "hftransfer.train",
+         *stream_flags(tiny_bert, out, train, "--max_steps", "6", "--stream_head_rows", "100",
+                       "--per_device_train_batch_size", "8")],
+        capture_output=True, text=True, env=subprocess_env(), timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-4000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["train_batch_size"] == 8
+    assert done.stdout.count("hftransfer · ") == 1, "rank 0 alone writes and reports"

@@ -113,10 +113,6 @@ def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, ch
                         "(remove streaming: true)")
     head = data.splits["train"]
     given = "validation" in data.splits
-    if not given and stream.n_shards > 1:
-        raise DataError(f"the training stream has {stream.n_shards} files and no validation split: carving one from "
-                        "its first rows cannot keep them out of training when the files are read in parallel; give "
-                        "validation_file or validation_split")
     data = labels.ensure_validation(data, data_args.validation_fraction, seed)
     data = labels.subsample(data, None, data_args.max_eval_samples, seed)
     data.head = data.splits["train"]
@@ -133,19 +129,25 @@ def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, ch
 
 
 def _after_head(head_rest: Dataset, stream: IterableDataset, head_rows: int) -> IterableDataset:
-    """The head's training rows (the ones not carved as validation), then the stream after the head."""
+    """The head's training rows (the ones not carved as validation), then the stream after the head.
+
+    One generator, so one source read in the stream's own order, in which the head was read: the rows skipped are
+    exactly the head's, however many files the stream has. With several processes each reads the rows and keeps
+    its own batches; as two sources (``concatenate_datasets``) accelerate would give each process one source, the
+    head to the first and the rest to the second. (A stream with a validation split is trained on as it is, its
+    files shared out between data-loader workers and processes.) Rows go through as Python values, so a stream whose Arrow tables
+    type strings as large_string (where its declared features say string) joins the head without a type clash.
+    """
     raw = head_rest.remove_columns([LABELS])
     if f"{LABELS}_original" in raw.column_names:
         raw = raw.rename_column(f"{LABELS}_original", LABELS)
-    # Both parts pass through a Python map, which leaves their rows as Python values: a stream's Arrow tables can
-    # type strings as large_string where its declared features (and so the head's) say string, and neither the
-    # concatenation nor the shuffle buffer can join the two types.
-    return datasets.concatenate_datasets([raw.to_iterable_dataset().map(_same_row),
-                                          stream.skip(head_rows).map(_same_row)])
+    return IterableDataset.from_generator(_head_then_rest, gen_kwargs={"head": raw, "stream": stream,
+                                                                       "skip": head_rows})
 
 
-def _same_row(row):
-    return row
+def _head_then_rest(head: Dataset, stream: IterableDataset, skip: int):
+    yield from head
+    yield from stream.skip(skip)
 
 
 class _StreamLabels:
