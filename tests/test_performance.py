@@ -148,3 +148,36 @@ def test_auto_find_batch_size_recovers_from_out_of_memory(tiny_bert, files, tmp_
     assert sizes[0] == 16 and max(sizes[-3:]) <= 10  # 16 → 14 → 12 → 10, then training goes on
     assert json.loads((out / "trainer_state.json").read_text())["train_batch_size"] <= 10
     assert (out / "model.safetensors").is_file()
+
+
+def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels_last(monkeypatch, tmp_path):
+    import sys
+
+    from transformers import TrainingArguments
+
+    from hftransfer.config.options import TransferArguments
+    from hftransfer.tasks import get_task
+    from hftransfer.training.performance import ChannelsLastCollator, apply_performance_options
+    from hftransfer.training.runtime import OPT_OUT, configure_cpu_run
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the allocator settings are glibc's")
+    monkeypatch.delenv(OPT_OUT, raising=False)
+
+    def args(**kw):
+        return TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                                 per_device_train_batch_size=32, per_device_eval_batch_size=64, **kw)
+
+    chosen_by_default, chosen_by_user = args(), args()
+    configure_cpu_run(chosen_by_default)
+    configure_cpu_run(chosen_by_user, eval_batch_chosen=True)
+    # a larger evaluation batch needs blocks the training steps' freed memory cannot hold (runtime.py)
+    assert chosen_by_default.per_device_eval_batch_size == 32 and chosen_by_user.per_device_eval_batch_size == 64
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    image, text = TransferArguments(), TransferArguments()
+    collator = apply_performance_options(conv, lambda rows: rows, get_task("image-classification"), image, args())
+    assert image.channels_last is True and isinstance(collator, ChannelsLastCollator)
+    assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    apply_performance_options(torch.nn.Linear(2, 2), None, get_task("text-classification"), text, args())
+    assert text.channels_last is False

@@ -42,6 +42,8 @@ def apply_performance_options(model: nn.Module, collator, task, transfer, args):
         raise ConfigError(f"activation_checkpointing is not supported by {type(model).__name__} (its backbone has no "
                           "checkpointable blocks); train without it, or lower per_device_train_batch_size and raise "
                           "gradient_accumulation_steps to save memory instead")
+    if transfer.channels_last is None:  # on a CPU oneDNN's convolutions run NHWC natively; GPUs: not measured yet
+        transfer.channels_last = bool(task.pixel_key) and (args.use_cpu or not torch.cuda.is_available())
     if transfer.channels_last:
         model.to(memory_format=torch.channels_last)
         collator = ChannelsLastCollator(collator, task.pixel_key)

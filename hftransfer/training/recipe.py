@@ -143,9 +143,14 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     (``compute_loss_func``: a loss other than the model's own, ``training/losses.py``)."""
     args, transfer = config.training, config.transfer
     if args.use_cpu or not torch.cuda.is_available():
-        configure_cpu_run(args)
+        configure_cpu_run(args, eval_batch_chosen="per_device_eval_batch_size" in config.explicit)
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
+    if is_streamed(datasets["train"]) and args.world_size > 1:
+        # Each process reads the stream and keeps its own batches (accelerate shards it). Dispatching, its default
+        # for streams, concatenates the first process's batches, which fails for batches padded to their own
+        # length.
+        args.accelerator_config.dispatch_batches = False
     callbacks = [*plan.callbacks, RunRecordCallback(config)]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
@@ -160,7 +165,8 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["validation"],
         processing_class=processor, data_collator=collator, compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=reduce_logits, callbacks=callbacks, compute_loss_func=compute_loss_func,
-        param_groups=partial(parameter_groups, plan=plan, transfer=transfer))
+        param_groups=partial(parameter_groups, plan=plan, transfer=transfer),
+        train_sampler=partial(task.train_sampler, config) if task.train_sampler else None)
 
 
 def announce_start(config: RunConfig, trainer, data, plan) -> None:
