@@ -179,3 +179,30 @@ def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["train_batch_size"] == 8
     assert done.stdout.count("hftransfer · ") == 1, "rank 0 alone writes and reports"
+
+
+def test_stored_images_stream_and_keep_their_bytes(timm_weights, tmp_path):
+    import io
+
+    from datasets import Dataset, Image
+    from PIL import Image as PILImage
+
+    def jpeg(colour) -> bytes:
+        buffer = io.BytesIO()
+        PILImage.new("RGB", (40, 32), colour).save(buffer, format="JPEG", quality=90)
+        return buffer.getvalue()
+
+    stored = [jpeg((200 + i % 40, 30, 30) if i % 2 else (30, 30, 200 + i % 40)) for i in range(60)]
+    table = Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in stored],
+                               "label": [("blue", "red")[i % 2] for i in range(60)]}).cast_column("image", Image())
+    train = tmp_path / "train.parquet"
+    table.to_parquet(str(train))
+    flags = ["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
+             "--train_file", str(train), "--streaming", "true", "--max_steps", "2", "--stream_head_rows", "30",
+             "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true"]
+    _, data = load(flags)
+    carved = data.splits["validation"].cast_column("image", Image(decode=False))["image"]
+    assert len(carved) == 6 and all(item["bytes"] in stored for item in carved), "not re-encoded"
+    assert sum(1 for _ in data.splits["train"]) == 54
+    main(flags)
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 2

@@ -50,6 +50,8 @@ def open_splits(data_args) -> tuple[dict[str, Dataset], IterableDataset]:
         raise DataError("streaming: true needs train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
                         "(a Hub id)")
     head = read_head(stream, data_args.stream_head_rows)
+    if head is None:
+        raise DataError("the training stream is empty")
     return {"train": head, **others}, stream
 
 
@@ -86,20 +88,21 @@ def _eval_hub_splits(data_args):
 
 def _hub_split_in_full(data_args, split: str, role: str) -> Dataset:
     """A fixed evaluation split, read from the stream (``max_eval_samples`` rows at most)."""
-    stream = _open_hub(data_args, split, role)
-    limit = data_args.max_eval_samples
-    rows = list(stream.take(limit) if limit else stream)
-    if not rows:
+    loaded = read_head(_open_hub(data_args, split, role), data_args.max_eval_samples)
+    if loaded is None:
         raise DataError(f"the {role} split {split!r} of {data_args.dataset!r} is empty")
-    return Dataset.from_list(rows, features=stream.features)
+    return loaded
 
 
-def read_head(stream: IterableDataset, rows: int) -> Dataset:
-    """The stream's first ``rows`` rows as a loaded Dataset (checked like any split)."""
-    head = list(stream.take(rows))
+def read_head(stream: IterableDataset, rows: int | None) -> Dataset | None:
+    """The stream's first ``rows`` rows (all with None) as a loaded Dataset, checked like any split; None if empty."""
+    # Stored images are read as their bytes: a decoded image would be encoded again to be stored (JPEGs lossily).
+    raw = stream.decode(False) if stream.features is not None else stream
+    head = list(raw.take(rows) if rows else raw)
     if not head:
-        raise DataError("the training stream is empty")
-    return Dataset.from_list(head, features=stream.features)
+        return None
+    loaded = Dataset.from_list(head, features=raw.features)
+    return loaded.cast(stream.features) if stream.features is not None else loaded
 
 
 def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, check_row=None) -> LabelledData:

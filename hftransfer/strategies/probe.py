@@ -103,7 +103,8 @@ def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: f
             return None
         trainer = ClassificationTrainer(model=model, args=probe_args, train_dataset=datasets["train"],
                                         eval_dataset=datasets["validation"], processing_class=ctx.processor,
-                                        data_collator=ctx.trainer.data_collator, **_metrics(ctx))
+                                        data_collator=ctx.trainer.data_collator,
+                                        train_sampler=_the_runs_batches(ctx, datasets["train"]), **_metrics(ctx))
         logger.info("training the head through the frozen backbone for %s epochs", epochs)
         return _probe_result(trainer, trainer.train())
     finally:
@@ -123,13 +124,22 @@ def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: floa
     probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0, dataloader_persistent_workers=False,
                                      remove_unused_columns=True)
     trainer = ClassificationTrainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
-                                    eval_dataset=splits.validation, **_metrics(ctx))
+                                    eval_dataset=splits.validation,
+                                    train_sampler=_the_runs_batches(ctx, datasets["train"]), **_metrics(ctx))
     logger.info("training the head on cached features for %s epochs", epochs)
     result = _probe_result(trainer, trainer.train())
     # the probe's cost includes computing (or reading) the features, not only the head's epochs
     result.metrics["features_runtime"] = round(features_s, 3)
     result.metrics["train_runtime"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _the_runs_batches(ctx: FitContext, examples):
+    """The run's order of training batches (texts: length buckets), computed from the training examples: features
+    keep their examples' order, so a head trained on cached features sees the batches it would see through the
+    backbone (the same head, tested)."""
+    order = ctx.trainer.train_sampler
+    return None if order is None else (lambda _dataset, batch_size: order(examples, batch_size))
 
 
 def _metrics(ctx: FitContext) -> dict:

@@ -8,10 +8,11 @@ the same settings apply to ``hftransfer train``, ``python -m hftransfer.train``,
 the Python API alike. Where glibc is absent (macOS, musl) the run simply goes on without them.
 
 The heap keeps what it is given, holes included, so the settings cost memory. Measured on EfficientNet-Lite0
-training steps (batch 32, 224 px, channels_last, 2 cores; seconds per step / peak RSS): glibc's defaults 3.5 s /
-3.7 GB; every block in the heap (mmap threshold 2 GiB) 2.3 s / 4.1-4.4 GB; blocks above 64 MiB mapped
-(``MMAP_THRESHOLD``) 2.0 s / 4.0 GB; above 16 MiB 5.5 s (NCHW). Evaluating in larger batches than training
-needs blocks the training steps' holes cannot hold: a new 1 GB (``configure_cpu_run`` keeps them equal).
+training steps (batch 32, 224 px, 2 cores; seconds per step / peak RSS). In channels_last (the CPU default for
+images): glibc's defaults 3.5 s / 3.7 GB, every block in the heap (mmap threshold 2 GiB) 2.3 s / 4.1 GB, blocks
+above 64 MiB mapped (``MMAP_THRESHOLD``) 2.0 s / 4.0 GB. In NCHW: defaults 6.2 s / 3.6 GB, 2 GiB 3.1-3.3 s /
+4.2-4.4 GB, 64 MiB 3.5 s / 4.0-4.1 GB, 16 MiB 5.5 s / 3.5 GB. Evaluating in larger batches than training needs
+blocks the training steps' holes cannot hold: 1.0 GB more after training (``configure_cpu_run`` keeps them equal).
 """
 
 from __future__ import annotations

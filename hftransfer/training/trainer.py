@@ -27,19 +27,12 @@ class ClassificationTrainer(Trainer):
     mean that DDP's gradient averaging expects.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, train_sampler: Callable | None = None, **kwargs):
+        """``train_sampler(dataset, batch_size) -> Sampler | None``: the task's order of training examples (None:
+        random batches)."""
+        self.train_sampler = train_sampler
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
-
-
-class TransferTrainer(ClassificationTrainer):
-    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer;
-    ``train_sampler(dataset, batch_size) -> Sampler | None``, the task's order of training examples (None: random)."""
-
-    def __init__(self, *args, param_groups: Callable[..., list[dict]], train_sampler: Callable | None = None,
-                 **kwargs):
-        self.param_groups, self.train_sampler = param_groups, train_sampler
-        super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -49,6 +42,14 @@ class TransferTrainer(ClassificationTrainer):
             if sampler is not None:
                 return sampler
         return super()._get_train_sampler(train_dataset)
+
+
+class TransferTrainer(ClassificationTrainer):
+    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer."""
+
+    def __init__(self, *args, param_groups: Callable[..., list[dict]], **kwargs):
+        self.param_groups = param_groups
+        super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
