@@ -64,15 +64,18 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
     train_feature = splits["train"].features[label_column]
     notes = []
     if isinstance(train_feature, ClassLabel):
+        values_of = {split: column_values(ds, label_column) for split, ds in splits.items()}
         names = list(label_names or train_feature.names)
         if len(names) != train_feature.num_classes:
             raise DataError(
                 f"class_names has {len(names)} names but {label_column!r} has {train_feature.num_classes} classes"
             )
         to_id = {i: i for i in range(len(names))}
-    else:
-        values, notes = stripped_labels(column_values(splits["train"], label_column), label_column)
-        to_id, names = _label_map(values, label_column, label_names, every_name_used=not train_is_head)
+    else:  # each split read (and stripped) once: train's values fix the label map and are encoded below
+        stripped = {split: stripped_labels(column_values(ds, label_column), label_column)
+                    for split, ds in splits.items()}
+        values_of, notes = {split: values for split, (values, _) in stripped.items()}, stripped["train"][1]
+        to_id, names = _label_map(values_of["train"], label_column, label_names, every_name_used=not train_is_head)
         if not allow_case_variants:
             check_case_variants(names, label_column)
     if len(names) < 2:
@@ -84,8 +87,7 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
     feature = ClassLabel(names=names)
     encoded = {}
     for split, ds in splits.items():
-        values = column_values(ds, label_column) if isinstance(train_feature, ClassLabel) else \
-            stripped_labels(column_values(ds, label_column), label_column)[0]
+        values = values_of[split]
         unseen = sorted({v for v in values if v not in to_id}, key=str)
         if unseen:
             shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")

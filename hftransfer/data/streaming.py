@@ -18,9 +18,6 @@ fits), since a stream has no length.
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import datasets
 from datasets import Dataset, IterableDataset
 
@@ -28,62 +25,42 @@ from hftransfer.data import labels, tables
 from hftransfer.data.labels import LABELS, LabelledData
 from hftransfer.data.tables import DataError
 
-logger = logging.getLogger("hftransfer")
-
-
 def is_streamed(ds) -> bool:
     return isinstance(ds, IterableDataset)
 
 
 def open_splits(data_args) -> tuple[dict[str, Dataset], IterableDataset]:
     """The training stream, and the splits as loaded ones: train is the stream's head, validation and test whole."""
-    if data_args.dataset and data_args.train_file:
-        raise DataError(f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), "
-                        "not both")
+    tables.check_one_source(data_args)
     if data_args.train_file:
-        stream = _open_file(Path(data_args.train_file).expanduser(), data_args.na_values)
-        others = {split: tables.read_table(path, split, data_args.na_values) for split, path in _eval_files(data_args)}
-    elif data_args.dataset:
-        stream = _open_hub(data_args, data_args.train_split, "train")
-        others = {role: _hub_split_in_full(data_args, name, role) for role, name in _eval_hub_splits(data_args)}
+        paths = tables.split_paths(data_args)
+        builder, kwargs = tables.builder_for(paths["train"], data_args.na_values)
+        stream = datasets.load_dataset(builder, data_files={"train": str(paths.pop("train"))}, split="train",
+                                       streaming=True, **kwargs)
+        others = {split: tables.read_table(path, split, data_args.na_values) for split, path in paths.items()}
     else:
-        raise DataError("streaming: true needs train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
-                        "(a Hub id)")
+        roles = tables.hub_split_roles(data_args, _hub_split_names(data_args))
+        stream = _open_hub(data_args, roles.pop("train"), "train")
+        others = {role: _hub_split_in_full(data_args, split, role) for role, split in roles.items()}
     head = read_head(stream, data_args.stream_head_rows)
     if head is None:
         raise DataError("the training stream is empty")
     return {"train": head, **others}, stream
 
 
-def _eval_files(data_args):
-    for split in ("validation", "test"):
-        option = getattr(data_args, tables.SPLIT_FILES[split])
-        if option is not None:
-            path = Path(option).expanduser()
-            tables.check_data_file(path, split)
-            yield split, path
-
-
-def _open_file(path: Path, na_values: list[str] | None) -> IterableDataset:
-    tables.check_data_file(path, "train")
-    builder, kwargs = tables.builder_for(path, na_values)
-    return datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", streaming=True, **kwargs)
-
-
-def _open_hub(data_args, split: str, role: str, streaming: bool = True):
+def _hub_split_names(data_args) -> list[str]:
     try:
-        return datasets.load_dataset(data_args.dataset, data_args.dataset_config, split=split, streaming=streaming)
+        return datasets.get_dataset_split_names(data_args.dataset, data_args.dataset_config)
+    except Exception as err:  # datasets raises many types: an unreachable Hub, an unknown name or config
+        raise DataError(f"could not open Hub dataset {data_args.dataset!r}: {tables.hub_failure(err)}") from err
+
+
+def _open_hub(data_args, split: str, role: str) -> IterableDataset:
+    try:
+        return datasets.load_dataset(data_args.dataset, data_args.dataset_config, split=split, streaming=True)
     except Exception as err:  # datasets raises many types: a missing split, an unreachable Hub, a bad config
         raise DataError(f"could not open split {split!r} (for {role}) of Hub dataset {data_args.dataset!r}: "
                         f"{tables.hub_failure(err)}") from err
-
-
-def _eval_hub_splits(data_args):
-    wanted = {"validation": data_args.validation_split, "test": data_args.test_split}
-    if wanted["validation"] is None:
-        names = datasets.get_dataset_split_names(data_args.dataset, data_args.dataset_config)
-        wanted["validation"] = "validation" if "validation" in names else None
-    return [(role, name) for role, name in wanted.items() if name is not None]
 
 
 def _hub_split_in_full(data_args, split: str, role: str) -> Dataset:
@@ -126,8 +103,9 @@ def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, ch
         encoded = encoded.take(data_args.max_train_samples)
         data.notes.append(f"train: the first {data_args.max_train_samples} examples of the stream")
     data.splits["train"] = encoded.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
+    labels_from = "class_names" if data_args.class_names else f"the first {len(head)} rows"
     data.notes.append(f"train: streamed, shuffled in a buffer of {data_args.shuffle_buffer:,} rows (seed {seed}); "
-                      f"labels {'from class_names' if data_args.class_names else 'fixed from the first ' + str(len(head)) + ' rows'}")
+                      f"labels fixed from {labels_from}")
     return data
 
 
@@ -138,8 +116,9 @@ def _after_head(head_rest: Dataset, stream: IterableDataset, head_rows: int) -> 
     exactly the head's, however many files the stream has. With several processes each reads the rows and keeps
     its own batches; as two sources (``concatenate_datasets``) accelerate would give each process one source, the
     head to the first and the rest to the second. (A stream with a validation split is trained on as it is, its
-    files shared out between data-loader workers and processes.) Rows go through as Python values, so a stream whose Arrow tables
-    type strings as large_string (where its declared features say string) joins the head without a type clash.
+    files shared out between data-loader workers and processes.) Rows go through as Python values, so a stream
+    whose Arrow tables type strings as large_string (where its declared features say string) joins the head
+    without a type clash.
     """
     raw = head_rest.remove_columns([LABELS])
     if f"{LABELS}_original" in raw.column_names:

@@ -38,24 +38,31 @@ class DataError(HftransferError):
 
 def load_splits(data_args) -> dict[str, Dataset]:
     """The raw train/validation/test splits named by ``data_args`` (Hub dataset or local files)."""
+    check_one_source(data_args)
+    if data_args.train_file:
+        return {split: read_table(path, split, data_args.na_values) for split, path in split_paths(data_args).items()}
+    return _load_hub(data_args)
+
+
+def check_one_source(data_args) -> None:
+    """Local files or a Hub dataset: exactly one of them."""
     if data_args.dataset and data_args.train_file:
         raise DataError(
             f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), not both"
         )
-    if data_args.train_file:
-        return _load_files(data_args)
-    if data_args.dataset:
-        return _load_hub(data_args)
-    raise DataError("no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset (a Hub id)")
+    if not (data_args.train_file or data_args.dataset):
+        raise DataError("no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
+                        "(a Hub id)")
 
 
-def _load_files(data_args) -> dict[str, Dataset]:
+def split_paths(data_args) -> dict[str, Path]:
+    """Each split's local file, checked (see ``check_data_file``), with a warning for one that repeats train."""
     paths = {split: Path(getattr(data_args, option)).expanduser() for split, option in SPLIT_FILES.items()
              if getattr(data_args, option) is not None}
     for split, path in paths.items():
         check_data_file(path, split)
     warn_if_same_data(paths)
-    return {split: read_table(path, split, data_args.na_values) for split, path in paths.items()}
+    return paths
 
 
 def check_data_file(path: Path, split: str) -> None:
@@ -161,18 +168,20 @@ def _load_hub(data_args) -> dict[str, Dataset]:
             + (f" (config {data_args.dataset_config!r})" if data_args.dataset_config else "")
             + f": {hub_failure(err)}. Use local files (train_file, validation_file) instead."
         ) from err
-    available = list(dataset_dict)
+    return {role: dataset_dict[split] for role, split in hub_split_roles(data_args, list(dataset_dict)).items()}
+
+
+def hub_split_roles(data_args, available: list[str]) -> dict[str, str]:
+    """Which of a Hub dataset's splits trains, validates and tests (``validation`` by default, when it has one); a
+    split it lacks is an error listing the ones it has."""
     wanted = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
-    if wanted["validation"] is None and "validation" in dataset_dict:
+    if wanted["validation"] is None and "validation" in available:
         wanted["validation"] = "validation"
-    splits = {}
-    for role, split_name in wanted.items():
-        if split_name is None:
-            continue
-        if split_name not in dataset_dict:
-            raise DataError(f"{name!r} has no split {split_name!r} (for {role}); its splits: {', '.join(available)}")
-        splits[role] = dataset_dict[split_name]
-    return splits
+    for role, split in wanted.items():
+        if split is not None and split not in available:
+            raise DataError(f"{data_args.dataset!r} has no split {split!r} (for {role}); its splits: "
+                            f"{', '.join(available)}")
+    return {role: split for role, split in wanted.items() if split is not None}
 
 
 def hub_failure(err: Exception) -> str:

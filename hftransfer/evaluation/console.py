@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from hftransfer.data.streaming import is_streamed
+
 METRIC_ROWS = ("accuracy", "f1_micro", "map", "f1_macro", "f1_weighted", "f1_samples", "precision_macro",
                "recall_macro", "subset_accuracy", "hamming_loss", "loss")  # each shown when the run has it
 
@@ -26,7 +28,7 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     trainable, total = parameters
     lines = [
         f"labels ({len(data.label_names)}): {', '.join(data.label_names[:20])}" + (" …" if len(data.label_names) > 20 else ""),
-        "examples: " + ", ".join(f"{split} {len(ds) if hasattr(ds, '__len__') else 'streamed'}"
+        "examples: " + ", ".join(f"{split} {'streamed' if is_streamed(ds) else len(ds)}"
                                  for split, ds in data.splits.items()),
         f"strategy: {strategy or config.transfer.strategy} · trainable {trainable:,} of {total:,} parameters",
         f"training: {train_metrics.get('train_runtime', 0):.1f} s, "

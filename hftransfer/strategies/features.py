@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hftransfer.backbones.blocks import head_parameter_names
+from hftransfer.data.streaming import is_streamed
 
 logger = logging.getLogger("hftransfer")
 
@@ -139,7 +140,7 @@ def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: i
 def cached_features(model, dataset, split, collator, args, cache_dir: str | None,
                     weights: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of ``split`` from the cache, computing and storing them on a miss (rank 0 first)."""
-    if not hasattr(dataset, "__len__"):  # a stream (streaming: true) is read once per pass, not stored
+    if is_streamed(dataset):  # a stream (streaming: true) is read once per pass, not stored
         raise FeatureCacheUnavailable(f"the {split} split is streamed")
     point, _ = head_root(model)
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()

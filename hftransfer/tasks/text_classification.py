@@ -22,11 +22,11 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.data import labels, multilabel, streaming, tables
+from hftransfer.data.buckets import LengthBuckets
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.evaluation.metrics import compute_classification_metrics
 from hftransfer.tasks.base import Task, TaskWords
-from hftransfer.data.buckets import LengthBuckets
 
 # Column names tried, in order, when the recipe names no text column (as transformers' run_glue does).
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")

@@ -38,7 +38,7 @@ from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir,
 from hftransfer.training.outputs import save_run
 from hftransfer.training.performance import apply_performance_options, check_performance_options
 from hftransfer.training.runtime import configure_cpu_run
-from hftransfer.training.schedule import STREAM_EVALUATIONS, schedule_for
+from hftransfer.training.schedule import schedule_for, stream_evaluations
 from hftransfer.training.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
@@ -154,10 +154,9 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     callbacks = [*plan.callbacks, RunRecordCallback(config)]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
-        streamed_schedule = is_streamed(datasets["train"]) and "eval_steps" not in config.explicit
         callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,
                                     args.per_device_train_batch_size * args.gradient_accumulation_steps,
-                                    evaluations=STREAM_EVALUATIONS if streamed_schedule else None))
+                                    evaluations=stream_evaluations(config) if is_streamed(datasets["train"]) else None))
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)

@@ -70,15 +70,23 @@ def stream_schedule(config) -> dict[str, tuple[Any, str]]:
     """Streamed data has no epochs: the run is evaluated and checkpointed ``STREAM_EVALUATIONS`` times over its
     steps (for best-checkpoint selection and early stopping). Under ``time_budget`` alone, ``max_steps`` starts at
     ``STREAM_BUDGET_STEPS`` and the budget cuts it to the steps that fit once it has measured the first ones."""
-    args, explicit = config.training, config.explicit
+    args = config.training
     chosen: dict[str, tuple[Any, str]] = {}
     steps = args.max_steps
     if steps <= 0:
         steps = STREAM_BUDGET_STEPS
         chosen["max_steps"] = (steps, "streamed data under time_budget: cut to the steps that fit after the first ones")
-    if not {"eval_strategy", "save_strategy", "eval_steps", "save_steps"} & set(explicit):
+    if stream_evaluations(config):
         every = max(1, math.ceil(steps / STREAM_EVALUATIONS))
         reason = f"a stream has no epochs: {STREAM_EVALUATIONS} evaluations and checkpoints over the run"
-        chosen["eval_strategy"], chosen["save_strategy"] = (IntervalStrategy.STEPS, reason), (SaveStrategy.STEPS, reason)
+        chosen["eval_strategy"] = (IntervalStrategy.STEPS, reason)
+        chosen["save_strategy"] = (SaveStrategy.STEPS, reason)
         chosen["eval_steps"] = chosen["save_steps"] = (every, reason)
     return chosen
+
+
+def stream_evaluations(config) -> int | None:
+    """How many evaluations hftransfer spreads over a streamed run (``time_budget`` re-spreads them over the steps
+    that fit): ``STREAM_EVALUATIONS``, or None when the user scheduled evaluations or checkpoints."""
+    chosen = {"eval_strategy", "save_strategy", "eval_steps", "save_steps"} & set(config.explicit)
+    return None if chosen else STREAM_EVALUATIONS
