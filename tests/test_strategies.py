@@ -271,6 +271,27 @@ def test_head_on_cache_matches_head_through_backbone(tmp_path, cases, tiny_bert_
     assert accuracy["true"] == accuracy["false"]
 
 
+def test_feature_pass_puts_each_text_in_its_own_row(tiny_bert_without_dropout):
+    """The pass reads texts longest first (less padding); each row still holds its own example's features."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from hftransfer.strategies.features import extract_features, longest_first
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_without_dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_without_dropout, num_labels=2)
+    texts = ["short", "a much longer text than any of the others in this list", "a middling text", "x y",
+             "another fairly long one, for the pass to sort"]
+    dataset = Dataset.from_dict({**tokenizer(texts), "labels": [0, 1, 0, 1, 1]})
+    collator, cpu = DataCollatorWithPadding(tokenizer), torch.device("cpu")
+    assert longest_first(dataset).tolist()[:2] == [1, 4]
+    features, labels = extract_features(model, dataset, collator, batch_size=2, device=cpu)
+    assert labels.tolist() == [0, 1, 0, 1, 1]
+    for row in range(len(texts)):  # one example alone: no padding at all
+        alone, _ = extract_features(model, dataset.select([row]), collator, batch_size=1, device=cpu)
+        torch.testing.assert_close(features[row], alone[0], atol=1e-5, rtol=1e-4)
+
+
 def test_changed_preprocessing_invalidates_cached_features(tmp_path, cases):
     flags, _, _ = cases["bert"]
     cache = tmp_path / "feature-cache"
