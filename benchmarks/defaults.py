@@ -108,8 +108,9 @@ def materialise(flags: list[str], tmp: Path) -> list[str]:
             else f for f in flags]
 
 
-def run_arm(name: str, arm: str, extra: list[str]) -> dict:
-    """One ``hftransfer train`` in a fresh process and caches; returns its test metrics and wall time."""
+def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> dict:
+    """One ``hftransfer train`` in a fresh process and caches; returns its test metrics and wall time (its log
+    goes to ``logs/SET-ARM.log`` when ``logs`` is given)."""
     with tempfile.TemporaryDirectory() as tmp:
         flags = materialise(SETS[name], Path(tmp))
         kind = "text" if name in TEXT_SETS else "image"
@@ -121,6 +122,9 @@ def run_arm(name: str, arm: str, extra: list[str]) -> dict:
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
         wall = time.perf_counter() - started
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / f"{name}-{arm}.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
             return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", "wall_s": wall}
         results = json.loads((out / "all_results.json").read_text())
@@ -172,6 +176,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "defaults.json"))
     parser.add_argument("--markdown", action="store_true", help="print the stored results as a Markdown table")
+    parser.add_argument("--logs", type=Path, help="write each arm's output to LOGS/SET-ARM.log")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more flags for every arm")
     args = parser.parse_args()
     path = Path(args.json)
@@ -182,7 +187,7 @@ def main() -> None:
     for name in args.sets:
         for arm in args.arms:
             print(f"{name} · {arm} …", flush=True)
-            results.setdefault(name, {})[arm] = run_arm(name, arm, args.extra)
+            results.setdefault(name, {})[arm] = run_arm(name, arm, args.extra, args.logs)
             path.write_text(json.dumps(results, indent=2))
             print_table({name: {arm: results[name][arm]}})
     print_table(results)
