@@ -15,6 +15,7 @@ replays it.
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 import torch
 from torch.utils.data import Sampler
 
@@ -22,7 +23,7 @@ from torch.utils.data import Sampler
 class LengthBuckets(Sampler[int]):
     """Indices whose consecutive ``batch_size`` groups are batches of similar lengths, the batches in random order."""
 
-    def __init__(self, lengths: list[int], batch_size: int, window: int, seed: int):
+    def __init__(self, lengths: list[int] | torch.Tensor, batch_size: int, window: int, seed: int):
         self.lengths = torch.as_tensor(lengths)
         self.batch_size, self.window, self.seed = batch_size, window, seed
         self.epoch = 0
@@ -50,3 +51,11 @@ class LengthBuckets(Sampler[int]):
             yield from batches[index].tolist()
         for batch in short:
             yield from batch.tolist()
+
+
+def token_lengths(dataset) -> torch.Tensor | None:
+    """Each example's token count, read through Arrow (not a Python list per row); None when the dataset holds no
+    ``input_ids`` (images)."""
+    if "input_ids" not in dataset.column_names:
+        return None
+    return torch.from_numpy(pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy().copy())

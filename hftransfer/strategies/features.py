@@ -18,7 +18,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.compute as pc
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hftransfer.backbones.blocks import head_parameter_names
+from hftransfer.data.buckets import token_lengths
 from hftransfer.data.streaming import is_streamed
 
 logger = logging.getLogger("hftransfer")
@@ -143,10 +143,8 @@ def longest_first(dataset: Dataset) -> torch.Tensor:
     """The order the backbone sees the examples in: tokenised texts longest first, so each batch pads to lengths
     like its own (TREC, 4,907 questions: the feature pass took 32 s in dataset order); the first batch is the
     largest, so later ones fit in its freed memory. Other data (images) in dataset order."""
-    if "input_ids" not in dataset.column_names:
-        return torch.arange(len(dataset))
-    lengths = torch.from_numpy(pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy().copy())
-    return torch.argsort(lengths, descending=True, stable=True)
+    lengths = token_lengths(dataset)
+    return torch.arange(len(dataset)) if lengths is None else torch.argsort(lengths, descending=True, stable=True)
 
 
 def cached_features(model, dataset, split, collator, args, cache_dir: str | None,

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.data import labels, multilabel, streaming, tables
-from hftransfer.data.buckets import LengthBuckets
+from hftransfer.data.buckets import LengthBuckets, token_lengths
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.evaluation.metrics import compute_classification_metrics
@@ -215,11 +215,8 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
 def train_sampler(config, dataset, batch_size: int):
     """Batches of similar lengths in random order (``data/buckets.py``), unless ``length_buckets`` is 0."""
     window = config.task.length_buckets
-    if not window or "input_ids" not in dataset.column_names:
-        return None
-    # token counts read through Arrow, not a Python list per row
-    lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
-    return LengthBuckets(lengths, batch_size, window, config.training.seed)
+    lengths = token_lengths(dataset) if window else None
+    return None if lengths is None else LengthBuckets(lengths, batch_size, window, config.training.seed)
 
 
 def tokenising_workers(config, rows: int) -> int | None:
