@@ -110,7 +110,7 @@ class DataArguments:
     validation_fraction: float | None = field(
         default=None,
         metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given. "
-                          "Default: a tenth of train, at least 300 examples and two per class, at most a fifth of "
+                          "Default: a tenth of train, at least 100 examples and two per class, at most a fifth of "
                           "train and 5,000 examples."},
     )
     max_train_samples: int | None = field(
