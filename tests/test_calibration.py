@@ -10,7 +10,8 @@ import torch
 from conftest import sentiment_rows, tiny_run_flags, write_rows
 from torch import nn
 
-from hftransfer.evaluation.calibration import classifier_layers, fit_temperature, fold_temperature
+from hftransfer.evaluation.calibration import (SIGNIFICANT_CHI2, classifier_layers, fit_temperature, fold_temperature,
+                                               likelihood_ratio)
 from hftransfer.evaluation.report import expected_calibration_error
 from hftransfer.training.recipe import main
 
@@ -22,6 +23,22 @@ def test_the_fitted_temperature_is_the_one_that_made_the_labels():
     probabilities = torch.softmax(torch.tensor(logits / true_temperature), -1).numpy()
     labels = np.array([rng.choice(5, p=p) for p in probabilities])
     assert fit_temperature(logits, labels) == pytest.approx(true_temperature, rel=0.05)
+
+
+def test_a_temperature_is_significant_only_where_the_scores_are_off():
+    """The likelihood-ratio test that decides whether a fitted T is folded in: a calibrated model's fitted T (labels
+    drawn from its own softmax) cannot be told from 1; an overconfident one's can, on as few examples."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(300, 5))
+
+    def labels_at(temperature):
+        probabilities = torch.softmax(torch.tensor(logits / temperature), -1).numpy()
+        return np.array([rng.choice(5, p=p) for p in probabilities])
+
+    calibrated, overconfident = labels_at(1.0), labels_at(2.0)
+    fitted = fit_temperature(logits, calibrated)
+    assert fitted != 1.0 and 0 <= likelihood_ratio(logits, calibrated, fitted) < SIGNIFICANT_CHI2
+    assert likelihood_ratio(logits, overconfident, fit_temperature(logits, overconfident)) > 10 * SIGNIFICANT_CHI2
 
 
 def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_model():
@@ -59,7 +76,8 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
              "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),
              "test": write_rows(tmp_path / "test.csv", sentiment_rows(30, seed=3))}
     out = tmp_path / "out"
-    main(tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "3", "--learning_rate", "1e-3"])
+    # long and fast enough that the model is sure of itself and far from calibrated (T is significant)
+    main(tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3"])
     temperature = json.loads((out / "config.json").read_text())["hftransfer_calibration"]["temperature"]
     report = json.loads((out / "eval_report.json").read_text())
     for split in ("validation", "test"):
@@ -72,7 +90,7 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
     assert "T = " in (out / "README.md").read_text()
     # off: no temperature anywhere, the same predictions
     plain = tmp_path / "plain"
-    main(tiny_run_flags(tiny_bert, plain, **files) + ["--num_train_epochs", "3", "--learning_rate", "1e-3",
+    main(tiny_run_flags(tiny_bert, plain, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3",
                                                       "--calibrate", "false"])
     assert "hftransfer_calibration" not in json.loads((plain / "config.json").read_text())
     plain_report = json.loads((plain / "eval_report.json").read_text())
@@ -91,3 +109,16 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
         expected = torch.softmax(torch.tensor([s["score"] for s in logits]) / temperature, -1)
         got = {s["label"]: s["score"] for s in scores}
         assert [got[s["label"]] for s in logits] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_a_temperature_the_validation_cannot_tell_from_one_is_not_applied(tiny_bert, tmp_path):
+    """One epoch of the tiny model: its scores carry almost nothing, any T fits the validation labels as well as 1
+    does; the model keeps its raw scores and the run says why."""
+    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
+             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2))}
+    out = tmp_path / "out"
+    main(tiny_run_flags(tiny_bert, out, **files))
+    assert "hftransfer_calibration" not in json.loads((out / "config.json").read_text())
+    assert "temperature" not in json.loads((out / "eval_report.json").read_text())["validation"]
+    assert "temperature scaling: not applied" in (out / "hftransfer_config.yaml").read_text()
+

@@ -2,8 +2,10 @@
 (``evaluation/calibration.py``). The evaluation that follows reports the scores before and after from one pass
 (``evaluate_splits(..., temperature=T)``).
 
-Skipped (and said) with ``calibrate: false``, for multi-label models (thresholds are tuned instead), without a validation split, with fewer than
-``MIN_EXAMPLES`` validation examples, or when the head has no linear layer that outputs the classes.
+Skipped (and said) with ``calibrate: false``, for multi-label models (thresholds are tuned instead), without a
+validation split, with fewer than ``MIN_EXAMPLES`` validation examples, when the head has no linear layer that
+outputs the classes, or when the fitted T does not explain the validation labels significantly better than T = 1
+(``SIGNIFICANT_CHI2``: the scores are then kept as trained).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import logging
 
 import numpy as np
 
-from hftransfer.evaluation.calibration import (MIN_EXAMPLES, classifier_layers, fit_temperature, fold_temperature,
-                                               negative_log_likelihood)
+from hftransfer.evaluation.calibration import (MIN_EXAMPLES, SIGNIFICANT_CHI2, classifier_layers, fit_temperature,
+                                               fold_temperature, likelihood_ratio, negative_log_likelihood)
 
 logger = logging.getLogger("hftransfer")
 
@@ -34,6 +36,14 @@ def calibrate(config, trainer, datasets: dict, data, plan) -> float | None:
         return None
     logits, labels = full_logits(trainer, datasets["validation"])
     temperature = fit_temperature(logits, labels)
+    statistic = likelihood_ratio(logits, labels, temperature)
+    if statistic < SIGNIFICANT_CHI2:
+        note = (f"temperature scaling: not applied: T = {temperature:.3f} fits the {len(labels)} validation examples "
+                f"no better than T = 1 beyond chance (likelihood ratio {statistic:.2f} < {SIGNIFICANT_CHI2}); "
+                f"the scores are kept as trained")
+        logger.info(note)
+        config.notes.append(note)
+        return None
     fold_temperature(layers, temperature)
     trainer.model.config.hftransfer_calibration = {"temperature": temperature, "fitted_on": "validation",
                                                    "examples": int(len(labels))}
