@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import make_config, sentiment_rows, tiny_run_flags, write_rows
 
 from hftransfer.config.options import ConfigError, parse_duration
 from hftransfer.data.labels import validation_size
+from hftransfer.strategies import auto
 from hftransfer.strategies.auto import FEW_PER_CLASS, LARGE_DATA, SEPARABLE, decide
 from hftransfer.training.recipe import main
 
@@ -33,22 +35,31 @@ def test_auto_decides_from_size_classes_and_separability(case, expected):
     assert LARGE_DATA > 5_000 and 0.7 < SEPARABLE < 0.98 and 30 < FEW_PER_CLASS < 1000
 
 
-def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path):
+def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path, caplog, monkeypatch):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(120, seed=1))
     out = tmp_path / "out"
-    main(tiny_run_flags(tiny_bert, out, train=train) + ["--strategy", "auto", "--max_steps", "2"])
+    monkeypatch.setattr(auto, "PROBE_TRAIN", 50)  # smaller than the splits: the probe fits a sample
+    monkeypatch.setattr(auto, "PROBE_VALIDATION", 10)
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        main(tiny_run_flags(tiny_bert, out, train=train) + ["--strategy", "auto", "--max_steps", "2"])
     saved = (out / "hftransfer_config.yaml").read_text()
     line = next(line for line in saved.splitlines() if "auto chose" in line)
     assert "probe accuracy" in line and "median per class 48" in line  # 120 - validation (24) = 96 = 2 x 48
+    assert "probe train 50, probe validation 24" in line  # fitted on a sample, scored on the whole validation
     chosen = line.split("auto chose ")[1].split(":")[0]
-    assert f"strategy: {chosen}" in saved and chosen in {"linear_probe", "lp_ft", "full"}
+    assert f"strategy: {chosen}" in saved and chosen in {"linear_probe", "lp_ft"}  # few per class: a probe first
     assert f"`{chosen}`" in (out / "README.md").read_text()
+    # the probe strategy reads the features auto measured: computed once per split, then read from the cache
+    for split, rows in (("train", 96), ("validation", 24)):
+        assert caplog.text.count(f"{split}: features of {rows} examples cached") == 1
+        assert f"{split}: {rows} cached features from" in caplog.text
 
 
 @pytest.mark.parametrize("train, classes, expected", [
-    (245, 2, 49), (1000, 10, 200), (2914, 101, 300), (5452, 50, 545), (67349, 2, 5000), (320, 40, 64)])
+    (245, 2, 49), (1000, 10, 100), (1000, 43, 100), (1000, 102, 200), (2914, 101, 291), (5452, 50, 545),
+    (67349, 2, 5000), (320, 40, 64)])
 def test_the_carved_validation_rule(train, classes, expected):
-    # a tenth, at least 300 and two per class, at most a fifth of train and 5,000
+    # a tenth, at least 100 and two per class, at most a fifth of train and 5,000
     assert validation_size(train, classes) == expected
 
 
@@ -104,3 +115,23 @@ def test_a_probe_on_a_tiny_validation_split_is_selected_by_loss(tiny_bert, tmp_p
     main(tiny_run_flags(tiny_bert, other, train=train) + ["--strategy", "linear_probe", "--metric_for_best_model",
                                                           "accuracy", "--feature_cache_dir", str(tmp_path / "f")])
     assert "metric_for_best_model: accuracy" in (other / "hftransfer_config.yaml").read_text()  # the user's wins
+
+
+def test_lp_ft_fine_tunes_one_epoch_less_than_the_tasks(tiny_bert, tmp_path):
+    """Its probe phase has trained the head: the fine-tuning phase gets the task's epochs less one (lp_ft then costs
+    what full fine-tuning does); full gets them all, and a step count bounds both phases unchanged."""
+    from types import SimpleNamespace
+
+    from hftransfer.strategies import get_strategy
+    from hftransfer.training.schedule import schedule_for
+
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    data = SimpleNamespace(splits={"train": list(range(32)), "validation": list(range(8))}, multi_label=False)
+    config = make_config(model=str(tiny_bert), train_file=str(train), strategy="lp_ft", num_train_epochs=5)
+    epochs, reason = schedule_for(config, get_strategy("lp_ft"), data)["num_train_epochs"]
+    assert epochs == 4 and "probe phase has trained the head" in reason
+    assert "num_train_epochs" not in schedule_for(config, get_strategy("full"), data)
+    stepped = make_config(model=str(tiny_bert), train_file=str(train), strategy="lp_ft", max_steps=10)
+    assert "num_train_epochs" not in schedule_for(stepped, get_strategy("lp_ft"), data)
+    single = make_config(model=str(tiny_bert), train_file=str(train), strategy="lp_ft", num_train_epochs=1)
+    assert "num_train_epochs" not in schedule_for(single, get_strategy("lp_ft"), data)
