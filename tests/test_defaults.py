@@ -94,7 +94,7 @@ def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_pa
     elapsed = time.monotonic() - started
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] < state["max_steps"]  # stopped by the budget, not by the plan
-    assert elapsed < 30 + 20, elapsed  # the budget, plus the final evaluation on a loaded machine
+    assert elapsed < 30 + 40, elapsed  # the budget, plus the final evaluation and saving on a loaded machine
     from transformers import pipeline
 
     assert pipeline("text-classification", model=str(out))("a wonderful film")[0]["label"] in {"negative", "positive"}

@@ -136,7 +136,7 @@ def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     assert 6 < state["global_step"] < 1_000_000
     assert state["eval_steps"] == state["save_steps"] < 100_000, "evaluations spread over the steps that fit"
     assert sum("eval_loss" in entry for entry in state["log_history"]) >= 2
-    assert took < 25 + 30, f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading)"
+    assert took < 25 + 60, f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading, on a loaded machine)"
     pipeline("text-classification", model=str(out), device="cpu")
 
 
