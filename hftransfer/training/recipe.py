@@ -85,7 +85,8 @@ def run(config: RunConfig) -> RunResult:
 
 def configure_process(config: RunConfig) -> None:
     """Settings every later step runs under, set before the first heavy one (``auto``'s feature pass ran before
-    them at first: GTSRB, 1,000 images, 46 s with glibc's allocator defaults and larger evaluation batches, 23 s after)."""
+    them at first: GTSRB, 1,000 images, 46 s with glibc's allocator defaults and larger evaluation batches; 23 s
+    under them)."""
     args = config.training
     if args.use_cpu or not torch.cuda.is_available():
         configure_cpu_run(args, eval_batch_chosen="per_device_eval_batch_size" in config.explicit)
