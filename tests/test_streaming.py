@@ -140,6 +140,27 @@ def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     pipeline("text-classification", model=str(out), device="cpu")
 
 
+def test_a_pass_over_the_stream_ends_when_its_rows_do(tiny_bert, tmp_path, monkeypatch):
+    """A stream has no length, so Trainer counts each pass as max_steps long; past the stream's end it must not
+    go on asking for batches for the rest of that range (transformers 5.24 does: seconds per pass)."""
+    from transformers import Trainer
+
+    asked = []
+    original = Trainer.get_batch_samples
+
+    def counted(self, *args, **kwargs):
+        asked.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "get_batch_samples", counted)
+    train = write_rows(tmp_path / "train.csv", numbered_rows(120))  # 96 streamed rows: 6 steps of 16 per pass
+    out = tmp_path / "run"
+    main(stream_flags(tiny_bert, out, train, "--max_steps", "30", "--stream_head_rows", "120"))
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 30
+    passes = 30 // 6
+    assert len(asked) <= 30 + passes, f"{len(asked)} batch requests for 30 steps over {passes} passes"
+
+
 def test_streamed_image_listing_trains(timm_weights, tmp_path):
     rows = []
     for i in range(40):

@@ -43,6 +43,15 @@ class ClassificationTrainer(Trainer):
                 return sampler
         return super()._get_train_sampler(train_dataset)
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches, items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not batches:
+            # A data loader without a length (a stream) counts its epoch as max_steps long; once the stream is
+            # read, transformers 5.24 still walks the rest of that range with empty batches (about 10 µs each:
+            # 10 s per pass under a time budget's 1,000,000-step plan). An empty batch ends the pass instead.
+            self.control.should_epoch_stop = True
+        return batches, items
+
 
 class TransferTrainer(ClassificationTrainer):
     """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer."""
