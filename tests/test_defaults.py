@@ -12,7 +12,7 @@ from conftest import make_config, sentiment_rows, tiny_run_flags, write_rows
 from hftransfer.config.options import ConfigError, parse_duration
 from hftransfer.data.labels import validation_size
 from hftransfer.strategies import auto
-from hftransfer.strategies.auto import FEW_PER_CLASS, LARGE_DATA, SEPARABLE, decide
+from hftransfer.strategies.auto import FEW_PER_CLASS, LARGE_DATA, LP_FT_RATE_RATIO, SEPARABLE, decide
 from hftransfer.training.recipe import main
 
 
@@ -28,11 +28,14 @@ from hftransfer.training.recipe import main
     ((200, 2, 100, 0.94, 49), "linear_probe"),      # 0.94 on 49 examples cannot be told from 0.95: the cheaper
     ((200, 2, 100, 0.85, 49), "full"),              # ... 0.85 on 49 can
     ((5_000, 5, 1000, 0.92, 300), "full"),          # ... and 0.92 on 300 can
+    ((900, 43, 21, 0.63, 100, 1.0), "full"),        # few per class, but the body trains at the head's rate
+    ((900, 43, 21, 0.99, 100, 1.0), "linear_probe"),  # ... unless the frozen features already separate them
+    ((4_900, 50, 40, 0.29, 545, 0.1), "lp_ft"),     # few per class, a body at a tenth of the head's rate
 ])
 def test_auto_decides_from_size_classes_and_separability(case, expected):
     chosen, reason = decide(*case)
     assert chosen == expected and reason
-    assert LARGE_DATA > 5_000 and 0.7 < SEPARABLE < 0.98 and 30 < FEW_PER_CLASS < 1000
+    assert LARGE_DATA > 5_000 and 0.7 < SEPARABLE < 0.98 and 30 < FEW_PER_CLASS < 1000 and 0.1 < LP_FT_RATE_RATIO < 1
 
 
 def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path, caplog, monkeypatch):

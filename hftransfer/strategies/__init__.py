@@ -17,7 +17,8 @@ logger = logging.getLogger("hftransfer")
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("auto", "linear_probe, lp_ft or full, chosen from the data's size, its examples per class and how well "
-             "the frozen features separate the classes", select=freezing.everything, choose=auto.choose),
+             "the frozen features separate the classes (and, with few per class, how fast the body fine-tunes)",
+             select=freezing.everything, choose=auto.choose),
     Strategy("full", "every parameter trains", select=freezing.everything, freezes=False),
     # A probe is a convex problem on fixed features: a larger step and more (cheap, cached) epochs.
     Strategy("linear_probe", "backbone frozen, only the head trains (on cached features when possible)",
