@@ -55,11 +55,13 @@ LP_FT_RATE_RATIO = 1 / 3  # body rate / head rate at most this for rule 3: text 
 # tell 0.95 from 0.90 (a standard error of 1.3 points at 0.95 on 300 examples), at a cost that stays small
 # beside the training it decides (SST-2, 4,000 phrases: with 1,000 + 400 measured, auto then fine-tuning in full
 # took 31 s longer than the same fine-tuning alone, 6:08 against 5:37).
-# When the rules will choose a probe strategy whatever the probe scores (few examples per class: rule 2 or 3),
-# that strategy reads the features of every training and validation example: they are computed for the whole
-# splits (the cache keys match, so the strategy reuses them), and only the fit is on a sample. GTSRB, 1,000 images:
-# the measurement over 600 + 100 of them took 52 s, then lp_ft's probe read all 900 training images again; now the
-# measurement reads the 900 + 100 once, in 23 s (in the training's memory format, channels_last, and allocator).
+# With few examples per class, a probe strategy (rule 2 or 3) is likely, and it reads the features of every
+# training and validation example: they are computed for the whole splits (the cache keys match, so the strategy
+# reuses them), and only the fit is on a sample. GTSRB, 1,000 images: the measurement over 600 + 100 of them took
+# 52 s, then lp_ft's probe read all 900 training images again; the whole splits were read once, in 23 s (in the
+# training's memory format, channels_last, and allocator). Where the body fine-tunes fast, rule 3 gives full, and
+# the whole splits are read even when full follows (GTSRB: 19 s of auto's 37 s over full): kept, because a
+# sample would make a probe chosen by rule 2 read its sampled examples twice (Caltech-101, 2,700 images).
 PROBE_TRAIN, PROBE_VALIDATION = 600, 300
 
 
