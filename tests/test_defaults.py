@@ -48,14 +48,16 @@ def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path, caplog, mon
     saved = (out / "hftransfer_config.yaml").read_text()
     line = next(line for line in saved.splitlines() if "auto chose" in line)
     assert "probe accuracy" in line and "median per class 48" in line  # 120 - validation (24) = 96 = 2 x 48
-    assert "probe train 50, probe validation 24" in line  # fitted on a sample, scored on the whole validation
+    assert "probe train 50, probe validation 10" in line  # fitted and scored on samples
     chosen = line.split("auto chose ")[1].split(":")[0]
     assert f"strategy: {chosen}" in saved and chosen in {"linear_probe", "lp_ft"}  # few per class: a probe first
     assert f"`{chosen}`" in (out / "README.md").read_text()
-    # the probe strategy reads the features auto measured: computed once per split, then read from the cache
-    for split, rows in (("train", 96), ("validation", 24)):
-        assert caplog.text.count(f"{split}: features of {rows} examples cached") == 1
-        assert f"{split}: {rows} cached features from" in caplog.text
+    # the probe strategy reads the features auto measured from the cache and computes only the rows left out:
+    # each example once
+    for split, (sampled, rest) in (("train", (50, 46)), ("validation", (10, 14))):
+        assert caplog.text.count(f"{split}: features of {sampled} examples cached") == 1
+        assert caplog.text.count(f"{split}: features of {rest} examples cached") == 1
+        assert caplog.text.count(f"{split}: features of") == 2
 
 
 @pytest.mark.parametrize("train, classes, expected", [

@@ -292,6 +292,41 @@ def test_feature_pass_puts_each_text_in_its_own_row(tiny_bert_without_dropout):
         torch.testing.assert_close(features[row], alone[0], atol=1e-5, rtol=1e-4)
 
 
+def test_a_sample_s_features_are_cached_by_row_and_the_rest_computed_later(tiny_bert_without_dropout, tmp_path,
+                                                                            monkeypatch):
+    """auto measures a sample; a probe that follows computes only the rows the sample left out, and gets the
+    features a whole pass gives."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from hftransfer.strategies import features as cache
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_without_dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_without_dropout, num_labels=2)
+    texts = [f"text number {i} " + "word " * (i % 5) for i in range(12)]
+    dataset = Dataset.from_dict({**tokenizer(texts), "labels": [i % 2 for i in range(12)]})
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, use_cpu=True,
+                             disable_tqdm=True, report_to=[])
+    collator = DataCollatorWithPadding(tokenizer)
+    whole, _ = cache.extract_features(model, dataset, collator, 4, torch.device("cpu"))
+    computed = []
+    real_extract = cache.extract_features
+    monkeypatch.setattr(cache, "extract_features", lambda model, subset, *a, **k: (
+        computed.append(len(subset)), real_extract(model, subset, *a, **k))[1])
+
+    sample = [9, 2, 5]
+    features, labels = cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"),
+                                             rows=sample)
+    torch.testing.assert_close(features, whole[sample], atol=1e-5, rtol=1e-4)
+    assert labels.tolist() == [1, 0, 1] and computed == [3]
+    features, labels = cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"))
+    torch.testing.assert_close(features, whole, atol=1e-5, rtol=1e-4)
+    assert labels.tolist() == [i % 2 for i in range(12)] and computed == [3, 9]  # only the 9 rows not yet read
+    cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"), rows=[1, 9])
+    assert computed == [3, 9]  # all from the cache
+    assert len(list((tmp_path / "c").glob("*.safetensors"))) == 1  # one file per split
+
+
 def test_changed_preprocessing_invalidates_cached_features(tmp_path, cases):
     flags, _, _ = cases["bert"]
     cache = tmp_path / "feature-cache"

@@ -40,7 +40,7 @@ import numpy as np
 
 from hftransfer.data.labels import LABELS, column_values
 from hftransfer.selection.transferability import linear_probe_accuracy
-from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
+from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features, weights_digest
 from hftransfer.training.performance import apply_performance_options
 from hftransfer.training.schedule import HEAD_LEARNING_RATE
 
@@ -55,13 +55,11 @@ LP_FT_RATE_RATIO = 1 / 3  # body rate / head rate at most this for rule 3: text 
 # tell 0.95 from 0.90 (a standard error of 1.3 points at 0.95 on 300 examples), at a cost that stays small
 # beside the training it decides (SST-2, 4,000 phrases: with 1,000 + 400 measured, auto then fine-tuning in full
 # took 31 s longer than the same fine-tuning alone, 6:08 against 5:37).
-# With few examples per class, a probe strategy (rule 2 or 3) is likely, and it reads the features of every
-# training and validation example: they are computed for the whole splits (the cache keys match, so the strategy
-# reuses them), and only the fit is on a sample. GTSRB, 1,000 images: the measurement over 600 + 100 of them took
-# 52 s, then lp_ft's probe read all 900 training images again; the whole splits were read once, in 23 s (in the
-# training's memory format, channels_last, and allocator). Where the body fine-tunes fast, rule 3 gives full, and
-# the whole splits are read even when full follows (GTSRB: 19 s of auto's 37 s over full): kept, because a
-# sample would make a probe chosen by rule 2 read its sampled examples twice (Caltech-101, 2,700 images).
+# The features of the samples are cached by row (strategies/features.py): a probe strategy chosen next computes
+# only the rows they left out, so no example is read twice, and where full follows only the samples were read
+# (GTSRB, 1,000 images: 600 + 100 read, the measurement 11.7 s; it read the whole splits, 19.3 s, when a probe
+# strategy could only reuse whole splits).
+# They are computed in the training's memory format (channels_last on CPU) and allocator.
 PROBE_TRAIN, PROBE_VALIDATION = 600, 300
 
 
@@ -116,8 +114,7 @@ def choose(config, task, model, processor, data, model_config) -> Decision:
     if data.multi_label:  # the separability probe is a single-label classifier: the rules go by size alone
         numbers["probe"] = "not measured (multi-label)"
     elif len(labels) < LARGE_DATA and "validation" in data.splits:
-        probe = probe_accuracy(config, task, model, processor, data, model_config, numbers,
-                               whole_splits=per_class < FEW_PER_CLASS)
+        probe = probe_accuracy(config, task, model, processor, data, model_config, numbers)
     chosen, reason = decide(len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"),
                             ratio)
     return Decision(chosen, reason, numbers)
@@ -133,11 +130,10 @@ def body_to_head_rate(config, task, model_config) -> float:
     return body / head
 
 
-def probe_accuracy(config, task, model, processor, data, model_config, numbers: dict,
-                   whole_splits: bool = False) -> float | None:
-    """Held-out accuracy of a probe on the frozen features (cached: a probe strategy reuses them). With
-    ``whole_splits``, the features of every example are computed (the strategy that follows reads them all) and
-    the probe fits a sample of them."""
+def probe_accuracy(config, task, model, processor, data, model_config, numbers: dict) -> float | None:
+    """Held-out accuracy of a probe fitted on a sample of the training split's frozen features, scored on a
+    sample of the validation split's. The features go to the cache, where a probe strategy chosen next finds
+    them and computes only the rows the samples left out."""
     started = time.perf_counter()
     args = config.training
     notes = list(data.notes)  # preparing says what it did; the training's own preparation will say it again
@@ -146,21 +142,20 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     # the memory format training will use (channels_last on CPU: GTSRB, 1,000 images, 75 s in NCHW)
     collator = apply_performance_options(model, task.build_collator(config, processor), task, config.transfer, args)
     model.to(args.device)
-    if not whole_splits:
-        datasets = {"train": sample(datasets["train"], PROBE_TRAIN, args.seed),
-                    "validation": sample(datasets["validation"], PROBE_VALIDATION, args.seed)}
+    sizes = {"train": PROBE_TRAIN, "validation": PROBE_VALIDATION}
     try:
+        weights = weights_digest(model)
         (train_x, train_y), (val_x, val_y) = [
-            cached_features(model, datasets[split], split, collator, args, config.transfer.feature_cache_dir)
-            for split in ("train", "validation")]
+            cached_features(model, datasets[split], split, collator, args, config.transfer.feature_cache_dir, weights,
+                            rows=sample_rows(np.asarray(column_values(datasets[split], LABELS)), size, args.seed))
+            for split, size in sizes.items()]
     except FeatureCacheUnavailable as reason:
         logger.info("auto: no fixed-size features to measure (%s); deciding from the data's size", reason)
         return None
-    fit = sample_rows(train_y.numpy(), PROBE_TRAIN, args.seed)
-    accuracy = linear_probe_accuracy(train_x.numpy()[fit].astype(np.float64), train_y.numpy()[fit],
+    accuracy = linear_probe_accuracy(train_x.numpy().astype(np.float64), train_y.numpy(),
                                      val_x.numpy().astype(np.float64), val_y.numpy())
     numbers["probe accuracy"] = accuracy
-    numbers["probe train"], numbers["probe validation"] = len(fit), len(val_y)
+    numbers["probe train"], numbers["probe validation"] = len(train_y), len(val_y)
     numbers["measured in s"] = round(time.perf_counter() - started, 1)
     return accuracy
 
@@ -177,10 +172,3 @@ def sample_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     except ValueError:  # a class with a single example cannot be stratified
         picked = np.random.default_rng(seed).choice(rows, size, replace=False)
     return np.sort(picked)
-
-
-def sample(dataset, size: int, seed: int):
-    """At most ``size`` examples of ``dataset``, chosen as ``sample_rows`` chooses them."""
-    if len(dataset) <= size:
-        return dataset
-    return dataset.select(sample_rows(np.asarray(column_values(dataset, LABELS)), size, seed))

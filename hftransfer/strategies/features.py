@@ -32,7 +32,7 @@ from hftransfer.data.streaming import is_streamed
 
 logger = logging.getLogger("hftransfer")
 
-CACHE_VERSION = "1"  # bump when the stored layout changes
+CACHE_VERSION = "2"  # bump when the stored layout changes (2: the rows computed so far)
 
 
 class FeatureCacheUnavailable(RuntimeError):
@@ -147,30 +147,64 @@ def longest_first(dataset: Dataset) -> torch.Tensor:
     return torch.arange(len(dataset)) if lengths is None else torch.argsort(lengths, descending=True, stable=True)
 
 
-def cached_features(model, dataset, split, collator, args, cache_dir: str | None,
-                    weights: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of ``split`` from the cache, computing and storing them on a miss (rank 0 first)."""
+def cached_features(model, dataset, split, collator, args, cache_dir: str | None, weights: str | None = None,
+                    rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of ``split`` (of its ``rows`` only, in that order, when given) from the cache, computing and
+    storing the missing ones (rank 0 first).
+
+    One file per split holds the rows computed so far: ``auto`` measures a sample of a split, and a probe that
+    follows computes only the rows the sample left out (GTSRB, 1,000 images: measuring 600 + 100 of them took
+    11.7 s; 19.3 s when the whole splits were read so that a probe could reuse them, before ``full`` was chosen)."""
     if is_streamed(dataset):  # a stream (streaming: true) is read once per pass, not stored
         raise FeatureCacheUnavailable(f"the {split} split is streamed")
     point, _ = head_root(model)
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     path = folder / f"{cache_key(weights or weights_digest(model), point, dataset, split)}.safetensors"
+    wanted = torch.arange(len(dataset)) if rows is None else torch.as_tensor(rows, dtype=torch.long).reshape(-1)
     with args.main_process_first(desc=f"features of {split}"):
-        if path.is_file():
-            stored = load_file(str(path))
-            if len(stored["labels"]) == len(dataset):
-                logger.info("%s: %d cached features from %s", split, len(dataset), path)
-                return stored["features"], stored["labels"]
-        features, labels = extract_features(model, dataset, collator, args.per_device_eval_batch_size,
-                                            args.device, args.dataloader_num_workers,
-                                            None if args.disable_tqdm else f"features of {split}")
-        if args.process_index == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            save_file({"features": features.contiguous(), "labels": labels.contiguous()}, str(partial))
-            os.replace(partial, path)  # atomic: a reader never sees half a file
-            logger.info("%s: features of %d examples cached in %s", split, len(dataset), path)
-        return features, labels
+        stored = load_stored(path, len(dataset))
+        missing = wanted if stored is None else wanted[stored["computed"][wanted] == 0]
+        if len(missing):
+            stored = compute_rows(model, dataset, missing, stored, collator, args, split)
+            if args.process_index == 0:
+                save_stored(stored, path)
+                logger.info("%s: features of %d examples cached in %s", split, len(missing), path)
+        else:
+            logger.info("%s: %d cached features from %s", split, len(wanted), path)
+    if rows is None:
+        return stored["features"], stored["labels"]
+    return stored["features"][wanted], stored["labels"][wanted]
+
+
+def load_stored(path: Path, size: int) -> dict | None:
+    """The cached rows of a split of ``size`` examples, or None."""
+    if not path.is_file():
+        return None
+    stored = load_file(str(path))
+    return stored if len(stored.get("computed", ())) == size else None
+
+
+def compute_rows(model, dataset, missing: torch.Tensor, stored: dict | None, collator, args, split) -> dict:
+    """``stored`` with the features of the ``missing`` rows filled in (a new store when None)."""
+    subset = dataset if len(missing) == len(dataset) else dataset.select(missing.tolist())
+    features, labels = extract_features(model, subset, collator, args.per_device_eval_batch_size, args.device,
+                                        args.dataloader_num_workers,
+                                        None if args.disable_tqdm else f"features of {split}")
+    if subset is dataset:  # every row: the tensors just computed are the store
+        return {"features": features, "labels": labels, "computed": torch.ones(len(dataset), dtype=torch.uint8)}
+    if stored is None:
+        stored = {"features": torch.zeros((len(dataset), features.shape[1]), dtype=features.dtype),
+                  "labels": torch.zeros((len(dataset), *labels.shape[1:]), dtype=labels.dtype),
+                  "computed": torch.zeros(len(dataset), dtype=torch.uint8)}
+    stored["features"][missing], stored["labels"][missing], stored["computed"][missing] = features, labels, 1
+    return stored
+
+
+def save_stored(stored: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({key: value.contiguous() for key, value in stored.items()}, str(partial))
+    os.replace(partial, path)  # atomic: a reader never sees half a file
 
 
 class HeadOnFeatures(nn.Module):
