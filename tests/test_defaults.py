@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from conftest import make_config, sentiment_rows, tiny_run_flags, write_rows
@@ -77,6 +78,52 @@ def test_a_small_carved_validation_says_so(tiny_bert, tmp_path):
     assert any("too few to rank epochs reliably" in note for note in data.notes)
     explicit = load_data(make_config(model=str(tiny_bert), train_file=str(train), validation_fraction=0.1))
     assert len(explicit.splits["validation"]) == 10
+
+
+def frames_folder(root, names):
+    """Class folders of tiny images named by ``names(track, frame)``: 6 tracks of 4 frames per class."""
+    from conftest import COLOURS, make_image
+
+    for name, colour in COLOURS.items():
+        for track in range(6):
+            for frame in range(4):
+                make_image(root / name / names(track, frame), tuple(c - 5 * frame for c in colour), size=(8, 8))
+    return root
+
+
+def carved_folder(root, **options):
+    from hftransfer.tasks.image_classification import load_data
+
+    data = load_data(make_config(task="image-classification", timm_arch="test_efficientnet", data_dir=str(root),
+                                 validation_fraction=0.25, **options))
+    return [[Path(p) for p in data.splits[split]["image"]] for split in ("train", "validation")], data.notes
+
+
+def test_a_carved_validation_keeps_files_named_alike_on_one_side(tmp_path):
+    """Frames of one track (00003_00001.png ...) are near-duplicates: validation takes whole tracks, of every class."""
+    root = frames_folder(tmp_path / "frames", lambda track, frame: f"{track:05d}_{frame:05d}.png")
+    (train, validation), notes = carved_folder(root)
+    track = lambda path: (path.parent.name, path.stem.split("_")[0])  # noqa: E731
+    assert not {track(p) for p in train} & {track(p) for p in validation}
+    assert len(validation) == 12 and {p.parent.name for p in validation} == {"red", "blue"}  # a track of 4, 3 per class
+    assert any("12 groups of files named alike (00000_* in" in note for note in notes)
+
+    (train, validation), notes = carved_folder(root, validation_groups="none")
+    assert {track(p) for p in train} & {track(p) for p in validation}  # file by file: tracks straddle the split
+    assert not any("named alike" in note for note in notes)
+
+
+@pytest.mark.parametrize("names", [lambda track, frame: f"image_{4 * track + frame:04d}.png",  # one prefix per class
+                                   lambda track, frame: f"{track}{frame}7_a{frame}c.png",  # no trailing number
+                                   lambda track, frame: f"{4 * track + frame:03d}_1.png"])  # no file has a sibling
+def test_names_that_show_no_groups_are_carved_file_by_file(tmp_path, names):
+    (train, validation), notes = carved_folder(frames_folder(tmp_path / "plain", names))
+    assert len(validation) == 12 and not any("named alike" in note for note in notes)
+
+
+def test_an_unknown_validation_groups_value_names_the_choices():
+    with pytest.raises(ConfigError, match="unknown validation_groups 'tracks'; valid: auto, none"):
+        make_config(model="m", train_file="t.csv", validation_groups="tracks")
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), ("1h30m", 5400)])

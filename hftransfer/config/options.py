@@ -18,6 +18,7 @@ HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 FROZEN_NORM_STATS = ("keep", "update")
 LORA_SAVE = ("merged", "adapter")
 THRESHOLD_OBJECTIVES = ("micro", "macro")  # multi-label decision thresholds (evaluation/multilabel.py)
+VALIDATION_GROUPS = ("auto", "none")  # carving whole groups of files named alike (data/groups.py)
 
 
 class ConfigError(HftransferError):
@@ -113,6 +114,12 @@ class DataArguments:
                           "Default: a tenth of train, at least 100 examples and two per class, at most a fifth of "
                           "train and 5,000 examples."},
     )
+    validation_groups: str = field(
+        default="auto",
+        metadata={"help": "auto: when the files' names show groups (frames of one clip: 00005_00001.ppm, "
+                          "00005_00002.ppm, ...), a carved validation split takes whole groups, so it holds no "
+                          "sibling of a training file; none: file by file."},
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
     )
@@ -179,6 +186,9 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
+        if self.validation_groups not in VALIDATION_GROUPS:
+            raise ConfigError(f"unknown validation_groups {self.validation_groups!r}; valid: "
+                              f"{', '.join(VALIDATION_GROUPS)}")
         if self.multi_label is False and (self.label_separator or self.label_columns):
             raise ConfigError("label_separator and label_columns describe several labels per example; they cannot "
                               "go with multi_label: false")

@@ -13,6 +13,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset
 from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 
+from hftransfer.data.groups import carve_groups, file_groups
 from hftransfer.data.tables import DataError, require_columns
 
 LABELS = "labels"  # the column the models read; always a new column (see encode_labels)
@@ -219,9 +220,10 @@ def validation_size(num_train: int, num_classes: int) -> int:
     return max(1, min(wanted, VALIDATION_MAX, round(VALIDATION_CAP_SHARE * num_train)))
 
 
-def ensure_validation(data: LabelledData, fraction: float | None, seed: int) -> LabelledData:
+def ensure_validation(data: LabelledData, fraction: float | None, seed: int, groups: str = "auto") -> LabelledData:
     """Carve a stratified, seeded validation split from train when none was given (``fraction`` of train, or by
-    default ``validation_size``'s rule)."""
+    default ``validation_size``'s rule); with ``groups: auto``, files named alike go to one side whole
+    (``data/groups.py``)."""
     if "validation" in data.splits:
         return data
     train = data.splits["train"]
@@ -231,9 +233,15 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int) -> 
     classes = len(data.label_names)
     size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), classes)
     stratify = ids is not None and min(per_class) >= 2 and size >= len(per_class)
-    data.splits["train"], data.splits["validation"] = carve(train, size, seed, ids if stratify else None)
     how = "stratified" if stratify else "random (multi-label)" if data.multi_label else \
         "random (a class is too small to stratify)"
+    grouped = file_groups(train, ids) if groups == "auto" else None
+    if grouped is None:
+        data.splits["train"], data.splits["validation"] = carve(train, size, seed, ids if stratify else None)
+    else:
+        train_rows, validation_rows = carve_groups(size, seed, grouped[0], ids if stratify else None)
+        data.splits["train"], data.splits["validation"] = train.select(train_rows), train.select(validation_rows)
+        size, how = len(validation_rows), f"{how}, {grouped[1]}"
     rule = f"{fraction:.0%}" if fraction is not None else f"{size / len(train):.0%} by the default rule"
     data.notes.append(f"validation: {size} examples carved from train ({rule}, {how}, seed {seed})")
     if size < SMALL_VALIDATION:
@@ -257,7 +265,7 @@ def carve(train: Dataset, size: int, seed: int, stratify_ids: np.ndarray | None)
 
 def finish_splits(data: LabelledData, data_args, seed: int) -> LabelledData:
     """The steps every task ends its loading with: a validation split if none was given, then subsets."""
-    data = ensure_validation(data, data_args.validation_fraction, seed)
+    data = ensure_validation(data, data_args.validation_fraction, seed, data_args.validation_groups)
     return subsample(data, data_args.max_train_samples, data_args.max_eval_samples, seed)
 
 

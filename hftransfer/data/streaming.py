@@ -93,7 +93,7 @@ def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, ch
                         "(remove streaming: true)")
     head = data.splits["train"]
     given = "validation" in data.splits
-    data = labels.ensure_validation(data, data_args.validation_fraction, seed)
+    data = labels.ensure_validation(data, data_args.validation_fraction, seed, data_args.validation_groups)
     data = labels.subsample(data, None, data_args.max_eval_samples, seed)
     data.head = data.splits["train"]
     rows = stream if given else _after_head(data.head, stream, len(head))
