@@ -121,6 +121,25 @@ def test_names_that_show_no_groups_are_carved_file_by_file(tmp_path, names):
     assert len(validation) == 12 and not any("named alike" in note for note in notes)
 
 
+def test_groups_follow_the_rows_of_a_selected_split(tmp_path):
+    """A split that is a selection of a larger table (an index mapping) is grouped by its own rows."""
+    import numpy as np
+    from datasets import Dataset
+
+    from hftransfer.data.groups import file_groups
+
+    paths = []
+    for track in range(8):
+        for frame in range(3):
+            paths.append(tmp_path / f"{track:03d}_{frame:03d}.png")
+            paths[-1].write_bytes(b"")
+    table = Dataset.from_dict({"image": [str(p) for p in paths]})
+    rows = np.random.default_rng(0).permutation(len(paths)).tolist()
+    groups, _ = file_groups(table.select(rows), np.zeros(len(rows), dtype=np.int64))
+    tracks = [paths[row].name[:3] for row in rows]
+    assert all((groups[i] == groups[j]) == (tracks[i] == tracks[j]) for i in range(len(rows)) for j in range(len(rows)))
+
+
 def test_an_unknown_validation_groups_value_names_the_choices():
     with pytest.raises(ConfigError, match="unknown validation_groups 'tracks'; valid: auto, none"):
         make_config(model="m", train_file="t.csv", validation_groups="tracks")

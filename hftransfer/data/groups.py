@@ -37,7 +37,7 @@ def path_column(dataset: Dataset) -> list[str] | None:
     for column, feature in dataset.features.items():
         if getattr(feature, "dtype", None) not in {"string", "large_string"}:
             continue
-        values = dataset.data.column(column).to_pylist()  # the Arrow table: no format, no transform
+        values = dataset.with_format("arrow")[column].to_pylist()  # the rows as they are: no transform
         if values and isinstance(values[0], str) and Path(values[0]).is_file():
             return values
     return None
