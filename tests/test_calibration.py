@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -71,13 +72,24 @@ def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_m
     assert ece(after[test], labels[test]) < 0.05 < ece(before[test], labels[test])
 
 
-def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, tmp_path):
+def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, tmp_path, monkeypatch, caplog):
+    from hftransfer.training.trainer import ClassificationTrainer
+
     files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
              "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),
              "test": write_rows(tmp_path / "test.csv", sentiment_rows(30, seed=3))}
     out = tmp_path / "out"
+    predicted = []
+    real_predict = ClassificationTrainer.predict
+    monkeypatch.setattr(ClassificationTrainer, "predict", lambda self, dataset, *a, metric_key_prefix="test", **k: (
+        predicted.append(metric_key_prefix), real_predict(self, dataset, *a, metric_key_prefix=metric_key_prefix,
+                                                          **k))[1])
     # long and fast enough that the model is sure of itself and far from calibrated (T is significant)
-    main(tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3"])
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        main(tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3"])
+    assert predicted == ["calibration", "test"]  # the validation split is read once: calibration's logits are scored
+    after = float(caplog.text.split("validation examples (NLL ")[1].split(" → ")[1].split(")")[0])
+    assert json.loads((out / "all_results.json").read_text())["eval_loss"] == pytest.approx(after, abs=1e-4)
     temperature = json.loads((out / "config.json").read_text())["hftransfer_calibration"]["temperature"]
     report = json.loads((out / "eval_report.json").read_text())
     for split in ("validation", "test"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix
+from transformers.trainer_utils import EvalPrediction, PredictionOutput
 
 from hftransfer.artifacts.atomic import write_text_atomically
 from hftransfer.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
@@ -163,7 +164,8 @@ def pr_png_name(split: str) -> str:
 
 
 def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
-                    temperature: float | None = None, tune_thresholds: str | None = None) -> tuple[dict, dict]:
+                    temperature: float | None = None, tune_thresholds: str | None = None,
+                    logits_read: dict | None = None) -> tuple[dict, dict]:
     """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
 
     ``tune_thresholds``: multi-label, fit the decision thresholds on validation for this objective (after
@@ -171,6 +173,9 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
 
     ``temperature``: the model was calibrated by dividing its logits by it; each report then also holds the
     calibration before (ECE and reliability table), from the same pass.
+
+    ``logits_read``: ``{split: (logits before temperature, labels)}`` already read from this model (calibration
+    reads the validation split's): those splits are scored from them, not predicted again.
     """
     if data.multi_label:  # scores per label and decision thresholds (evaluation/multilabel.py)
         return evaluate_multilabel_splits(trainer, prepared, data, task, splits, tune=tune_thresholds)
@@ -181,7 +186,8 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
     try:
         for split in (s for s in splits if s in prepared):
             prefix = SPLIT_PREFIXES.get(split, split)
-            prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
+            prediction = (prediction_from_logits(trainer, *logits_read[split], prefix, temperature)
+                          if split in (logits_read or {}) else trainer.predict(prepared[split], metric_key_prefix=prefix))
             reduced = np.asarray(prediction.predictions)
             k = reduced.shape[1] // (3 if temperature is not None else 2)
             examples = task.describe_examples(data, split) if task.describe_examples else None
@@ -199,6 +205,20 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
     finally:
         trainer.preprocess_logits_for_metrics = saved
     return metrics, reports
+
+
+def prediction_from_logits(trainer, logits: np.ndarray, labels: np.ndarray, prefix: str,
+                           temperature: float | None) -> PredictionOutput:
+    """What ``trainer.predict`` returns for a split whose logits (before ``temperature``) are known: the reduced
+    predictions, the task's metrics and the loss the Trainer reports (the model's cross-entropy, label smoothing
+    included), on the logits the calibrated model gives."""
+    scaled = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / (temperature or 1.0)
+    reduced = reduce_logits(scaled, temperature=temperature).numpy()
+    metrics = trainer.compute_metrics(EvalPrediction(predictions=reduced, label_ids=labels))
+    loss = torch.nn.functional.cross_entropy(scaled, torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+                                             label_smoothing=trainer.args.label_smoothing_factor)
+    metrics = {f"{prefix}_{key}": value for key, value in {"loss": float(loss), **metrics}.items()}
+    return PredictionOutput(predictions=reduced, label_ids=labels, metrics=metrics)
 
 
 def add_calibration_before(report: dict, before: Predictions, temperature: float) -> None:

@@ -76,9 +76,9 @@ def run(config: RunConfig) -> RunResult:
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
     fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
                                      augmentation, checkpoint))
-    temperature = calibrate(config, trainer, datasets, data, plan)
+    temperature, logits_read = calibrate(config, trainer, datasets, data, plan)
     results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature,
-                                       tune_thresholds=config.data.threshold_objective)
+                                       tune_thresholds=config.data.threshold_objective, logits_read=logits_read)
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
     return RunResult(Path(config.training.output_dir), results, reports, config)
 
