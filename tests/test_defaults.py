@@ -140,6 +140,16 @@ def test_groups_follow_the_rows_of_a_selected_split(tmp_path):
     assert all((groups[i] == groups[j]) == (tracks[i] == tracks[j]) for i in range(len(rows)) for j in range(len(rows)))
 
 
+def test_texts_longer_than_a_file_name_are_carved_as_texts(tiny_bert, tmp_path):
+    """A text column is looked at as a possible list of files: a 300-character text is not a path (the check must
+    not fail on it)."""
+    from hftransfer.tasks.text_classification import load_data
+
+    rows = [{"text": ("a long review " * 25 if i == 0 else f"text {i}"), "label": i % 2} for i in range(120)]
+    data = load_data(make_config(model=str(tiny_bert), train_file=str(write_rows(tmp_path / "train.csv", rows))))
+    assert len(data.splits["validation"]) == 24 and not any("named alike" in note for note in data.notes)
+
+
 def test_an_unknown_validation_groups_value_names_the_choices():
     with pytest.raises(ConfigError, match="unknown validation_groups 'tracks'; valid: auto, none"):
         make_config(model="m", train_file="t.csv", validation_groups="tracks")

@@ -17,6 +17,7 @@ not groups; hymenoptera's ``1030023514_aad5c608f9.jpg`` gives one file per group
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import warnings
@@ -38,7 +39,8 @@ def path_column(dataset: Dataset) -> list[str] | None:
         if getattr(feature, "dtype", None) not in {"string", "large_string"}:
             continue
         values = dataset.with_format("arrow")[column].to_pylist()  # the rows as they are: no transform
-        if values and isinstance(values[0], str) and Path(values[0]).is_file():
+        # os.path.isfile, not Path.is_file: a text longer than a file name may be raises ENAMETOOLONG there
+        if values and isinstance(values[0], str) and os.path.isfile(values[0]):
             return values
     return None
 
