@@ -156,8 +156,11 @@ def print_table(results: dict) -> None:
 
 
 def markdown_table(results: dict) -> str:
-    """The README's table: one row per set and arm."""
+    """The README's table: one row per set and arm; a wall time from another session than most rows' (a row's
+    ``session``, set by hand when rows are merged) is marked with †, since the machine's speed varies."""
     rows = ["| set | arm | chosen | test accuracy | macro-F1 | ECE | wall |", "|---|---|---|---|---|---|---|"]
+    sessions = [r.get("session") for arms in results.values() for r in arms.values()]
+    usual = max(set(sessions), key=sessions.count) if sessions else None
     for name in SETS:
         for arm in ARMS:
             r = results.get(name, {}).get(arm)
@@ -166,7 +169,7 @@ def markdown_table(results: dict) -> str:
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
             rows.append(f"| {name} | {arm} | {r.get('strategy') or arm} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | "
-                        f"{ece} | {minutes}:{seconds:02d} |")
+                        f"{ece} | {minutes}:{seconds:02d}{' †' if r.get('session') != usual else ''} |")
     return "\n".join(rows)
 
 
