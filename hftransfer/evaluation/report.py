@@ -186,8 +186,10 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
     try:
         for split in (s for s in splits if s in prepared):
             prefix = SPLIT_PREFIXES.get(split, split)
-            prediction = (prediction_from_logits(trainer, *logits_read[split], prefix, temperature)
-                          if split in (logits_read or {}) else trainer.predict(prepared[split], metric_key_prefix=prefix))
+            if split in (logits_read or {}):  # read already (calibration's pass): scored, not predicted again
+                prediction = prediction_from_logits(trainer, *logits_read[split], prefix, temperature)
+            else:
+                prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
             reduced = np.asarray(prediction.predictions)
             k = reduced.shape[1] // (3 if temperature is not None else 2)
             examples = task.describe_examples(data, split) if task.describe_examples else None
