@@ -7,6 +7,8 @@ default DataLoader settings, started as a plain ``python`` process. hftransfer r
 (``HFTRANSFER_NO_MALLOC_TUNING=1``), which shows what the in-process ``mallopt`` settings are worth. Same model
 (offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and seed; each arm in its own
 process, one after the other; each arm's peak resident memory (RSS) is that process's (``benchmarks/process_stats.py``).
+hftransfer computes each batch of 32 as two micro-batches of 16 on a CPU (its default, ``training/runtime.py``):
+the same examples per optimiser step. The time breakdown is per image of such a micro-batch.
 
     python examples/offline_models.py && python benchmarks/image_throughput.py [--epochs 3]
 """
@@ -96,8 +98,9 @@ def checked(done: Finished) -> Finished:
     return done
 
 
-def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict:
-    """Milliseconds per training image for decode, resize+augment, forward and backward (this process)."""
+def time_breakdown(tuned: bool, samples: int = 64) -> dict:
+    """Milliseconds per training image for decode, resize+augment, forward and backward (this process), in
+    micro-batches of the size hftransfer computes on a CPU."""
     import torch
     from PIL import Image
 
@@ -107,7 +110,7 @@ def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict
     )
     from hftransfer.data.images import scan_class_folders, to_mode
     from hftransfer.data.transforms import build_transforms
-    from hftransfer.training.runtime import tune_cpu_allocator
+    from hftransfer.training.runtime import CPU_IMAGE_MICRO_BATCH, tune_cpu_allocator
 
     if tuned and not tune_cpu_allocator():
         raise SystemExit("the CPU allocator settings need glibc")
@@ -128,6 +131,7 @@ def time_breakdown(tuned: bool, samples: int = 64, batch_size: int = 32) -> dict
     start = time.perf_counter()
     tensors = [train_tf(image) for image in decoded]
     transform = time.perf_counter() - start
+    batch_size = CPU_IMAGE_MICRO_BATCH
     x, y = torch.stack(tensors[:batch_size]), torch.zeros(batch_size, dtype=torch.long)
     forward = backward = 0.0
     for step in range(3):

@@ -269,3 +269,40 @@ def test_timm_arch_without_weights_offline_says_so(split_folders, tmp_path):
 def test_text_task_rejects_an_image_folder(split_folders, tiny_bert, tmp_path):
     with pytest.raises(DataError, match="text-classification reads files .* not data_dir"):
         main(["--model", str(tiny_bert), "--data_dir", str(split_folders), "--output_dir", str(tmp_path / "o")])
+
+
+# --- memory: CPU image batches as micro-batches ----------------------------------------------------------
+
+def test_cpu_image_batches_split_into_micro_batches_of_8_to_16():
+    from hftransfer.training.runtime import micro_batches
+
+    # 34 = 2 x 17 = 17 x 2 and 17 is prime: no split of 8 to 16 images exists, so the batch stays whole
+    assert {b: micro_batches(b) for b in (8, 16, 17, 24, 32, 34, 40, 48, 64)} == \
+        {8: 1, 16: 1, 17: 1, 24: 2, 32: 2, 34: 1, 40: 4, 48: 3, 64: 4}
+
+
+def test_a_cpu_image_batch_of_32_trains_as_two_micro_batches_with_the_same_step(tmp_path, tiny_vit):
+    """Micro-batches change how a step is computed, not the step: the same weights after it as one whole batch
+    (a ViT has no batch-norm, so the two are equal up to float summation order); the run says what it did."""
+    from safetensors.torch import load_file
+
+    root = tmp_path / "images"
+    make_class_folder(root / "train", 16)  # 32 images: one optimiser step
+    make_class_folder(root / "val", 2)
+    step = dict(model=tiny_vit, data_dir=root, max_steps=1, per_device_train_batch_size=32, augmentation="none",
+                optim="sgd", learning_rate=0.5, warmup_steps=0, lr_scheduler_type="constant", calibrate="false",
+                strategy="full", seed=3)
+    main(flags(tmp_path / "split", **step))
+    main(flags(tmp_path / "whole", **step, gradient_accumulation_steps=1))
+
+    saved = (tmp_path / "split" / "hftransfer_config.yaml").read_text()
+    assert "per_device_train_batch_size: 16" in saved and "gradient_accumulation_steps: 2" in saved
+    assert "a batch of 32 images runs as 2 micro-batches" in saved
+    assert "gradient_accumulation_steps: 1" in (tmp_path / "whole" / "hftransfer_config.yaml").read_text()
+    split, whole = (load_file(tmp_path / run / "model.safetensors") for run in ("split", "whole"))
+    initial = load_file(tiny_vit / "model.safetensors")
+    moved = [k for k in whole if not k.startswith("classifier") and not torch.equal(whole[k], initial[k])]
+    assert len(moved) > 10  # the step changed the encoder, not only the head
+    for key in whole:
+        torch.testing.assert_close(split[key], whole[key], rtol=1e-4, atol=1e-6)
+

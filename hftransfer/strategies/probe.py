@@ -121,8 +121,11 @@ def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: floa
                               ctx.config.transfer.feature_cache_dir)
     features_s = time.perf_counter() - started
     _, head_module = head_root(ctx.model)
+    # features are small: the whole batch in one step, even where images ran as micro-batches (runtime.py)
     probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0, dataloader_persistent_workers=False,
-                                     remove_unused_columns=True)
+                                     remove_unused_columns=True, gradient_accumulation_steps=1,
+                                     per_device_train_batch_size=probe_args.per_device_train_batch_size
+                                     * probe_args.gradient_accumulation_steps)
     trainer = ClassificationTrainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
                                     eval_dataset=splits.validation,
                                     train_sampler=_the_runs_batches(ctx, datasets["train"]), **_metrics(ctx))

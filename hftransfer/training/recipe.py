@@ -37,7 +37,7 @@ from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir,
                                             verify_checkpoint)
 from hftransfer.training.outputs import save_run
 from hftransfer.training.performance import apply_performance_options, check_performance_options
-from hftransfer.training.runtime import configure_cpu_run
+from hftransfer.training.runtime import configure_cpu_run, split_image_batch
 from hftransfer.training.schedule import schedule_for, stream_evaluations
 from hftransfer.training.trainer import TransferTrainer
 
@@ -58,7 +58,7 @@ def run(config: RunConfig) -> RunResult:
     """Train, evaluate and save one run."""
     task, strategy = get_task(config.model.task), get_strategy(config.transfer.strategy)
     checkpoint, push_to_hub = check_before_work(config, task, strategy)
-    configure_process(config)
+    configure_process(config, task)
     model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof the backbone exists
     data = task.load_data(config)
     processor = task.build_preprocessing(config, data, model_config)
@@ -83,12 +83,17 @@ def run(config: RunConfig) -> RunResult:
     return RunResult(Path(config.training.output_dir), results, reports, config)
 
 
-def configure_process(config: RunConfig) -> None:
+def configure_process(config: RunConfig, task: Task) -> None:
     """Settings every later step runs under, set before the first heavy one (``auto``'s feature pass ran before
     them at first: GTSRB, 1,000 images, 46 s with glibc's allocator defaults and larger evaluation batches; 23 s
     under them)."""
     args = config.training
     if args.use_cpu or not torch.cuda.is_available():
+        note = split_image_batch(args) if task.pixel_key and "gradient_accumulation_steps" not in config.explicit \
+            else None
+        if note:
+            config.notes.append(note)
+            logger.info(note)
         configure_cpu_run(args, eval_batch_chosen="per_device_eval_batch_size" in config.explicit)
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
