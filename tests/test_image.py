@@ -306,3 +306,26 @@ def test_a_cpu_image_batch_of_32_trains_as_two_micro_batches_with_the_same_step(
     for key in whole:
         torch.testing.assert_close(split[key], whole[key], rtol=1e-4, atol=1e-6)
 
+
+def test_a_vit_checkpoint_loads_whole_as_the_best_model_and_on_resume(tiny_vit, tmp_path):
+    """transformers 5 saves a ViT's weights under other names than the model's own; Trainer's plain
+    ``load_state_dict`` then matched only the head (trainer.py). Both loads must restore every weight."""
+    from transformers import TrainingArguments, ViTForImageClassification
+
+    from hftransfer.training.trainer import ClassificationTrainer, renamed_on_save
+
+    model = ViTForImageClassification.from_pretrained(tiny_vit)
+    checkpoint = tmp_path / "checkpoint-7"
+    model.save_pretrained(checkpoint)
+    assert renamed_on_save(model, checkpoint)  # the case at hand: the names on disk differ
+    saved = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    trainer = ClassificationTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "run"),
+                                                                        report_to="none", use_cpu=True))
+    trainer.state.best_model_checkpoint = str(checkpoint)
+    for load in (trainer._load_best_model, lambda: trainer._load_from_checkpoint(str(checkpoint))):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(1.0)  # what training did after the checkpoint
+        load()
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, saved[name]), name

@@ -5,15 +5,53 @@ builds the optimizer from the strategy's parameter groups. Trainer's own ``creat
 trainable parameter one learning rate and skips frozen ones, which would drop layer-wise rates, the head's
 own rate and every block ``gradual`` unfreezes later. The optimizer class and its settings still come from
 ``TrainingArguments`` (``optim``, betas, eps …), and the scheduler scales each group's own rate, so warmup and
-decay apply to all of them alike.
+decay apply to all of them alike. ``ClassificationTrainer`` also loads checkpoints whose weights transformers
+renames on save (ViT) whole, where Trainer's own loading restored only the head (``renamed_on_save``).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Callable
 
-from transformers import Trainer
+from safetensors import safe_open
+from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import has_length
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+logger = logging.getLogger("hftransfer")
+
+
+def saved_weight_names(folder: str | Path) -> set[str] | None:
+    """The tensor names a checkpoint's safetensors file (or shard index) holds; None when it has neither."""
+    folder = Path(folder)
+    if (folder / SAFE_WEIGHTS_INDEX_NAME).is_file():
+        return set(json.loads((folder / SAFE_WEIGHTS_INDEX_NAME).read_text())["weight_map"])
+    if (folder / SAFE_WEIGHTS_NAME).is_file():
+        with safe_open(folder / SAFE_WEIGHTS_NAME, "pt") as weights:
+            return set(weights.keys())
+    return None
+
+
+def renamed_on_save(model, folder: str | Path) -> bool:
+    """True when ``folder`` holds ``model``'s weights under other names than the model's own.
+
+    transformers 5 renames some architectures' weights when it loads them and renames them back when it saves
+    (ViT: ``vit.layers.0.attention.q_proj`` in the model, ``vit.encoder.layer.0.attention.attention.query`` on
+    disk). Trainer loads its checkpoints (the best one at the end, the one a run resumes from) with a plain
+    ``load_state_dict(..., strict=False)``, so for those models only the head's weights matched: the run ended with
+    the last epoch's body under the best epoch's head, and a resumed run went on from the pretrained body.
+    """
+    names = saved_weight_names(folder) if isinstance(model, PreTrainedModel) else None
+    return names is not None and not names <= set(model.state_dict())
+
+
+def load_renamed(model, folder: str | Path) -> None:
+    """Loads ``folder``'s weights into ``model`` in place through ``from_pretrained``, which knows the renaming."""
+    saved = type(model).from_pretrained(folder, config=model.config)
+    model.load_state_dict(saved.state_dict())  # strict: every weight or an error, never a silent partial load
 
 
 class ClassificationTrainer(Trainer):
@@ -51,6 +89,20 @@ class ClassificationTrainer(Trainer):
             # 10 s per pass under a time budget's 1,000,000-step plan). An empty batch ends the pass instead.
             self.control.should_epoch_stop = True
         return batches, items
+
+    def _load_best_model(self) -> None:
+        folder = self.state.best_model_checkpoint
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not renamed_on_save(self.model, folder):
+            return super()._load_best_model()
+        logger.info("loading the best checkpoint, %s (%s %s)", folder, self.args.metric_for_best_model,
+                    self.state.best_metric)
+        return load_renamed(self.model, folder)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        target = self.model if model is None else model
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not renamed_on_save(target, resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        return load_renamed(target, resume_from_checkpoint)
 
 
 class TransferTrainer(ClassificationTrainer):
