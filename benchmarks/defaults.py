@@ -117,8 +117,8 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
         out = Path(tmp) / "out"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFTRANSFER_FEATURE_CACHE": f"{tmp}/features",
                "HF_DATASETS_CACHE": f"{tmp}/datasets"}
-        command = [HFTRANSFER, "train", *flags, *(TODAY if arm != "auto" else []), *ARMS[arm][kind], *extra,
-                   "--output_dir", str(out), "--disable_tqdm", "true", "--seed", "42"]
+        command = [HFTRANSFER, "train", *flags, *(TODAY if arm != "auto" else []), *ARMS[arm][kind], "--seed", "42",
+                   *extra, "--output_dir", str(out), "--disable_tqdm", "true"]  # --extra wins (--seed 43 …)
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
         wall = time.perf_counter() - started
@@ -156,11 +156,11 @@ def print_table(results: dict) -> None:
 
 
 def markdown_table(results: dict) -> str:
-    """The README's table: one row per set and arm; a wall time from another session than most rows' (a row's
-    ``session``, set by hand when rows are merged) is marked with †, since the machine's speed varies."""
+    """The README's table: one row per set and arm. Wall times are comparable within a session only (the
+    machine's speed varies), so each row's ``session`` (set by hand when rows are merged) is a numbered mark,
+    explained under the table."""
     rows = ["| set | arm | chosen | test accuracy | macro-F1 | ECE | wall |", "|---|---|---|---|---|---|---|"]
-    sessions = [r.get("session") for arms in results.values() for r in arms.values()]
-    usual = max(set(sessions), key=sessions.count) if sessions else None
+    sessions = sorted({str(r.get("session")) for arms in results.values() for r in arms.values()})
     for name in SETS:
         for arm in ARMS:
             r = results.get(name, {}).get(arm)
@@ -168,8 +168,11 @@ def markdown_table(results: dict) -> str:
                 continue
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
+            mark = f" ({sessions.index(str(r.get('session'))) + 1})" if len(sessions) > 1 else ""
             rows.append(f"| {name} | {arm} | {r.get('strategy') or arm} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | "
-                        f"{ece} | {minutes}:{seconds:02d}{' †' if r.get('session') != usual else ''} |")
+                        f"{ece} | {minutes}:{seconds:02d}{mark} |")
+    if len(sessions) > 1:
+        rows += ["", "Sessions: " + "; ".join(f"({i}) {name}" for i, name in enumerate(sessions, 1)) + "."]
     return "\n".join(rows)
 
 
