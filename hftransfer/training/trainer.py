@@ -90,9 +90,13 @@ class ClassificationTrainer(Trainer):
             self.control.should_epoch_stop = True
         return batches, items
 
+    def _loads_renamed(self, model, folder) -> bool:
+        """Whether ``folder`` is loaded by ``load_renamed`` (DeepSpeed and FSDP load their own sharded states)."""
+        return not (self.is_deepspeed_enabled or self.is_fsdp_enabled) and renamed_on_save(model, folder)
+
     def _load_best_model(self) -> None:
         folder = self.state.best_model_checkpoint
-        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not renamed_on_save(self.model, folder):
+        if not self._loads_renamed(self.model, folder):
             return super()._load_best_model()
         logger.info("loading the best checkpoint, %s (%s %s)", folder, self.args.metric_for_best_model,
                     self.state.best_metric)
@@ -100,7 +104,7 @@ class ClassificationTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = self.model if model is None else model
-        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not renamed_on_save(target, resume_from_checkpoint):
+        if not self._loads_renamed(target, resume_from_checkpoint):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         return load_renamed(target, resume_from_checkpoint)
 
