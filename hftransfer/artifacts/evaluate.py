@@ -1,11 +1,14 @@
 """``hftransfer eval``: a finished run evaluated on its own data or on any labelled folder, file or Hub split.
 
-The report is written to ``OUTPUT_DIR/eval/<data>-<split>/`` (or ``--output_dir``) whole, by a rename, and an
-earlier report there is replaced only with ``overwrite``.
+The report is written to ``OUTPUT_DIR/eval/<data>-<split>/`` (or ``--output_dir``): each of its files whole, by a
+rename. Nothing else in that folder is touched: an earlier report's files are replaced only with ``overwrite``, and
+a trained run's own folder is refused as the destination (its evaluation report would replace the run's).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -14,10 +17,14 @@ from pathlib import Path
 
 from transformers import AutoConfig, TrainingArguments
 
-from hftransfer.artifacts.run_dir import FinishedRun, RunDirError, eval_data_config, open_run, pick_split
+from hftransfer.artifacts.run_dir import (CONFIG_FILE, FinishedRun, RunDirError, eval_data_config, open_run,
+                                         pick_split)
 from hftransfer.data.tables import DataError
-from hftransfer.evaluation.report import evaluate_splits, reduce_logits, save_eval_outputs
+from hftransfer.evaluation.report import (REPORT_FILE, confusion_png_name, evaluate_splits, pr_png_name, reduce_logits,
+                                          save_eval_outputs)
 from hftransfer.training.trainer import ClassificationTrainer
+
+logger = logging.getLogger("hftransfer")
 
 
 @dataclass
@@ -39,6 +46,8 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
     """
     if batch_size < 1:
         raise RunDirError(f"batch_size must be at least 1, got {batch_size}")
+    if max_samples is not None and max_samples < 1:
+        raise RunDirError(f"max_samples must be at least 1, got {max_samples}")
     run = open_run(path, trust_remote_code=trust_remote_code)
     target = _eval_target(run, data, split, output_dir, columns or {}, max_samples, overwrite)
     processor = run.load_processor()
@@ -57,7 +66,10 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
         _, reports = evaluate_splits(trainer, prepared, target.loaded, run.task, splits=("validation",),
                                      temperature=temperature)  # a calibrated model: scores before it too
         report = reports["validation"]
-        report["source"] = {"data": data or "the run's own data", "split": target.label, "model": str(run.path)}
+        report["source"] = {"data": data or "the run's own data", "split": target.label, "model": str(run.path),
+                            "notes": list(target.loaded.notes)}
+        for note in target.loaded.notes if data is not None else ():
+            logger.warning(note)  # how the given data was read (labels read as ids …): said, not silent
         if trainer.is_world_process_zero():
             _write_report(target.folder, report, target.label, f"{run.path.name} · {_source_name(data)}")
     finally:
@@ -77,15 +89,20 @@ def _eval_target(run: FinishedRun, data, split, output_dir, columns, max_samples
         if loaded.label_names != run.label_names:
             raise DataError(f"the run's data now has labels {loaded.label_names}, the model {run.label_names}")
     else:
-        loaded = run.task.load_data(config, model_labels=run.label_names)
+        if from_file and split is not None:
+            raise DataError(f"--split {split!r}: {data!r} is one file, with no splits; --split picks a split of a "
+                            "folder with train/ val/ test/ or of a Hub dataset")
+        try:
+            loaded = run.task.load_data(config, model_labels=run.label_names)
+        except DataError as err:
+            raise DataError(f"evaluation data {data!r}: {err}") from None
     chosen = pick_split(list(loaded.splits), split, from_file or hub)
     source = _source_name(data)
     flat_folder = data is not None and not hub and list(loaded.splits) == ["train"]  # root/<class>/*, no splits
     label = source if from_file or flat_folder else (split or "test") if hub else chosen
     default = run.path / "eval" / _slug(source if source == label else f"{source}-{label}")
-    folder = Path(output_dir) if output_dir else default
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise RunDirError(f"{str(folder)!r} already holds an evaluation; pass --overwrite or choose --output_dir")
+    folder = Path(output_dir).expanduser() if output_dir else default
+    check_report_folder(folder, label, overwrite)
     raw = loaded.splits[chosen]
     if max_samples is not None and len(raw) > max_samples:
         raw = raw.shuffle(seed=0).select(range(max_samples))
@@ -100,15 +117,36 @@ def _source_name(data: str | None) -> str:
     return Path(data).stem if Path(data).expanduser().is_file() else Path(data).name
 
 
+def report_files(label: str) -> list[str]:
+    """The files an evaluation report of ``label`` consists of (a multi-label report has its PR curves instead of
+    the confusion matrix; both names are the report's)."""
+    return [REPORT_FILE, confusion_png_name(label), pr_png_name(label)]
+
+
+def check_report_folder(folder: Path, label: str, overwrite: bool) -> None:
+    """Refuse a destination where the report would replace what it did not write (before any work)."""
+    if folder.exists() and not folder.is_dir():
+        raise RunDirError(f"--output_dir {str(folder)!r} exists and is not a folder")
+    if (folder / CONFIG_FILE).is_file() or (folder / "config.json").is_file():
+        raise RunDirError(f"--output_dir {str(folder)!r} holds a trained model; its files would be replaced by the "
+                          "evaluation's: choose another --output_dir (by default reports go to MODEL_DIR/eval/)")
+    existing = [name for name in report_files(label) if (folder / name).exists()]
+    if existing and not overwrite:
+        raise RunDirError(f"{str(folder)!r} already holds an evaluation ({', '.join(existing)}); pass --overwrite to "
+                          "replace those files, or choose --output_dir")
+
+
 def _write_report(folder: Path, report: dict, label: str, title: str) -> None:
-    """The report and its figures, written in a temporary folder beside ``folder`` and then renamed into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    written = Path(tempfile.mkdtemp(prefix=".eval-out-", dir=folder.parent))
+    """The report and its figures, written in a temporary folder inside ``folder`` and then each renamed into
+    place: only the report's own files are replaced, the folder's other files stay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = Path(tempfile.mkdtemp(prefix=".eval-out-", dir=folder))
     try:
-        save_eval_outputs(written, {label: report}, title)
-        if folder.exists():
-            shutil.rmtree(folder)
-        written.replace(folder)
+        new = {path.name for path in save_eval_outputs(written, {label: report}, title)}
+        for name in new:
+            os.replace(written / name, folder / name)
+        for stale in set(report_files(label)) - new:  # e.g. the confusion matrix of a report that had one
+            (folder / stale).unlink(missing_ok=True)
     finally:
         shutil.rmtree(written, ignore_errors=True)
 
