@@ -38,12 +38,15 @@ def staging_dir(target: str | os.PathLike) -> Path:
     return Path(target) / ".model.partial"
 
 
-def publish_directory(staging: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+def publish_directory(staging: str | os.PathLike, target: str | os.PathLike,
+                      replaceable: set[str] | frozenset[str] = frozenset()) -> list[Path]:
     """Move every file of ``staging`` into ``target`` by rename, weights last, then remove ``staging``.
 
     Everything slow (serialising, writing gigabytes) happened in ``staging``: a crash or an exception there
     leaves ``target``'s previous model untouched. What remains is a handful of renames, each atomic; the
-    weights go last so a model's new weights never sit beside a config from before.
+    weights go last so a model's new weights never sit beside a config from before. Weight files of the previous
+    model that the new one does not replace are removed only when named in ``replaceable`` (what the previous
+    model's publication recorded, ``artifacts/written.py``): a file of the user's is never removed for its name.
     """
     staging, target = Path(staging), Path(target)
     files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (_is_weights(p), str(p)))
@@ -55,7 +58,8 @@ def publish_directory(staging: str | os.PathLike, target: str | os.PathLike) -> 
         published.append(destination)
     for pattern in WEIGHT_PATTERNS:  # only now: until the new weights are in place, the old ones are the model
         for stale in set(target.glob(pattern)) - set(published):
-            stale.unlink()
+            if stale.name in replaceable:
+                stale.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     return published
 

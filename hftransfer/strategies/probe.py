@@ -13,8 +13,8 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from hftransfer.artifacts.written import record_entries, working_dir
 from hftransfer.backbones.blocks import head_parameter_names
 from hftransfer.evaluation.report import reduce_logits
 from hftransfer.strategies.base import FitContext, FitResult, fit_with_trainer
@@ -89,8 +89,11 @@ def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: f
     head = set(head_parameter_names(model))
     for name, param in model.named_parameters():
         param.requires_grad_(name in head)
+    probe_dir = working_dir(args.output_dir, "probe")
+    if args.process_index == 0:
+        record_entries(args.output_dir, probe_dir.name)
     probe_args = dataclasses.replace(
-        args, output_dir=str(Path(args.output_dir) / "probe"), num_train_epochs=epochs, learning_rate=learning_rate,
+        args, output_dir=str(probe_dir), num_train_epochs=epochs, learning_rate=learning_rate,
         push_to_hub=False, save_total_limit=1, resume_from_checkpoint=None)
     try:
         if transfer.cache_features:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -22,6 +25,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from hftransfer.artifacts.atomic import staging_dir
 from hftransfer.artifacts.run_dir import CONFIG_FILE
+from hftransfer.artifacts.written import (WORKING_DIR_PREFIX, WRITTEN_RECORD, forget_entries, record_entries,
+                                         recorded_entries)
 from hftransfer.errors import HftransferError
 
 logger = logging.getLogger("hftransfer")
@@ -47,16 +52,90 @@ def check_output_dir(config) -> None:
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"output_dir {str(out)!r} exists and is not a folder")
     _check_writable(out)
-    if not _holds_files(out) or config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
+    if not _holds_files(out):
+        return
+    if config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
+        _check_nothing_foreign_at_risk(out)
         return
     raise OutputDirError(
         f"output_dir {str(out)!r} is not empty; choose another output_dir, pass --overwrite_output_dir to replace "
         "the run in it, or --resume to continue it")
 
 
+@contextmanager
+def output_dir_lock(config):
+    """Hold an exclusive lock on output_dir for the run (main process), so a second run started into the same folder
+    is refused instead of silently replacing the first one's files.
+
+    The lock is the operating system's (``flock`` on the folder itself): it ends with the process that holds it,
+    however that process ends, so a crashed run never leaves a stale lock behind. A folder created only to be
+    locked is removed again if the run leaves it empty (a refused start writes nothing).
+    """
+    out = Path(config.training.output_dir).expanduser()
+    fcntl = _fcntl()
+    if config.training.process_index != 0 or fcntl is None or (out.exists() and not out.is_dir()):
+        yield  # other processes share the main one's lock; a path that is not a folder is refused by the checks
+        return
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = os.open(out, os.O_RDONLY)
+    except OSError:
+        yield  # cannot be created or opened: check_output_dir names the reason
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputDirError(f"output_dir {str(out)!r} is in use by another hftransfer run that is still going; "
+                                 "wait for it to end or choose another output_dir") from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _fcntl():
+    """The ``fcntl`` module, or None where the platform has none (Windows: runs there are not locked)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
+def _check_nothing_foreign_at_risk(out: Path) -> None:
+    """Refuse a folder holding entries that a run would remove although hftransfer did not write them: folders that
+    transformers' checkpoint rotation takes for checkpoints, and working folders under hftransfer's reserved names
+    that its record does not name."""
+    ours = written_here(out)
+    at_risk = sorted(entry.name for entry in out.iterdir() if entry.is_dir() and entry.name not in ours
+                     and _is_working_folder(out, entry.name))
+    if at_risk:
+        shown = ", ".join(f"{name}/" for name in at_risk[:5]) + (" …" if len(at_risk) > 5 else "")
+        raise OutputDirError(
+            f"output_dir {str(out)!r} holds {shown}, which hftransfer did not write but the run would delete "
+            f"(transformers' checkpoint rotation removes every {PREFIX_CHECKPOINT_DIR}-<number>… folder); move "
+            "it elsewhere or choose another output_dir")
+
+
+def written_here(out: Path) -> set[str]:
+    """The entries of ``out`` hftransfer wrote: those its record names, and checkpoints carrying a run record
+    (written before the record existed)."""
+    ours = recorded_entries(out)
+    if out.is_dir():
+        ours |= {entry.name for entry in out.iterdir() if (entry / RUN_RECORD).is_file()}
+    return ours
+
+
 def _holds_files(out: Path) -> bool:
-    """True when ``out`` holds anything but the staging folder a crashed save can leave behind."""
-    return out.is_dir() and any(entry != staging_dir(out) for entry in out.iterdir())
+    """True when ``out`` holds anything but what a run that crashed while saving leaves behind (its staging folder
+    and the record naming it)."""
+    if not out.is_dir():
+        return False
+    leftovers = {staging_dir(out).name, WRITTEN_RECORD} if staging_dir(out).name in recorded_entries(out) else set()
+    return any(entry.name not in leftovers for entry in out.iterdir())
 
 
 def _check_writable(out: Path) -> None:
@@ -71,19 +150,35 @@ def _check_writable(out: Path) -> None:
 
 
 def start_clean(config) -> list[str]:
-    """With ``overwrite_output_dir`` (and no resume): remove the previous run's checkpoints and probe folder, so
+    """With ``overwrite_output_dir`` (and no resume): remove the previous run's checkpoints and working folders, so
     nothing of it can be resumed or mistaken for this run's. Its final model stays until the new one replaces it.
-    Returns what was removed."""
+    Only entries hftransfer recorded writing are removed (``written_here``). Returns what was removed."""
     out = Path(config.training.output_dir)
     if not config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint or not out.is_dir():
         return []
-    stale = [Path(p) for p in sort_checkpoints(str(out))] + [p for p in (out / "probe", staging_dir(out)) if p.exists()]
+    ours = written_here(out)
+    stale = sorted((out / name for name in ours if (out / name).is_dir() and _is_working_folder(out, name)),
+                   key=lambda p: p.name)
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
+    forget_entries(out, *(p.name for p in stale))
     if stale:
         logger.info("overwrite_output_dir: removed %d folder(s) of the previous run (%s)", len(stale),
                     ", ".join(p.name for p in stale[:5]) + (" …" if len(stale) > 5 else ""))
     return [p.name for p in stale]
+
+
+def _is_working_folder(out: Path, name: str) -> bool:
+    """A checkpoint, a probe's working folder or a model's staging folder: what a finished run no longer needs."""
+    return rotated_by_transformers(name) or name.startswith(WORKING_DIR_PREFIX) or out / name == staging_dir(out)
+
+
+def rotated_by_transformers(name: str) -> bool:
+    """What transformers' checkpoint rotation takes for a checkpoint (``trainer_utils.sort_checkpoints``: a folder
+    ``checkpoint-*`` whose path matches ``checkpoint-<digits>``), and deletes once ``save_total_limit`` newer ones
+    exist."""
+    prefix = f"{PREFIX_CHECKPOINT_DIR}-"
+    return name.startswith(prefix) and re.search(rf"{prefix}[0-9]", name) is not None
 
 
 # --- run records and resuming ---------------------------------------------------------------------------------
@@ -108,9 +203,24 @@ class RunRecordCallback(TrainerCallback):
         self.config = config
         self.settings = run_settings(config)
 
+    def _record_next_checkpoint(self, args, state, control):
+        """Name the checkpoint about to be written in the folder's record first, so even one cut short by a crash
+        is known to be this tool's (and is removed by ``--overwrite_output_dir``)."""
+        if control.should_save and state.is_world_process_zero:
+            record_entries(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._record_next_checkpoint(args, state, control)
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._record_next_checkpoint(args, state, control)
+        return control
+
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            record_entries(args.output_dir, folder.name)
             if folder.is_dir():
                 self.config.save(folder / CONFIG_FILE)
                 record = {"fingerprint": fingerprint(self.settings), "settings": self.settings}

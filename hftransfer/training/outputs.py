@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hftransfer.artifacts.atomic import publish_directory, staging_dir
 from hftransfer.artifacts.hub import push_output_dir
+from hftransfer.artifacts.written import record_entries, recorded_entries
 from hftransfer.artifacts.modelcard import build_model_card, write_model_card
 from hftransfer.artifacts.run_dir import CONFIG_FILE
 from hftransfer.backbones.heads import write_head_code
@@ -24,6 +25,9 @@ from hftransfer.evaluation.report import save_eval_outputs
 from hftransfer.training.budget import TimeBudget
 
 logger = logging.getLogger("hftransfer")
+# What the Trainer's save_metrics and save_state write at the top of output_dir.
+TRAINER_FILES = ("train_results.json", "eval_results.json", "test_results.json", "all_results.json",
+                 "trainer_state.json")
 
 
 def budget_note(config, trainer) -> str:
@@ -40,7 +44,9 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     args = config.training
     staging = staging_dir(args.output_dir)
     if trainer.is_world_process_zero():
-        shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
+        if staging.name in recorded_entries(args.output_dir):
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
+        record_entries(args.output_dir, staging.name)
     trainer.save_model(str(staging))  # on every rank: FSDP and DeepSpeed gather the weights, rank 0 writes
     trainer.save_metrics("train", fitted.metrics)
     for prefix in ("eval", "test"):
@@ -53,14 +59,16 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
         strategy.finish(trainer, staging, config.transfer)
     write_head_code(trainer.model, staging)
     config.save(staging / CONFIG_FILE)
-    publish_directory(staging, out)
+    record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
     trainer.save_state()
     backbone = config.model.model or config.model.timm_arch
-    save_eval_outputs(out, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model)
+    written = save_eval_outputs(out, reports, Path(str(backbone)).name, trainer.state.log_history,
+                                args.metric_for_best_model)
+    record_entries(out, *written, *(out / name for name in TRAINER_FILES if (out / name).exists()))
     model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
                             num_train=None if data.streamed else len(data.splits["train"]))
-    write_model_card(card, out)
+    record_entries(out, write_model_card(card, out))
     if config.transfer.time_budget:
         config.notes.append(budget_note(config, trainer))
     print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())

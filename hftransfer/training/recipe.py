@@ -18,7 +18,7 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from hftransfer.artifacts.hub import resolve_token
-from hftransfer.backbones.checkpoints import load_model_config
+from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
 from hftransfer.config.parse import RunConfig, parse_config
@@ -33,8 +33,8 @@ from hftransfer.tasks.base import Task
 from hftransfer.training.budget import TimeBudget
 from hftransfer.training.calibrate import calibrate
 from hftransfer.training.losses import loss_for, start_at_label_priors
-from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, resolve_checkpoint, start_clean,
-                                            verify_checkpoint)
+from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, output_dir_lock, resolve_checkpoint,
+                                            start_clean, verify_checkpoint)
 from hftransfer.training.outputs import save_run
 from hftransfer.training.performance import apply_performance_options, check_performance_options
 from hftransfer.training.runtime import configure_cpu_run, split_image_batch
@@ -55,7 +55,13 @@ class RunResult:
 
 
 def run(config: RunConfig) -> RunResult:
-    """Train, evaluate and save one run."""
+    """Train, evaluate and save one run (holding output_dir's lock throughout)."""
+    with output_dir_lock(config):
+        return run_unlocked(config)
+
+
+def run_unlocked(config: RunConfig) -> RunResult:
+    """The run itself: every step, top to bottom."""
     task, strategy = get_task(config.model.task), get_strategy(config.transfer.strategy)
     checkpoint, push_to_hub = check_before_work(config, task, strategy)
     configure_process(config, task)
@@ -141,7 +147,8 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
 def build_backbone(config: RunConfig, task: Task, data, model_config):
     """The pretrained backbone with a new head for the labels."""
     set_seed(config.training.seed)  # the new head's initialisation is part of the run's reproducibility
-    return task.build_model(config, data, model_config)
+    with refusing_code_in_pickles(config.model.model or config.model.weights):
+        return task.build_model(config, data, model_config)
 
 
 def adapt_model(config: RunConfig, strategy: Strategy, model):
@@ -164,7 +171,7 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
         # for streams, concatenates the first process's batches, which fails for batches padded to their own
         # length.
         args.accelerator_config.dispatch_batches = False
-    callbacks = [*plan.callbacks, RunRecordCallback(config)]
+    callbacks = list(plan.callbacks)
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
         callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,
@@ -172,6 +179,7 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
                                     evaluations=stream_evaluations(config) if is_streamed(datasets["train"]) else None))
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
+    callbacks.append(RunRecordCallback(config))  # last: it records the checkpoints the others decided to save
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)
     return TransferTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["validation"],
