@@ -13,14 +13,16 @@ from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.hub import push_output_dir
 from hftransfer.artifacts.predict import Prediction, predict_inputs
-from hftransfer.config.parse import options_to_argv, parse_config
+from hftransfer.config.parse import parse_config
 from hftransfer.config.recipes import find_recipe
+from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, save_rank_outputs, sample_notes
 from hftransfer.training.recipe import RunResult, run
 
 
-def _argv(recipe: str | Path | None, options: dict) -> list[str]:
-    return (["--config", find_recipe(str(recipe))] if recipe else []) + options_to_argv(options)
+def _config(recipe: str | Path | None, options: dict):
+    """The run's config from a recipe and keyword options, checked as values (never parsed as flags)."""
+    return parse_config([], recipe=find_recipe(str(recipe)) if recipe else None, options=options)
 
 
 def finetune(recipe: str | Path | None = None, **options) -> RunResult:
@@ -30,7 +32,7 @@ def finetune(recipe: str | Path | None = None, **options) -> RunResult:
     options. Returns the output folder, the final metrics (``eval_*``, ``test_*``), the evaluation reports and
     the resolved config.
     """
-    return run(parse_config(_argv(recipe, options)))
+    return run(_config(recipe, options))
 
 
 def evaluate(model_dir: str | Path, data: str | None = None, split: str | None = None, *,
@@ -40,16 +42,21 @@ def evaluate(model_dir: str | Path, data: str | None = None, split: str | None =
 
     ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
     """
+    _require_count("batch_size", batch_size)
+    if max_samples is not None:
+        _require_count("max_samples", max_samples)
     report, folder = evaluate_run(model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite,
                                   trust_remote_code)
     return {**report, "report_dir": str(folder)}
 
 
-def predict(model_dir: str | Path, inputs: list[str] | str, *, top_k: int = 5, batch_size: int = 32,
+def predict(model_dir: str | Path, inputs: list[str] | str | None, *, top_k: int = 5, batch_size: int = 32,
             onnx: bool = False, text_file: str | None = None, csv: str | None = None, column: str | None = None,
             trust_remote_code: bool = False) -> list[Prediction]:
     """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``)."""
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    _require_count("top_k", top_k)
+    _require_count("batch_size", batch_size)
+    items = _prediction_items(inputs, text_file or csv)
     return predict_inputs(model_dir, items, {"text_file": text_file, "csv": csv, "column": column}, top_k,
                           batch_size, onnx, trust_remote_code)
 
@@ -60,7 +67,8 @@ def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, s
 
     ``report_dir`` also writes ``rank_report.json`` and the plot there.
     """
-    base = parse_config(_argv(recipe, options))
+    _require_count("sample_size", sample_size)
+    base = _config(recipe, options)
     results, data, num_train = rank_candidates(base, models, sample_size, by)
     if report_dir is not None:
         save_rank_outputs(results, Path(report_dir), {"ranked_by": by, "task": base.model.task, "num_train": num_train,
@@ -71,6 +79,8 @@ def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, s
 def export(model_dir: str | Path, format: str = "onnx", *, output: str | Path | None = None, atol: float = ATOL,
            overwrite: bool = False, trust_remote_code: bool = False) -> Path:
     """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder."""
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0:
+        raise HftransferError(f"atol must be a number > 0, got {atol!r}")
     return export_run(model_dir, format, output, atol, overwrite, trust_remote_code)
 
 
@@ -78,3 +88,24 @@ def push(model_dir: str | Path, repo_id: str | None = None, *, private: bool | N
          revision: str | None = None, commit_message: str | None = None) -> str:
     """Upload a finished run to the Hugging Face Hub (``hftransfer push``); returns the commit URL."""
     return push_output_dir(model_dir, repo_id, private, revision, commit_message)
+
+
+def _require_count(name: str, value) -> None:
+    """A keyword that counts something: an integer of at least 1 (``"3"`` or ``3.0`` are refused, not guessed)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HftransferError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise HftransferError(f"{name} must be at least 1, got {value}")
+
+
+def _prediction_items(inputs, other_source) -> list[str]:
+    """``inputs`` as a list of strings: one text or path, or a list of them (None only with a text_file or csv)."""
+    if inputs is None and other_source:
+        return []
+    if isinstance(inputs, (str, Path)):
+        return [str(inputs)]
+    if isinstance(inputs, (list, tuple)) and all(isinstance(item, (str, Path)) for item in inputs):
+        return [str(item) for item in inputs]
+    shown = type(inputs).__name__ if not isinstance(inputs, (list, tuple)) else \
+        f"a list holding {type(next(i for i in inputs if not isinstance(i, (str, Path)))).__name__}"
+    raise HftransferError(f"inputs must be a text or path, or a list of texts or paths, got {shown}: {inputs!r:.80}")

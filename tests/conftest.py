@@ -95,13 +95,13 @@ def text_files(tmp_path) -> dict[str, Path]:
 
 
 def make_config(**options):
-    """A RunConfig from keyword options, exactly as the same flags on the command line would give (full
+    """A RunConfig from keyword options, as the Python API reads them (full
     fine-tuning unless a strategy or a recipe is named: ``auto`` may pick a probe, which trains no backbone)."""
-    from hftransfer.config.parse import options_to_argv, parse_config
+    from hftransfer.config.parse import parse_config
 
     if "config" not in options:
         options.setdefault("strategy", "full")
-    return parse_config(options_to_argv(options))
+    return parse_config([], options=options)
 
 
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:

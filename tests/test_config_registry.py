@@ -76,7 +76,7 @@ def test_sections_are_flattened(tmp_path):
 
 def test_unknown_yaml_option_is_named(tmp_path):
     recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "learnin_rate": 1e-4})
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) 'learnin_rate'"):
+    with pytest.raises(ConfigError, match="unknown option 'learnin_rate' \\(did you mean 'learning_rate'\\?\\)"):
         parse_config(["--config", recipe])
 
 

@@ -25,6 +25,7 @@ from transformers.hf_argparser import string_to_bool
 
 from hftransfer.config.device import machine_training_defaults, placement_defaults
 from hftransfer.config.options import ConfigError, DataArguments, ModelArguments, TransferArguments
+from hftransfer.config.values import check_option_names, check_option_values, field_annotations
 from hftransfer.strategies import get_strategy, list_strategies
 from hftransfer.tasks import get_task
 
@@ -99,10 +100,26 @@ class RunConfig:
 DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
 
 
+class _RaisingErrors:
+    """argparse's ``error`` raises ``ConfigError`` instead of exiting: a bad flag from the Python API must not end the
+    interpreter, and on the command line it ends as every other user error does (one line, exit 2)."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+class OptionParser(_RaisingErrors, HfArgumentParser):
+    """``HfArgumentParser`` whose errors are ``ConfigError``."""
+
+
+class _PeekParser(_RaisingErrors, argparse.ArgumentParser):
+    """A parser of a few options read before the full parse, whose errors are ``ConfigError``."""
+
+
 def make_parser(task_options: type | None = None) -> HfArgumentParser:
     """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
     classes = [*DATACLASSES[:3], *([task_options] if task_options else []), DATACLASSES[3]]
-    parser = HfArgumentParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
+    parser = OptionParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
                               epilog=LAUNCH_HELP)
     parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
     for action in parser._actions:  # the strategy registry's own names and descriptions
@@ -146,17 +163,6 @@ def _merge_unique(flat: dict[str, Any], items: dict[str, Any], where: str) -> No
         flat[key] = value
 
 
-def options_to_argv(options: dict[str, Any]) -> list[str]:
-    """Keyword options (the Python API's) as the command-line flags that set them; None means unset."""
-    argv = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        argv.append(f"--{key}")
-        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-    return argv
-
-
 def _option_names(parser: argparse.ArgumentParser) -> set[str]:
     return {action.dest for action in parser._actions if action.dest != "help"}
 
@@ -189,7 +195,7 @@ def expand_resume_flag(argv: list[str]) -> list[str]:
 
 def _peek_options(argv: list[str], recipe: dict[str, Any], types: dict[str, Any]) -> argparse.Namespace:
     """The values of a few options as the recipe and the flags give them (flags win), before the full parse."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _PeekParser(add_help=False)
     for name, kind in types.items():
         if kind is string_to_bool:
             pre.add_argument(f"--{name}", type=kind, nargs="?", const=True, default=recipe.get(name))
@@ -244,25 +250,35 @@ def check_streaming(strategy, transfer: TransferArguments, args: TrainingArgumen
                           f"streaming use one of {streaming_ones}")
 
 
-def parse_config(argv: list[str] | None = None) -> RunConfig:
-    """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`."""
+def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | None = None,
+                 options: dict[str, Any] | None = None) -> RunConfig:
+    """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`.
+
+    The Python API passes ``recipe`` (a path) and ``options`` (keyword values, ``None`` meaning unset) instead of
+    flags: they take the recipe's place in the precedence, keywords over the recipe, and are checked like its
+    values, so no value is ever read as a flag.
+    """
     argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
+    options = keyword_options(options or {})
     known = _peek_options(argv, {}, {"config": str, "task": str})
-    recipe = load_recipe(known.config) if known.config else {}
-    task = get_task(known.task or recipe.get("task") or ModelArguments.task)
+    recipe_path = options.pop("config", None) or recipe or known.config
+    from_recipe = load_recipe(recipe_path) if recipe_path else {}
+    task = get_task(options.get("task") or known.task or from_recipe.get("task") or ModelArguments.task)
     parser = make_parser(task.options)
-    unknown = sorted(set(recipe) - (_option_names(parser) - {"config"}))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} in {known.config}; options are the flags of "
-            f"`hftransfer train --task {task.name} --help` (e.g. model, train_file, learning_rate)")
-    if "hub_token" in recipe or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
+    names = _option_names(parser) - {"config"}
+    check_option_names(from_recipe, names, str(recipe_path))
+    check_option_names(options, names, "the keyword options")
+    annotations = field_annotations(*DATACLASSES, task.options)
+    layer = {**check_option_values(parser, from_recipe, str(recipe_path), annotations),
+             **check_option_values(parser, options, "the keyword options", annotations)}
+    if "hub_token" in layer or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
         raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
                           "logs and shell history); set HF_TOKEN or run `hf auth login`")
-    explicit = frozenset(set(recipe) | _flags_given(argv, task.options))
+    _check_flag_names(parser, argv, names)
+    explicit = frozenset(set(layer) | _flags_given(argv, task.options))
     for defaults in (BASE_TRAINING_DEFAULTS, machine_training_defaults(task.gpu_dataloader_workers),
-                     task.training_defaults, _placement_defaults(argv, recipe),
-                     _checkpoint_defaults(argv, recipe, explicit), recipe):
+                     task.training_defaults, _placement_defaults(argv, layer),
+                     _checkpoint_defaults(argv, layer, explicit), layer):
         parser.set_defaults(**defaults)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
@@ -276,3 +292,20 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
     return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)
+
+
+def keyword_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The Python API's keywords as options: ``None`` is unset, ``resume=True|PATH`` is ``--resume [PATH]``."""
+    chosen = {key: value for key, value in options.items() if value is not None}
+    resume = chosen.pop("resume", None)
+    if resume is not None and resume is not False:
+        chosen["resume_from_checkpoint"] = "latest" if resume is True else resume
+    return chosen
+
+
+def _check_flag_names(parser: argparse.ArgumentParser, argv: list[str], names: set[str]) -> None:
+    """Flags that are no option, named with the closest option (argparse's own message lists them raw)."""
+    _, rest = parser.parse_known_args(argv)
+    unknown = [arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")]
+    if unknown:
+        check_option_names(unknown, names, "the command line")
