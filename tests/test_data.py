@@ -75,16 +75,18 @@ def test_carved_validation_is_datasets_own_stratified_split():
     import datasets
     import numpy as np
 
-    from hftransfer.data.labels import carve
+    from hftransfer.data.labels import carve_rows
 
     ids = np.random.default_rng(1).integers(0, 7, 3000).tolist()
     whole = datasets.Dataset.from_dict({"x": list(range(3000)), LABELS: ids}).cast_column(
         LABELS, datasets.ClassLabel(num_classes=7))
     for ds, size, seed in ((whole, 400, 42), (whole.select(range(100, 2500)), 250, 3)):
-        expected = ds.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS)
-        train, validation = carve(ds, size, seed, ds.with_format("arrow")[LABELS].to_numpy())
-        assert list(validation["x"]) == list(expected["test"]["x"])
-        assert list(train["x"]) == list(expected["train"]["x"])
+        for stratify in (True, False):
+            expected = ds.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS if stratify else None)
+            train_rows, validation_rows = carve_rows(len(ds), size, seed,
+                                                     ds.with_format("arrow")[LABELS].to_numpy() if stratify else None)
+            assert list(ds.select(validation_rows)["x"]) == list(expected["test"]["x"])
+            assert list(ds.select(train_rows)["x"]) == list(expected["train"]["x"])
 
 
 def test_max_samples_subsets(tmp_path):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from hftransfer.backbones.checkpoints import check_custom_code, looks_like_path
+from hftransfer.backbones.checkpoints import check_custom_code, looks_like_path, refusing_code_in_pickles
 from hftransfer.backbones.heads import load_classifier
 from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
 from hftransfer.config.parse import RunConfig, parse_config
@@ -53,10 +52,10 @@ class FinishedRun:
 
     def load_model(self):
         try:
-            model = load_classifier(self.task.auto_model, self.path, self.model_config, self.trust_remote_code)
-        except pickle.UnpicklingError as err:
-            raise RunDirError(f"{str(self.path)!r}: the weights are a pickle that needs code to load; refused (loading "
-                              f"it would run that code): {' '.join(str(err).split())[:200]}") from None
+            with refusing_code_in_pickles(self.path):
+                model = load_classifier(self.task.auto_model, self.path, self.model_config, self.trust_remote_code)
+        except HftransferError:
+            raise
         except (OSError, ValueError, RuntimeError) as err:
             raise RunDirError(f"{str(self.path)!r}: the model's weights could not be loaded: "
                               f"{' '.join(str(err).split())[:300]}") from None
@@ -93,6 +92,10 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
     recorded = root / CONFIG_FILE
     config = parse_config(["--config", str(recorded)]) if recorded.is_file() else None
     task = get_task(config.model.task) if config else _task_from_architecture(model_config, root)
+    wanted = task.processor_files
+    if wanted and not any((root / name).is_file() for name in wanted):
+        raise RunDirError(f"{str(root)!r} has no tokenizer files (none of {', '.join(wanted)}): the model cannot read "
+                          "its inputs; copy them from the base model or the run's checkpoint")
     label_names = _label_names(model_config)
     if not label_names:
         raise RunDirError(f"{str(config_json)!r} has no labels (id2label); is it a classification model?")

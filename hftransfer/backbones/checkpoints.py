@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import AutoConfig, PretrainedConfig
@@ -114,6 +116,20 @@ def load_model_config(config) -> PretrainedConfig:
         raise ModelSourceError(
             f"cannot fetch Hub model {name!r}: {err}. Check the id and your network, or pass a local folder"
         ) from err
+
+
+@contextmanager
+def refusing_code_in_pickles(source):
+    """Weights are read with ``torch.load(weights_only=True)``, which refuses a pickle that would run code: that
+    refusal is a user error (one line naming the folder), not a traceback."""
+    try:
+        yield
+    except pickle.UnpicklingError as err:
+        # torch's message names what the pickle calls ("GLOBAL posix.system"), then advises weights_only=False
+        called = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
+        raise ModelSourceError(f"{str(source)!r}: the weights are a pickle that needs code to load, refused (loading "
+                               f"it would run that code{': ' + called[:160] if called else ''}); save them as "
+                               "model.safetensors") from None
 
 
 def model_path(model_args) -> str:

@@ -199,6 +199,12 @@ class DataArguments:
             raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
         if self.label_columns is not None and len(self.label_columns) < 1:
             raise ConfigError("label_columns needs at least one column name")
+        for option in ("label_columns", "class_names"):
+            names = getattr(self, option) or []
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ConfigError(f"{option} names {', '.join(map(repr, twice))} more than once ({names}); each "
+                                  "name once")
         for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers", "stream_head_rows",
                        "shuffle_buffer"):
             value = getattr(self, option)
@@ -313,6 +319,9 @@ class TransferArguments:
             raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.head_hidden_sizes is not None and self.head != "mlp":
             raise ConfigError("head_hidden_sizes is for head: mlp")
+        if self.head_hidden_sizes is not None and (not self.head_hidden_sizes or min(self.head_hidden_sizes) < 1):
+            raise ConfigError(f"head_hidden_sizes must be one or more layer sizes of at least 1, got "
+                              f"{self.head_hidden_sizes} (a layer of 0 units passes nothing to the classifier)")
         if self.lora_r < 1:
             raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
         if self.probe_epochs <= 0:

@@ -6,11 +6,12 @@ separate class); labels that differ only by letter case are refused unless the u
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasets import ClassLabel, Dataset
+from datasets import ClassLabel, Dataset, Json
 from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 
 from hftransfer.data.groups import carve_groups, file_groups
@@ -101,8 +102,19 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
 
 def column_values(ds: Dataset, column: str) -> list:
     """A column as a Python list, converted by Arrow in one call: datasets 5 reads ``ds[column]`` row by row
-    through its formatter (1,000,000 labels: about 20 seconds, each time a column is read)."""
-    return ds.with_format("arrow")[column].to_pylist()
+    through its formatter (1,000,000 labels: about 20 seconds, each time a column is read).
+
+    A JSON column whose values mix types (``"joy"`` in one row, ``1`` in another) is stored by datasets 5 as JSON
+    text (its ``Json`` feature): those values are decoded here, so the label checks see ``"joy"`` and ``1``, not
+    the quoted text ``'"joy"'``.
+    """
+    values = ds.with_format("arrow")[column].to_pylist()
+    feature = ds.features[column]
+    if isinstance(feature, Json):
+        return [None if v is None else json.loads(v) for v in values]
+    if isinstance(getattr(feature, "feature", None), Json):
+        return [None if row is None else [None if v is None else json.loads(v) for v in row] for row in values]
+    return values
 
 
 def stripped_labels(values, column: str) -> tuple[list, list[str]]:
@@ -144,7 +156,7 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
     require_columns(splits, [label_column])
     model_ids = {name: i for i, name in enumerate(model_labels)}
     feature = ClassLabel(names=list(model_labels))
-    encoded = {}
+    encoded, notes = {}, []
     for split, ds in splits.items():
         column_feature = ds.features[label_column]
         values = column_values(ds, label_column)
@@ -154,14 +166,16 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) and not any(
                 str(v) in model_ids for v in values) and all(0 <= v < len(model_labels) for v in values):
             values = [model_labels[v] for v in values]  # ids into the names, as class_names made them in training
+            notes.append(f"label column {label_column!r} holds integers and the model's labels are names: read as the "
+                         "model's label ids (" + ", ".join(f"{i} = {name}" for i, name in enumerate(model_labels[:6]))
+                         + (" …" if len(model_labels) > 6 else "") + ")")
         names = [str(v) for v in values]
         unknown = sorted({n for n in names if n not in model_ids})
         if unknown:
             shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
-            raise DataError(f"labels in the {split} split that the model does not know: {shown}; "
-                            f"the model's labels: {', '.join(model_labels)}")
+            raise DataError(f"labels the model does not know: {shown}; the model's labels: {', '.join(model_labels)}")
         encoded[split] = _with_label_ids(ds, [model_ids[n] for n in names], feature)
-    return LabelledData(splits=encoded, label_names=list(model_labels))
+    return LabelledData(splits=encoded, label_names=list(model_labels), notes=notes)
 
 
 def _label_map(values: list, column: str, label_names: list[str] | None,
@@ -232,16 +246,24 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int, gro
     per_class = [] if ids is None else [count for count in np.bincount(ids) if count]
     classes = len(data.label_names)
     size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), classes)
+    _check_carvable(size, len(train), 1 if ids is None else len(per_class), fraction)
     stratify = ids is not None and min(per_class) >= 2 and size >= len(per_class)
     how = "stratified" if stratify else "random (multi-label)" if data.multi_label else \
         "random (a class is too small to stratify)"
     grouped = file_groups(train, ids) if groups == "auto" else None
     if grouped is None:
-        data.splits["train"], data.splits["validation"] = carve(train, size, seed, ids if stratify else None)
+        train_rows, validation_rows = carve_rows(len(train), size, seed, ids if stratify else None)
     else:
         train_rows, validation_rows = carve_groups(size, seed, grouped[0], ids if stratify else None)
-        data.splits["train"], data.splits["validation"] = train.select(train_rows), train.select(validation_rows)
-        size, how = len(validation_rows), f"{how}, {grouped[1]}"
+        how = f"{how}, {grouped[1]}"
+    if ids is not None:
+        train_rows, validation_rows = keep_every_class_in_train(train_rows, validation_rows, ids, data,
+                                                                None if grouped is None else grouped[0])
+    if not len(validation_rows):
+        raise DataError(f"{len(train)} training examples of {classes} classes are too few to carve a validation split "
+                        "that leaves every class in train; give a validation_file (or validation_split) or more data")
+    data.splits["train"], data.splits["validation"] = train.select(train_rows), train.select(validation_rows)
+    size = len(validation_rows)
     rule = f"{fraction:.0%}" if fraction is not None else f"{size / len(train):.0%} by the default rule"
     data.notes.append(f"validation: {size} examples carved from train ({rule}, {how}, seed {seed})")
     if size < SMALL_VALIDATION:
@@ -251,16 +273,49 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int, gro
     return data
 
 
-def carve(train: Dataset, size: int, seed: int, stratify_ids: np.ndarray | None) -> tuple[Dataset, Dataset]:
-    """``train.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS)``, the same split, with the
-    label ids read through Arrow: datasets 5 reads a stratify column row by row (1,000,000 rows: most of a minute,
-    on every run). Same function, same generator."""
-    if stratify_ids is None:
-        parts = train.train_test_split(test_size=size, seed=seed)
-        return parts["train"], parts["test"]
+def _check_carvable(size: int, num_train: int, classes: int, fraction: float | None) -> None:
+    """A carve must leave at least one validation example, and one training example of each class."""
+    if 1 <= size <= num_train - classes:
+        return
+    if fraction is None or num_train <= classes:
+        raise DataError(f"{num_train} training examples of {classes} classes are too few to carve a validation split "
+                        "from; give a validation_file (or validation_split) or more data")
+    raise DataError(f"validation_fraction {fraction:g} would carve {size} of the {num_train} training examples (at "
+                    f"least 1 is needed, and {classes} must stay in train); use a value from {1 / num_train:.3g} to "
+                    f"{(num_train - classes) / num_train:.3g}, or give a validation_file")
+
+
+def carve_rows(num_rows: int, size: int, seed: int, stratify_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of ``train.train_test_split(test_size=size, seed=seed[,
+    stratify_by_column=LABELS])``: the same split from the same generator, with the label ids read through Arrow
+    (datasets 5 reads a stratify column row by row: 1,000,000 rows, most of a minute on every run)."""
     rng = np.random.default_rng(seed)
-    train_ids, test_ids = next(stratified_shuffle_split_generate_indices(stratify_ids, len(train) - size, size, rng))
-    return train.select(train_ids), train.select(test_ids)
+    if stratify_ids is None:
+        permutation = rng.permutation(num_rows)
+        return permutation[size:], permutation[:size]
+    return next(stratified_shuffle_split_generate_indices(stratify_ids, num_rows - size, size, rng))
+
+
+def keep_every_class_in_train(train_rows: np.ndarray, validation_rows: np.ndarray, ids: np.ndarray,
+                              data: LabelledData, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A class whose every example was carved into validation (a class of one file group, or too small to
+    stratify) gets one of them back (its smallest group): the model cannot learn a class it never sees."""
+    missing = sorted(set(ids[validation_rows].tolist()) - set(ids[train_rows].tolist()))
+    if not missing:
+        return train_rows, validation_rows
+    moved = np.zeros(len(ids), dtype=bool)
+    for label in missing:
+        rows = validation_rows[ids[validation_rows] == label]
+        if groups is None:
+            moved[rows[0]] = True
+        else:
+            smallest = min(set(groups[rows].tolist()), key=lambda g: (int(np.sum(groups[rows] == g)), g))
+            moved[rows[groups[rows] == smallest]] = True
+    names = ", ".join(repr(data.label_names[label]) for label in missing[:5]) + (" …" if len(missing) > 5 else "")
+    data.notes.append(f"validation: every example of {names} had been carved out; {int(moved.sum())} moved back to "
+                      "train (a model cannot learn a class it never sees)")
+    back = moved[validation_rows]
+    return np.concatenate([train_rows, validation_rows[back]]), validation_rows[~back]
 
 
 def finish_splits(data: LabelledData, data_args, seed: int) -> LabelledData:

@@ -77,8 +77,9 @@ def encode_multi_labels(splits: dict[str, Dataset], data_args, model_labels: lis
         unseen = sorted({label for row in per_row for label in row if label not in index})
         if unseen:
             shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")
-            known = "the model's labels" if model_labels is not None else "train labels"
-            raise DataError(f"labels in the {split} split not seen in train: {shown}; {known}: {', '.join(names)}")
+            if model_labels is not None:
+                raise DataError(f"labels the model does not know: {shown}; the model's labels: {', '.join(names)}")
+            raise DataError(f"labels in the {split} split not seen in train: {shown}; train labels: {', '.join(names)}")
         encoded[split] = _with_targets(splits[split], per_row, index)
     return LabelledData(splits=encoded, label_names=names, notes=notes, multi_label=True)
 
@@ -94,10 +95,25 @@ def labels_per_row(ds: Dataset, data_args) -> list[list[str]]:
     if isinstance(inner, ClassLabel):
         return [[inner.int2str(v) for v in row or []] for row in values]
     if _holds_lists(ds, column):
+        _check_one_label_type(values, column)
         return [[_name(v, column) for v in row or []] for row in values]
     if data_args.label_separator:
         return _split_strings(values, column, data_args.label_separator)
     return [[] if v is None else [_name(v, column)] for v in values]
+
+
+def _check_one_label_type(rows: list, column: str) -> None:
+    """Lists whose labels mix strings and integers (``[1, "joy"]``) are refused: ``1`` may be the id of a name or a
+    name of its own, and the file does not say which."""
+    kinds = {}
+    for number, row in enumerate(rows):
+        for value in row or []:
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                kinds.setdefault(type(value), (number, row))
+    if len(kinds) > 1:
+        number, row = kinds[int] if kinds[str][0] < kinds[int][0] else kinds[str]
+        raise DataError(f"label column {column!r} mixes string and integer labels (row {number}: {row!r}); write "
+                        "every label the same way, all names or all integers")
 
 
 def _name(value, column: str) -> str:

@@ -34,15 +34,21 @@ def open_splits(data_args) -> tuple[dict[str, Dataset], IterableDataset]:
     tables.check_one_source(data_args)
     if data_args.train_file:
         paths = tables.split_paths(data_args)
-        builder, kwargs = tables.builder_for(paths["train"], data_args.na_values)
-        stream = datasets.load_dataset(builder, data_files={"train": str(paths.pop("train"))}, split="train",
-                                       streaming=True, **kwargs)
+        train_path = paths.pop("train")
+        builder, kwargs = tables.builder_for(train_path, data_args.na_values)
+        stream = datasets.load_dataset(builder, data_files={"train": str(train_path)}, split="train", streaming=True,
+                                       **kwargs)
         others = {split: tables.read_table(path, split, data_args.na_values) for split, path in paths.items()}
+        try:
+            head = read_head(stream, data_args.stream_head_rows)
+        except Exception as err:  # the parsers' own errors (pandas, pyarrow), as read_table reports them
+            raise DataError(f"could not read train file {str(train_path)!r} as {builder}: "
+                            f"{tables.root_cause(err)}") from None
     else:
         roles = tables.hub_split_roles(data_args, _hub_split_names(data_args))
         stream = _open_hub(data_args, roles.pop("train"), "train")
         others = {role: _hub_split_in_full(data_args, split, role) for role, split in roles.items()}
-    head = read_head(stream, data_args.stream_head_rows)
+        head = read_head(stream, data_args.stream_head_rows)
     if head is None:
         raise DataError("the training stream is empty")
     return {"train": head, **others}, stream

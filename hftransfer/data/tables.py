@@ -88,7 +88,7 @@ def read_table(path: Path, split: str, na_values: list[str] | None = None) -> Da
     try:
         return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
     except Exception as err:  # datasets wraps the parsers' errors (pandas, pyarrow) in its own types
-        cause = _root_cause(err)
+        cause = root_cause(err)
         if "corresponds to no data" in str(err) or "No columns to parse" in str(cause):
             raise DataError(f"the {split} split is empty: {str(path)!r} has no rows") from None
         raise DataError(f"could not read {split} file {str(path)!r} as {builder}: {cause}") from None
@@ -104,7 +104,7 @@ def builder_for(path: Path, na_values: list[str] | None = None) -> tuple[str, di
     return builder, kwargs
 
 
-def _root_cause(err: BaseException) -> str:
+def root_cause(err: BaseException) -> str:
     while (err.__cause__ or err.__context__) is not None:
         err = err.__cause__ or err.__context__
     return " ".join(f"{type(err).__name__}: {err}".split())

@@ -152,6 +152,9 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     except FeatureCacheUnavailable as reason:
         logger.info("auto: no fixed-size features to measure (%s); deciding from the data's size", reason)
         return None
+    if len(np.unique(train_y.numpy())) < 2:  # nothing to separate: a probe needs two classes to fit
+        numbers["probe"] = "not measured (the training sample holds a single class)"
+        return None
     accuracy = linear_probe_accuracy(train_x.numpy().astype(np.float64), train_y.numpy(),
                                      val_x.numpy().astype(np.float64), val_y.numpy())
     numbers["probe accuracy"] = accuracy

@@ -53,6 +53,8 @@ class Task:
         load_model_config: resolves the backbone's config, the first and cheapest proof that it exists;
             default ``hftransfer.models.load_model_config`` (a Hub id or a local transformers folder).
         auto_model, auto_processor: the ``Auto*`` classes that load a finished run's model and processor.
+        processor_files: files of which a saved run needs at least one for its processor; a folder with none is
+            refused (transformers 5 builds an empty tokenizer from nothing, which predicts garbage).
         describe_examples: ``(data, split) -> list[str]``: how reports name examples (a path, a text).
         read_prediction_inputs: ``(items, options) -> [(name, payload)]`` for ``hftransfer predict``; checks
             every input before any prediction runs.
@@ -83,6 +85,7 @@ class Task:
     training_augmentation: Callable[[Any], str | None] | None = None
     auto_model: Any = None
     auto_processor: Any = None
+    processor_files: tuple[str, ...] = ()
     describe_examples: Callable[..., list[str]] | None = None
     read_prediction_inputs: Callable[..., list] | None = None
     prediction_encoder: Callable[..., Any] | None = None

@@ -142,10 +142,21 @@ def check_texts_present(splits: dict, text_columns: list[str]) -> None:
 def build_preprocessing(config, data, model_config):
     """The checkpoint's own tokenizer."""
     model_args = config.model
-    return AutoTokenizer.from_pretrained(
+    tokenizer = AutoTokenizer.from_pretrained(
         model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir,
     )
+    check_vocabulary(tokenizer, model_path(model_args))
+    return tokenizer
+
+
+def check_vocabulary(tokenizer, source) -> None:
+    """Refuse a tokenizer that knows only its special tokens: transformers 5 builds one when a checkpoint has no
+    tokenizer files, and every text then becomes [CLS] [UNK] ... [SEP]."""
+    if tokenizer.vocab_size <= len(set(tokenizer.all_special_ids)):
+        raise DataError(f"the tokenizer of {str(source)!r} has no vocabulary ({tokenizer.vocab_size} tokens, all "
+                        "special): the checkpoint lacks its tokenizer files (tokenizer.json, vocab.txt, ...); add them "
+                        "or name a checkpoint that has them")
 
 
 def model_max_length(tokenizer, model_config=None) -> int:
@@ -338,6 +349,9 @@ TASK = Task(
     suggest_training_args=suggest_training_args,
     auto_model=AutoModelForSequenceClassification,
     auto_processor=AutoTokenizer,
+    # the files a tokenizer is read from: the fast tokenizer's, or a slow one's vocabulary
+    processor_files=("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                     "tokenizer.model"),
     describe_examples=describe_examples,
     read_prediction_inputs=read_prediction_inputs,
     prediction_encoder=PredictionEncoder,
