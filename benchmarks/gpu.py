@@ -148,7 +148,7 @@ def plain_trainer(workload: str, flags: list[str], data: Path, out: Path, steps:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from hftransfer.backbones.checkpoints import load_model_config
-    from hftransfer.config.parse import parse_config
+    from hftransfer.training.parse import parse_config
     from hftransfer.data.labels import LABELS
     from hftransfer.tasks import get_task
 
@@ -181,7 +181,7 @@ def plain_trainer(workload: str, flags: list[str], data: Path, out: Path, steps:
 
 def hftransfer_run(workload: str, arm: str, flags: list[str], data: Path, out: Path, steps: int, batch: int):
     """``hftransfer train`` in this process: full fine-tuning, the arm's precision, everything else its defaults."""
-    from hftransfer.config.parse import parse_config
+    from hftransfer.training.parse import parse_config
     from hftransfer.training.recipe import run
 
     source = ["--train_file", str(data)] if workload in TEXT_WORKLOADS else ["--data_dir", str(data)]

@@ -7,7 +7,7 @@ default DataLoader settings, started as a plain ``python`` process. hftransfer r
 (``HFTRANSFER_NO_MALLOC_TUNING=1``), which shows what the in-process ``mallopt`` settings are worth. Same model
 (offline ImageNet EfficientNet-Lite0), epochs, batch size, learning rate and seed; each arm in its own
 process, one after the other; each arm's peak resident memory (RSS) is that process's (``benchmarks/process_stats.py``).
-hftransfer computes each batch of 32 as two micro-batches of 16 on a CPU (its default, ``training/runtime.py``):
+hftransfer computes each batch of 32 as two micro-batches of 16 on a CPU (its default, ``engine/runtime.py``):
 the same examples per optimiser step. The time breakdown is per image of such a micro-batch.
 
     python examples/offline_models.py && python benchmarks/image_throughput.py [--epochs 3]
@@ -38,7 +38,7 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
     from torchvision import transforms as T
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from hftransfer.config.parse import parse_config
+    from hftransfer.training.parse import parse_config
     from hftransfer.data.images import scan_class_folders
     from hftransfer.data.labels import LabelledData
     from hftransfer.evaluation.metrics import compute_classification_metrics
@@ -110,7 +110,7 @@ def time_breakdown(tuned: bool, samples: int = 64) -> dict:
     )
     from hftransfer.data.images import scan_class_folders, to_mode
     from hftransfer.data.transforms import build_transforms
-    from hftransfer.training.runtime import CPU_IMAGE_MICRO_BATCH, tune_cpu_allocator
+    from hftransfer.engine.runtime import CPU_IMAGE_MICRO_BATCH, tune_cpu_allocator
 
     if tuned and not tune_cpu_allocator():
         raise SystemExit("the CPU allocator settings need glibc")

@@ -40,7 +40,7 @@ from transformers import (
     set_seed,
 )
 
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.evaluation.metrics import compute_classification_metrics
 from hftransfer.evaluation.report import reduce_logits
 from hftransfer.training.recipe import run

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
-from hftransfer.artifacts.hub import push_output_dir
+from hftransfer.training.hub import push_output_dir
 from hftransfer.artifacts.predict import Prediction, predict_inputs
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.config.recipes import find_recipe
 from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, save_rank_outputs, sample_notes

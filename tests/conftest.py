@@ -97,7 +97,7 @@ def text_files(tmp_path) -> dict[str, Path]:
 def make_config(**options):
     """A RunConfig from keyword options, as the Python API reads them (full
     fine-tuning unless a strategy or a recipe is named: ``auto`` may pick a probe, which trains no backbone)."""
-    from hftransfer.config.parse import parse_config
+    from hftransfer.training.parse import parse_config
 
     if "config" not in options:
         options.setdefault("strategy", "full")

@@ -11,7 +11,7 @@ import sys
 from transformers import TrainerCallback
 
 import hftransfer.training.recipe
-import hftransfer.training.trainer
+import hftransfer.engine.trainer
 
 
 class KillAtStep(TrainerCallback):
@@ -25,11 +25,11 @@ class KillAtStep(TrainerCallback):
 
 if __name__ == "__main__":
     step, argv = int(sys.argv[1]), sys.argv[2:]
-    base_init = hftransfer.training.trainer.TransferTrainer.__init__
+    base_init = hftransfer.engine.trainer.TransferTrainer.__init__
 
     def init_with_kill(self, *args, **kwargs):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), KillAtStep(step)]
         base_init(self, *args, **kwargs)
 
-    hftransfer.training.trainer.TransferTrainer.__init__ = init_with_kill
+    hftransfer.engine.trainer.TransferTrainer.__init__ = init_with_kill
     sys.exit(hftransfer.training.recipe.main(argv))

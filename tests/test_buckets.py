@@ -12,7 +12,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftransfer.data.buckets import LengthBuckets
 from hftransfer.tasks.text_classification import TextClassificationArguments, train_sampler
-from hftransfer.training.trainer import TransferTrainer
+from hftransfer.engine.trainer import TransferTrainer
 
 
 def batches_of(sampler, batch_size: int) -> list[list[int]]:

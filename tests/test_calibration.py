@@ -73,7 +73,7 @@ def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_m
 
 
 def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, tmp_path, monkeypatch, caplog):
-    from hftransfer.training.trainer import ClassificationTrainer
+    from hftransfer.engine.trainer import ClassificationTrainer
 
     files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
              "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),

@@ -204,7 +204,7 @@ def test_lp_ft_fine_tunes_one_epoch_less_than_the_tasks(tiny_bert, tmp_path):
     from types import SimpleNamespace
 
     from hftransfer.strategies import get_strategy
-    from hftransfer.training.schedule import schedule_for
+    from hftransfer.engine.schedule import schedule_for
 
     train = write_rows(tmp_path / "train.csv", sentiment_rows(40, seed=1))
     data = SimpleNamespace(splits={"train": list(range(32)), "validation": list(range(8))}, multi_label=False)

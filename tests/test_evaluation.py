@@ -308,13 +308,13 @@ def test_push_uploads_the_model_folder_only(text_run, monkeypatch, capsys):
 
 
 def test_push_refuses_without_login_or_with_a_token_in_the_folder(text_run, monkeypatch, capsys):
-    import hftransfer.artifacts.hub
+    import hftransfer.training.hub
 
     hub = FakeHub(monkeypatch)
-    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: None)
+    monkeypatch.setattr(hftransfer.training.hub, "get_token", lambda: None)
     assert cli.main(["push", str(text_run)]) == 2
     assert "hf auth login" in capsys.readouterr().err
-    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: "hf_leakedtoken")
+    monkeypatch.setattr(hftransfer.training.hub, "get_token", lambda: "hf_leakedtoken")
     leak = text_run / "notes.txt"
     leak.write_text("token: hf_leakedtoken")
     try:
@@ -337,10 +337,10 @@ def test_push_to_hub_option_pushes_once_after_training(tiny_bert, text_files, tm
 
 
 def test_push_to_hub_without_login_fails_before_training(tiny_bert, text_files, tmp_path, monkeypatch):
-    import hftransfer.artifacts.hub
+    import hftransfer.training.hub
 
-    monkeypatch.setattr(hftransfer.artifacts.hub, "get_token", lambda: None)
-    from hftransfer.artifacts.hub import PushError
+    monkeypatch.setattr(hftransfer.training.hub, "get_token", lambda: None)
+    from hftransfer.training.hub import PushError
 
     with pytest.raises(PushError, match="hf auth login"):
         main(tiny_run_flags(tiny_bert, tmp_path / "o", **text_files) + ["--push_to_hub", "true"])

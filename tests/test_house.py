@@ -42,6 +42,16 @@ def user_error_classes() -> list[type]:
     return sorted(found, key=lambda c: c.__name__)
 
 
+def test_subpackages_are_layers_and_nothing_is_too_long():
+    """The house check: no import cycle between modules or between subpackages (imports point down the layers of
+    the README's layout), no function over 60 lines, no module over 400, every error class on the common base."""
+    house = REPO.parent / "shared" / "tools" / "house.py"
+    if not house.is_file():
+        pytest.skip(f"{house} is not beside the checkout")
+    done = subprocess.run([sys.executable, str(house), "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
 def test_every_error_class_in_the_package_derives_from_the_base():
     """Every class named *Error defined in the package is a user error (house.py checks the source the same way)."""
     user_errors = set(user_error_classes())
@@ -166,7 +176,7 @@ def test_no_code_outside_the_strategies_package_compares_strategy_names():
 
 
 def test_card_and_export_ask_the_task_not_its_name():
-    for module in ("artifacts/modelcard.py", "artifacts/export.py", "artifacts/predict.py", "training/recipe.py"):
+    for module in ("training/modelcard.py", "artifacts/export.py", "artifacts/predict.py", "training/recipe.py"):
         source = (PACKAGE / module).read_text(encoding="utf-8")
         assert "image-classification" not in source and "text-classification" not in source, module
         assert '"pixel_values"' not in source and '"input_ids"' not in source, module
@@ -189,7 +199,7 @@ def test_shipped_code_has_no_mock_and_queries_no_device_at_import():
 
 
 def test_the_cpu_allocator_is_tuned_in_process():
-    probe = ("import ctypes\nfrom hftransfer.training.runtime import tune_cpu_allocator\n"
+    probe = ("import ctypes\nfrom hftransfer.engine.runtime import tune_cpu_allocator\n"
              "libc = ctypes.CDLL('libc.so.6')\n"
              "class Info(ctypes.Structure):\n"
              "    _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks hblkhd usmblks fsmblks "
@@ -204,7 +214,7 @@ def test_the_cpu_allocator_is_tuned_in_process():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(),
                           timeout=120)
     # before: an 8 MiB block is mmapped (and unmapped again when freed); after: it comes from the heap, and a block
-    # above MMAP_THRESHOLD (64 MiB) is still mapped (the heap's holes cost memory: training/runtime.py)
+    # above MMAP_THRESHOLD (64 MiB) is still mapped (the heap's holes cost memory: engine/runtime.py)
     assert done.stdout.split() == ["True", "True", "False", "True"], done.stderr[-2000:]
     opted_out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                env=subprocess_env(HFTRANSFER_NO_MALLOC_TUNING="1"), timeout=120)

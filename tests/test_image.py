@@ -274,7 +274,7 @@ def test_text_task_rejects_an_image_folder(split_folders, tiny_bert, tmp_path):
 # --- memory: CPU image batches as micro-batches ----------------------------------------------------------
 
 def test_cpu_image_batches_split_into_micro_batches_of_8_to_16():
-    from hftransfer.training.runtime import micro_batches
+    from hftransfer.engine.runtime import micro_batches
 
     # 34 = 2 x 17 = 17 x 2 and 17 is prime: no split of 8 to 16 images exists, so the batch stays whole
     assert {b: micro_batches(b) for b in (8, 16, 17, 24, 32, 34, 40, 48, 64)} == \
@@ -312,7 +312,7 @@ def test_a_vit_checkpoint_loads_whole_as_the_best_model_and_on_resume(tiny_vit, 
     ``load_state_dict`` then matched only the head (trainer.py). Both loads must restore every weight."""
     from transformers import TrainingArguments, ViTForImageClassification
 
-    from hftransfer.training.trainer import ClassificationTrainer, renamed_on_save
+    from hftransfer.engine.trainer import ClassificationTrainer, renamed_on_save
 
     model = ViTForImageClassification.from_pretrained(tiny_vit)
     checkpoint = tmp_path / "checkpoint-7"

@@ -130,7 +130,7 @@ def test_metrics_match_scikit_learn_and_the_constant_baseline():
 
 
 def test_pos_weight_loss_is_bce_with_pos_weight_normalised_over_the_update():
-    from hftransfer.training.losses import WeightedMultiLabelLoss
+    from hftransfer.engine.losses import WeightedMultiLabelLoss
 
     logits, labels = torch.randn(6, 3), (torch.rand(6, 3) < 0.3).float()
     weight = torch.tensor([1.0, 4.0, 9.0])

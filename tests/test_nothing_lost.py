@@ -14,7 +14,7 @@ from test_trust import evil_folder, one_line_error
 
 import hftransfer
 import hftransfer.cli.main as cli
-from hftransfer.artifacts.written import WRITTEN_RECORD
+from hftransfer.files.written import WRITTEN_RECORD
 from hftransfer.config.options import ConfigError
 from hftransfer.training.recipe import main
 

@@ -15,7 +15,7 @@ import hftransfer.config.device as precision
 from hftransfer.config.options import ConfigError
 from hftransfer.config.device import PrecisionError, placement_defaults
 from hftransfer.training.recipe import run
-from hftransfer.training.trainer import TransferTrainer
+from hftransfer.engine.trainer import TransferTrainer
 
 
 @pytest.fixture
@@ -157,8 +157,8 @@ def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels
 
     from hftransfer.config.options import TransferArguments
     from hftransfer.tasks import get_task
-    from hftransfer.training.performance import ChannelsLastCollator, apply_performance_options
-    from hftransfer.training.runtime import OPT_OUT, configure_cpu_run
+    from hftransfer.engine.performance import ChannelsLastCollator, apply_performance_options
+    from hftransfer.engine.runtime import OPT_OUT, configure_cpu_run
 
     if not sys.platform.startswith("linux"):
         pytest.skip("the allocator settings are glibc's")

@@ -11,7 +11,7 @@ from conftest import make_config, sentiment_rows, write_rows
 
 import hftransfer.cli.main as cli
 from hftransfer.selection.rank import RankError, rank_candidates as rank
-from hftransfer.selection.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
+from hftransfer.evaluation.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
 
 
 def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from hftransfer.config.recipes import recipes_root, shipped_recipes
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import main
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "key_maps" not in p.parts)

@@ -13,8 +13,9 @@ from conftest import REPO, make_config, sentiment_rows, subprocess_env, tiny_run
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from hftransfer.artifacts.atomic import publish_directory, staging_dir
-from hftransfer.config.parse import parse_config
+from hftransfer.files.atomic import publish_directory, staging_dir
+from hftransfer.files.written import record_entries
+from hftransfer.training.parse import parse_config
 from hftransfer.training.output_dir import OutputDirError, resolve_checkpoint
 from hftransfer.training.recipe import run
 
@@ -46,7 +47,9 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_bert, fi
     assert (killed / "checkpoint-12").is_dir() and not (killed / "checkpoint-16").exists()
     assert not (killed / "model.safetensors").exists()
     at_checkpoint = load_file(killed / "checkpoint-12" / "model.safetensors")
-    # as if the kill had come while checkpoint-16 was being written: part of its files, no trainer state
+    # as if the kill had come while checkpoint-16 was being written: part of its files, no trainer state (and named
+    # in the folder's record, which the run writes before the checkpoint)
+    record_entries(killed, "checkpoint-16")
     (killed / "checkpoint-16").mkdir()
     (killed / "checkpoint-16" / "model.safetensors").write_bytes(b"\x00" * 100)
     resumed = train("--output_dir", str(killed), "--resume")

@@ -28,7 +28,7 @@ from hftransfer.strategies import get_strategy
 from hftransfer.strategies.base import StrategyError, apply_strategy
 from hftransfer.strategies.rates import _depth_of, _module_depths, parameter_groups
 from hftransfer.training.recipe import main
-from hftransfer.training.trainer import TransferTrainer
+from hftransfer.engine.trainer import TransferTrainer
 
 STRATEGY_FLAGS = {
     "full": [],

@@ -12,7 +12,7 @@ from transformers import pipeline
 
 from conftest import make_image, sentiment_rows, tiny_run_flags, write_rows
 from hftransfer.config.options import ConfigError
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.data.tables import DataError
 from hftransfer.strategies import auto
 from hftransfer.tasks import get_task

@@ -1,3 +1,2 @@
-"""What a run leaves and what is done with it: atomic writes (``atomic``), the finished run's folder
-(``run_dir``), evaluation of a finished run (``evaluate``), the model card (``modelcard``), the Hub (``hub``),
-``hftransfer predict`` (``predict``) and ONNX export (``export``)."""
+"""A finished run reopened: its folder, model and processor (``run_dir``), evaluation on any labelled data
+(``evaluate``), ``hftransfer predict`` (``predict``) and ONNX export (``export``)."""

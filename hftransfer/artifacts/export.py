@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from hftransfer.artifacts.predict import sigmoid
-from hftransfer.artifacts.run_dir import CONFIG_FILE, ONNX_DIR, ONNX_FILE, FinishedRun, open_run
+from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, open_run
+from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 
 logger = logging.getLogger("hftransfer")

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.files.atomic import write_text_atomically
 from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, RunDirError, open_run
 from hftransfer.errors import HftransferError
 

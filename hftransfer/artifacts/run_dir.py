@@ -13,23 +13,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hftransfer.backbones.checkpoints import check_custom_code, looks_like_path, refusing_code_in_pickles
+from hftransfer.backbones.checkpoints import (RunDirError, check_custom_code, looks_like_path, read_model_folder,
+                                             refusing_code_in_pickles)
 from hftransfer.backbones.heads import load_classifier
 from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
-from hftransfer.config.parse import RunConfig, parse_config
+from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
 from hftransfer.errors import HftransferError
 from hftransfer.tasks import get_task, list_tasks
 from hftransfer.tasks.base import Task
+from hftransfer.training.parse import RunConfig, parse_config
 
-CONFIG_FILE = "hftransfer_config.yaml"
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-class RunDirError(HftransferError):
-    """A directory that is not a usable model output; the message says what is missing."""
 
 
 @dataclass
@@ -76,18 +74,7 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
     Nothing from the folder runs: code it ships is refused without ``trust_remote_code``.
     """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise RunDirError(f"model directory not found: {str(root)!r}")
-    config_json = root / "config.json"
-    if not config_json.is_file():
-        raise RunDirError(f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
-                          "`hftransfer train` or a saved transformers classification model")
-    try:
-        model_config = json.loads(config_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunDirError(f"{str(config_json)!r} is not valid JSON: {err}") from None
-    if require_weights and not any((root / name).is_file() for name in WEIGHT_FILES):
-        raise RunDirError(f"{str(root)!r} has a config.json but no model weights (model.safetensors)")
+    model_config = read_model_folder(root, require_weights)
     check_custom_code(root, trust_remote_code)
     recorded = root / CONFIG_FILE
     config = parse_config(["--config", str(recorded)]) if recorded.is_file() else None

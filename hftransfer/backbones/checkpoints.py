@@ -132,6 +132,31 @@ def refusing_code_in_pickles(source):
                                "model.safetensors") from None
 
 
+class RunDirError(HftransferError):
+    """A directory that is not a usable model output; the message says what is missing."""
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def read_model_folder(root: Path, require_weights: bool = True) -> dict:
+    """A saved model folder's ``config.json`` (read, nothing loaded or run); a clear error when ``root`` is not a
+    model folder. ``require_weights=False`` accepts an ONNX export folder (no PyTorch weights)."""
+    if not root.is_dir():
+        raise RunDirError(f"model directory not found: {str(root)!r}")
+    config_json = root / "config.json"
+    if not config_json.is_file():
+        raise RunDirError(f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
+                          "`hftransfer train` or a saved transformers classification model")
+    try:
+        model_config = json.loads(config_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{str(config_json)!r} is not valid JSON: {err}") from None
+    if require_weights and not any((root / name).is_file() for name in WEIGHT_FILES):
+        raise RunDirError(f"{str(root)!r} has a config.json but no model weights (model.safetensors)")
+    return model_config
+
+
 def model_path(model_args) -> str:
     """The string to hand to ``from_pretrained``: an expanded local path or the Hub id."""
     local = Path(model_args.model).expanduser()

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from hftransfer.config.device import FORCE_CPU_ENV
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.errors import PREFIX, USER_ERROR_EXIT, HftransferError
 
 CONFIG_FLAG_NAMES = ("--accelerate_config", "--accelerate-config")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hftransfer.artifacts.hub import push_output_dir
+from hftransfer.training.hub import push_output_dir
 
 
 def push_command(argv: list[str]) -> int:

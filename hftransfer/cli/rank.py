@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hftransfer.config.parse import parse_config
+from hftransfer.training.parse import parse_config
 from hftransfer.config.recipes import find_recipe
 from hftransfer.selection.rank import (SCORES, RankError, candidate_config, candidate_name, check_report_dir,
                                        list_candidates, rank_candidates, sample_notes,

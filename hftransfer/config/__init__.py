@@ -1,2 +1,3 @@
-"""Configuration: option dataclasses (``options``), the device and precision a run uses (``device``), recipe
-files (``recipes``) and the parser that merges defaults < recipe YAML < flags into one ``RunConfig`` (``parse``)."""
+"""Options as typed data: the option dataclasses (``options``), values from YAML or Python checked by each option's
+type (``values``), the device and precision a run uses (``device``) and recipe files (``recipes``). Merging them
+into one run's configuration needs the task and strategy registries, so it lives above them (``training.parse``)."""

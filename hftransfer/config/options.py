@@ -2,7 +2,7 @@
 
 Every field has a type, a default and a help text; it is a recipe key and a ``--flag`` of the same name.
 Checks that need only the values themselves run in ``__post_init__``; checks that need the task or
-strategy registries run where the config is assembled (``config/parse.py``). The choice names of options
+strategy registries run where the config is assembled (``training/parse.py``). The choice names of options
 that are not registries (heads, activations …) live here.
 """
 

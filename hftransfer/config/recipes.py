@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from hftransfer.config.options import ConfigError, ModelArguments
-from hftransfer.config.parse import load_recipe
 
 KEY_MAPS = "key_maps"  # a folder of weight-renaming tables beside the recipes, not recipes themselves
+SECTIONS = ("model", "data", "transfer", "training")  # a recipe may group its options under these
+CONFIG_FILE = "hftransfer_config.yaml"  # the resolved recipe a run saves beside its model
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a recipe YAML into one flat mapping of option name to value (sections flattened)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file not found: {str(path)!r}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {str(path)!r} must be a mapping of option: value, got {type(raw).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        # `model: bert-base-uncased` is the model option; `model: {model: ..., task: ...}` is a section.
+        if key in SECTIONS and isinstance(value, dict):
+            _merge_unique(flat, value, where=f"section {key!r} of {path}")
+        else:
+            _merge_unique(flat, {key: value}, where=str(path))
+    return flat
+
+
+def _merge_unique(flat: dict[str, Any], items: dict[str, Any], where: str) -> None:
+    for key, value in items.items():
+        if key in flat:
+            raise ConfigError(f"option {key!r} is set twice in {where}")
+        flat[key] = value
 
 
 def recipes_root() -> Path:

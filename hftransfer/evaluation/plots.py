@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hftransfer.artifacts.atomic import partial_path
+from hftransfer.files.atomic import partial_path
 
 DPI = 100
 ANNOTATE_UP_TO = 20  # classes; beyond that the counts in the cells would not be legible

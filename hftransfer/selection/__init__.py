@@ -1,2 +1,2 @@
-"""Choosing a backbone before training: transferability scores on frozen features (``transferability``) and
-``hftransfer rank`` (``rank``)."""
+"""Choosing a backbone before training: ``hftransfer rank`` (``rank``), on the transferability scores of
+``evaluation.transferability``."""

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.files.atomic import write_text_atomically
 from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.config.options import ConfigError
-from hftransfer.config.parse import RunConfig
+from hftransfer.training.parse import RunConfig
 from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
-from hftransfer.selection import transferability
+from hftransfer.evaluation import transferability
 from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
 from hftransfer.strategies.recommend import recommend_strategy
 from hftransfer.tasks import get_task

@@ -40,7 +40,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     # phase at 0.3x / 1x the task's rate, benchmarks/defaults.py: TREC 0.884 / 0.918, GTSRB 0.702 / 0.805 (full
     # fine-tuning: 0.798 and 0.797; GTSRB's later 0.771 at 1x came from a larger carved validation split, 0.812
     # with today's, data/labels.py). Fewer epochs cost accuracy too (TREC, 3 → 2 epochs at 0.3x: 0.884 → 0.846;
-    # at 1x, 0.920 → 0.900): the one epoch fewer it fine-tunes by default buys its wall time (training/schedule.py).
+    # at 1x, 0.920 → 0.900): the one epoch fewer it fine-tunes by default buys its wall time (engine/schedule.py).
     # When fine-tuning does not beat the probe on validation, the probed model is kept.
     Strategy("lp_ft", "linear probe for probe_epochs, then full fine-tuning from the probed head",
              select=freezing.probe_then_everything, fit=probe.fit_probe_then_fine_tune,

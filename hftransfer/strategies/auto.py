@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftransfer.data.labels import LABELS, column_values
-from hftransfer.selection.transferability import linear_probe_accuracy
+from hftransfer.evaluation.transferability import linear_probe_accuracy
 from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features, weights_digest
-from hftransfer.training.performance import apply_performance_options
-from hftransfer.training.schedule import HEAD_LEARNING_RATE
+from hftransfer.engine.performance import apply_performance_options
+from hftransfer.engine.schedule import HEAD_LEARNING_RATE
 
 logger = logging.getLogger("hftransfer")
 
@@ -122,7 +122,7 @@ def choose(config, task, model, processor, data, model_config) -> Decision:
 
 def body_to_head_rate(config, task, model_config) -> float:
     """The body's fine-tuning learning rate over the new head's, as the recipe will set them (the user's, else the
-    task's for this checkpoint; the head's as ``training/schedule.py`` sets it)."""
+    task's for this checkpoint; the head's as ``engine/schedule.py`` sets it)."""
     body = config.training.learning_rate
     if "learning_rate" not in config.explicit and task is not None and task.suggest_training_args:
         body = task.suggest_training_args(model_config).get("learning_rate", body)

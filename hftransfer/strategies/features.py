@@ -123,7 +123,7 @@ def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: i
             if features is None:
                 # One block for every row, filled in place. Keeping each batch's features as its own tensor left
                 # small live blocks between the next batches' freed activations: the heap (kept, not trimmed, for
-                # speed: training/runtime.py) could not reuse those holes and grew by about 0.5 MB per image
+                # speed: engine/runtime.py) could not reuse those holes and grew by about 0.5 MB per image
                 # (EfficientNet-Lite0, 2,700 images: +1.4 GB).
                 features = torch.empty((len(dataset), grabbed.shape[1]), dtype=torch.float32)
                 labels = torch.empty((len(dataset), *batch_labels.shape[1:]), dtype=batch_labels.dtype)

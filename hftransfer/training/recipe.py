@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from hftransfer.artifacts.hub import resolve_token
+from hftransfer.training.hub import resolve_token
 from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
-from hftransfer.config.parse import RunConfig, parse_config
+from hftransfer.training.parse import RunConfig, parse_config
 from hftransfer.data.streaming import is_streamed
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
 from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
@@ -30,16 +30,16 @@ from hftransfer.strategies.freezing import keep_frozen_parts_in_eval
 from hftransfer.strategies.rates import parameter_groups
 from hftransfer.tasks import get_task
 from hftransfer.tasks.base import Task
-from hftransfer.training.budget import TimeBudget
-from hftransfer.training.calibrate import calibrate
-from hftransfer.training.losses import loss_for, start_at_label_priors
+from hftransfer.engine.budget import TimeBudget
+from hftransfer.engine.calibrate import calibrate
+from hftransfer.engine.losses import loss_for, start_at_label_priors
 from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, output_dir_lock, resolve_checkpoint,
                                             start_clean, verify_checkpoint)
 from hftransfer.training.outputs import save_run
-from hftransfer.training.performance import apply_performance_options, check_performance_options
-from hftransfer.training.runtime import configure_cpu_run, split_image_batch
-from hftransfer.training.schedule import schedule_for, stream_evaluations
-from hftransfer.training.trainer import TransferTrainer
+from hftransfer.engine.performance import apply_performance_options, check_performance_options
+from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
+from hftransfer.engine.schedule import schedule_for, stream_evaluations
+from hftransfer.engine.trainer import TransferTrainer
 
 logger = logging.getLogger("hftransfer")
 
@@ -164,7 +164,7 @@ def adapt_model(config: RunConfig, strategy: Strategy, model):
 def build_trainer(config: RunConfig, task: Task, model, plan, processor, datasets,
                   compute_loss_func=None) -> TransferTrainer:
     """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records
-    (``compute_loss_func``: a loss other than the model's own, ``training/losses.py``)."""
+    (``compute_loss_func``: a loss other than the model's own, ``engine/losses.py``)."""
     args, transfer = config.training, config.transfer
     if is_streamed(datasets["train"]) and args.world_size > 1:
         # Each process reads the stream and keeps its own batches (accelerate shards it). Dispatching, its default

@@ -14,8 +14,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import filter_repo_objects
 
-from hftransfer.artifacts.modelcard import CARD_FILE
-from hftransfer.artifacts.run_dir import open_run
+from hftransfer.training.modelcard import CARD_FILE
+from hftransfer.backbones.checkpoints import read_model_folder
 from hftransfer.errors import HftransferError
 
 logger = logging.getLogger("hftransfer")
@@ -59,20 +59,22 @@ def push_output_dir(folder: str | Path, repo_id: str | None = None, private: boo
     """Create the repository if needed and upload the model folder; returns the commit URL."""
     # a folder that is not a model fails here, before anything is uploaded; nothing in it is loaded or run (only
     # uploaded), so code it ships needs no trust here
-    run = open_run(folder, trust_remote_code=True)
-    if not (run.path / CARD_FILE).is_file():
-        raise PushError(f"{str(run.path)!r} has no model card ({CARD_FILE}); push the output_dir of `hftransfer train`, which writes one")
-    repo_id = repo_id or run.path.resolve().name
+    root = Path(folder).expanduser()
+    read_model_folder(root)
+    if not (root / CARD_FILE).is_file():
+        raise PushError(f"{str(root)!r} has no model card ({CARD_FILE}); push the output_dir of `hftransfer train`, "
+                        "which writes one")
+    repo_id = repo_id or root.resolve().name
     token = resolve_token()
-    files = files_to_upload(run.path)
-    check_no_secret(run.path, files, token)
+    files = files_to_upload(root)
+    check_no_secret(root, files, token)
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     repo_id = getattr(url, "repo_id", None) or repo_id  # "name" becomes "user/name"
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    logger.info("uploading %d files from %s to %s", len(files), run.path, repo_id)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(run.path), revision=revision,
+    logger.info("uploading %d files from %s to %s", len(files), root, repo_id)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(root), revision=revision,
                                commit_message=commit_message or "Upload model fine-tuned with hftransfer",
                                ignore_patterns=UPLOAD_IGNORE, repo_type="model")
     return getattr(commit, "commit_url", str(commit))

@@ -25,11 +25,10 @@ from transformers.hf_argparser import string_to_bool
 
 from hftransfer.config.device import machine_training_defaults, placement_defaults
 from hftransfer.config.options import ConfigError, DataArguments, ModelArguments, TransferArguments
+from hftransfer.config.recipes import load_recipe
 from hftransfer.config.values import check_option_names, check_option_values, field_annotations
 from hftransfer.strategies import get_strategy, list_strategies
 from hftransfer.tasks import get_task
-
-SECTIONS = ("model", "data", "transfer", "training")
 
 # What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
 # every epoch, keep the best checkpoint by macro-F1 (robust to class imbalance, equal to accuracy's
@@ -133,34 +132,6 @@ LAUNCH_HELP = (
     "Launch through accelerate: hftransfer train ... --accelerate_config NAME|PATH (templates: single_gpu, "
     "multi_gpu, fsdp, deepspeed_zero2, cpu; see `hftransfer accelerate-configs`) with --num_processes N and, "
     "for several machines, --num_machines, --machine_rank, --main_process_ip, --main_process_port.")
-
-
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a recipe YAML into one flat mapping of option name to value (sections flattened)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe file not found: {str(path)!r}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"recipe {str(path)!r} must be a mapping of option: value, got {type(raw).__name__}")
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        # `model: bert-base-uncased` is the model option; `model: {model: ..., task: ...}` is a section.
-        if key in SECTIONS and isinstance(value, dict):
-            _merge_unique(flat, value, where=f"section {key!r} of {path}")
-        else:
-            _merge_unique(flat, {key: value}, where=str(path))
-    return flat
-
-
-def _merge_unique(flat: dict[str, Any], items: dict[str, Any], where: str) -> None:
-    for key, value in items.items():
-        if key in flat:
-            raise ConfigError(f"option {key!r} is set twice in {where}")
-        flat[key] = value
 
 
 def _option_names(parser: argparse.ArgumentParser) -> set[str]:

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.files.atomic import write_text_atomically
 
 WRITTEN_RECORD = ".hftransfer_written.json"
 WORKING_DIR_PREFIX = ".hftransfer-work-"  # a step's scratch folder inside the output folder (a probe's Trainer)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hftransfer.artifacts.atomic import write_text_atomically
+from hftransfer.files.atomic import write_text_atomically
 from hftransfer.backbones.checkpoints import looks_like_path
 from hftransfer.evaluation.report import CURVES_FILE, confusion_png_name, pr_png_name
 
