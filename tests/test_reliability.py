@@ -154,3 +154,13 @@ def test_eval_says_integer_labels_were_read_as_the_models_ids(text_run, tmp_path
     assert note in report["source"]["notes"] and note in caplog.text
     saved = json.loads((tmp_path / "report" / "eval_report.json").read_text())
     assert note in next(iter(saved.values()))["source"]["notes"]
+
+
+def test_a_model_folder_without_labels(text_run, tmp_path, capsys):
+    folder = tmp_path / "unlabelled"
+    shutil.copytree(text_run, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("id2label", "label2id"):
+        config.pop(key, None)
+    (folder / "config.json").write_text(json.dumps(config))
+    one_line_error(capsys, cli.main(["predict", str(folder), "a film"]), "config.json' has no labels (id2label)")

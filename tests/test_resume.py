@@ -119,11 +119,14 @@ def test_publish_directory_replaces_files_and_drops_stale_weights(tmp_path):
     (target / "pytorch_model.bin").write_bytes(b"old weights")
     (target / "config.json").write_text("old")
     (target / "eval_report.json").write_text("kept")
+    (target / "model-of-mine.safetensors").write_bytes(b"the user's")  # named like weights, never recorded
     staging = staging_dir(target)
     staging.mkdir()
     (staging / "model.safetensors").write_bytes(b"new weights")
     (staging / "config.json").write_text("new")
-    published = publish_directory(staging, target)
+    # the previous model's publication recorded pytorch_model.bin (files/written.py): only that one may go
+    published = publish_directory(staging, target, replaceable={"pytorch_model.bin", "config.json"})
     assert [p.name for p in published][-1] == "model.safetensors"  # weights last
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "eval_report.json", "model.safetensors"]
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "eval_report.json", "model-of-mine.safetensors",
+                                                         "model.safetensors"]
     assert (target / "config.json").read_text() == "new"

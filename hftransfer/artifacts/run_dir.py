@@ -9,7 +9,6 @@ a torch pickle only through ``weights_only`` loading, which refuses pickles that
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
                           "its inputs; copy them from the base model or the run's checkpoint")
     label_names = _label_names(model_config)
     if not label_names:
-        raise RunDirError(f"{str(config_json)!r} has no labels (id2label); is it a classification model?")
+        raise RunDirError(f"{str(root / 'config.json')!r} has no labels (id2label); is it a classification model?")
     return FinishedRun(root, task, label_names, model_config, config, trust_remote_code)
 
 
@@ -116,6 +115,9 @@ def eval_data_config(run: FinishedRun, data: str | None, split: str | None, colu
         raise RunDirError(f"{str(run.path)!r} has no {CONFIG_FILE}: evaluating it needs the task's column options; "
                           "evaluate the output_dir of `hftransfer train`")
     config = copy.deepcopy(run.config)
+    if data is None and not (config.data.train_file or config.data.dataset or config.data.data_dir):
+        raise RunDirError(f"{str(run.path)!r} was trained on data given in memory (Python API), so its own data cannot "
+                          "be reloaded; evaluate it with --data PATH (data= in Python)")
     if data is not None:
         config.data.data_dir = config.data.train_file = config.data.dataset = None
         config.data.validation_file = config.data.test_file = None
