@@ -15,24 +15,32 @@ from hftransfer.training.hub import push_output_dir
 from hftransfer.artifacts.predict import Prediction, predict_inputs
 from hftransfer.training.parse import parse_config
 from hftransfer.config.recipes import find_recipe
+from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, save_rank_outputs, sample_notes
 from hftransfer.training.recipe import RunResult, run
 
 
-def _config(recipe: str | Path | None, options: dict):
+def _config(recipe: str | Path | None, options: dict, inputs: dict | None = None, callbacks: list | None = None):
     """The run's config from a recipe and keyword options, checked as values (never parsed as flags)."""
-    return parse_config([], recipe=find_recipe(str(recipe)) if recipe else None, options=options)
+    return parse_config([], recipe=find_recipe(str(recipe)) if recipe else None, options=options, inputs=inputs,
+                        callbacks=callbacks)
 
 
-def finetune(recipe: str | Path | None = None, **options) -> RunResult:
+def finetune(recipe: str | Path | None = None, *, train=None, validation=None, test=None,
+             callbacks: list | None = None, **options) -> RunResult:
     """Train, evaluate and save a model, as ``hftransfer train RECIPE --option value …`` does.
 
     ``recipe`` is a recipe file or a shipped recipe's name; ``options`` are any of ``hftransfer train``'s
-    options. Returns the output folder, the final metrics (``eval_*``, ``test_*``), the evaluation reports and
-    the resolved config.
+    options (``task=``, ``model=``, ``learning_rate=`` …). ``train``, ``validation`` and ``test`` are the data:
+    each a path (a file; for ``train`` also an image folder), or data already in memory: a pandas ``DataFrame``, a
+    ``datasets.Dataset`` (a ``DatasetDict`` as ``train`` brings its other splits), or for images a list of
+    ``(PIL image or path, label)`` pairs. ``callbacks``: ``transformers.TrainerCallback`` objects the Trainer calls.
+    Returns the output folder, the final metrics (``eval_*``, ``test_*``), the evaluation reports, the resolved
+    config, the trained model and its Trainer.
     """
-    return run(_config(recipe, options))
+    inputs = _data_inputs(train, validation, test, options)
+    return run(_config(recipe, options, inputs, _checked_callbacks(callbacks)))
 
 
 def evaluate(model_dir: str | Path, data: str | None = None, split: str | None = None, *,
@@ -109,3 +117,45 @@ def _prediction_items(inputs, other_source) -> list[str]:
     shown = type(inputs).__name__ if not isinstance(inputs, (list, tuple)) else \
         f"a list holding {type(next(i for i in inputs if not isinstance(i, (str, Path)))).__name__}"
     raise HftransferError(f"inputs must be a text or path, or a list of texts or paths, got {shown}: {inputs!r:.80}")
+
+
+SOURCE_OPTIONS = ("train_file", "data_dir", "dataset")
+
+
+def _data_inputs(train, validation, test, options: dict) -> dict:
+    """Paths become the file options (``options`` is completed in place); data in memory becomes Datasets."""
+    given = {"train": train, "validation": validation, "test": test}
+    in_memory = {split for split, value in given.items() if is_in_memory(value)}
+    if not in_memory:
+        for split, value in given.items():
+            if value is not None:
+                option = "data_dir" if split == "train" and Path(value).expanduser().is_dir() else f"{split}_file"
+                _set_once(options, option, str(value), split)
+        return {}
+    named = [f"{option} ({options[option]!r})" for option in (*SOURCE_OPTIONS, "validation_file", "test_file")
+             if options.get(option) is not None]
+    if named:
+        raise HftransferError(f"data was given in memory and as {', '.join(named)}; give one source")
+    paths = sorted(split for split, value in given.items() if value is not None and split not in in_memory)
+    if paths:
+        raise HftransferError(f"{', '.join(paths)} given as a path and {', '.join(sorted(in_memory))} in memory; "
+                              "give every split the same way")
+    return in_memory_splits(train, validation, test)
+
+
+def _set_once(options: dict, option: str, value: str, split: str) -> None:
+    if options.get(option) not in (None, value):
+        raise HftransferError(f"{split}={value!r} and {option}={options[option]!r} both name the {split} data; give one")
+    options[option] = value
+
+
+def _checked_callbacks(callbacks) -> list:
+    """``TrainerCallback`` objects (or classes, which the Trainer instantiates), as a list."""
+    from transformers import TrainerCallback
+
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        is_class = isinstance(callback, type) and issubclass(callback, TrainerCallback)
+        if not (is_class or isinstance(callback, TrainerCallback)):
+            raise HftransferError(f"callbacks holds {callback!r}; each must be a transformers.TrainerCallback")
+    return callbacks

@@ -29,8 +29,11 @@ def is_streamed(ds) -> bool:
     return isinstance(ds, IterableDataset)
 
 
-def open_splits(data_args) -> tuple[dict[str, Dataset], IterableDataset]:
+def open_splits(data_args, given: dict | None = None) -> tuple[dict[str, Dataset], IterableDataset]:
     """The training stream, and the splits as loaded ones: train is the stream's head, validation and test whole."""
+    if given:
+        raise DataError("streaming reads a file or a Hub dataset; data given in memory is already loaded: remove "
+                        "streaming: true")
     tables.check_one_source(data_args)
     if data_args.train_file:
         paths = tables.split_paths(data_args)

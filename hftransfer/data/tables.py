@@ -36,16 +36,25 @@ class DataError(HftransferError):
     """Data that cannot be used; the message names the file, split, column or value at fault."""
 
 
-def load_splits(data_args) -> dict[str, Dataset]:
-    """The raw train/validation/test splits named by ``data_args`` (Hub dataset or local files)."""
-    check_one_source(data_args)
+def load_splits(data_args, given: dict[str, Dataset] | None = None) -> dict[str, Dataset]:
+    """The raw train/validation/test splits: ``given`` in memory (the Python API's), else those ``data_args`` names
+    (Hub dataset or local files)."""
+    check_one_source(data_args, given)
+    if given:
+        return dict(given)
     if data_args.train_file:
         return {split: read_table(path, split, data_args.na_values) for split, path in split_paths(data_args).items()}
     return _load_hub(data_args)
 
 
-def check_one_source(data_args) -> None:
-    """Local files or a Hub dataset: exactly one of them."""
+def check_one_source(data_args, given: dict | None = None) -> None:
+    """Local files, a Hub dataset or data given in memory: exactly one of them."""
+    named = [f"{option} ({getattr(data_args, option)!r})" for option in ("train_file", "dataset", "data_dir")
+             if getattr(data_args, option, None)]
+    if given and named:
+        raise DataError(f"data was given in memory and as {', '.join(named)}; give one source")
+    if given:
+        return
     if data_args.dataset and data_args.train_file:
         raise DataError(
             f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), not both"

@@ -93,7 +93,7 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     notes: list[str] = []
     stream = None
     if data_args.data_dir:
-        if data_args.train_file or data_args.dataset:
+        if data_args.train_file or data_args.dataset or config.inputs:
             raise DataError("give one data source: data_dir, train_file or dataset")
         if data_args.streaming and not model_labels:
             raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already read "
@@ -105,9 +105,9 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
         column = "image"
     else:
         if data_args.streaming and not model_labels:
-            splits, stream = streaming.open_splits(data_args)
+            splits, stream = streaming.open_splits(data_args, config.inputs)
         else:
-            splits = tables.load_splits(data_args)
+            splits = tables.load_splits(data_args, config.inputs)
         first = next(iter(splits.values()))
         column = resolve_image_column(options, first.column_names)
         for label_column in multilabel.label_source_columns(data_args):

@@ -95,9 +95,9 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
                         f"data_dir ({data_args.data_dir!r})")
     stream = None
     if data_args.streaming and not model_labels:
-        splits, stream = streaming.open_splits(data_args)
+        splits, stream = streaming.open_splits(data_args, config.inputs)
     else:
-        splits = tables.load_splits(data_args)
+        splits = tables.load_splits(data_args, config.inputs)
     tables.check_not_empty(splits)
     text, pair = resolve_text_columns(config.task, next(iter(splits.values())).column_names)
     text_columns = [c for c in (text, pair) if c]

