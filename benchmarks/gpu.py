@@ -148,9 +148,9 @@ def plain_trainer(workload: str, flags: list[str], data: Path, out: Path, steps:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from hftransfer.backbones.checkpoints import load_model_config
-    from hftransfer.training.parse import parse_config
     from hftransfer.data.labels import LABELS
     from hftransfer.tasks import get_task
+    from hftransfer.training.parse import parse_config
 
     text = workload in TEXT_WORKLOADS
     config = parse_config([*flags, *(["--train_file", str(data)] if text else ["--data_dir", str(data)]),

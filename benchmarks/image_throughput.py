@@ -38,12 +38,12 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
     from torchvision import transforms as T
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from hftransfer.training.parse import parse_config
     from hftransfer.data.images import scan_class_folders
     from hftransfer.data.labels import LabelledData
     from hftransfer.evaluation.metrics import compute_classification_metrics
     from hftransfer.evaluation.report import reduce_logits
     from hftransfer.tasks.image_classification import TASK
+    from hftransfer.training.parse import parse_config
 
     set_seed(seed)
     config = parse_config(["--config", str(RECIPE), "--output_dir", out])
@@ -173,7 +173,8 @@ def main() -> None:
         figures["baseline"] = child("--arm", "baseline", "--out", f"{tmp}/baseline", "--epochs", str(opts.epochs),
                                     "--batch-size", str(opts.batch_size), "--lr", str(opts.lr))
         figures["hftransfer"] = hftransfer(f"{tmp}/hftransfer", *common)
-        figures["hftransfer_plain_malloc"] = hftransfer(f"{tmp}/plain", *common, env={"HFTRANSFER_NO_MALLOC_TUNING": "1"})
+        figures["hftransfer_plain_malloc"] = hftransfer(f"{tmp}/plain", *common,
+                                                        env={"HFTRANSFER_NO_MALLOC_TUNING": "1"})
     figures["breakdown_plain_malloc"] = child("--arm", "breakdown")
     figures["breakdown_tuned_malloc"] = child("--arm", "breakdown-tuned")
     ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline"]["train_samples_per_second"]

@@ -61,13 +61,15 @@ def main() -> None:
             out = root / f"ft-{Path(candidate).name}"
             subprocess.run([HFTRANSFER, "train", *DATA, "--model", candidate, "--max_train_samples", "500",
                             "--max_eval_samples", "250", "--num_train_epochs", str(EPOCHS), "--output_dir", str(out),
-                            "--disable_tqdm", "true", "--strategy", "full", "--save_strategy", "no", "--load_best_model_at_end", "false"],
+                            "--disable_tqdm", "true", "--strategy", "full", "--save_strategy", "no",
+                            "--load_best_model_at_end", "false"],
                            check=True, cwd=REPO, capture_output=True)
             finetuned[candidate] = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
         finetune_s = time.perf_counter() - start
 
     print(f"rank 3 candidates, 500 train + 250 dev examples: {rank_s:.1f} s")
-    print(f"fine-tune each for {EPOCHS} epochs on the same data: {finetune_s:.1f} s ({finetune_s / rank_s:.1f}x longer)")
+    print(f"fine-tune each for {EPOCHS} epochs on the same data: {finetune_s:.1f} s "
+          f"({finetune_s / rank_s:.1f}x longer)")
     print(f"{'candidate':28s} {'LogME':>8s} {'kNN':>6s} {'probe':>6s} {'feat/s':>7s} {'fine-tuned acc':>15s}")
     for row in ranked:
         print(f"{Path(row['model']).name[:28]:28s} {row['logme']:8.4f} {row['knn_accuracy']:6.3f} "

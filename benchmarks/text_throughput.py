@@ -40,9 +40,9 @@ from transformers import (
     set_seed,
 )
 
-from hftransfer.training.parse import parse_config
 from hftransfer.evaluation.metrics import compute_classification_metrics
 from hftransfer.evaluation.report import reduce_logits
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2"

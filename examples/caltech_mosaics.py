@@ -65,12 +65,14 @@ def make_split(split: str, photos: dict[str, list[Path]], count: int, out: Path,
     return listing
 
 
-def make_mosaics(out: Path, counts: dict[str, int] | None = None, seed: int = 0, root: Path = CALTECH) -> dict[str, Path]:
+def make_mosaics(out: Path, counts: dict[str, int] | None = None, seed: int = 0,
+                 root: Path = CALTECH) -> dict[str, Path]:
     """Write the mosaics and their listings under ``out``; returns the listing of each split."""
     counts = {**COUNTS, **(counts or {})}
     photos = photos_by_split(root, seed)
     rng = random.Random(seed + 1)
-    return {split: make_split(split, photos[split], counts[split], out, rng) for split in ("train", "validation", "test")}
+    return {split: make_split(split, photos[split], counts[split], out, rng)
+            for split in ("train", "validation", "test")}
 
 
 def main() -> None:

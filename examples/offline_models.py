@@ -44,7 +44,7 @@ def link_offline_models(target: Path) -> dict[str, Path]:
             raise SystemExit(f"{link} exists and points elsewhere; remove it first")
         link.symlink_to(source, target_is_directory=source.is_dir())
         linked[name] = link
-    for name, link in linked.items():
+    for link in linked.values():
         print(f"{link} -> {link.resolve()}")
     return linked
 

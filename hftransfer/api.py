@@ -11,13 +11,13 @@ from pathlib import Path
 
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
-from hftransfer.training.hub import push_output_dir
 from hftransfer.artifacts.predict import Prediction, predict_inputs
-from hftransfer.training.parse import parse_config
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.errors import HftransferError
-from hftransfer.selection.rank import CandidateScore, rank_candidates, save_rank_outputs, sample_notes
+from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
+from hftransfer.training.hub import push_output_dir
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import RunResult, run
 
 
@@ -145,7 +145,8 @@ def _data_inputs(train, validation, test, options: dict) -> dict:
 
 def _set_once(options: dict, option: str, value: str, split: str) -> None:
     if options.get(option) not in (None, value):
-        raise HftransferError(f"{split}={value!r} and {option}={options[option]!r} both name the {split} data; give one")
+        raise HftransferError(f"{split}={value!r} and {option}={options[option]!r} both name the {split} data; "
+                              "give one")
     options[option] = value
 
 

@@ -10,8 +10,8 @@ import sys
 
 from transformers import TrainerCallback
 
-import hftransfer.training.recipe
 import hftransfer.engine.trainer
+import hftransfer.training.recipe
 
 
 class KillAtStep(TrainerCallback):

@@ -11,8 +11,8 @@ from transformers import TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftransfer.data.buckets import LengthBuckets
-from hftransfer.tasks.text_classification import TextClassificationArguments, train_sampler
 from hftransfer.engine.trainer import TransferTrainer
+from hftransfer.tasks.text_classification import TextClassificationArguments, train_sampler
 
 
 def batches_of(sampler, batch_size: int) -> list[list[int]]:

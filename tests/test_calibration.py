@@ -11,8 +11,13 @@ import torch
 from conftest import sentiment_rows, tiny_run_flags, write_rows
 from torch import nn
 
-from hftransfer.evaluation.calibration import (SIGNIFICANT_CHI2, classifier_layers, fit_temperature, fold_temperature,
-                                               likelihood_ratio)
+from hftransfer.evaluation.calibration import (
+    SIGNIFICANT_CHI2,
+    classifier_layers,
+    fit_temperature,
+    fold_temperature,
+    likelihood_ratio,
+)
 from hftransfer.evaluation.report import expected_calibration_error
 from hftransfer.training.recipe import main
 

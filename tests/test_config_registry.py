@@ -10,9 +10,8 @@ import yaml
 import hftransfer.tasks as registry
 from hftransfer.config.options import ConfigError
 from hftransfer.strategies.base import StrategyError
+from hftransfer.tasks import UnknownTaskError, get_task, list_tasks, register_task, text_classification
 from hftransfer.training.parse import BASE_TRAINING_DEFAULTS, RunConfig, load_recipe, parse_config
-from hftransfer.tasks import UnknownTaskError, get_task, list_tasks, register_task
-from hftransfer.tasks import text_classification
 
 
 def test_text_classification_is_registered():

@@ -156,7 +156,8 @@ def test_non_utf8_file_is_named_with_line(tmp_path):
 def test_missing_text_values_are_reported(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("text,label\ngood,pos\n,neg\nfine,pos\n", encoding="utf-8")
-    with pytest.raises(DataError, match="1 empty value\\(s\\) in text column 'text' of the train split \\(first at row 1\\)"):
+    with pytest.raises(DataError,
+                       match="1 empty value\\(s\\) in text column 'text' of the train split \\(first at row 1\\)"):
         load_data(args(train_file=str(path), seed=0))
 
 

@@ -203,8 +203,8 @@ def test_lp_ft_fine_tunes_one_epoch_less_than_the_tasks(tiny_bert, tmp_path):
     what full fine-tuning does); full gets them all, and a step count bounds both phases unchanged."""
     from types import SimpleNamespace
 
-    from hftransfer.strategies import get_strategy
     from hftransfer.engine.schedule import schedule_for
+    from hftransfer.strategies import get_strategy
 
     train = write_rows(tmp_path / "train.csv", sentiment_rows(40, seed=1))
     data = SimpleNamespace(splits={"train": list(range(32)), "validation": list(range(8))}, multi_label=False)

@@ -17,9 +17,8 @@ import torch
 import yaml
 from conftest import REPO, make_image, sentiment_rows, subprocess_env, write_rows
 
-from hftransfer.cli.launch import (LaunchError, plan_launch, resolve_config_file, shipped_templates,
-                               split_launch_args)
 from hftransfer.artifacts.evaluate import evaluate_run
+from hftransfer.cli.launch import LaunchError, plan_launch, resolve_config_file, shipped_templates, split_launch_args
 
 SUMMARY_TITLE = "hftransfer · "
 

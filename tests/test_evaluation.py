@@ -15,11 +15,15 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 import hftransfer.cli.main as cli
-from hftransfer.evaluation.report import (REPORT_FILE, Predictions, build_report, expected_calibration_error,
-                                   reduce_logits)
 from hftransfer.evaluation.plots import DPI, confusion_figure_size, plot_confusion_matrix
+from hftransfer.evaluation.report import (
+    REPORT_FILE,
+    Predictions,
+    build_report,
+    expected_calibration_error,
+    reduce_logits,
+)
 from hftransfer.training.recipe import main
-
 
 # --- the report's numbers ----------------------------------------------------------------------------------
 
@@ -172,7 +176,8 @@ def test_predict_texts_to_terminal_csv_and_json(text_run, tmp_path, capsys):
     assert "a wonderful film" in capsys.readouterr().out
     texts = write_rows(tmp_path / "texts.csv", [{"review": "great", "x": 1}, {"review": "dull and boring", "x": 2}])
     out_csv = tmp_path / "p.csv"
-    assert cli.main(["predict", str(text_run), "--csv", str(texts), "--column", "review", "--output", str(out_csv)]) == 0
+    assert cli.main(["predict", str(text_run), "--csv", str(texts), "--column", "review",
+                     "--output", str(out_csv)]) == 0
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["input"] for r in rows] == ["great", "dull and boring"]
     assert {r["label_1"] for r in rows} <= {"negative", "positive"}

@@ -12,12 +12,13 @@ from conftest import COLOURS, make_class_folder, make_config, make_image
 from PIL import Image
 from transformers import pipeline
 
-from hftransfer.data.tables import DataError
-from hftransfer.data.images import to_mode
 from hftransfer.backbones.checkpoints import ModelSourceError
+from hftransfer.data.images import to_mode
+from hftransfer.data.tables import DataError
+from hftransfer.data.transforms import build_transforms, data_config_for
 from hftransfer.tasks.image_classification import load_data
 from hftransfer.training.recipe import main
-from hftransfer.data.transforms import build_transforms, data_config_for
+
 
 @pytest.fixture
 def split_folders(tmp_path) -> Path:
@@ -243,7 +244,8 @@ def test_bad_backbone_input(split_folders, timm_weights, tmp_path):
 
 def test_images_stored_inside_a_dataset_file(tmp_path):
     """Parquet with an embedded Image feature: the same path a Hub dataset's image column takes."""
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
 
     rows = {"image": [Image.new("RGB", (20, 20), COLOURS["red" if i % 2 else "blue"]) for i in range(12)],
             "label": ["red" if i % 2 else "blue" for i in range(12)]}

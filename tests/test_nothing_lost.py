@@ -14,8 +14,8 @@ from test_trust import evil_folder, one_line_error
 
 import hftransfer
 import hftransfer.cli.main as cli
-from hftransfer.files.written import WRITTEN_RECORD
 from hftransfer.config.options import ConfigError
+from hftransfer.files.written import WRITTEN_RECORD
 from hftransfer.training.recipe import main
 
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
@@ -183,8 +183,9 @@ def test_labels_mixing_strings_and_integers_are_refused(tiny_bert, tmp_path, cap
 
 def test_a_class_of_one_file_group_is_kept_in_train(tmp_path):
     """validation_groups: auto carves whole tracks; a class that is one track went to validation whole."""
-    from hftransfer.data.labels import LabelledData, ensure_validation
     from datasets import ClassLabel, Dataset
+
+    from hftransfer.data.labels import LabelledData, ensure_validation
 
     paths, labels = [], []
     for label, tracks in ((0, 6), (1, 6), (2, 1)):

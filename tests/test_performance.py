@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 import hftransfer.config.device as precision
-from hftransfer.config.options import ConfigError
 from hftransfer.config.device import PrecisionError, placement_defaults
-from hftransfer.training.recipe import run
+from hftransfer.config.options import ConfigError
 from hftransfer.engine.trainer import TransferTrainer
+from hftransfer.training.recipe import run
 
 
 @pytest.fixture
@@ -156,9 +156,9 @@ def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels
     from transformers import TrainingArguments
 
     from hftransfer.config.options import TransferArguments
-    from hftransfer.tasks import get_task
     from hftransfer.engine.performance import ChannelsLastCollator, apply_performance_options
     from hftransfer.engine.runtime import OPT_OUT, configure_cpu_run
+    from hftransfer.tasks import get_task
 
     if not sys.platform.startswith("linux"):
         pytest.skip("the allocator settings are glibc's")

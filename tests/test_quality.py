@@ -228,9 +228,8 @@ F1_MOSAICS, MAP_MOSAICS = 0.85, 0.92
 
 def _baseline_and_report(out: Path, train_listing: Path, split: str = "test") -> tuple[dict, dict]:
     """The run's report for ``split`` and the best constant predictor's micro-F1 on the same examples."""
-    from hftransfer.evaluation.multilabel import constant_baseline
-
     from hftransfer.artifacts.run_dir import open_run
+    from hftransfer.evaluation.multilabel import constant_baseline
 
     report = json.loads((out / "eval_report.json").read_text())[split]
     names = open_run(out).label_names

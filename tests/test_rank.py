@@ -10,8 +10,9 @@ import pytest
 from conftest import make_config, sentiment_rows, write_rows
 
 import hftransfer.cli.main as cli
-from hftransfer.selection.rank import RankError, rank_candidates as rank
 from hftransfer.evaluation.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
+from hftransfer.selection.rank import RankError
+from hftransfer.selection.rank import rank_candidates as rank
 
 
 def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:

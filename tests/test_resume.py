@@ -15,8 +15,8 @@ from transformers import pipeline
 
 from hftransfer.files.atomic import publish_directory, staging_dir
 from hftransfer.files.written import record_entries
-from hftransfer.training.parse import parse_config
 from hftransfer.training.output_dir import OutputDirError, resolve_checkpoint
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
 
 KILL_SCRIPT = REPO / "tests" / "kill_at_step.py"

@@ -1,34 +1,42 @@
 """Transfer strategies on tiny text, timm and transformers vision backbones: what moves, what must not.
 
-Every strategy runs for real (``hftransfer.training.recipe.main``); the saved model is compared tensor by tensor (weights
-and BatchNorm statistics) with the checkpoint it started from.
+Every strategy runs for real (``hftransfer.training.recipe.main``); the saved model is compared tensor by tensor
+(weights and BatchNorm statistics) with the checkpoint it started from.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import make_class_folder, make_config, sentiment_rows, tiny_run_flags, write_rows
-from transformers import (AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel, TimmWrapperForImageClassification,
-                          TrainingArguments, ViTForImageClassification, pipeline)
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertModel,
+    TimmWrapperForImageClassification,
+    TrainingArguments,
+    ViTForImageClassification,
+    pipeline,
+)
 
 from hftransfer.backbones.blocks import layout_of
-from hftransfer.config.options import ConfigError
-from hftransfer.strategies.features import cache_key
 from hftransfer.backbones.heads import MODELING_FILE
-from hftransfer.strategies.lora import LoraTargetError
-from hftransfer.tasks import get_task
-from functools import partial
-
+from hftransfer.config.options import ConfigError
+from hftransfer.engine.trainer import TransferTrainer
 from hftransfer.strategies import get_strategy
 from hftransfer.strategies.base import StrategyError, apply_strategy
+from hftransfer.strategies.features import cache_key
+from hftransfer.strategies.lora import LoraTargetError
 from hftransfer.strategies.rates import _depth_of, _module_depths, parameter_groups
+from hftransfer.tasks import get_task
 from hftransfer.training.recipe import main
-from hftransfer.engine.trainer import TransferTrainer
 
 STRATEGY_FLAGS = {
     "full": [],
@@ -39,7 +47,7 @@ STRATEGY_FLAGS = {
 }
 
 
-# --- fixtures: three kinds of backbone, their data and how to read back what they started from ---------------
+# --- fixtures: three kinds of backbone, their data and how to read back what they started from ------------------------
 
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory) -> dict[str, Path]:
@@ -102,7 +110,7 @@ def moved_by_depth(trained: torch.nn.Module, original: dict) -> dict[int, list[b
     return result
 
 
-# --- every strategy, every kind of backbone ------------------------------------------------------------------
+# --- every strategy, every kind of backbone ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
 @pytest.mark.parametrize("strategy", list(STRATEGY_FLAGS))
@@ -170,7 +178,7 @@ def test_frozen_batchnorm_statistics_can_be_updated(tmp_path, cases):
     assert all(torch.equal(trained[k], original[k]) for k in stem_weights)  # weights still frozen
 
 
-# --- gradual unfreezing ------------------------------------------------------------------------------------------
+# --- gradual unfreezing -----------------------------------------------------------------------------------------------
 
 def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
     config = make_config(model=str(tiny_bert), train_file=str(text_files["train"]), strategy="gradual",
@@ -211,7 +219,7 @@ def test_gradual_keeps_the_learning_rate_schedule(tmp_path, cases):
     assert len(schedules["full"]) == 6 and schedules["gradual"] == schedules["full"]  # 3 epochs of 2 steps
 
 
-# --- learning rates per depth -------------------------------------------------------------------------------------
+# --- learning rates per depth -----------------------------------------------------------------------------------------
 
 def test_layer_decay_and_head_rate_in_the_optimizer(tiny_bert, text_files, tmp_path):
     config = make_config(model=str(tiny_bert), train_file=str(text_files["train"]), layer_decay=0.5,
@@ -353,7 +361,7 @@ def test_image_transform_is_part_of_the_cache_key(image_folder, timm_weights):
     assert cache_key("w", "head", before, "train") != cache_key("other-weights", "head", before, "train")
 
 
-# --- heads ---------------------------------------------------------------------------------------------------------------
+# --- heads ------------------------------------------------------------------------------------------------------------
 
 def test_mlp_head_trains_saves_and_loads_with_pipeline(tmp_path, tiny_bert, text_files):
     out = tmp_path / "mlp"
@@ -390,7 +398,7 @@ def test_timm_pooling_is_saved_and_used_on_reload(tmp_path, cases):
     assert model.timm_model.global_pool.pool_type == "max"
 
 
-# --- LoRA ----------------------------------------------------------------------------------------------------------------
+# --- LoRA -------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
 def test_lora_merged_changes_only_targets_and_head(tmp_path, cases, backbone):
@@ -424,11 +432,12 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
     assert model.base_model.model.classifier.modules_to_save["default"].weight.shape == (2, 32)
 
 
-# --- bad input ---------------------------------------------------------------------------------------------------------------
+# --- bad input --------------------------------------------------------------------------------------------------------
 
 def test_bad_strategy_inputs_are_named(tmp_path, cases):
     flags, _, _ = cases["bert"]
-    with pytest.raises(StrategyError, match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe, partial"):
+    with pytest.raises(StrategyError,
+                       match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe, partial"):
         run(tmp_path / "a", flags, "--strategy", "freeze")
     with pytest.raises(StrategyError, match=r"unfreeze_blocks=7 but the backbone has 2 blocks; choose 1 to 2 "
                                             r"\(blocks: bert.encoder.layer.0, bert.encoder.layer.1 \+ pooler\)"):

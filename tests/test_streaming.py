@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 import torch
+from conftest import make_image, sentiment_rows, tiny_run_flags, write_rows
 from transformers import pipeline
 
-from conftest import make_image, sentiment_rows, tiny_run_flags, write_rows
 from hftransfer.config.options import ConfigError
-from hftransfer.training.parse import parse_config
 from hftransfer.data.tables import DataError
 from hftransfer.strategies import auto
 from hftransfer.tasks import get_task
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import main
 
 
@@ -136,7 +136,8 @@ def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     assert 6 < state["global_step"] < 1_000_000
     assert state["eval_steps"] == state["save_steps"] < 100_000, "evaluations spread over the steps that fit"
     assert sum("eval_loss" in entry for entry in state["log_history"]) >= 2
-    assert took < 25 + 60, f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading, on a loaded machine)"
+    assert took < 25 + 60, (f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading, on a loaded "
+                            "machine)")
     pipeline("text-classification", model=str(out), device="cpu")
 
 
@@ -186,6 +187,7 @@ def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_
     import sys
 
     from conftest import REPO, subprocess_env
+
     from hftransfer.cli.launch import resolve_config_file
 
     train = write_rows(tmp_path / "train.csv", numbered_rows(200))

@@ -12,12 +12,12 @@ import torch
 from conftest import REPO, tiny_run_flags, write_rows
 from transformers import AutoConfig, AutoTokenizer, pipeline
 
-from hftransfer.training.parse import parse_config
 from hftransfer.backbones.checkpoints import ModelSourceError
-from hftransfer.tasks.text_classification import build_collator, prepare_datasets, load_data
-from hftransfer.evaluation.report import REPORT_FILE
 from hftransfer.config.recipes import CONFIG_FILE
+from hftransfer.evaluation.report import REPORT_FILE
+from hftransfer.tasks.text_classification import build_collator, load_data, prepare_datasets
 from hftransfer.training.output_dir import OutputDirError
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import main
 
 VENV_BIN = os.path.dirname(sys.executable)

@@ -20,9 +20,15 @@ from transformers import AutoConfig, TrainingArguments
 from hftransfer.artifacts.run_dir import FinishedRun, RunDirError, eval_data_config, open_run, pick_split
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
-from hftransfer.evaluation.report import (REPORT_FILE, confusion_png_name, evaluate_splits, pr_png_name, reduce_logits,
-                                          save_eval_outputs)
 from hftransfer.engine.trainer import ClassificationTrainer
+from hftransfer.evaluation.report import (
+    REPORT_FILE,
+    confusion_png_name,
+    evaluate_splits,
+    pr_png_name,
+    reduce_logits,
+    save_eval_outputs,
+)
 
 logger = logging.getLogger("hftransfer")
 

@@ -77,11 +77,13 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
     if target.exists() and not target.is_dir():
         raise ExportError(f"{str(target)!r} exists and is not a folder")
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise ExportError(f"{str(target)!r} already exists; pass --overwrite to replace its export or --output elsewhere")
+        raise ExportError(f"{str(target)!r} already exists; pass --overwrite to replace its export or --output "
+                          "elsewhere")
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hftransfer[export]'") from None
+        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: "
+                          "pip install 'hftransfer[export]'") from None
     model, encode = run.load_model(), run.task.prediction_encoder(run.load_processor())
     payloads, source = real_payloads(run)
     target.parent.mkdir(parents=True, exist_ok=True)

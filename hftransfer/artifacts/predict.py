@@ -9,17 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import os
 
 import numpy as np
 import torch
 
-from hftransfer.files.atomic import write_text_atomically
 from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, RunDirError, open_run
 from hftransfer.errors import HftransferError
+from hftransfer.files.atomic import write_text_atomically
 
 OUTPUT_FORMATS = (".csv", ".json", ".jsonl")
 
@@ -77,7 +76,8 @@ def open_predictor(path: str | Path, onnx: bool = False, trust_remote_code: bool
     return run, TorchBackend(run)
 
 
-def predict_inputs(path: str | Path, items: list[str], options: dict | None = None, top_k: int = 5, batch_size: int = 32,
+def predict_inputs(path: str | Path, items: list[str], options: dict | None = None, top_k: int = 5,
+                   batch_size: int = 32,
             onnx: bool = False, trust_remote_code: bool = False) -> list[Prediction]:
     """Top-k predictions for every input (multi-label: every label above its threshold, whatever ``top_k``); every
     input is read and checked before the first batch runs."""
@@ -133,9 +133,11 @@ def check_output_path(output: str | Path | None, overwrite: bool) -> Path | None
         return None
     path = Path(output)
     if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise PredictError(f"unsupported output file type {path.suffix or '(none)'!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+        raise PredictError(f"unsupported output file type {path.suffix or '(none)'!r}; valid: "
+                           f"{', '.join(OUTPUT_FORMATS)}")
     if path.is_dir():
-        raise PredictError(f"--output {str(path)!r} is a folder; give a file name ending in {', '.join(OUTPUT_FORMATS)}")
+        raise PredictError(f"--output {str(path)!r} is a folder; give a file name ending in "
+                           f"{', '.join(OUTPUT_FORMATS)}")
     if path.exists() and not overwrite:
         raise PredictError(f"{str(path)!r} exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")

@@ -12,13 +12,18 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from hftransfer.backbones.checkpoints import (RunDirError, check_custom_code, looks_like_path, read_model_folder,
-                                             refusing_code_in_pickles)
+from hftransfer.backbones.checkpoints import (
+    RunDirError,
+    check_custom_code,
+    looks_like_path,
+    read_model_folder,
+    refusing_code_in_pickles,
+)
 from hftransfer.backbones.heads import load_classifier
-from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
 from hftransfer.errors import HftransferError
+from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
 from hftransfer.tasks import get_task, list_tasks
 from hftransfer.tasks.base import Task
 from hftransfer.training.parse import RunConfig, parse_config

@@ -136,7 +136,8 @@ class RunDirError(HftransferError):
     """A directory that is not a usable model output; the message says what is missing."""
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def read_model_folder(root: Path, require_weights: bool = True) -> dict:

@@ -45,7 +45,8 @@ def load_key_map(path: str | None) -> list[tuple[str, str]]:
     try:
         rules = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ModelSourceError(f"weights_key_map {path!r} is not valid YAML/JSON: {' '.join(str(err).split())}") from None
+        raise ModelSourceError(f"weights_key_map {path!r} is not valid YAML/JSON: "
+                               f"{' '.join(str(err).split())}") from None
     if isinstance(rules, dict):
         rules = rules.get("rules", rules)
     if not isinstance(rules, list) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in rules):

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from hftransfer.config.device import FORCE_CPU_ENV
-from hftransfer.training.parse import parse_config
 from hftransfer.errors import PREFIX, USER_ERROR_EXIT, HftransferError
+from hftransfer.training.parse import parse_config
 
 CONFIG_FLAG_NAMES = ("--accelerate_config", "--accelerate-config")
 # accelerate launch's own flags that hftransfer forwards: processes and the multi-node rendezvous.

@@ -1,4 +1,5 @@
-"""``hftransfer tasks``, ``hftransfer recipes`` and ``hftransfer accelerate-configs``: what is registered and shipped."""
+"""``hftransfer tasks``, ``hftransfer recipes`` and ``hftransfer accelerate-configs``: what is registered and
+shipped."""
 
 from __future__ import annotations
 

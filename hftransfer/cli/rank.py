@@ -8,11 +8,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hftransfer.training.parse import parse_config
 from hftransfer.config.recipes import find_recipe
-from hftransfer.selection.rank import (SCORES, RankError, candidate_config, candidate_name, check_report_dir,
-                                       list_candidates, rank_candidates, sample_notes,
-                                       save_rank_outputs)
+from hftransfer.selection.rank import (
+    SCORES,
+    RankError,
+    candidate_config,
+    candidate_name,
+    check_report_dir,
+    list_candidates,
+    rank_candidates,
+    sample_notes,
+    save_rank_outputs,
+)
+from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
 
 COLUMNS = ("#", "model", "LogME", "k-NN acc", "probe acc", "H-score", "params (M)", "features/s", "memory (MB)",

@@ -24,7 +24,8 @@ class PrecisionError(HftransferError):
 
 
 def accelerator_available() -> bool:
-    """A GPU-like device torch can train on (CUDA, ROCm, XPU, MPS …). Asked when a run is configured, never at import."""
+    """A GPU-like device torch can train on (CUDA, ROCm, XPU, MPS …). Asked when a run is configured, never at
+    import."""
     return torch.accelerator.is_available()
 
 

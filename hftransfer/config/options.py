@@ -268,7 +268,8 @@ class TransferArguments:
     )
     lora_save: str = field(
         default="merged",
-        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone."},
+        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter "
+                          "alone."},
     )
     cache_features: bool = field(
         default=True,

@@ -269,7 +269,8 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int, gro
     if size < SMALL_VALIDATION:
         error = 100 * (0.25 / size) ** 0.5
         data.notes.append(f"validation: {size} examples are too few to rank epochs reliably (an accuracy measured on "
-                          f"them is uncertain by up to ±{error:.0f} points); give a validation_file for a better choice")
+                          f"them is uncertain by up to ±{error:.0f} points); give a validation_file for a better "
+                          "choice")
     return data
 
 

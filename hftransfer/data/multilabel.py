@@ -19,8 +19,14 @@ from collections import Counter
 import numpy as np
 from datasets import ClassLabel, Dataset, List, Value
 
-from hftransfer.data.labels import (LABELS, LabelledData, check_case_variants, column_values, encode_labels,
-                                    encode_labels_for_model)
+from hftransfer.data.labels import (
+    LABELS,
+    LabelledData,
+    check_case_variants,
+    column_values,
+    encode_labels,
+    encode_labels_for_model,
+)
 from hftransfer.data.tables import DataError, require_columns
 
 ONE_HOT_VALUES = {0, 1}

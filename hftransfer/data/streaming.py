@@ -25,6 +25,7 @@ from hftransfer.data import labels, tables
 from hftransfer.data.labels import LABELS, LabelledData
 from hftransfer.data.tables import DataError
 
+
 def is_streamed(ds) -> bool:
     return isinstance(ds, IterableDataset)
 

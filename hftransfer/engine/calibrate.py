@@ -16,8 +16,15 @@ import logging
 
 import numpy as np
 
-from hftransfer.evaluation.calibration import (MIN_EXAMPLES, SIGNIFICANT_CHI2, classifier_layers, fit_temperature,
-                                               fold_temperature, likelihood_ratio, negative_log_likelihood)
+from hftransfer.evaluation.calibration import (
+    MIN_EXAMPLES,
+    SIGNIFICANT_CHI2,
+    classifier_layers,
+    fit_temperature,
+    fold_temperature,
+    likelihood_ratio,
+    negative_log_likelihood,
+)
 
 logger = logging.getLogger("hftransfer")
 

@@ -110,7 +110,8 @@ class ClassificationTrainer(Trainer):
 
 
 class TransferTrainer(ClassificationTrainer):
-    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the optimizer."""
+    """``param_groups(model, learning_rate=, weight_decay=) -> [{"params", "lr", "weight_decay"}]`` shapes the
+    optimizer."""
 
     def __init__(self, *args, param_groups: Callable[..., list[dict]], **kwargs):
         self.param_groups = param_groups

@@ -27,7 +27,8 @@ def print_summary(config, data, train_metrics: dict, results: dict, best_checkpo
     console.print(table)
     trainable, total = parameters
     lines = [
-        f"labels ({len(data.label_names)}): {', '.join(data.label_names[:20])}" + (" …" if len(data.label_names) > 20 else ""),
+        f"labels ({len(data.label_names)}): {', '.join(data.label_names[:20])}"
+        + (" …" if len(data.label_names) > 20 else ""),
         "examples: " + ", ".join(f"{split} {'streamed' if is_streamed(ds) else len(ds)}"
                                  for split, ds in data.splits.items()),
         f"strategy: {strategy or config.transfer.strategy} · trainable {trainable:,} of {total:,} parameters",

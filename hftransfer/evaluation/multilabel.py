@@ -20,8 +20,14 @@ label) pair and per label (no temperature is fitted: one softmax temperature doe
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
-                             precision_recall_curve, precision_recall_fscore_support)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    hamming_loss,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+)
 
 from hftransfer.config.options import THRESHOLD_OBJECTIVES
 from hftransfer.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
@@ -244,7 +250,8 @@ SPLIT_PREFIX = {"validation": "eval", "test": "test"}
 
 def _fit_thresholds(model_config, validation, names: list[str], objective: str) -> tuple[np.ndarray, str]:
     if validation is None:
-        thresholds, note = np.full(len(names), DEFAULT_THRESHOLD), f"{DEFAULT_THRESHOLD} for every label (no validation split)"
+        thresholds = np.full(len(names), DEFAULT_THRESHOLD)
+        note = f"{DEFAULT_THRESHOLD} for every label (no validation split)"
     else:
         thresholds, global_threshold, tuned = tune_thresholds(np.asarray(validation.label_ids),
                                                               np.asarray(validation.predictions, dtype=np.float64),

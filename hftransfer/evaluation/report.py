@@ -21,10 +21,10 @@ import torch
 from sklearn.metrics import confusion_matrix
 from transformers.trainer_utils import EvalPrediction, PredictionOutput
 
-from hftransfer.files.atomic import write_text_atomically
 from hftransfer.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
 from hftransfer.evaluation.metrics import classification_metrics, per_class_scores
 from hftransfer.evaluation.multilabel import evaluate_multilabel_splits
+from hftransfer.files.atomic import write_text_atomically
 
 TOP_K = 5  # ids kept per example (fewer when the model has fewer classes)
 WORST_ERRORS = 25

@@ -3,8 +3,8 @@
 Each candidate is loaded exactly as ``hftransfer train`` would load it (same task, preprocessing and data
 options), its backbone runs once over a stratified, seeded sample of the training and validation data (through the
 same on-disk feature cache as the ``linear_probe`` strategy, so ranking again with another candidate or
-another score recomputes nothing), and the features are scored with ``hftransfer.transferability``. Candidates that cannot be
-loaded are reported and skipped; the others still rank.
+another score recomputes nothing), and the features are scored with ``hftransfer.evaluation.transferability``.
+Candidates that cannot be loaded are reported and skipped; the others still rank.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hftransfer.files.atomic import write_text_atomically
 from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.config.options import ConfigError
-from hftransfer.training.parse import RunConfig
 from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation import transferability
+from hftransfer.files.atomic import write_text_atomically
 from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
 from hftransfer.strategies.recommend import recommend_strategy
 from hftransfer.tasks import get_task
+from hftransfer.training.parse import RunConfig
 
 logger = logging.getLogger("hftransfer")
 

@@ -12,9 +12,10 @@ The rules (constants below; the evidence is the table of ``benchmarks/defaults.p
    Streamed training data (``streaming: true``) counts as many.
 2. When the frozen features already separate the classes, fine-tuning has little to add and costs many times
    a probe: ``linear_probe``. "Separate" is probe accuracy ``>= SEPARABLE``, or not shown to fall short
-   of it (a one-sided test at the 5% level: within 1.64 standard errors below): a small validation split cannot tell 0.94 from 0.95 (hymenoptera's 49 carved images: a probe
-   at 0.939 chose ``full``, 0.935 on test, where ``linear_probe`` scores 0.954), and when the measurement
-   cannot tell, the cheaper strategy, which small sets favour anyway, is the better bet.
+   of it (a one-sided test at the 5% level: within 1.64 standard errors below): a small validation split
+   cannot tell 0.94 from 0.95 (hymenoptera's 49 carved images: a probe at 0.939 chose ``full``, 0.935 on test,
+   where ``linear_probe`` scores 0.954), and when the measurement cannot tell, the cheaper strategy, which small
+   sets favour anyway, is the better bet.
 3. With few examples per class (``FEW_PER_CLASS``), when the body fine-tunes at a small fraction of the head's
    learning rate (``LP_FT_RATE_RATIO``): ``lp_ft`` trains the head first and keeps the probe when fine-tuning
    does not beat it. A body that moves slowly stays near its pretrained features, so a head fitted to them
@@ -39,10 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftransfer.data.labels import LABELS, column_values
-from hftransfer.evaluation.transferability import linear_probe_accuracy
-from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features, weights_digest
 from hftransfer.engine.performance import apply_performance_options
 from hftransfer.engine.schedule import HEAD_LEARNING_RATE
+from hftransfer.evaluation.transferability import linear_probe_accuracy
+from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features, weights_digest
 
 logger = logging.getLogger("hftransfer")
 
@@ -83,7 +84,8 @@ def decide(num_train: int, num_classes: int, per_class: float, probe_accuracy: f
     over the head's."""
     if num_train >= LARGE_DATA:
         return "full", f"{num_train} training examples are enough to fine-tune every layer"
-    if probe_accuracy is not None and probe_accuracy + ONE_SIDED_95 * standard_error(probe_accuracy, probe_examples) >= SEPARABLE:
+    if probe_accuracy is not None and \
+            probe_accuracy + ONE_SIDED_95 * standard_error(probe_accuracy, probe_examples) >= SEPARABLE:
         return "linear_probe", "the frozen features already separate the classes"
     if per_class < FEW_PER_CLASS and rate_ratio <= LP_FT_RATE_RATIO:
         return "lp_ft", (f"few examples per class (median {per_class:g}) and a body that fine-tunes slowly: "

@@ -87,7 +87,8 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def cache_key(weights: str, point: str, dataset: Dataset, split: str) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{weights}:{point}:{split}:{dataset._fingerprint}:{len(dataset)}".encode())
+    key = f"v{CACHE_VERSION}:{weights}:{point}:{split}:{dataset._fingerprint}:{len(dataset)}"
+    digest = hashlib.sha256(key.encode())
     transform = (dataset.format.get("format_kwargs") or {}).get("transform")
     digest.update(repr(transform).encode())
     _files_digest(dataset, digest)

@@ -3,8 +3,8 @@
 Target modules, unless the recipe names them: every linear layer of the backbone (attention projections
 and MLPs; QLoRA, Dettmers et al. 2023, found adapting all of them necessary to match full fine-tuning, and
 query/value alone, the LoRA paper's choice, reached 0.830 here against 0.873 for full fine-tuning: MiniLM,
-20,000 SST-2 phrases, one epoch), else (CNNs) every 1x1 convolution, where most of a modern CNN's weights are. The output is saved merged (a plain model, loads with
-``pipeline``) or as the adapter alone, by ``lora_save``.
+20,000 SST-2 phrases, one epoch), else (CNNs) every 1x1 convolution, where most of a modern CNN's weights are.
+The output is saved merged (a plain model, loads with ``pipeline``) or as the adapter alone, by ``lora_save``.
 """
 
 from __future__ import annotations

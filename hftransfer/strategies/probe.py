@@ -14,12 +14,12 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from hftransfer.files.written import record_entries, working_dir
 from hftransfer.backbones.blocks import head_parameter_names
+from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import reduce_logits
+from hftransfer.files.written import record_entries, working_dir
 from hftransfer.strategies.base import FitContext, FitResult, fit_with_trainer
 from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
-from hftransfer.engine.trainer import ClassificationTrainer
 
 logger = logging.getLogger("hftransfer")
 

@@ -13,12 +13,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import datasets
-from transformers import AutoImageProcessor, AutoModelForImageClassification, TimmWrapperConfig
-from transformers import TimmWrapperImageProcessor
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    TimmWrapperConfig,
+    TimmWrapperImageProcessor,
+)
 
-from hftransfer.backbones.checkpoints import ModelSourceError, load_model_config as load_transformers_config, model_path
+from hftransfer.backbones.checkpoints import ModelSourceError, model_path
+from hftransfer.backbones.checkpoints import load_model_config as load_transformers_config
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
 from hftransfer.data import image_check, images, labels, multilabel, streaming, tables
@@ -96,8 +101,8 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
         if data_args.train_file or data_args.dataset or config.inputs:
             raise DataError("give one data source: data_dir, train_file or dataset")
         if data_args.streaming and not model_labels:
-            raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already read "
-                            "an image at a time: remove streaming: true")
+            raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already "
+                            "read an image at a time: remove streaming: true")
         if data_args.multi_label or data_args.label_separator or data_args.label_columns:
             raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
                             "listing (train_file: CSV/JSON of image paths and label lists)")
@@ -159,7 +164,8 @@ def _check_images(splits, column: str, skip: bool) -> list[str]:
             raise DataError(f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
                                      "Fix or remove them, or set skip_corrupt_images: true")
         bad_paths = {path for path, _ in bad}
-        splits[split] = ds.filter(lambda batch: [p not in bad_paths for p in batch[column]], batched=True)
+        # filter runs here, inside this iteration: the lambda never sees a later loop's bad_paths
+        splits[split] = ds.filter(lambda batch: [p not in bad_paths for p in batch[column]], batched=True)  # noqa: B023
         notes.append(f"{split}: skipped {len(bad)} unreadable image file(s)")
     return notes
 
@@ -175,7 +181,8 @@ def build_preprocessing(config, data, model_config):
                                                   trust_remote_code=model_args.trust_remote_code,
                                                   cache_dir=model_args.cache_dir)
     except (OSError, ValueError) as err:
-        raise ModelSourceError(f"{model_args.model!r} has no image processor (preprocessor_config.json): {err}") from err
+        raise ModelSourceError(f"{model_args.model!r} has no image processor (preprocessor_config.json): "
+                               f"{err}") from err
 
 
 class _ImageTransform:

@@ -14,9 +14,9 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import filter_repo_objects
 
-from hftransfer.training.modelcard import CARD_FILE
 from hftransfer.backbones.checkpoints import read_model_folder
 from hftransfer.errors import HftransferError
+from hftransfer.training.modelcard import CARD_FILE
 
 logger = logging.getLogger("hftransfer")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hftransfer.files.atomic import write_text_atomically
 from hftransfer.backbones.checkpoints import looks_like_path
 from hftransfer.evaluation.report import CURVES_FILE, confusion_png_name, pr_png_name
+from hftransfer.files.atomic import write_text_atomically
 
 CARD_FILE = "README.md"
 CARD_METRICS = (("accuracy", "accuracy", "Accuracy"), ("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP"),

@@ -23,11 +23,16 @@ from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
-from hftransfer.files.atomic import staging_dir
 from hftransfer.config.recipes import CONFIG_FILE
-from hftransfer.files.written import (WORKING_DIR_PREFIX, WRITTEN_RECORD, forget_entries, record_entries,
-                                         recorded_entries)
 from hftransfer.errors import HftransferError
+from hftransfer.files.atomic import staging_dir
+from hftransfer.files.written import (
+    WORKING_DIR_PREFIX,
+    WRITTEN_RECORD,
+    forget_entries,
+    record_entries,
+    recorded_entries,
+)
 
 logger = logging.getLogger("hftransfer")
 

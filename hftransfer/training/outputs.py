@@ -14,15 +14,15 @@ import shutil
 import time
 from pathlib import Path
 
-from hftransfer.files.atomic import publish_directory, staging_dir
-from hftransfer.training.hub import push_output_dir
-from hftransfer.files.written import record_entries, recorded_entries
-from hftransfer.training.modelcard import build_model_card, write_model_card
 from hftransfer.backbones.heads import write_head_code
 from hftransfer.config.recipes import CONFIG_FILE
+from hftransfer.engine.budget import TimeBudget
 from hftransfer.evaluation.console import print_eval_details, print_summary
 from hftransfer.evaluation.report import save_eval_outputs
-from hftransfer.engine.budget import TimeBudget
+from hftransfer.files.atomic import publish_directory, staging_dir
+from hftransfer.files.written import record_entries, recorded_entries
+from hftransfer.training.hub import push_output_dir
+from hftransfer.training.modelcard import build_model_card, write_model_card
 
 logger = logging.getLogger("hftransfer")
 # What the Trainer's save_metrics and save_state write at the top of output_dir.

@@ -18,12 +18,17 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from hftransfer.training.hub import resolve_token
 from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
-from hftransfer.training.parse import RunConfig, parse_config
 from hftransfer.data.streaming import is_streamed
+from hftransfer.engine.budget import TimeBudget
+from hftransfer.engine.calibrate import calibrate
+from hftransfer.engine.losses import loss_for, start_at_label_priors
+from hftransfer.engine.performance import apply_performance_options, check_performance_options
+from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
+from hftransfer.engine.schedule import schedule_for, stream_evaluations
+from hftransfer.engine.trainer import TransferTrainer
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
 from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
 from hftransfer.strategies.base import FitContext, Strategy, StrategyError, apply_strategy, parameter_counts
@@ -31,16 +36,17 @@ from hftransfer.strategies.freezing import keep_frozen_parts_in_eval
 from hftransfer.strategies.rates import parameter_groups
 from hftransfer.tasks import get_task
 from hftransfer.tasks.base import Task
-from hftransfer.engine.budget import TimeBudget
-from hftransfer.engine.calibrate import calibrate
-from hftransfer.engine.losses import loss_for, start_at_label_priors
-from hftransfer.training.output_dir import (RunRecordCallback, check_output_dir, output_dir_lock, resolve_checkpoint,
-                                            start_clean, verify_checkpoint)
+from hftransfer.training.hub import resolve_token
+from hftransfer.training.output_dir import (
+    RunRecordCallback,
+    check_output_dir,
+    output_dir_lock,
+    resolve_checkpoint,
+    start_clean,
+    verify_checkpoint,
+)
 from hftransfer.training.outputs import save_run
-from hftransfer.engine.performance import apply_performance_options, check_performance_options
-from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
-from hftransfer.engine.schedule import schedule_for, stream_evaluations
-from hftransfer.engine.trainer import TransferTrainer
+from hftransfer.training.parse import RunConfig, parse_config
 
 logger = logging.getLogger("hftransfer")
 
