@@ -156,7 +156,7 @@ def print_table(results: dict) -> None:
 
 
 def markdown_table(results: dict) -> str:
-    """The README's table: one row per set and arm. Wall times are comparable within a session only (the
+    """docs/training.md's table: one row per set and arm. Wall times are comparable within a session only (the
     machine's speed varies), so each row's ``session`` (set by hand when rows are merged) is a numbered mark,
     explained under the table."""
     rows = ["| set | arm | chosen | test accuracy | macro-F1 | ECE | wall |", "|---|---|---|---|---|---|---|"]

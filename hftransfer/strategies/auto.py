@@ -5,7 +5,7 @@ backbone's frozen features already separate the classes: a logistic-regression p
 training split, scored on the validation split (the score ``hftransfer rank`` reports as probe accuracy,
 computed through the same feature cache, so a probe chosen here reuses the features it measured).
 
-The rules (constants below; the evidence is the table of ``benchmarks/defaults.py`` in the README):
+The rules (constants below; the evidence is the table of ``benchmarks/defaults.py`` in docs/training.md):
 
 1. With many training examples (``LARGE_DATA``), fine-tuning everything pays and measuring would cost a pass
    over all of them: ``full``.

@@ -348,7 +348,7 @@ TASK = Task(
     # On a GPU, decoding and resizing run in worker processes so they overlap the accelerator's work.
     gpu_dataloader_workers=8,
     training_defaults={
-        "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (see README)
+        "learning_rate": 1e-3,  # with the light augmentation, for fine-tuning a CNN end to end (docs/training.md)
         "num_train_epochs": 5,
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,

@@ -35,7 +35,7 @@ PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("questio
 LENGTH_SAMPLE = 2000  # training texts tokenised to choose the default max_length
 LENGTH_PERCENTILE = 99
 PARALLEL_ROWS = 100_000  # a split this long is tokenised by one process per core (tokenising_workers)
-LENGTH_BUCKETS = 16  # batches per window sorted by length (data/buckets.py; measured in the README)
+LENGTH_BUCKETS = 16  # batches per window sorted by length (data/buckets.py; measured in docs/benchmarks.md)
 
 
 @dataclass
@@ -200,7 +200,7 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
         def tokenize(batch):
             # Token ids only: the collator rebuilds the attention mask when it pads, and single texts have no
             # segment ids (all zeros, the model's default). A third of the per-row conversion and storage
-            # (1,000,000 short texts: see benchmarks/data_scale.py in the README).
+            # (1,000,000 short texts: see benchmarks/data_scale.py in docs/benchmarks.md).
             return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=length,
                              return_attention_mask=False, return_token_type_ids=None if pair else False)
         return tokenize
