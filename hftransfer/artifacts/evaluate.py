@@ -20,6 +20,7 @@ from transformers import AutoConfig, TrainingArguments
 from hftransfer.artifacts.run_dir import FinishedRun, RunDirError, eval_data_config, open_run, pick_split
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
+from hftransfer.engine.progress import output_is_piped, quiet_library_progress_bars
 from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import (
     REPORT_FILE,
@@ -55,6 +56,7 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
     if max_samples is not None and max_samples < 1:
         raise RunDirError(f"max_samples must be at least 1, got {max_samples}")
     run = open_run(path, trust_remote_code=trust_remote_code)
+    quiet_library_progress_bars()
     target = _eval_target(run, data, split, output_dir, columns or {}, max_samples, overwrite)
     processor = run.load_processor()
     model_config = AutoConfig.from_pretrained(run.path, trust_remote_code=run.trust_remote_code)
@@ -63,7 +65,7 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
     try:
         args = TrainingArguments(output_dir=str(staging), per_device_eval_batch_size=batch_size, report_to="none",
                                  remove_unused_columns=target.config.training.remove_unused_columns,
-                                 dataloader_pin_memory=False, disable_tqdm=False)
+                                 dataloader_pin_memory=False, disable_tqdm=output_is_piped())
         trainer = ClassificationTrainer(model=run.load_model(), args=args,
                                         data_collator=run.task.build_collator(target.config, processor),
                                         compute_metrics=run.task.compute_metrics,

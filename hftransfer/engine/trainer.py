@@ -21,6 +21,8 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import has_length
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from hftransfer.engine.progress import readable_callbacks
+
 logger = logging.getLogger("hftransfer")
 
 
@@ -71,6 +73,7 @@ class ClassificationTrainer(Trainer):
         self.train_sampler = train_sampler
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+        readable_callbacks(self)  # no raw log dicts; one line per evaluation (engine/progress.py)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset

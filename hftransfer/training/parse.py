@@ -27,6 +27,7 @@ from hftransfer.config.device import machine_training_defaults, placement_defaul
 from hftransfer.config.options import ConfigError, DataArguments, ModelArguments, TransferArguments
 from hftransfer.config.recipes import load_recipe
 from hftransfer.config.values import check_option_names, check_option_values, field_annotations
+from hftransfer.engine.progress import output_is_piped
 from hftransfer.strategies import get_strategy, list_strategies
 from hftransfer.tasks import get_task
 
@@ -52,9 +53,9 @@ BASE_TRAINING_DEFAULTS: dict[str, Any] = {
 # Never written to the resolved config: secrets, and values that only make sense for one process or one
 # invocation (repeating a run from its saved config starts it afresh, it does not resume it).
 _UNSAVED_FIELDS = {"hub_token", "local_rank", "resume_from_checkpoint"}
-# Chosen for the machine the run happens on; saved only when the user chose them, so the saved config of a
-# CPU run still uses the GPU (and DataLoader workers) on a machine that has one.
-_MACHINE_FIELDS = {"use_cpu", "dataloader_num_workers", "dataloader_persistent_workers"}
+# Chosen for the machine the run happens on (and for where its output goes); saved only when the user chose them,
+# so the saved config of a CPU run still uses the GPU (and DataLoader workers) on a machine that has one.
+_MACHINE_FIELDS = {"use_cpu", "dataloader_num_workers", "dataloader_persistent_workers", "disable_tqdm"}
 
 
 @dataclass
@@ -253,6 +254,7 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     _check_flag_names(parser, argv, names)
     explicit = frozenset(set(layer) | _flags_given(argv, task.options))
     for defaults in (BASE_TRAINING_DEFAULTS, machine_training_defaults(task.gpu_dataloader_workers),
+                     {"disable_tqdm": True} if output_is_piped() else {},  # bars are fragments in a file
                      task.training_defaults, _placement_defaults(argv, layer),
                      _checkpoint_defaults(argv, layer, explicit), layer):
         parser.set_defaults(**defaults)

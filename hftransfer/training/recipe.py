@@ -26,6 +26,7 @@ from hftransfer.engine.budget import TimeBudget
 from hftransfer.engine.calibrate import calibrate
 from hftransfer.engine.losses import loss_for, start_at_label_priors
 from hftransfer.engine.performance import apply_performance_options, check_performance_options
+from hftransfer.engine.progress import quiet_library_progress_bars
 from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
 from hftransfer.engine.schedule import schedule_for, stream_evaluations
 from hftransfer.engine.trainer import TransferTrainer
@@ -103,6 +104,7 @@ def configure_process(config: RunConfig, task: Task) -> None:
     them at first: GTSRB, 1,000 images, 46 s with glibc's allocator defaults and larger evaluation batches; 23 s
     under them)."""
     args = config.training
+    quiet_library_progress_bars()
     if args.use_cpu or not torch.cuda.is_available():
         note = split_image_batch(args) if task.pixel_key and "gradient_accumulation_steps" not in config.explicit \
             else None
