@@ -181,6 +181,9 @@ def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_pa
     assert pipeline("text-classification", model=str(out))("a wonderful film")[0]["label"] in {"negative", "positive"}
     summary = capsys.readouterr().out
     assert "time budget 30s:" in summary and "steps fit the budget" in summary
+    # the saved config and the card say it too (the note came after both were written)
+    assert "# time budget 30s:" in (out / "hftransfer_config.yaml").read_text()
+    assert "time budget 30s:" in (out / "README.md").read_text()
 
 
 def test_a_probe_on_a_tiny_validation_split_is_selected_by_loss(tiny_bert, tmp_path):

@@ -294,6 +294,12 @@ class TransferArguments:
         metadata={"help": "Fit temperature scaling on the validation split after training and fold it into the "
                           "classifier, so the saved model's scores are calibrated (predictions are unchanged)."},
     )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Settle the run (read the data, make auto's measurement, choose every value) and print the "
+                          "plan: each option's value, where it came from and why; then stop, with no training and "
+                          "nothing written to output_dir."},
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
     )

@@ -75,7 +75,7 @@ def resolve_strategy(strategy: Strategy, config, task, model, processor, data, m
         return strategy
     decision = strategy.choose(config, task, model, processor, data, model_config)
     logger.info(decision.describe())
-    config.transfer.strategy = decision.chosen
+    config.choose("strategy", decision.chosen, f"strategy {strategy.name}", decision.reason, note=False)
     config.notes.append(decision.describe())
     return get_strategy(decision.chosen)
 

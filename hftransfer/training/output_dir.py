@@ -43,8 +43,9 @@ TRAJECTORY_ARGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device
                    "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
                    "seed", "label_smoothing_factor", "max_grad_norm")
 # hftransfer options that do not change the trajectory (where caches live, how long to wait, memory layout).
-RESUMABLE_CHANGES = {"overwrite_output_dir", "feature_cache_dir", "cache_features", "early_stopping_patience",
-                     "preprocessing_num_workers", "channels_last", "cache_dir", "candidates", "trust_remote_code"}
+RESUMABLE_CHANGES = {"overwrite_output_dir", "dry_run", "feature_cache_dir", "cache_features",
+                     "early_stopping_patience", "preprocessing_num_workers", "channels_last", "cache_dir", "candidates",
+                     "trust_remote_code"}
 
 
 class OutputDirError(HftransferError):

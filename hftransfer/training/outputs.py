@@ -58,6 +58,8 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     if strategy.finish is not None:
         strategy.finish(trainer, staging, config.transfer)
     write_head_code(trainer.model, staging)
+    if config.transfer.time_budget:  # before the config and the card are written: both say how it was spent
+        config.notes.append(budget_note(config, trainer))
     config.save(staging / CONFIG_FILE)
     record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
     trainer.save_state()
@@ -69,8 +71,6 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
                             num_train=None if data.streamed else len(data.splits["train"]))
     record_entries(out, write_model_card(card, out))
-    if config.transfer.time_budget:
-        config.notes.append(budget_note(config, trainer))
     print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())
     print_eval_details(reports)
     if push_to_hub:

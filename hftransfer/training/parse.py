@@ -73,13 +73,36 @@ class RunConfig:
     # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     callbacks: list[Any] = dataclasses.field(default_factory=list)
+    # Where each option's value came from (a flag, the recipe, a task's default, a choice for this run …) and, for
+    # the values hftransfer chose while settling the run, why: what --dry_run prints.
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    reasons: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def apply_suggestions(self, suggestions: dict[str, Any]) -> dict[str, Any]:
+    def choose(self, option: str, value: Any, source: str, reason: str, note: bool = True) -> None:
+        """Set an option the user left unset to the value hftransfer chose for this run, recording its source and
+        reason (and, with ``note``, a line in the saved config's header)."""
+        section = next(s for s in (self.transfer, self.data, self.model, self.task, self.training)
+                       if s is not None and hasattr(s, option))
+        setattr(section, option, value)
+        self.sources[option], self.reasons[option] = source, reason
+        if note:
+            shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
+            self.notes.append(f"{option}: {shown} ({reason})")
+
+    def apply_suggestions(self, suggestions: dict[str, Any], source: str = "task's default for this checkpoint",
+                          reason: str = "hftransfer's default for this checkpoint and strategy") -> dict[str, Any]:
         """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
         applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
         for key, value in applied.items():
-            setattr(self.training, key, value)
+            self.choose(key, value, source, reason, note=False)
         return applied
+
+    def value_of(self, option: str) -> Any:
+        """An option's current value, from whichever section holds it."""
+        for section in (self.model, self.data, self.transfer, self.task, self.training):
+            if section is not None and hasattr(section, option):
+                return getattr(section, option)
+        raise KeyError(option)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
@@ -246,18 +269,23 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     check_option_names(from_recipe, names, str(recipe_path))
     check_option_names(options, names, "the keyword options")
     annotations = field_annotations(*DATACLASSES, task.options)
-    layer = {**check_option_values(parser, from_recipe, str(recipe_path), annotations),
-             **check_option_values(parser, options, "the keyword options", annotations)}
+    recipe_values = check_option_values(parser, from_recipe, str(recipe_path), annotations)
+    keyword_values = check_option_values(parser, options, "the keyword options", annotations)
+    layer = {**recipe_values, **keyword_values}
     if "hub_token" in layer or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
         raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
                           "logs and shell history); set HF_TOKEN or run `hf auth login`")
     _check_flag_names(parser, argv, names)
-    explicit = frozenset(set(layer) | _flags_given(argv, task.options))
-    for defaults in (BASE_TRAINING_DEFAULTS, machine_training_defaults(task.gpu_dataloader_workers),
-                     {"disable_tqdm": True} if output_is_piped() else {},  # bars are fragments in a file
-                     task.training_defaults, _placement_defaults(argv, layer),
-                     _checkpoint_defaults(argv, layer, explicit), layer):
-        parser.set_defaults(**defaults)
+    flags = _flags_given(argv, task.options)
+    explicit = frozenset(set(layer) | flags)
+    sources = _set_defaults(parser, [
+        ("hftransfer's default", BASE_TRAINING_DEFAULTS),
+        ("this machine", machine_training_defaults(task.gpu_dataloader_workers)),
+        ("output to a file or pipe", {"disable_tqdm": True} if output_is_piped() else {}),  # bars are fragments
+        (f"task {task.name}", task.training_defaults), ("this machine", _placement_defaults(argv, layer)),
+        ("follows save_strategy", _checkpoint_defaults(argv, layer, explicit)),
+        ("recipe", recipe_values), ("keyword", keyword_values)])
+    sources.update(dict.fromkeys(flags, "flag"))
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
@@ -270,12 +298,22 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
     config = RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit,
-                       inputs=dict(inputs or {}), callbacks=list(callbacks or []))
+                       inputs=dict(inputs or {}), callbacks=list(callbacks or []), sources=sources)
     if config.inputs:
         shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())
         config.notes.append(f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat "
                             "the run")
     return config
+
+
+def _set_defaults(parser: argparse.ArgumentParser, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Each layer's values become the parser's defaults, later layers over earlier ones; returns where each option's
+    value came from."""
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        parser.set_defaults(**values)
+        sources.update(dict.fromkeys(values, source))
+    return sources
 
 
 def keyword_options(options: dict[str, Any]) -> dict[str, Any]:

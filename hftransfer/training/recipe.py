@@ -48,6 +48,7 @@ from hftransfer.training.output_dir import (
 )
 from hftransfer.training.outputs import save_run
 from hftransfer.training.parse import RunConfig, parse_config
+from hftransfer.training.plan import print_plan
 
 logger = logging.getLogger("hftransfer")
 
@@ -83,6 +84,9 @@ def run_unlocked(config: RunConfig) -> RunResult:
     apply_training_defaults(config, task, strategy, model_config, data)
     if checkpoint:
         verify_checkpoint(checkpoint, config)
+    if config.transfer.dry_run:  # the plan is settled: show it, train nothing
+        print_plan(config, data)
+        return RunResult(Path(config.training.output_dir), {}, {}, config)
     with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
     model, plan = adapt_model(config, strategy, model)
@@ -111,7 +115,13 @@ def configure_process(config: RunConfig, task: Task) -> None:
         if note:
             config.notes.append(note)
             logger.info(note)
+            for option in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+                config.sources[option], config.reasons[option] = "this machine (a CPU)", note
+        eval_batch = args.per_device_eval_batch_size
         configure_cpu_run(args, eval_batch_chosen="per_device_eval_batch_size" in config.explicit)
+        if args.per_device_eval_batch_size != eval_batch:
+            config.sources["per_device_eval_batch_size"] = "this machine (a CPU)"
+            config.reasons["per_device_eval_batch_size"] = "no larger than training's: it reuses their memory"
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
 
@@ -149,10 +159,8 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
         logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
     for key, (value, reason) in schedule_for(config, strategy, data).items():
         if key not in config.explicit:
-            setattr(config.transfer if hasattr(config.transfer, key) else config.training, key, value)
-            shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
-            config.notes.append(f"{key}: {shown} ({reason})")
-            logger.info("%s: %s (%s; set it to override)", key, shown, reason)
+            config.choose(key, value, "chosen for this data and strategy", reason)
+            logger.info("%s: %s (%s; set it to override)", key, getattr(value, "value", value), reason)
 
 
 def build_backbone(config: RunConfig, task: Task, data, model_config):

@@ -1,0 +1,59 @@
+"""``--dry_run``: the settled run shown as a plan, each option with its value, where it came from and why.
+
+By the time training would start, every value is settled: the user's (a flag, a keyword, the recipe), the task's
+and hftransfer's defaults, what the machine calls for, and what hftransfer chose from the data (``auto``'s
+strategy, the schedule, micro-batches …; ``RunConfig.choose`` records each with its reason). The plan lists
+every option that one of them set, and the notes that go with them, in the order of the option dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rich.console import Console
+from rich.table import Table
+
+from hftransfer.engine.progress import output_is_piped
+
+ALWAYS_SHOWN = {"task", "model", "timm_arch", "strategy", "output_dir", "learning_rate", "num_train_epochs",
+                "max_steps", "per_device_train_batch_size"}
+
+
+def plan_rows(config) -> list[tuple[str, str, str, str]]:
+    """(option, value, source, reason) for every option with a source, and the few every plan shows."""
+    wanted = set(config.sources) | ALWAYS_SHOWN
+    rows, seen = [], set()
+    for section in (config.model, config.data, config.transfer, config.task, config.training):
+        if section is None:
+            continue
+        for field in dataclasses.fields(section):
+            option = field.name
+            if option not in wanted or option in seen or option.startswith("_"):
+                continue
+            seen.add(option)
+            value = getattr(section, option)
+            if value is None and option not in config.sources:
+                continue
+            rows.append((option, _shown(value), config.sources.get(option, "default"),
+                         config.reasons.get(option, "")))
+    return rows
+
+
+def _shown(value) -> str:
+    value = getattr(value, "value", value)  # an enum as the word a user writes
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def print_plan(config, data, console: Console | None = None) -> None:
+    """The plan table, then the notes on the data and on the choices; says that nothing was trained."""
+    console = console or Console(width=140 if output_is_piped() else None)  # a file gets the width of a screen
+    table = Table(title=f"hftransfer plan · {config.model.task} · dry run: nothing trained or written")
+    for column in ("option", "value", "source", "why"):
+        table.add_column(column, overflow="fold")
+    for row in plan_rows(config):
+        table.add_row(*row)
+    console.print(table)
+    for note in [*data.notes, *config.notes]:
+        console.print(f"- {note}", highlight=False)

@@ -1,0 +1,44 @@
+"""``--dry_run``: the settled plan, each value with its source and reason, and nothing trained or written; a real
+run then makes the same choices and its saved config and card say so."""
+
+from __future__ import annotations
+
+import yaml
+from conftest import sentiment_rows, write_rows
+
+import hftransfer.cli.main as cli
+from hftransfer.training.parse import parse_config
+from hftransfer.training.plan import plan_rows
+from hftransfer.training.recipe import run
+
+
+def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, capsys):
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))
+    out = tmp_path / "out"
+    flags = ["--model", str(tiny_bert), "--train_file", str(train), "--output_dir", str(out), "--learning_rate",
+             "3e-4", "--disable_tqdm", "true"]
+    assert cli.main(["train", *flags, "--dry_run", "true"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists()  # nothing written, not even the folder
+    assert "dry run: nothing trained or written" in printed and "auto chose" in printed
+
+    config = parse_config([*flags, "--dry_run", "true"])
+    planned = run(config).config
+    rows = {option: (value, source, why) for option, value, source, why in plan_rows(planned)}
+    assert rows["learning_rate"] == ("0.0003", "flag", "")
+    assert rows["strategy"][1] == "strategy auto" and rows["strategy"][2]  # chosen, with its reason
+    assert rows["per_device_train_batch_size"][1] == "task text-classification"
+    assert rows["weight_decay"][1] == "hftransfer's default"
+    chosen = {option: value for option, (value, source, why) in rows.items() if why}
+    assert {"strategy", "num_train_epochs", "metric_for_best_model"} <= set(chosen), rows
+
+    run(parse_config(flags))  # the real run settles the same way
+    saved_text = (out / "hftransfer_config.yaml").read_text()
+    saved = yaml.safe_load(saved_text)
+    card = (out / "README.md").read_text()
+    values = {k: v for section in saved.values() for k, v in section.items()}
+    for option, value in chosen.items():
+        assert str(values[option]) == value, (option, values[option], value)
+        if option in {"strategy", "per_device_eval_batch_size"}:
+            continue  # said in auto's own note / a machine setting, not saved as a note
+        assert f"# {option}: " in saved_text and f"{option}: " in card, option
