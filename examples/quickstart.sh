@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/python examples/offline_models.py
 
 export HF_HUB_OFFLINE=1
+[ -t 2 ] || export HF_HUB_DISABLE_PROGRESS_BARS=1  # into a file or a pipe: no progress-bar fragments (pipeline's too)
 .venv/bin/hftransfer train recipes/image_classification/efficientnet_lite0_hymenoptera.yaml --overwrite_output_dir true
 .venv/bin/python - <<'PY'
 from pathlib import Path
