@@ -92,9 +92,12 @@ def output_dir_lock(config):
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # another process holds it
             raise OutputDirError(f"output_dir {str(out)!r} is in use by another hftransfer run that is still going; "
                                  "wait for it to end or choose another output_dir") from None
+        except OSError as err:  # a filesystem without locks (some network mounts): run, unlocked, and say so
+            logger.warning("output_dir %s cannot be locked (%s): a second run started into it would not be refused",
+                           out, err.strerror or err)
         yield
     finally:
         os.close(handle)  # releases the lock
