@@ -104,6 +104,24 @@ def make_config(**options):
     return parse_config([], options=options)
 
 
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Train and validation CSVs of synthetic reviews (a module's own ``files`` fixture wins over this one)."""
+    root = tmp_path_factory.mktemp("data")
+    return {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
+            "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2))}
+
+
+@pytest.fixture(scope="module")
+def text_run(tiny_bert, files, tmp_path_factory) -> Path:
+    """A finished seconds-long run of the tiny BERT on ``files``, once per test module."""
+    from hftransfer.training.recipe import main
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    main(tiny_run_flags(tiny_bert, out, **files))
+    return out
+
+
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
     """CLI flags for a seconds-long run of the tiny model (full fine-tuning: tests of other strategies, and of
     ``auto``'s choice, name theirs)."""

@@ -21,20 +21,6 @@ from hftransfer.training.recipe import main
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("lost-data")
-    return {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
-            "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2))}
-
-
-@pytest.fixture(scope="module")
-def text_run(tiny_bert, files, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("lost-run") / "out"
-    main(tiny_run_flags(tiny_bert, out, **files))
-    return out
-
-
 def listing(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 

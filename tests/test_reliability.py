@@ -13,21 +13,6 @@ from test_trust import _malicious_pickle, one_line_error
 
 import hftransfer
 import hftransfer.cli.main as cli
-from hftransfer.training.recipe import main
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("reliability-data")
-    return {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
-            "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2))}
-
-
-@pytest.fixture(scope="module")
-def text_run(tiny_bert, files, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reliability-run") / "out"
-    main(tiny_run_flags(tiny_bert, out, **files))
-    return out
 
 
 def train(tiny_bert, tmp_path, *flags: str, train_file: Path | None = None) -> int:

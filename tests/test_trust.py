@@ -38,20 +38,6 @@ def one_line_error(capsys, code: int, *fragments: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("trust-data")
-    return {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
-            "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2))}
-
-
-@pytest.fixture(scope="module")
-def text_run(tiny_bert, files, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trust-run") / "out"
-    main(tiny_run_flags(tiny_bert, out, **files))
-    return out
-
-
 # --- 1. code from a model folder runs only when asked -------------------------------------------------------------
 
 EVIL_MODELING = '''from pathlib import Path
