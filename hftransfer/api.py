@@ -14,6 +14,7 @@ from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
+from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
 from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
 from hftransfer.training.hub import push_output_dir
@@ -50,9 +51,9 @@ def evaluate(model_dir: str | Path, data: str | None = None, split: str | None =
 
     ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
     """
-    _require_count("batch_size", batch_size)
+    _require_int("batch_size", batch_size)
     if max_samples is not None:
-        _require_count("max_samples", max_samples)
+        _require_int("max_samples", max_samples)
     report, folder = evaluate_run(model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite,
                                   trust_remote_code)
     return {**report, "report_dir": str(folder)}
@@ -62,8 +63,8 @@ def predict(model_dir: str | Path, inputs: list[str] | str | None, *, top_k: int
             onnx: bool = False, text_file: str | None = None, csv: str | None = None, column: str | None = None,
             trust_remote_code: bool = False) -> list[Prediction]:
     """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``)."""
-    _require_count("top_k", top_k)
-    _require_count("batch_size", batch_size)
+    _require_int("top_k", top_k)
+    _require_int("batch_size", batch_size)
     items = _prediction_items(inputs, text_file or csv)
     return predict_inputs(model_dir, items, {"text_file": text_file, "csv": csv, "column": column}, top_k,
                           batch_size, onnx, trust_remote_code)
@@ -75,7 +76,7 @@ def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, s
 
     ``report_dir`` also writes ``rank_report.json`` and the plot there.
     """
-    _require_count("sample_size", sample_size)
+    _require_int("sample_size", sample_size)
     base = _config(recipe, options)
     results, data, num_train = rank_candidates(base, models, sample_size, by)
     if report_dir is not None:
@@ -98,12 +99,11 @@ def push(model_dir: str | Path, repo_id: str | None = None, *, private: bool | N
     return push_output_dir(model_dir, repo_id, private, revision, commit_message)
 
 
-def _require_count(name: str, value) -> None:
-    """A keyword that counts something: an integer of at least 1 (``"3"`` or ``3.0`` are refused, not guessed)."""
+def _require_int(name: str, value) -> None:
+    """A keyword that counts something is an integer (``"3"`` or ``3.0`` are refused, not guessed); its bounds are
+    checked by the function it goes to, for the command line and Python alike."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise HftransferError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise HftransferError(f"{name} must be at least 1, got {value}")
 
 
 def _prediction_items(inputs, other_source) -> list[str]:
@@ -119,9 +119,6 @@ def _prediction_items(inputs, other_source) -> list[str]:
     raise HftransferError(f"inputs must be a text or path, or a list of texts or paths, got {shown}: {inputs!r:.80}")
 
 
-SOURCE_OPTIONS = ("train_file", "data_dir", "dataset")
-
-
 def _data_inputs(train, validation, test, options: dict) -> dict:
     """Paths become the file options (``options`` is completed in place); data in memory becomes Datasets."""
     given = {"train": train, "validation": validation, "test": test}
@@ -129,13 +126,10 @@ def _data_inputs(train, validation, test, options: dict) -> dict:
     if not in_memory:
         for split, value in given.items():
             if value is not None:
-                option = "data_dir" if split == "train" and Path(value).expanduser().is_dir() else f"{split}_file"
+                option = "data_dir" if split == "train" and Path(value).expanduser().is_dir() else SPLIT_FILES[split]
                 _set_once(options, option, str(value), split)
         return {}
-    named = [f"{option} ({options[option]!r})" for option in (*SOURCE_OPTIONS, "validation_file", "test_file")
-             if options.get(option) is not None]
-    if named:
-        raise HftransferError(f"data was given in memory and as {', '.join(named)}; give one source")
+    check_only_in_memory({option: options.get(option) for option in SOURCE_OPTIONS})
     paths = sorted(split for split, value in given.items() if value is not None and split not in in_memory)
     if paths:
         raise HftransferError(f"{', '.join(paths)} given as a path and {', '.join(sorted(in_memory))} in memory; "

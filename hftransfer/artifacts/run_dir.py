@@ -21,7 +21,7 @@ from hftransfer.backbones.checkpoints import (
 )
 from hftransfer.backbones.heads import load_classifier
 from hftransfer.config.recipes import CONFIG_FILE
-from hftransfer.data.tables import DataError
+from hftransfer.data.tables import SPLIT_ALIASES, DataError
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
 from hftransfer.tasks import get_task, list_tasks
@@ -151,8 +151,7 @@ def pick_split(available: list[str], wanted: str | None, from_file: bool) -> str
         return "train"
     if wanted is None:
         return next(s for s in ("test", "validation", "train") if s in available)
-    aliases = {"val": "validation", "valid": "validation", "dev": "validation"}
-    wanted = aliases.get(wanted, wanted)
+    wanted = SPLIT_ALIASES.get(wanted, wanted)
     if wanted not in available:
         raise DataError(f"no {wanted!r} split in the evaluation data; its splits: {', '.join(available)}")
     return wanted

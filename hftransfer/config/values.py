@@ -79,8 +79,7 @@ def _converted_one(action: argparse.Action, value: Any, where: str, annotation: 
     except (TypeError, ValueError, argparse.ArgumentTypeError):
         raise ConfigError(f"{shown} takes {_kind(action)}, got {value!r}") from None
     if action.choices is not None and converted not in action.choices:
-        choices = ", ".join(str(getattr(c, "value", c)) for c in action.choices)
-        raise ConfigError(f"{shown}: {value!r} is not one of {choices}")
+        raise ConfigError(f"{shown}: {value!r} is not {_kind(action)}")
     return converted
 
 

@@ -13,10 +13,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Features, Image, Value
 
-from hftransfer.data.tables import DataError
-
-SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
+from hftransfer.data.tables import SPLIT_ALIASES, SPLIT_FILES, DataError
 
 
 def in_memory_splits(train, validation=None, test=None) -> dict[str, Dataset]:
@@ -24,10 +21,10 @@ def in_memory_splits(train, validation=None, test=None) -> dict[str, Dataset]:
     given = {"train": train, "validation": validation, "test": test}
     if isinstance(train, DatasetDict):
         parts = {SPLIT_ALIASES.get(name, name): split for name, split in train.items()}
-        unknown = sorted(set(parts) - set(SPLITS))
+        unknown = sorted(set(parts) - set(SPLIT_FILES))
         if unknown or "train" not in parts:
             raise DataError(f"the DatasetDict given as train has splits {', '.join(train)}; it needs a 'train' split, "
-                            f"and others named {', '.join(SPLITS[1:])}")
+                            f"and others named {', '.join(list(SPLIT_FILES)[1:])}")
         given = {**parts, **{k: v for k, v in given.items() if k != "train" and v is not None}}
     return {split: as_dataset(value, split) for split, value in given.items() if value is not None}
 

@@ -30,6 +30,10 @@ FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 _TEXT_FORMATS = {".csv", ".tsv", ".json", ".jsonl"}
 SPLIT_FILES = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+# Every option that names data on disk or on the Hub (data given in memory excludes them all).
+SOURCE_OPTIONS = ("train_file", "dataset", "data_dir", "validation_file", "test_file")
+# Other names of the validation split (a DatasetDict's, a folder's, --split's).
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 
 
 class DataError(HftransferError):
@@ -49,11 +53,8 @@ def load_splits(data_args, given: dict[str, Dataset] | None = None) -> dict[str,
 
 def check_one_source(data_args, given: dict | None = None) -> None:
     """Local files, a Hub dataset or data given in memory: exactly one of them."""
-    named = [f"{option} ({getattr(data_args, option)!r})" for option in ("train_file", "dataset", "data_dir")
-             if getattr(data_args, option, None)]
-    if given and named:
-        raise DataError(f"data was given in memory and as {', '.join(named)}; give one source")
     if given:
+        check_only_in_memory({option: getattr(data_args, option, None) for option in SOURCE_OPTIONS})
         return
     if data_args.dataset and data_args.train_file:
         raise DataError(
@@ -62,6 +63,13 @@ def check_one_source(data_args, given: dict | None = None) -> None:
     if not (data_args.train_file or data_args.dataset):
         raise DataError("no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
                         "(a Hub id)")
+
+
+def check_only_in_memory(options: dict[str, Any]) -> None:
+    """Data given in memory is the only source: ``options`` (option name → value) names no other."""
+    named = [f"{option} ({value!r})" for option, value in options.items() if value is not None]
+    if named:
+        raise DataError(f"data was given in memory and as {', '.join(named)}; give one source")
 
 
 def split_paths(data_args) -> dict[str, Path]:

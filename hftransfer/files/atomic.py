@@ -46,7 +46,7 @@ def publish_directory(staging: str | os.PathLike, target: str | os.PathLike,
     leaves ``target``'s previous model untouched. What remains is a handful of renames, each atomic; the
     weights go last so a model's new weights never sit beside a config from before. Weight files of the previous
     model that the new one does not replace are removed only when named in ``replaceable`` (what the previous
-    model's publication recorded, ``artifacts/written.py``): a file of the user's is never removed for its name.
+    model's publication recorded, ``files/written.py``): a file of the user's is never removed for its name.
     """
     staging, target = Path(staging), Path(target)
     files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (_is_weights(p), str(p)))

@@ -20,7 +20,8 @@ from hftransfer.training.modelcard import CARD_FILE
 
 logger = logging.getLogger("hftransfer")
 
-# Never uploaded: Trainer checkpoints and logs, the probe phase's folder, pickles, hidden and partial files.
+# Never uploaded: Trainer checkpoints and logs, pickles, hidden and partial files (a probe's working folder is
+# hidden now; probe/ is where runs before the written record kept it, and a leftover one is not uploaded either).
 UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/*", "**/checkpoint-*/**", "probe/*", "probe/**", "runs/*",
                  "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", ".*", "**/.*", "*.partial", "eval/**"]
 SECRET_SCAN_LIMIT = 50 << 20  # bytes; larger files are weights, not text that could hold a pasted token

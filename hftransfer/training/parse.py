@@ -97,13 +97,6 @@ class RunConfig:
             self.choose(key, value, source, reason, note=False)
         return applied
 
-    def value_of(self, option: str) -> Any:
-        """An option's current value, from whichever section holds it."""
-        for section in (self.model, self.data, self.transfer, self.task, self.training):
-            if section is not None and hasattr(section, option):
-                return getattr(section, option)
-        raise KeyError(option)
-
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
         training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
