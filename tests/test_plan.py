@@ -30,7 +30,7 @@ def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, c
     assert rows["per_device_train_batch_size"][1] == "task text-classification"
     assert rows["weight_decay"][1] == "hftransfer's default"
     chosen = {option: value for option, (value, source, why) in rows.items() if why}
-    assert {"strategy", "num_train_epochs", "metric_for_best_model"} <= set(chosen), rows
+    assert {"strategy", "probe_epochs", "head_learning_rate", "num_train_epochs"} <= set(chosen), rows  # lp_ft
 
     run(parse_config(flags))  # the real run settles the same way
     saved_text = (out / "hftransfer_config.yaml").read_text()
