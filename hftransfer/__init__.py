@@ -10,13 +10,15 @@ Python API (``hftransfer/api.py``)::
     hftransfer.evaluate(result.output_dir, data="photos_2025/")
     hftransfer.rank(recipe, models=["timm/resnet50.a1_in1k"])
     hftransfer.export(result.output_dir)
+    hftransfer.register_strategy(hftransfer.Strategy("bitfit", "biases and the head train", select=...))
 
 The functions are imported on first use, so ``import hftransfer`` stays light.
 """
 
 __version__ = "0.1.0"
 
-API = ("finetune", "evaluate", "predict", "rank", "export", "push")
+API = ("finetune", "evaluate", "predict", "rank", "export", "push", "register_strategy", "register_task", "Strategy",
+       "Selection")
 __all__ = [*API, "HftransferError", "__version__"]
 
 

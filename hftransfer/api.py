@@ -17,9 +17,15 @@ from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
 from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
+from hftransfer.strategies import register_strategy
+from hftransfer.strategies.base import Selection, Strategy
+from hftransfer.tasks import register_task
 from hftransfer.training.hub import push_output_dir
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import RunResult, run
+
+__all__ = ["finetune", "evaluate", "predict", "rank", "export", "push", "register_strategy", "register_task",
+           "Strategy", "Selection", "RunResult"]
 
 
 def _config(recipe: str | Path | None, options: dict, inputs: dict | None = None, callbacks: list | None = None):

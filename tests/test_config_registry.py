@@ -25,18 +25,21 @@ def test_unknown_task_lists_valid_names():
 
 
 def test_duplicate_task_name_raises():
-    with pytest.raises(ValueError, match="'text-classification' is already registered"):
-        register_task(text_classification.TASK)
+    register_task(text_classification.TASK)  # the same record again (an entry point and a call): no change
+    with pytest.raises(ValueError, match="task 'text-classification' is already registered"):
+        register_task(dataclasses.replace(text_classification.TASK, description="another"))
 
 
-def test_a_new_task_registers_without_touching_the_core(monkeypatch):
-    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+def test_a_new_task_registers_without_touching_the_core():
     task = dataclasses.replace(text_classification.TASK, name="token-demo", description="demo",
                                training_defaults={"learning_rate": 1e-3})
     register_task(task)
-    assert get_task("token-demo") is task
-    config = parse_config(["--task", "token-demo", "--model", "m"])
-    assert config.training.learning_rate == 1e-3  # its own defaults reach the Trainer
+    try:
+        assert get_task("token-demo") is task
+        config = parse_config(["--task", "token-demo", "--model", "m"])
+        assert config.training.learning_rate == 1e-3  # its own defaults reach the Trainer
+    finally:
+        registry.TASKS.unregister("token-demo")
 
 
 def write_yaml(path, content: dict):

@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_config, sentiment_rows, write_rows
+from transformers import AutoConfig
 
 import hftransfer.cli.main as cli
 from hftransfer.evaluation.transferability import h_score, knn_accuracy, linear_probe_accuracy, logme
 from hftransfer.selection.rank import RankError
 from hftransfer.selection.rank import rank_candidates as rank
+from hftransfer.strategies.auto import body_to_head_rate, decide
+from hftransfer.tasks import get_task
 
 
 def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:
@@ -106,9 +110,14 @@ def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, 
     assert rows[2]["model"].endswith("no-such-model") and rows[2]["error"]
     scored = rows[:2]
     assert scored[0]["logme"] >= scored[1]["logme"]
+    per_class = float(np.median(pd.read_csv(rank_files["train_file"])["label"].value_counts()))
+    ratio = body_to_head_rate(make_config(model=str(tiny_bert)), get_task("text-classification"),
+                              AutoConfig.from_pretrained(tiny_bert))
     for row in scored:
         assert {"knn_accuracy", "linear_probe_accuracy", "h_score", "parameters", "features_per_second"} <= set(row)
-        assert row["recommended_strategy"] == "linear_probe"  # 60 training examples
+        # one policy: what strategy auto decides from the probe accuracy rank measured (on 20 validation rows)
+        assert (row["recommended_strategy"], row["recommendation_reason"]) == decide(
+            60, 2, per_class, row["linear_probe_accuracy"], 20, ratio)
     assert report["sample"].startswith("train 40, validation 20")
     assert (report_dir / "rank_plot.png").stat().st_size > 1000
     assert cli.main(argv) == 2  # an earlier ranking is not replaced unless asked
@@ -127,6 +136,7 @@ def test_rank_then_train_fine_tunes_the_winner(tiny_bert, second_tiny_bert, rank
     assert saved["id2label"] == {"0": "negative", "1": "positive"}
     recorded = (out / "hftransfer_config.yaml").read_text()
     assert f"strategy: {best['recommended_strategy']}" in recorded and best["model"] in recorded
+    assert "chosen by hftransfer rank as strategy auto would" in recorded
 
 
 def test_rank_bad_input(tiny_bert, second_tiny_bert, rank_files, tmp_path):

@@ -185,7 +185,8 @@ def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
                          unfreeze_milestones=[1, 2], output_dir="unused")
     data = get_task("text-classification").load_data(config)
     model = get_task("text-classification").build_model(config, data)
-    model, plan = apply_strategy(get_strategy("gradual"), model, config.transfer, num_train_epochs=3)
+    gradual = get_strategy("gradual")
+    model, plan = apply_strategy(gradual, model, config.transfer, config.options_for(gradual), num_train_epochs=3)
     schedule = plan.callbacks[0]
 
     def trainable_blocks():

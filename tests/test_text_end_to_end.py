@@ -140,7 +140,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert "hftransfer: error: " in result.stderr and "Traceback" not in result.stderr
     unknown = cli("hftransfer", "train", "--task", "nope")
-    assert unknown.returncode == 2 and "valid tasks: image-classification, text-classification" in unknown.stderr
+    assert unknown.returncode == 2 and "valid tasks: text-classification, image-classification" in unknown.stderr
     missing_recipe = cli("hftransfer", "train", "recipes/none.yaml")
     assert missing_recipe.returncode == 2 and "recipe not found" in missing_recipe.stderr
 

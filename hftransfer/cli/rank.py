@@ -38,7 +38,8 @@ def make_rank_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report_dir", default="hftransfer-rank", help="where rank_report.json and the plot go")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier ranking in report_dir")
     parser.add_argument("--then_train", "--then-train", dest="then_train", action="store_true",
-                        help="fine-tune the best candidate with its recommended strategy (unless --strategy is given)")
+                        help="fine-tune the best candidate with the strategy auto chooses from the probe accuracy "
+                             "ranking measured (unless --strategy is given)")
     return parser
 
 
@@ -65,8 +66,11 @@ def rank_command(argv: list[str]) -> int:
         raise RankError("no candidate could be scored, so none can be trained")
     chosen = next(c for c in list_candidates(base, a.models) if candidate_name(c) == best.name)
     config = candidate_config(base, chosen)
-    if "strategy" not in base.explicit:
-        config.transfer.strategy = best.recommended_strategy
+    if "strategy" not in base.explicit:  # auto's decision, from the probe accuracy ranking measured
+        config.choose("strategy", best.recommended_strategy, "strategy auto (hftransfer rank)",
+                      best.recommendation_reason or "", note=False)
+        config.notes.append(f"strategy: {best.recommended_strategy} (chosen by hftransfer rank as strategy auto "
+                            f"would: {best.recommendation_reason})")
     print(f"training {best.name} with strategy {config.transfer.strategy}")
     run(config)
     return 0

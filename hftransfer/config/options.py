@@ -16,7 +16,6 @@ from hftransfer.errors import HftransferError
 HEADS = ("linear", "mlp")
 HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 FROZEN_NORM_STATS = ("keep", "update")
-LORA_SAVE = ("merged", "adapter")
 THRESHOLD_OBJECTIVES = ("micro", "macro")  # multi-label decision thresholds (evaluation/multilabel.py)
 VALIDATION_GROUPS = ("auto", "none")  # carving whole groups of files named alike (data/groups.py)
 
@@ -214,25 +213,14 @@ class DataArguments:
 
 @dataclass
 class TransferArguments:
-    """How the pretrained weights are adapted (strategy, learning rates per depth, head) and how the run is kept."""
+    """How the pretrained weights are adapted (strategy, learning rates per depth, head) and how the run is kept.
+
+    The options only one strategy reads (``lora_r``, ``probe_epochs`` …) are that strategy's own: its
+    ``Strategy.options`` dataclass, registered with it (``strategies/``)."""
 
     strategy: str = field(
         default="auto",
         metadata={"help": "Transfer strategy (the choices are listed by `hftransfer train --help`)."},
-    )
-    unfreeze_blocks: int | None = field(
-        default=None, metadata={"help": "partial: how many of the last blocks train (default: the top half)."}
-    )
-    unfreeze_milestones: list[float] | None = field(
-        default=None,
-        metadata={"help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
-                          "last one (default: every epoch after the first)."},
-    )
-    probe_epochs: float = field(
-        default=10, metadata={"help": "lp_ft: epochs of the linear probe before full fine-tuning."}
-    )
-    probe_learning_rate: float = field(
-        default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe phase."}
     )
     layer_decay: float | None = field(
         default=None,
@@ -257,19 +245,6 @@ class TransferArguments:
         default=None,
         metadata={"help": "Feature pooling of timm backbones (avg, max, avgmax, catavgmax, token, …); default: the "
                           "backbone's own."},
-    )
-    lora_r: int = field(default=8, metadata={"help": "lora: rank of the adapters."})
-    lora_alpha: float = field(default=16, metadata={"help": "lora: scaling numerator (adapter output * alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
-                          "architecture (attention query/value of transformers, all linear/1x1-conv layers else)."},
-    )
-    lora_save: str = field(
-        default="merged",
-        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter "
-                          "alone."},
     )
     cache_features: bool = field(
         default=True,
@@ -311,15 +286,12 @@ class TransferArguments:
     )
 
     def __post_init__(self) -> None:
-        choices = {"frozen_norm_stats": FROZEN_NORM_STATS, "head": HEADS, "head_activation": HEAD_ACTIVATIONS,
-                   "lora_save": LORA_SAVE}
+        choices = {"frozen_norm_stats": FROZEN_NORM_STATS, "head": HEADS, "head_activation": HEAD_ACTIVATIONS}
         for option, valid in choices.items():
             if getattr(self, option) not in valid:
                 raise ConfigError(f"unknown {option} {getattr(self, option)!r}; valid: {', '.join(valid)}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
-        if self.unfreeze_blocks is not None and self.unfreeze_blocks < 1:
-            raise ConfigError(f"unfreeze_blocks must be >= 1, got {self.unfreeze_blocks}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0 <= self.head_dropout < 1:
@@ -329,13 +301,8 @@ class TransferArguments:
         if self.head_hidden_sizes is not None and (not self.head_hidden_sizes or min(self.head_hidden_sizes) < 1):
             raise ConfigError(f"head_hidden_sizes must be one or more layer sizes of at least 1, got "
                               f"{self.head_hidden_sizes} (a layer of 0 units passes nothing to the classifier)")
-        if self.lora_r < 1:
-            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
-        if self.probe_epochs <= 0:
-            raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        for option in ("head_learning_rate", "probe_learning_rate"):
-            if getattr(self, option) is not None and not getattr(self, option) > 0:
-                raise ConfigError(f"{option} must be > 0, got {getattr(self, option)}")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise ConfigError(f"head_learning_rate must be > 0, got {self.head_learning_rate}")
 

@@ -42,7 +42,7 @@ STREAM_BUDGET_STEPS = 1_000_000
 def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
     """``{option: (value, reason)}`` for the options this run's data and strategy call for."""
     args, transfer = config.training, config.transfer
-    chosen: dict[str, tuple[Any, str]] = {}
+    chosen: dict[str, tuple[Any, str]] = {}  # the strategy's own choices (its schedule hook) are added last
     if getattr(data, "multi_label", False) and args.metric_for_best_model == "f1_macro":
         chosen["metric_for_best_model"] = ("map", "multi-label: mean average precision ranks checkpoints without a "
                                                   "decision threshold (thresholds are tuned after training)")
@@ -56,18 +56,17 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
         chosen["greater_is_better"] = (False, "a lower validation loss is better")
     if getattr(data, "streamed", False):
         chosen.update(stream_schedule(config))
-    if "probe_epochs" in strategy.options and args.max_steps <= 0 and args.num_train_epochs >= 2:
-        chosen["num_train_epochs"] = (args.num_train_epochs - 1, "the probe phase has trained the head, the main "
-                                      "work of a first epoch from a random head")
-    probe_option = ("num_train_epochs" if strategy.frozen_backbone
-                    else "probe_epochs" if "probe_epochs" in strategy.options else None)
-    if probe_option and args.max_steps <= 0:  # max_steps bounds the probe as well
-        epochs = getattr(transfer if probe_option == "probe_epochs" else args, probe_option)
+    if strategy.schedule is not None:
+        chosen.update(strategy.schedule(config, config.options_for(strategy), data))
+    if strategy.frozen_backbone and args.max_steps <= 0:  # max_steps bounds the probe as well
         floor = probe_epochs_floor(len(data.splits["train"]), args)
-        if floor > epochs:
-            chosen[probe_option] = (floor, f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small "
-                                           f"set (cheap on cached features; the best epoch is kept)")
+        if floor > args.num_train_epochs:
+            chosen["num_train_epochs"] = (floor, PROBE_FLOOR_REASON)
     return chosen
+
+
+PROBE_FLOOR_REASON = (f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small set (cheap on cached "
+                      "features; the best epoch is kept)")
 
 
 def probe_epochs_floor(num_train: int, args) -> int:

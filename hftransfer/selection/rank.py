@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import resource
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation import transferability
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.strategies.auto import body_to_head_rate, decide
 from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
-from hftransfer.strategies.recommend import recommend_strategy
 from hftransfer.tasks import get_task
 from hftransfer.training.parse import RunConfig
 
@@ -53,7 +54,8 @@ class CandidateScore:
     feature_dim: int | None = None
     features_per_second: float | None = None
     peak_memory_mb: float | None = None
-    recommended_strategy: str | None = None
+    recommended_strategy: str | None = None  # what ``strategy: auto`` decides from this candidate's probe accuracy
+    recommendation_reason: str | None = None
 
 
 def candidate_name(candidate) -> str:
@@ -100,8 +102,11 @@ def check_sample(data: LabelledData) -> None:
                         f"{', '.join(small + missing)}; raise sample_size or add data")
 
 
-def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: int) -> CandidateScore:
-    """Load, extract features of the sampled train and validation splits, score; errors are recorded."""
+def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: int,
+                    per_class: float) -> CandidateScore:
+    """Load, extract features of the sampled train and validation splits, score and decide the strategy as ``auto``
+    would (the full training split's size and median examples per class, the probe accuracy measured here);
+    errors are recorded."""
     result = CandidateScore(candidate_name(candidate))
     config = candidate_config(base, candidate)
     task = get_task(config.model.task)
@@ -144,7 +149,9 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
         "linear_probe_accuracy": transferability.linear_probe_accuracy(train_x, train_y, val_x, val_y),
         "h_score": transferability.h_score(train_x, train_y),
     }
-    result.recommended_strategy = recommend_strategy(num_train, result.scores["linear_probe_accuracy"])
+    result.recommended_strategy, result.recommendation_reason = decide(
+        num_train, len(data.label_names), per_class, result.scores["linear_probe_accuracy"], len(val_y),
+        body_to_head_rate(config, task, model_config))
     del model
     return result
 
@@ -163,12 +170,13 @@ def rank_candidates(base: RunConfig, extra_candidates: list | None = None, sampl
     sampled.data.max_train_samples, sampled.data.max_eval_samples = None, None
     full = task.load_data(sampled)  # label checks and the validation split, exactly as training makes them
     num_train = len(full.splits["train"])
+    per_class = float(statistics.median(Counter(full.splits["train"]["labels"]).values()))
     data = _stratified_sample(full, sample_size, base.training.seed)
     check_sample(data)
     results = []
     for i, candidate in enumerate(candidates, 1):
         logger.info("candidate %d of %d: %s", i, len(candidates), candidate_name(candidate))
-        results.append(score_candidate(base, candidate, data, num_train))
+        results.append(score_candidate(base, candidate, data, num_train, per_class))
     ranked = sorted((r for r in results if not r.error), key=lambda r: -r.scores[by])
     return ranked + [r for r in results if r.error], data, num_train
 
@@ -187,7 +195,8 @@ def _stratified_sample(data: LabelledData, size: int, seed: int) -> LabelledData
 def report_rows(results: list[CandidateScore]) -> list[dict]:
     return [{"rank": i + 1 if not r.error else None, "model": r.name, **r.scores, "parameters": r.parameters,
              "feature_dim": r.feature_dim, "features_per_second": r.features_per_second,
-             "peak_memory_mb": r.peak_memory_mb, "recommended_strategy": r.recommended_strategy, "error": r.error}
+             "peak_memory_mb": r.peak_memory_mb, "recommended_strategy": r.recommended_strategy,
+             "recommendation_reason": r.recommendation_reason, "error": r.error}
             for i, r in enumerate(results)]
 
 

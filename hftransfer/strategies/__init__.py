@@ -2,20 +2,44 @@
 
 One vocabulary for every task and backbone (timm and transformers), built on the block layout the model
 describes itself (``backbones/blocks.py``). Layer-wise learning rates (``layer_decay``, ``head_learning_rate``)
-work with every strategy (``rates.py``). A new strategy is one record in ``STRATEGIES``; the recipe, the
-model card and the tasks ask the record and never compare names.
+work with every strategy (``rates.py``). A new strategy is one ``register_strategy`` call with its record (or
+an ``hftransfer.strategies`` entry point, ``hftransfer/registry.py``); its options dataclass brings its own
+recipe keys and flags. The recipe, the model card and the tasks ask the record and never compare names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
+from transformers import TrainingArguments
+
+from hftransfer.config.options import DataArguments, ModelArguments, TransferArguments
+from hftransfer.registry import Registry
 from hftransfer.strategies import auto, freezing, gradual, lora, probe
 from hftransfer.strategies.base import Strategy, StrategyError
 
 logger = logging.getLogger("hftransfer")
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+
+CORE_OPTIONS = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
+
+
+def check_options(strategy: Strategy, registered: list[Strategy]) -> None:
+    """One flag, one meaning: a strategy's option may not be one that another options class already defines."""
+    if strategy.options is None:
+        return
+    others = [*CORE_OPTIONS, *(s.options for s in registered if s.options not in (None, strategy.options))]
+    taken = {f.name: owner.__name__ for owner in others for f in dataclasses.fields(owner)}
+    clashes = sorted(set(strategy.option_names()) & set(taken))
+    if clashes:
+        raise ValueError(f"strategy {strategy.name!r}: option(s) {', '.join(clashes)} already defined by "
+                         f"{', '.join(sorted({taken[c] for c in clashes}))}; prefix them with the strategy's name")
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", "hftransfer.strategies", StrategyError, check_options)
+
+BUILT_IN = (
     Strategy("auto", "linear_probe, lp_ft or full, chosen from the data's size, its examples per class and how well "
              "the frozen features separate the classes (and, with few per class, how fast the body fine-tunes)",
              select=freezing.everything, choose=auto.choose),
@@ -25,15 +49,15 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              select=freezing.head_only, fit=probe.fit_linear_probe, frozen_backbone=True,
              training_suggestions={"learning_rate": 1e-3, "num_train_epochs": 10}),
     Strategy("partial", "the last unfreeze_blocks blocks and the head train", select=freezing.top_blocks_and_head,
-             needs_blocks=True, options=("unfreeze_blocks",),
-             card_rows=lambda t: [("unfreeze blocks", t.unfreeze_blocks or "top half")]),
+             needs_blocks=True, options=freezing.PartialOptions,
+             card_rows=lambda o: [("unfreeze blocks", o.unfreeze_blocks or "top half")]),
     Strategy("gradual", "head first, then blocks unfreeze from the top at unfreeze_milestones (epochs)",
-             select=gradual.unfreeze_gradually, needs_blocks=True, options=("unfreeze_milestones",),
+             select=gradual.unfreeze_gradually, needs_blocks=True, options=gradual.GradualOptions,
              multi_process=False,
              multi_process_hint="it changes which parameters train during the run, which DistributedDataParallel "
                                 "cannot follow; with several processes use partial or lp_ft",
              streams=False, streams_hint="its milestones are epochs, and a stream has none",
-             card_rows=lambda t: [("unfreeze milestones", t.unfreeze_milestones or "every epoch after the first")]),
+             card_rows=lambda o: [("unfreeze milestones", o.unfreeze_milestones or "every epoch after the first")]),
     # The fine-tuning phase keeps the task's learning rate and epochs. Kumar et al. lower the rate after the
     # probe, and on hymenoptera (where the probe alone is as good as it gets) 0.3x did no harm, but where lp_ft is
     # chosen, on data the frozen features do not separate, the backbone must move: test accuracy with the FT
@@ -45,27 +69,33 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("lp_ft", "linear probe for probe_epochs, then full fine-tuning from the probed head",
              select=freezing.probe_then_everything, fit=probe.fit_probe_then_fine_tune,
              streams=False, streams_hint="its probe phase is counted in epochs, and a stream has none",
-             options=("probe_epochs", "probe_learning_rate"), card_rows=probe.card_rows),
+             options=probe.ProbeOptions, schedule=probe.probe_phase_schedule, card_rows=probe.card_rows),
     # LoRA's adapters start at zero and take larger steps than full fine-tuning (the LoRA paper's GLUE runs: 4e-4
     # to 5e-4, ten times and more the full fine-tuning rates).
     Strategy("lora", "low-rank adapters (peft) on the backbone, the head trained in full", select=freezing.head_only,
              adapt=lora.add_adapters, finish=lora.save_lora, training_suggestions={"learning_rate": 1e-3},
-             options=("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_save"),
-             card_rows=lora.card_rows),
-)}
+             options=lora.LoraOptions, card_rows=lora.card_rows),
+)
+
+
+def register_strategy(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` to the registry; returns it."""
+    return STRATEGIES.register(strategy)
 
 
 def get_strategy(name: str) -> Strategy:
     """The strategy registered as ``name``; an unknown name raises with the valid ones."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise StrategyError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}") from None
+    return STRATEGIES.get(name)
 
 
 def list_strategies() -> list[Strategy]:
-    """Every registered strategy, in registration order."""
-    return list(STRATEGIES.values())
+    """Every registered strategy (built-in ones first, then plug-ins), in registration order."""
+    return STRATEGIES.records()
+
+
+def option_classes() -> list[type]:
+    """The options dataclass of each registered strategy that has one (their fields are recipe keys and flags)."""
+    return list(dict.fromkeys(s.options for s in list_strategies() if s.options is not None))
 
 
 def resolve_strategy(strategy: Strategy, config, task, model, processor, data, model_config) -> Strategy:
@@ -82,5 +112,9 @@ def resolve_strategy(strategy: Strategy, config, task, model, processor, data, m
 
 def options_of_other_strategies(strategy: Strategy, explicit: frozenset[str] | set[str]) -> list[str]:
     """Options the user set that only other strategies read (they have no effect under ``strategy``)."""
-    foreign = {option for other in STRATEGIES.values() if other is not strategy for option in other.options}
-    return sorted((foreign - set(strategy.options)) & set(explicit))
+    foreign = {option for other in list_strategies() if other is not strategy for option in other.option_names()}
+    return sorted((foreign - set(strategy.option_names())) & set(explicit))
+
+
+for _strategy in BUILT_IN:
+    register_strategy(_strategy)

@@ -8,16 +8,26 @@ no code outside this package compares strategy names.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from torch import nn
-from transformers import TrainerCallback
+from transformers import PretrainedConfig, TrainerCallback
 
 from hftransfer.backbones.blocks import BlockLayout, BlockStructureError, head_parameter_names, layout_of
 from hftransfer.errors import HftransferError
+
+if TYPE_CHECKING:  # for hints only: the run's objects come from the layers above
+    from datasets import Dataset
+
+    from hftransfer.data.labels import LabelledData
+    from hftransfer.engine.trainer import TransferTrainer
+    from hftransfer.tasks.base import Task
+    from hftransfer.training.parse import RunConfig
 
 logger = logging.getLogger("hftransfer")
 
@@ -73,16 +83,17 @@ class StrategyPlan:
 class FitContext:
     """Everything a strategy's ``fit`` may use: the configured Trainer and what it was built from."""
 
-    config: Any  # RunConfig
-    trainer: Any  # TransferTrainer
+    config: RunConfig
+    trainer: TransferTrainer
     model: nn.Module
-    datasets: dict
-    task: Any  # Task
-    processor: Any
-    data: Any  # LabelledData
-    model_config: Any
+    datasets: dict[str, Dataset]
+    task: Task
+    processor: Any  # the task's tokenizer or image processor
+    data: LabelledData
+    model_config: PretrainedConfig | None
     augmentation: str | None  # the training augmentation in force (None: examples as evaluation sees them)
     checkpoint: str | None  # the checkpoint being resumed
+    options: Any = None  # the strategy's own options (an instance of its ``options`` class), if it has any
 
 
 @dataclass
@@ -97,16 +108,43 @@ def fit_with_trainer(ctx: FitContext) -> FitResult:
     return FitResult(result.metrics, ctx.trainer.state.best_model_checkpoint)
 
 
+class Select(Protocol):
+    def __call__(self, model: nn.Module, layout: BlockLayout | None, options: Any,
+                 num_train_epochs: float) -> Selection: ...
+
+
+class Adapt(Protocol):
+    def __call__(self, model: nn.Module, options: Any, plan: StrategyPlan) -> nn.Module: ...
+
+
+class Fit(Protocol):
+    def __call__(self, ctx: FitContext) -> FitResult: ...
+
+
+class Finish(Protocol):
+    def __call__(self, trainer: TransferTrainer, staging_dir: Path, options: Any) -> None: ...
+
+
+class Schedule(Protocol):
+    def __call__(self, config: RunConfig, options: Any, data: LabelledData) -> dict[str, tuple[Any, str]]: ...
+
+
+class Choose(Protocol):
+    def __call__(self, config: RunConfig, task: Task, model: nn.Module, processor: Any, data: LabelledData,
+                 model_config: PretrainedConfig | None) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Strategy:
-    """A transfer strategy.
+    """A transfer strategy. ``options`` is the strategy's own dataclass (or None); an instance of it, parsed from
+    the recipe, the flags or the API's keywords, is what its hooks receive as ``options``.
 
     Attributes:
         name, description: registry key and the line ``--help`` shows.
-        select: ``(model, layout, transfer, num_train_epochs) -> Selection``: the parameters that train.
+        select: the parameters that train (``Select``).
         needs_blocks: the backbone must split into blocks (``partial``, ``gradual``).
-        options: the transfer options only this strategy reads (set with another strategy, they are ignored:
-            the run warns).
+        options: a dataclass of the options only this strategy reads: its fields become recipe keys, ``--flags``
+            and ``--help`` lines (set with another strategy, they are ignored: the run warns).
         training_suggestions: TrainingArguments values it prefers where the user set none.
         learning_rate_scale: times the task's default learning rate, where the user set none.
         frozen_backbone: the backbone never trains, so by default training examples are not augmented (then
@@ -114,19 +152,20 @@ class Strategy:
         freezes: some parameters are frozen at some point of the run (frozen parts then run in eval mode).
         multi_process: False when it cannot run under DistributedDataParallel; ``multi_process_hint`` says why.
         streams: False when it cannot train on a stream (``streaming: true``); ``streams_hint`` says why.
-        adapt: ``(model, transfer, plan) -> model``: wraps the model after ``select`` (LoRA), updating the plan.
-        fit: ``FitContext -> FitResult``.
-        finish: ``(trainer, staging_dir, transfer)``: last changes to the saved model (LoRA's merge).
-        card_rows: ``transfer -> [(setting, value)]`` for the model card.
-        choose: ``(config, task, model, processor, data, model_config) -> Decision`` for a strategy that picks
-            another one from the data (``auto``); the run then goes on with the chosen strategy.
+        adapt: wraps the model after ``select`` (LoRA), updating the plan (``Adapt``).
+        fit: how the run is fitted (``Fit``; default one Trainer run).
+        finish: last changes to the saved model (``Finish``: LoRA's merge).
+        card_rows: ``options -> [(setting, value)]`` for the model card.
+        schedule: values this strategy chooses for the data where the user set none (``Schedule``: lp_ft's epochs).
+        choose: for a strategy that picks another one from the data (``auto``; ``Choose``, returning a
+            ``Decision``); the run then goes on with the chosen strategy.
     """
 
     name: str
     description: str
-    select: Callable[..., Selection]
+    select: Select
     needs_blocks: bool = False
-    options: tuple[str, ...] = ()
+    options: type | None = None
     training_suggestions: dict[str, Any] = field(default_factory=dict)
     learning_rate_scale: float = 1.0
     frozen_backbone: bool = False
@@ -135,11 +174,15 @@ class Strategy:
     multi_process_hint: str = ""
     streams: bool = True
     streams_hint: str = ""
-    adapt: Callable[..., nn.Module] | None = None
-    fit: Callable[[FitContext], FitResult] = fit_with_trainer
-    finish: Callable[..., None] | None = None
+    adapt: Adapt | None = None
+    fit: Fit = fit_with_trainer
+    finish: Finish | None = None
     card_rows: Callable[[Any], list[tuple[str, Any]]] | None = None
-    choose: Callable[..., Any] | None = None
+    schedule: Schedule | None = None
+    choose: Choose | None = None
+
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.options)) if self.options else ()
 
 
 def set_trainable(model: nn.Module, names: set[str]) -> None:
@@ -166,10 +209,12 @@ def _layout(model: nn.Module, strategy: Strategy, transfer) -> BlockLayout | Non
         return None
 
 
-def apply_strategy(strategy: Strategy, model: nn.Module, transfer, num_train_epochs: float = 1.0):
-    """Set ``requires_grad`` as the strategy says and adapt the model; returns (model, plan)."""
+def apply_strategy(strategy: Strategy, model: nn.Module, transfer, options: Any = None,
+                   num_train_epochs: float = 1.0) -> tuple[nn.Module, StrategyPlan]:
+    """Set ``requires_grad`` as the strategy says and adapt the model; returns (model, plan). ``options``: the
+    strategy's own (an instance of ``strategy.options``)."""
     layout = _layout(model, strategy, transfer)
-    selection = strategy.select(model, layout, transfer, num_train_epochs)
+    selection = strategy.select(model, layout, options, num_train_epochs)
     set_trainable(model, selection.trainable)
     block_names = []
     if layout is not None:
@@ -181,7 +226,7 @@ def apply_strategy(strategy: Strategy, model: nn.Module, transfer, num_train_epo
     plan = StrategyPlan(strategy.name, layout, block_names, selection.eventually, set(head_parameter_names(model)),
                         selection.callbacks, note)
     if strategy.adapt is not None:
-        model = strategy.adapt(model, transfer, plan)
+        model = strategy.adapt(model, options, plan)
     return model, plan
 
 

@@ -8,30 +8,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from torch import nn
 
 from hftransfer.backbones.blocks import BlockLayout, head_parameter_names
+from hftransfer.config.options import ConfigError
 from hftransfer.strategies.base import Selection, resolve_unfreeze_blocks, top_blocks
 
 
-def everything(model: nn.Module, layout: BlockLayout | None, transfer, num_train_epochs: float) -> Selection:
+@dataclass
+class PartialOptions:
+    """The options of ``partial``."""
+
+    unfreeze_blocks: int | None = field(
+        default=None, metadata={"help": "partial: how many of the last blocks train (default: the top half)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.unfreeze_blocks is not None and self.unfreeze_blocks < 1:
+            raise ConfigError(f"unfreeze_blocks must be >= 1, got {self.unfreeze_blocks}")
+
+
+def everything(model: nn.Module, layout: BlockLayout | None, options: None, num_train_epochs: float) -> Selection:
     names = {n for n, _ in model.named_parameters()}
     return Selection(names, names)
 
 
-def probe_then_everything(model: nn.Module, layout: BlockLayout | None, transfer, num_train_epochs: float) -> Selection:
-    selection = everything(model, layout, transfer, num_train_epochs)
-    selection.note = f"linear probe for {transfer.probe_epochs:g} epochs, then full fine-tuning"
+def probe_then_everything(model: nn.Module, layout: BlockLayout | None, options, num_train_epochs: float) -> Selection:
+    """``options``: lp_ft's ``ProbeOptions`` (probe.py)."""
+    selection = everything(model, layout, None, num_train_epochs)
+    selection.note = f"linear probe for {options.probe_epochs:g} epochs, then full fine-tuning"
     return selection
 
 
-def head_only(model: nn.Module, layout: BlockLayout | None, transfer, num_train_epochs: float) -> Selection:
+def head_only(model: nn.Module, layout: BlockLayout | None, options: object, num_train_epochs: float) -> Selection:
     names = set(head_parameter_names(model))
     return Selection(names, names)
 
 
-def top_blocks_and_head(model: nn.Module, layout: BlockLayout, transfer, num_train_epochs: float) -> Selection:
-    count = resolve_unfreeze_blocks(transfer.unfreeze_blocks, layout)
+def top_blocks_and_head(model: nn.Module, layout: BlockLayout, options: PartialOptions,
+                        num_train_epochs: float) -> Selection:
+    count = resolve_unfreeze_blocks(options.unfreeze_blocks, layout)
     names = top_blocks(layout, count) | set(layout.head)
     return Selection(names, names)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 from torch import nn
 from transformers import TrainerCallback
@@ -20,8 +21,20 @@ from hftransfer.strategies.base import Selection, StrategyError, set_trainable, 
 logger = logging.getLogger("hftransfer")
 
 
-def unfreeze_gradually(model: nn.Module, layout: BlockLayout, transfer, num_train_epochs: float) -> Selection:
-    schedule = GradualUnfreezing(model, layout, resolve_milestones(transfer.unfreeze_milestones, num_train_epochs))
+@dataclass
+class GradualOptions:
+    """The options of ``gradual``."""
+
+    unfreeze_milestones: list[float] | None = field(
+        default=None,
+        metadata={"help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
+                          "last one (default: every epoch after the first)."},
+    )
+
+
+def unfreeze_gradually(model: nn.Module, layout: BlockLayout, options: GradualOptions,
+                       num_train_epochs: float) -> Selection:
+    schedule = GradualUnfreezing(model, layout, resolve_milestones(options.unfreeze_milestones, num_train_epochs))
     note = f"more blocks unfreeze at epochs {', '.join(f'{m:g}' for m in schedule.milestones)}"
     return Selection(schedule.trainable_at(0.0), {n for n, _ in model.named_parameters()}, [schedule], note)
 

@@ -10,19 +10,47 @@ The output is saved merged (a plain model, loads with ``pipeline``) or as the ad
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from hftransfer.backbones.blocks import backbone_of, head_parameter_names
+from hftransfer.config.options import ConfigError
 from hftransfer.errors import HftransferError
 from hftransfer.strategies.base import StrategyPlan
 
 ADAPTABLE = (nn.Linear, nn.Conv2d, nn.Conv1d, nn.Embedding)
+LORA_SAVE = ("merged", "adapter")
 
 
 class LoraTargetError(HftransferError):
     """A lora_target_modules entry that matches no module of the backbone; lists the names that would."""
+
+
+@dataclass
+class LoraOptions:
+    """The options of ``lora``."""
+
+    lora_r: int = field(default=8, metadata={"help": "lora: rank of the adapters."})
+    lora_alpha: float = field(default=16, metadata={"help": "lora: scaling numerator (adapter output * alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
+                          "architecture (every linear layer of a transformer, every 1x1 convolution of a CNN)."},
+    )
+    lora_save: str = field(
+        default="merged",
+        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter "
+                          "alone."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.lora_save not in LORA_SAVE:
+            raise ConfigError(f"unknown lora_save {self.lora_save!r}; valid: {', '.join(LORA_SAVE)}")
 
 
 def _backbone_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -61,18 +89,18 @@ def resolve_targets(model: nn.Module, wanted: list[str] | None) -> list[str]:
                           "LoRA; name the modules with lora_target_modules")
 
 
-def add_adapters(model: nn.Module, transfer, plan: StrategyPlan):
+def add_adapters(model: nn.Module, options: LoraOptions, plan: StrategyPlan):
     """Wrap ``model`` with LoRA adapters (only the adapters and the head train) and say so in ``plan``."""
     from peft import LoraConfig, get_peft_model
 
-    targets = resolve_targets(model, transfer.lora_target_modules)
+    targets = resolve_targets(model, options.lora_target_modules)
     head_modules = sorted({name.rsplit(".", 1)[0] for name in head_parameter_names(model)})
-    config = LoraConfig(r=transfer.lora_r, lora_alpha=transfer.lora_alpha, lora_dropout=transfer.lora_dropout,
+    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
                         target_modules=targets, modules_to_save=head_modules)
     wrapped = get_peft_model(model, config)
     plan.eventually_trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
     plan.head_names = {n for n in plan.eventually_trainable if ".modules_to_save." in n}
-    plan.summary = (f"rank-{transfer.lora_r} adapters on {len(targets)} modules ({', '.join(_short(targets))}) "
+    plan.summary = (f"rank-{options.lora_r} adapters on {len(targets)} modules ({', '.join(_short(targets))}) "
                     "+ head")
     return wrapped
 
@@ -82,16 +110,16 @@ def _short(names: list[str], shown: int = 3) -> list[str]:
     return suffixes[:shown] + (["…"] if len(suffixes) > shown else [])
 
 
-def card_rows(transfer) -> list[tuple[str, str]]:
-    return [("LoRA r / alpha / dropout", f"{transfer.lora_r} / {transfer.lora_alpha} / {transfer.lora_dropout}"),
-            ("LoRA saved as", transfer.lora_save)]
+def card_rows(options: LoraOptions) -> list[tuple[str, str]]:
+    return [("LoRA r / alpha / dropout", f"{options.lora_r} / {options.lora_alpha} / {options.lora_dropout}"),
+            ("LoRA saved as", options.lora_save)]
 
 
-def save_lora(trainer, output_dir: str | Path, transfer) -> None:
+def save_lora(trainer, output_dir: str | Path, options: LoraOptions) -> None:
     """Replace the adapter the Trainer saved by the merged model (``merged``), or keep it with the run's config."""
     model = trainer.model
     out = Path(output_dir)
-    if transfer.lora_save == "adapter":
+    if options.lora_save == "adapter":
         model.base_model.model.config.save_pretrained(out)  # label names, for loading the adapter on its base
         return
     merged = model.merge_and_unload()

@@ -12,9 +12,12 @@ import dataclasses
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hftransfer.backbones.blocks import head_parameter_names
+from hftransfer.config.options import ConfigError
+from hftransfer.engine.schedule import PROBE_FLOOR_REASON, probe_epochs_floor
 from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import reduce_logits
 from hftransfer.files.written import record_entries, working_dir
@@ -22,6 +25,22 @@ from hftransfer.strategies.base import FitContext, FitResult, fit_with_trainer
 from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
 
 logger = logging.getLogger("hftransfer")
+
+
+@dataclass
+class ProbeOptions:
+    """The options of ``lp_ft``: its probe phase."""
+
+    probe_epochs: float = field(default=10, metadata={"help": "lp_ft: epochs of the linear probe before full "
+                                                              "fine-tuning."})
+    probe_learning_rate: float = field(default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe "
+                                                                       "phase."})
+
+    def __post_init__(self) -> None:
+        if self.probe_epochs <= 0:
+            raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
+        if not self.probe_learning_rate > 0:
+            raise ConfigError(f"probe_learning_rate must be > 0, got {self.probe_learning_rate}")
 
 
 @dataclass
@@ -54,11 +73,11 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
     """
     if ctx.checkpoint:
         return fit_with_trainer(ctx)
-    args, transfer, trainer, model = ctx.config.training, ctx.config.transfer, ctx.trainer, ctx.model
+    args, trainer, model = ctx.config.training, ctx.trainer, ctx.model
     probe_train = ctx.datasets["train"] if ctx.augmentation is None else ctx.task.prepare_datasets(
         ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
-    probe = train_probe(ctx, {**ctx.datasets, "train": probe_train}, transfer.probe_epochs,
-                        transfer.probe_learning_rate)
+    probe = train_probe(ctx, {**ctx.datasets, "train": probe_train}, ctx.options.probe_epochs,
+                        ctx.options.probe_learning_rate)
     model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
     probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     result = trainer.train()
@@ -161,5 +180,20 @@ def _probe_result(trainer, result) -> ProbeResult:
                        trainer.state.global_step, trainer.state.epoch)
 
 
-def card_rows(transfer) -> list[tuple[str, str]]:
-    return [("probe epochs / learning rate", f"{transfer.probe_epochs:g} / {transfer.probe_learning_rate:g}")]
+def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple[Any, str]]:
+    """lp_ft's epochs (engine/schedule.py gives the evidence): one fine-tuning epoch fewer than the task's, and the
+    probe phase's floor of optimiser steps. ``max_steps`` bounds both phases, so it leaves both alone."""
+    args, chosen = config.training, {}
+    if args.max_steps > 0:
+        return chosen
+    if args.num_train_epochs >= 2:
+        chosen["num_train_epochs"] = (args.num_train_epochs - 1, "the probe phase has trained the head, the main "
+                                      "work of a first epoch from a random head")
+    floor = probe_epochs_floor(len(data.splits["train"]), args)
+    if floor > options.probe_epochs:
+        chosen["probe_epochs"] = (floor, PROBE_FLOOR_REASON)
+    return chosen
+
+
+def card_rows(options: ProbeOptions) -> list[tuple[str, str]]:
+    return [("probe epochs / learning rate", f"{options.probe_epochs:g} / {options.probe_learning_rate:g}")]

@@ -175,7 +175,7 @@ def hyperparameters(config, task, strategy, strategy_description: str) -> list[t
         if value not in (None, [], "linear"):
             rows.append((key.replace("_", " "), value))
     if strategy.card_rows is not None:
-        rows += strategy.card_rows(transfer)
+        rows += strategy.card_rows(config.options_for(strategy))
     rows += [("chosen for this data", note) for note in getattr(config, "notes", [])]
     if task.training_augmentation is not None:
         rows.append(("training augmentation", task.training_augmentation(config) or "none"))

@@ -56,7 +56,7 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
         return
     out = Path(args.output_dir)
     if strategy.finish is not None:
-        strategy.finish(trainer, staging, config.transfer)
+        strategy.finish(trainer, staging, config.options_for(strategy))
     write_head_code(trainer.model, staging)
     if config.transfer.time_budget:  # before the config and the card are written: both say how it was spent
         config.notes.append(budget_note(config, trainer))

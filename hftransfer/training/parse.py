@@ -28,7 +28,7 @@ from hftransfer.config.options import ConfigError, DataArguments, ModelArguments
 from hftransfer.config.recipes import load_recipe
 from hftransfer.config.values import check_option_names, check_option_values, field_annotations
 from hftransfer.engine.progress import output_is_piped
-from hftransfer.strategies import get_strategy, list_strategies
+from hftransfer.strategies import get_strategy, list_strategies, option_classes
 from hftransfer.tasks import get_task
 
 # What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
@@ -68,6 +68,8 @@ class RunConfig:
     training: TrainingArguments
     task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
     explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
+    # each registered strategy's own options (an instance of its Strategy.options dataclass), by strategy name
+    strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
     started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
     # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
@@ -81,13 +83,23 @@ class RunConfig:
     def choose(self, option: str, value: Any, source: str, reason: str, note: bool = True) -> None:
         """Set an option the user left unset to the value hftransfer chose for this run, recording its source and
         reason (and, with ``note``, a line in the saved config's header)."""
-        section = next(s for s in (self.transfer, self.data, self.model, self.task, self.training)
-                       if s is not None and hasattr(s, option))
+        section = next(s for s in self._sections() if s is not None and hasattr(s, option))
         setattr(section, option, value)
         self.sources[option], self.reasons[option] = source, reason
         if note:
             shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
             self.notes.append(f"{option}: {shown} ({reason})")
+
+    def options_for(self, strategy) -> Any:
+        """The strategy's own options (None for a strategy without any)."""
+        return self.strategy_options.get(strategy.name)
+
+    def value(self, option: str) -> Any:
+        """An option's value, whichever section holds it."""
+        return getattr(next(s for s in self._sections() if s is not None and hasattr(s, option)), option)
+
+    def _sections(self) -> list[Any]:
+        return [self.transfer, *self.strategy_options.values(), self.data, self.model, self.task, self.training]
 
     def apply_suggestions(self, suggestions: dict[str, Any], source: str = "task's default for this checkpoint",
                           reason: str = "hftransfer's default for this checkpoint and strategy") -> dict[str, Any]:
@@ -102,10 +114,12 @@ class RunConfig:
         training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
                     and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)}
         task_options = dataclasses.asdict(self.task) if self.task is not None else {}
+        strategy_options = {k: v for options in self.strategy_options.values()
+                            for k, v in dataclasses.asdict(options).items()}
         return {
             "model": dataclasses.asdict(self.model),
             "data": {**dataclasses.asdict(self.data), **task_options},
-            "transfer": dataclasses.asdict(self.transfer),
+            "transfer": {**dataclasses.asdict(self.transfer), **strategy_options},
             "training": training,
         }
 
@@ -135,9 +149,15 @@ class _PeekParser(_RaisingErrors, argparse.ArgumentParser):
     """A parser of a few options read before the full parse, whose errors are ``ConfigError``."""
 
 
+def option_dataclasses(task_options: type | None = None) -> list[type]:
+    """Every options dataclass of a run, in parsing order: hftransfer's own, each registered strategy's, the task's,
+    then transformers' ``TrainingArguments``."""
+    return [*DATACLASSES[:3], *option_classes(), *([task_options] if task_options else []), DATACLASSES[3]]
+
+
 def make_parser(task_options: type | None = None) -> HfArgumentParser:
     """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
-    classes = [*DATACLASSES[:3], *([task_options] if task_options else []), DATACLASSES[3]]
+    classes = option_dataclasses(task_options)
     parser = OptionParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
                               epilog=LAUNCH_HELP)
     parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
@@ -261,7 +281,7 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     names = _option_names(parser) - {"config"}
     check_option_names(from_recipe, names, str(recipe_path))
     check_option_names(options, names, "the keyword options")
-    annotations = field_annotations(*DATACLASSES, task.options)
+    annotations = field_annotations(*option_dataclasses(task.options))
     recipe_values = check_option_values(parser, from_recipe, str(recipe_path), annotations)
     keyword_values = check_option_values(parser, options, "the keyword options", annotations)
     layer = {**recipe_values, **keyword_values}
@@ -280,17 +300,18 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
         ("recipe", recipe_values), ("keyword", keyword_values)])
     sources.update(dict.fromkeys(flags, "flag"))
     try:
-        parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+        parsed = dict(zip(option_dataclasses(task.options),
+                          parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)))
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
         raise ConfigError(str(err)) from None
-    model_args, data_args, transfer_args = parsed[:3]
-    task_args = parsed[3] if task.options else None
-    training_args = parsed[4 if task.options else 3]
+    model_args, data_args, transfer_args, training_args = (parsed[cls] for cls in DATACLASSES)
+    task_args = parsed[task.options] if task.options else None
     strategy = get_strategy(transfer_args.strategy)  # an unknown name fails here, with the valid ones
     check_training_arguments(training_args)
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
     config = RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit,
+                       strategy_options={s.name: parsed[s.options] for s in list_strategies() if s.options},
                        inputs=dict(inputs or {}), callbacks=list(callbacks or []), sources=sources)
     if config.inputs:
         shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())

@@ -23,7 +23,8 @@ def plan_rows(config) -> list[tuple[str, str, str, str]]:
     """(option, value, source, reason) for every option with a source, and the few every plan shows."""
     wanted = set(config.sources) | ALWAYS_SHOWN
     rows, seen = [], set()
-    for section in (config.model, config.data, config.transfer, config.task, config.training):
+    for section in (config.model, config.data, config.transfer, *config.strategy_options.values(), config.task,
+                    config.training):
         if section is None:
             continue
         for field in dataclasses.fields(section):

@@ -95,7 +95,7 @@ def run_unlocked(config: RunConfig) -> RunResult:
     announce_start(config, trainer, data, plan)
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
     fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
-                                     augmentation, checkpoint))
+                                     augmentation, checkpoint, config.options_for(strategy)))
     temperature, logits_read = calibrate(config, trainer, datasets, data, plan)
     results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature,
                                        tune_thresholds=config.data.threshold_objective, logits_read=logits_read)
@@ -173,7 +173,8 @@ def build_backbone(config: RunConfig, task: Task, data, model_config):
 def adapt_model(config: RunConfig, strategy: Strategy, model):
     """The head the options ask for, then the strategy's freezing and adapters; returns (model, plan)."""
     head = apply_head(model, config.transfer)
-    model, plan = apply_strategy(strategy, model, config.transfer, config.training.num_train_epochs)
+    model, plan = apply_strategy(strategy, model, config.transfer, config.options_for(strategy),
+                                 config.training.num_train_epochs)
     plan.head, plan.parameters = head, parameter_counts(model)
     if strategy.freezes:
         keep_frozen_parts_in_eval(model, config.transfer.frozen_norm_stats == "update")
