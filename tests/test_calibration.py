@@ -77,6 +77,7 @@ def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_m
     assert ece(after[test], labels[test]) < 0.05 < ece(before[test], labels[test])
 
 
+@pytest.mark.e2e
 def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, tmp_path, monkeypatch, caplog):
     from hftransfer.engine.trainer import ClassificationTrainer
 
@@ -128,6 +129,7 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
         assert [got[s["label"]] for s in logits] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
+@pytest.mark.e2e
 def test_a_temperature_the_validation_cannot_tell_from_one_is_not_applied(tiny_bert, tmp_path):
     """One epoch of the tiny model: its scores carry almost nothing, any T fits the validation labels as well as 1
     does; the model keeps its raw scores and the run says why."""

@@ -69,6 +69,7 @@ def test_stratified_validation_carved_with_fixed_seed(tmp_path):
     assert any("carved from train" in note for note in first.notes)
 
 
+@pytest.mark.e2e
 def test_carved_validation_is_datasets_own_stratified_split():
     """The carve reads the label ids through Arrow (datasets 5 reads a stratify column row by row) and must give
     exactly the split ``train_test_split(stratify_by_column=...)`` gives, on a plain and on a subset dataset."""

@@ -39,6 +39,7 @@ def test_auto_decides_from_size_classes_and_separability(case, expected):
     assert LARGE_DATA > 5_000 and 0.7 < SEPARABLE < 0.98 and 30 < FEW_PER_CLASS < 1000 and 0.1 < LP_FT_RATE_RATIO < 1
 
 
+@pytest.mark.e2e
 def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path, caplog, monkeypatch):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(120, seed=1))
     out = tmp_path / "out"
@@ -166,6 +167,7 @@ def test_bad_durations_are_refused():
             parse_duration(bad)
 
 
+@pytest.mark.e2e
 def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_path, capsys):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(400, seed=1))
     out = tmp_path / "out"
@@ -186,6 +188,7 @@ def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_pa
     assert "time budget 30s:" in (out / "README.md").read_text()
 
 
+@pytest.mark.e2e
 def test_a_probe_on_a_tiny_validation_split_is_selected_by_loss(tiny_bert, tmp_path):
     """Fewer than 100 validation examples: a probe's epochs are ranked by validation loss (ties on accuracy)."""
     train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))

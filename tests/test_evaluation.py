@@ -92,6 +92,7 @@ def test_report_equals_scikit_learn_and_ranks_errors():
     assert worst[0]["confidence"] == pytest.approx(logits.softmax(-1).max(-1).values.numpy()[wrong].max())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("classes", [2, 30, 150])
 def test_confusion_matrix_png_is_a_valid_image_of_the_expected_size(tmp_path, classes):
     rng = np.random.default_rng(0)
@@ -119,6 +120,7 @@ def text_run(tiny_bert, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_training_writes_report_plots_and_a_valid_card(text_run):
     report = json.loads((text_run / REPORT_FILE).read_text())
     assert set(report) == {"validation", "test"}
@@ -143,6 +145,7 @@ def test_training_writes_report_plots_and_a_valid_card(text_run):
         assert expected in text, expected
 
 
+@pytest.mark.e2e
 def test_eval_command_on_a_file_matches_the_training_report(text_run, capsys):
     test_file = text_run.parent / "test.csv"
     assert cli.main(["eval", str(text_run), "--data", str(test_file)]) == 0
@@ -195,6 +198,7 @@ def test_predict_texts_to_terminal_csv_and_json(text_run, tmp_path, capsys):
     assert "'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_export_onnx_text_and_predict_with_it(text_run, capsys):
     assert cli.main(["export", str(text_run), "--format", "onnx"]) == 0
     check = json.loads((text_run / "onnx" / "export_report.json").read_text())
@@ -225,6 +229,7 @@ def image_run(timm_weights, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_image_run_report_names_files_and_predict_reads_folders_and_globs(image_run, tmp_path, capsys):
     report = json.loads((image_run / REPORT_FILE).read_text())["validation"]
     assert report["num_examples"] == 6
@@ -330,6 +335,7 @@ def test_push_refuses_without_login_or_with_a_token_in_the_folder(text_run, monk
     assert hub.calls == []  # nothing reached the Hub
 
 
+@pytest.mark.e2e
 def test_push_to_hub_option_pushes_once_after_training(tiny_bert, text_files, tmp_path, monkeypatch):
     hub = FakeHub(monkeypatch)
     monkeypatch.setenv("HF_TOKEN", "hf_testtoken123")

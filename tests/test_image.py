@@ -158,6 +158,7 @@ def assert_pipeline_labels(out: Path, image_path: Path):
     return classifier
 
 
+@pytest.mark.e2e
 def test_timm_arch_with_local_weights_saves_a_pipeline_model(split_folders, timm_weights, tmp_path):
     out = tmp_path / "out"
     main(flags(out, timm_arch="test_efficientnet", weights=timm_weights, data_dir=split_folders))
@@ -195,6 +196,7 @@ def test_timm_weights_are_loaded_and_the_head_is_new(split_folders, timm_weights
     assert model.timm_model.get_classifier().out_features == 2 and model.config.id2label == {0: "blue", 1: "red"}
 
 
+@pytest.mark.e2e
 def test_weights_key_map_renames_checkpoint_keys(split_folders, timm_weights, tmp_path):
     renamed = tmp_path / "renamed.pth"
     torch.save({f"backbone.{k}": v for k, v in torch.load(timm_weights, weights_only=True).items()}, renamed)
@@ -208,6 +210,7 @@ def test_weights_key_map_renames_checkpoint_keys(split_folders, timm_weights, tm
         main(flags(tmp_path / "o2", timm_arch="test_efficientnet", weights=renamed, data_dir=split_folders))
 
 
+@pytest.mark.e2e
 def test_timm_hub_format_folder(split_folders, timm_weights, tmp_path):
     """A folder laid out like a `timm/...` Hub repo loads through AutoModelForImageClassification."""
     import timm
@@ -222,6 +225,7 @@ def test_timm_hub_format_folder(split_folders, timm_weights, tmp_path):
     assert_pipeline_labels(out, split_folders / "val" / "blue" / "blue_0.png")
 
 
+@pytest.mark.e2e
 def test_transformers_vit_folder(split_folders, tiny_vit, tmp_path):
     out = tmp_path / "out"
     main(flags(out, model=tiny_vit, data_dir=split_folders, augmentation="strong"))
@@ -283,6 +287,7 @@ def test_cpu_image_batches_split_into_micro_batches_of_8_to_16():
         {8: 1, 16: 1, 17: 1, 24: 2, 32: 2, 34: 1, 40: 4, 48: 3, 64: 4}
 
 
+@pytest.mark.e2e
 def test_a_cpu_image_batch_of_32_trains_as_two_micro_batches_with_the_same_step(tmp_path, tiny_vit):
     """Micro-batches change how a step is computed, not the step: the same weights after it as one whole batch
     (a ViT has no batch-norm, so the two are equal up to float summation order); the run says what it did."""

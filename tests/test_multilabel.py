@@ -142,6 +142,7 @@ def test_pos_weight_loss_is_bce_with_pos_weight_normalised_over_the_update():
     assert halves == pytest.approx(reference.item(), rel=1e-6)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["list", "separator", "one_hot"])
 def test_text_multi_label_trains_saves_and_predicts(tiny_bert, tmp_path, kind):
     from transformers import pipeline
@@ -194,6 +195,7 @@ def test_text_multi_label_trains_saves_and_predicts(tiny_bert, tmp_path, kind):
     assert evaluated["summary"]["f1_micro"] == pytest.approx(report["test"]["summary"]["f1_micro"])
 
 
+@pytest.mark.e2e
 def test_image_multi_label_listing_trains_evaluates_and_exports(timm_weights, tmp_path):
     """Images made of a left and a right colour; their labels are the colours they contain."""
     pytest.importorskip("onnxruntime")
@@ -246,6 +248,7 @@ def test_a_hub_sequence_of_class_labels_is_read_by_name():
     assert data.splits["train"]["labels"] == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("strategy", ["linear_probe", "lp_ft", "lora"])
 def test_every_strategy_trains_a_multi_label_head(tiny_bert, tmp_path, strategy):
     """The cached-feature probe, lp_ft's probe and LoRA train with the multi-label loss too."""

@@ -27,6 +27,7 @@ def listing(folder: Path) -> dict[str, int]:
 
 # --- eval writes its report and nothing else -------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_eval_into_the_run_folder_is_refused_and_the_run_stays_whole(text_run, files, capsys):
     before = listing(text_run)
     code = cli.main(["eval", str(text_run), "--data", str(files["validation"]), "--output_dir", str(text_run),
@@ -36,6 +37,7 @@ def test_eval_into_the_run_folder_is_refused_and_the_run_stays_whole(text_run, f
     assert cli.main(["predict", str(text_run), "a great film"]) == 0  # still a model
 
 
+@pytest.mark.e2e
 def test_eval_overwrite_replaces_its_report_and_keeps_the_users_files(text_run, files, tmp_path, capsys):
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -58,6 +60,7 @@ def test_eval_overwrite_replaces_its_report_and_keeps_the_users_files(text_run, 
 
 # --- train --overwrite_output_dir removes only what hftransfer recorded writing ------------------------------------
 
+@pytest.mark.e2e
 def test_overwrite_keeps_folders_that_only_look_like_a_runs(tiny_bert, files, tmp_path, capsys):
     out = tmp_path / "out"
     flags = tiny_run_flags(tiny_bert, out, **files) + ["--save_strategy", "steps", "--save_steps", "1",
@@ -85,6 +88,7 @@ def test_overwrite_keeps_folders_that_only_look_like_a_runs(tiny_bert, files, tm
     assert not any(p.name.startswith(".hftransfer-work") for p in out.iterdir())
 
 
+@pytest.mark.e2e
 def test_a_second_run_into_a_folder_in_use_is_refused(tiny_bert, files, tmp_path):
     out = tmp_path / "out"
     flags = tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "500"]

@@ -30,6 +30,7 @@ def text_config(tiny_bert, files, out, **options):
                        output_dir=out, **options)
 
 
+@pytest.mark.e2e
 def test_bf16_on_cpu_trains_in_bfloat16(tiny_bert, files, tmp_path, monkeypatch):
     seen = []
     training_step = TransferTrainer.training_step
@@ -84,6 +85,7 @@ def test_fp16_on_a_cpu_run_fails_before_any_work(tiny_bert, files, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_activation_checkpointing_gives_the_same_model(tiny_bert, files, tmp_path):
     # partial: the embeddings and block 0 are frozen, so the checkpointed block's input needs no grad; the
     # unfrozen block must still get its gradients (the classic silent failure of reentrant checkpointing)
@@ -108,6 +110,7 @@ def test_activation_checkpointing_gives_the_same_model(tiny_bert, files, tmp_pat
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_channels_last_vision_run_and_refused_for_text(timm_weights, tiny_bert, files, tmp_path):
     root = make_class_folder(tmp_path / "images", 8)
     out = tmp_path / "out"
@@ -132,6 +135,7 @@ def test_channels_last_vision_run_and_refused_for_text(timm_weights, tiny_bert, 
         run(text_config(tiny_bert, files, tmp_path / "text", channels_last="true"))
 
 
+@pytest.mark.e2e
 def test_auto_find_batch_size_recovers_from_out_of_memory(tiny_bert, files, tmp_path, monkeypatch):
     training_step = TransferTrainer.training_step
     sizes = []

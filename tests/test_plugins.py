@@ -73,6 +73,7 @@ def moved(out: Path, original: Path) -> set[str]:
     return {n for n, tensor in before.items() if not torch.equal(trained[f"bert.{n}"], tensor)}
 
 
+@pytest.mark.e2e
 def test_registered_from_python_with_its_own_option(bitfit, tiny_bert, tmp_path):
     train = pd.DataFrame(sentiment_rows(48, seed=1))
     result = hftransfer.finetune(model=str(tiny_bert), train=train, strategy="bitfit", bitfit_norms=True,
@@ -87,6 +88,7 @@ def test_registered_from_python_with_its_own_option(bitfit, tiny_bert, tmp_path)
     assert "| bitfit norms | True |" in (result.output_dir / "README.md").read_text()
 
 
+@pytest.mark.e2e
 def test_found_by_the_command_line_as_an_entry_point(plugin_dir, tiny_bert, tmp_path):
     env = subprocess_env(PYTHONPATH=f"{REPO}:{plugin_dir}")
     shown = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--help"], capture_output=True,

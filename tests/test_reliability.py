@@ -67,6 +67,7 @@ def test_a_backbone_whose_weights_are_a_pickle_that_runs_code(tiny_bert, files, 
     assert not marker.exists() and not (tmp_path / "o").exists()
 
 
+@pytest.mark.e2e
 def test_eval_of_no_samples(text_run, files, capsys):
     code = cli.main(["eval", str(text_run), "--data", str(files["validation"]), "--max_samples", "0"])
     one_line_error(capsys, code, "max_samples must be at least 1, got 0")

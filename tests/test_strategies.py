@@ -112,6 +112,7 @@ def moved_by_depth(trained: torch.nn.Module, original: dict) -> dict[int, list[b
 
 # --- every strategy, every kind of backbone ---------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
 @pytest.mark.parametrize("strategy", list(STRATEGY_FLAGS))
 def test_strategy_moves_exactly_what_it_should(tmp_path, cases, backbone, strategy):
@@ -139,6 +140,7 @@ def test_strategy_moves_exactly_what_it_should(tmp_path, cases, backbone, strate
     assert f"strategy: {strategy}" in saved
 
 
+@pytest.mark.e2e
 def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog):
     """A fine-tuning phase that diverges (absurd learning rate) must not replace a better probed model."""
     flags, original, model_class = cases["bert"]
@@ -152,6 +154,7 @@ def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog
     assert backbone and all(torch.equal(trained[k], original[k]) for k in backbone)
 
 
+@pytest.mark.e2e
 def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, cases, caplog):
     flags, _, _ = cases["timm"]
     with caplog.at_level(logging.INFO, logger="hftransfer"):
@@ -167,6 +170,7 @@ def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, c
     assert "train: 16 cached features" in caplog.text  # the second run reads the cache
 
 
+@pytest.mark.e2e
 def test_frozen_batchnorm_statistics_can_be_updated(tmp_path, cases):
     flags, original, model_class = cases["timm"]
     out = run(tmp_path / "out", flags, "--strategy", "partial", "--unfreeze_blocks", "1",
@@ -210,6 +214,7 @@ def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
     assert {g["lr"] for g in groups} == {1e-3}
 
 
+@pytest.mark.e2e
 def test_gradual_keeps_the_learning_rate_schedule(tmp_path, cases):
     flags, _, _ = cases["bert"]
     schedules = {}
@@ -262,6 +267,7 @@ def tiny_bert_without_dropout(tmp_path_factory, tiny_bert) -> Path:
     return folder
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backbone", ["bert", "timm"])
 def test_head_on_cache_matches_head_through_backbone(tmp_path, cases, tiny_bert_without_dropout, text_data, backbone):
     flags, _, model_class = cases[backbone]
@@ -336,6 +342,7 @@ def test_a_sample_s_features_are_cached_by_row_and_the_rest_computed_later(tiny_
     assert len(list((tmp_path / "c").glob("*.safetensors"))) == 1  # one file per split
 
 
+@pytest.mark.e2e
 def test_changed_preprocessing_invalidates_cached_features(tmp_path, cases):
     flags, _, _ = cases["bert"]
     cache = tmp_path / "feature-cache"
@@ -364,6 +371,7 @@ def test_image_transform_is_part_of_the_cache_key(image_folder, timm_weights):
 
 # --- heads ------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_mlp_head_trains_saves_and_loads_with_pipeline(tmp_path, tiny_bert, text_files):
     out = tmp_path / "mlp"
     main(tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
@@ -379,6 +387,7 @@ def test_mlp_head_trains_saves_and_loads_with_pipeline(tmp_path, tiny_bert, text
     assert sum(p["label"] == r["label"] for p, r in zip(predicted, rows)) / len(rows) == pytest.approx(saved)
 
 
+@pytest.mark.e2e
 def test_mlp_head_on_a_timm_backbone_loads_with_pipeline(tmp_path, cases, image_folder):
     flags, _, _ = cases["timm"]
     out = run(tmp_path / "out", flags, "--head", "mlp", "--head_hidden_sizes", "32", epochs=1)
@@ -392,6 +401,7 @@ def test_mlp_head_on_a_timm_backbone_loads_with_pipeline(tmp_path, cases, image_
         == pytest.approx(saved)
 
 
+@pytest.mark.e2e
 def test_timm_pooling_is_saved_and_used_on_reload(tmp_path, cases):
     flags, _, _ = cases["timm"]
     out = run(tmp_path / "out", flags, "--pooling", "max", epochs=1)
@@ -401,6 +411,7 @@ def test_timm_pooling_is_saved_and_used_on_reload(tmp_path, cases):
 
 # --- LoRA -------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
 def test_lora_merged_changes_only_targets_and_head(tmp_path, cases, backbone):
     flags, original, model_class = cases[backbone]
@@ -420,6 +431,7 @@ def test_lora_merged_changes_only_targets_and_head(tmp_path, cases, backbone):
     assert not comparable or any(not torch.equal(trained[k], original[k]) for k in comparable)  # the head trained
 
 
+@pytest.mark.e2e
 def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
     from peft import PeftModel
 
@@ -435,6 +447,7 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
 
 # --- bad input --------------------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_bad_strategy_inputs_are_named(tmp_path, cases):
     flags, _, _ = cases["bert"]
     with pytest.raises(StrategyError,

@@ -112,6 +112,7 @@ def test_dataset_folder_of_several_files_streams_with_or_without_a_validation_sp
     assert len(data.splits["validation"]) == 30 and len(list(data.splits["train"])) == 160
 
 
+@pytest.mark.e2e
 def test_streamed_text_run_saves_a_pipeline_model(tiny_bert, tmp_path):
     train = write_rows(tmp_path / "train.parquet", numbered_rows(400))
     out = tmp_path / "run"
@@ -126,6 +127,7 @@ def test_streamed_text_run_saves_a_pipeline_model(tiny_bert, tmp_path):
     assert "streaming: true" in saved and "eval_steps: 2 (a stream has no epochs" in saved
 
 
+@pytest.mark.e2e
 def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     train = write_rows(tmp_path / "train.csv", numbered_rows(300))
     out = tmp_path / "run"
@@ -141,6 +143,7 @@ def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     pipeline("text-classification", model=str(out), device="cpu")
 
 
+@pytest.mark.e2e
 def test_a_pass_over_the_stream_ends_when_its_rows_do(tiny_bert, tmp_path, monkeypatch):
     """A stream has no length, so Trainer counts each pass as max_steps long; past the stream's end it must not
     go on asking for batches for the rest of that range (transformers 5.24 does: seconds per pass)."""
@@ -162,6 +165,7 @@ def test_a_pass_over_the_stream_ends_when_its_rows_do(tiny_bert, tmp_path, monke
     assert len(asked) <= 30 + passes, f"{len(asked)} batch requests for 30 steps over {passes} passes"
 
 
+@pytest.mark.e2e
 def test_streamed_image_listing_trains(timm_weights, tmp_path):
     rows = []
     for i in range(40):
@@ -182,6 +186,7 @@ def test_streamed_image_listing_trains(timm_weights, tmp_path):
               "--streaming", "true", "--max_steps", "4", "--output_dir", str(tmp_path / "o")])
 
 
+@pytest.mark.e2e
 def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_path):
     import subprocess
     import sys
@@ -204,6 +209,7 @@ def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_
     assert done.stdout.count("hftransfer · ") == 1, "rank 0 alone writes and reports"
 
 
+@pytest.mark.e2e
 def test_stored_images_stream_and_keep_their_bytes(timm_weights, tmp_path):
     import io
 

@@ -62,6 +62,7 @@ def evil_folder(text_run: Path, where: Path) -> tuple[Path, Path]:
     return folder, marker
 
 
+@pytest.mark.e2e
 def test_a_model_folder_with_code_runs_nothing_without_trust_remote_code(text_run, files, tmp_path, capsys):
     folder, marker = evil_folder(text_run, tmp_path)
     commands = {
@@ -95,6 +96,7 @@ def test_custom_code_is_found_in_every_file_transformers_reads_it_from(tmp_path)
     assert len(found) == 2 and found[0].startswith("tokenizer_config.json: AutoTokenizer")
 
 
+@pytest.mark.e2e
 def test_an_mlp_head_output_loads_without_running_its_file_and_a_changed_file_is_refused(tiny_bert, files, tmp_path,
                                                                                          capsys):
     out = tmp_path / "mlp"
@@ -158,6 +160,7 @@ def test_a_read_only_parent_folder_is_refused_before_training(tiny_bert, files, 
 
 # --- 2. overwrite is a clean slate; resume continues only the same run -------------------------------------------
 
+@pytest.mark.e2e
 def test_overwrite_removes_the_old_checkpoints_and_resume_checks_the_run(tiny_bert, files, tmp_path, capsys):
     """The reported case: an overwritten run, killed, then resumed, continued the *old* run's last checkpoint."""
     out = tmp_path / "out"
@@ -223,6 +226,7 @@ def test_every_mode_reaches_the_model_like_its_8bit_original(tmp_path):
     assert np.asarray(to_mode(white, channels=1)).max() == 255
 
 
+@pytest.mark.e2e
 def test_a_16bit_png_is_predicted_like_the_8bit_one(timm_weights, tmp_path):
     data = make_class_folder(tmp_path / "data", 4)
     out = tmp_path / "run"
@@ -242,6 +246,7 @@ def test_a_16bit_png_is_predicted_like_the_8bit_one(timm_weights, tmp_path):
 
 # --- 4. a failed start leaves nothing behind ---------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_refused_start_writes_nothing_and_the_corrected_command_runs(tiny_bert, files, tmp_path, capsys):
     out = tmp_path / "out"
     for bad, fragment in ((["--learning_rate", "-1"], "learning_rate must be > 0"),
@@ -260,6 +265,7 @@ def _rows(labels: list[str]) -> list[dict]:
     return [dict(row, label=labels[i % len(labels)]) for i, row in enumerate(sentiment_rows(30, seed=4))]
 
 
+@pytest.mark.e2e
 def test_labels_that_differ_by_case_or_spaces(tiny_bert, tmp_path, capsys):
     train = write_rows(tmp_path / "train.csv", _rows(["pos", "pos ", "Pos", "neg"]))
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", train=train) + ["--max_steps", "1"]
@@ -278,6 +284,7 @@ def test_column_and_class_name_mistakes(tiny_bert, files, tmp_path, capsys):
     one_line_error(capsys, code, "no example of 'neutral'")
 
 
+@pytest.mark.e2e
 def test_na_like_words_stay_text_unless_named(tiny_bert, tmp_path, capsys):
     rows = sentiment_rows(30, seed=5)
     for row, word in zip(rows, ("NA", "None", "null", "n/a")):
@@ -288,6 +295,7 @@ def test_na_like_words_stay_text_unless_named(tiny_bert, tmp_path, capsys):
     one_line_error(capsys, code, "2 empty value(s) in text column 'text'")
 
 
+@pytest.mark.e2e
 def test_identical_validation_data_is_warned_about(tiny_bert, files, tmp_path, caplog):
     copy = tmp_path / "copy.csv"
     shutil.copy(files["train"], copy)
@@ -295,6 +303,7 @@ def test_identical_validation_data_is_warned_about(tiny_bert, files, tmp_path, c
     assert any("holds exactly the training data" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.e2e
 def test_class_folders_named_like_tools_count_and_empty_ones_are_named(tmp_path, timm_weights, capsys):
     data = make_class_folder(tmp_path / "data", 3)
     for i in range(3):
@@ -331,6 +340,7 @@ def test_text_files_that_cannot_be_parsed_name_the_file_and_line(tiny_bert, tmp_
                    "is a folder")
 
 
+@pytest.mark.e2e
 def test_output_dir_mistakes_through_the_real_command(tiny_bert, files, tmp_path):
     """OutputDirError used to be a traceback from `hftransfer train` (its re-executed module's own class)."""
     (tmp_path / "full").mkdir()
@@ -347,6 +357,7 @@ def test_output_dir_mistakes_through_the_real_command(tiny_bert, files, tmp_path
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep me"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_training_with_one_line(tiny_bert, files, tmp_path):
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", **files) + ["--num_train_epochs", "500"]
     process = subprocess.Popen([HFTRANSFER, "train", *flags], stderr=subprocess.PIPE, text=True,
@@ -364,6 +375,7 @@ def test_ctrl_c_stops_training_with_one_line(tiny_bert, files, tmp_path):
     assert rest.strip().splitlines()[-1] == "hftransfer: interrupted" and "Traceback" not in rest
 
 
+@pytest.mark.e2e
 def test_export_overwrite_replaces_only_its_own_files(text_run, tmp_path):
     target = tmp_path / "export"
     target.mkdir()

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, sentiment_rows, subprocess_env, tiny_run_flags, write_rows
+
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
 
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 

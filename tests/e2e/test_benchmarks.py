@@ -14,6 +14,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from gpu import peak_flops
 from process_stats import run_measured
 
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
+
 
 def test_gpu_benchmark_dry_run_measures_every_arm(offline_checkpoints, tmp_path):
     """``benchmarks/gpu.py --dry``: tiny config-built BERT and ViT, the transformers-script arm and hftransfer's,

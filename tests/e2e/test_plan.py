@@ -3,6 +3,7 @@ run then makes the same choices and its saved config and card say so."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from conftest import sentiment_rows, write_rows
 
@@ -10,6 +11,8 @@ import hftransfer.cli.main as cli
 from hftransfer.training.parse import parse_config
 from hftransfer.training.plan import plan_rows
 from hftransfer.training.recipe import run
+
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
 
 
 def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, capsys):

@@ -20,6 +20,8 @@ from hftransfer.training.output_dir import OutputDirError
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import main
 
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
+
 VENV_BIN = os.path.dirname(sys.executable)
 
 

@@ -19,6 +19,8 @@ from hftransfer.training.output_dir import OutputDirError, resolve_checkpoint
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
 
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
+
 KILL_SCRIPT = REPO / "tests" / "kill_at_step.py"
 
 

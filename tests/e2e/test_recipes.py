@@ -13,6 +13,8 @@ from hftransfer.config.recipes import recipes_root, shipped_recipes
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import main
 
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
+
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "key_maps" not in p.parts)
 OFFLINE_RECIPES = [p for p in RECIPES if "pretrained/" in p.read_text()]
 

@@ -20,6 +20,8 @@ from conftest import REPO, make_image, sentiment_rows, subprocess_env, write_row
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.cli.launch import LaunchError, plan_launch, resolve_config_file, shipped_templates, split_launch_args
 
+pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds each
+
 SUMMARY_TITLE = "hftransfer · "
 
 
