@@ -140,20 +140,23 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
     result.features_per_second = examples / max(elapsed, 1e-9)
     result.peak_memory_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
                              max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before, 0) / 1024)
-    (train_x, train_y), (val_x, val_y) = [(f.numpy().astype(np.float64), y.numpy()) for f, y in
-                                          (features["train"], features["validation"])]
-    result.feature_dim = train_x.shape[1]
-    result.scores = {
+    result.feature_dim, result.scores = score_features(features["train"], features["validation"])
+    result.recommended_strategy, result.recommendation_reason = decide(
+        num_train, len(data.label_names), per_class, result.scores["linear_probe_accuracy"],
+        len(features["validation"][1]), body_to_head_rate(config, task, model_config))
+    del model
+    return result
+
+
+def score_features(train, validation) -> tuple[int, dict[str, float]]:
+    """(feature dimension, every score) of ``(features, labels)`` tensors of the train and validation samples."""
+    (train_x, train_y), (val_x, val_y) = [(f.numpy().astype(np.float64), y.numpy()) for f, y in (train, validation)]
+    return train_x.shape[1], {
         "logme": transferability.logme(train_x, train_y),
         "knn_accuracy": transferability.knn_accuracy(train_x, train_y, val_x, val_y),
         "linear_probe_accuracy": transferability.linear_probe_accuracy(train_x, train_y, val_x, val_y),
         "h_score": transferability.h_score(train_x, train_y),
     }
-    result.recommended_strategy, result.recommendation_reason = decide(
-        num_train, len(data.label_names), per_class, result.scores["linear_probe_accuracy"], len(val_y),
-        body_to_head_rate(config, task, model_config))
-    del model
-    return result
 
 
 def rank_candidates(base: RunConfig, extra_candidates: list | None = None, sample_size: int = 500,

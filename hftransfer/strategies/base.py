@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # for hints only: the run's objects come from the layers abov
     from hftransfer.data.labels import LabelledData
     from hftransfer.engine.trainer import TransferTrainer
     from hftransfer.tasks.base import Task
-    from hftransfer.training.parse import RunConfig
+    from hftransfer.training.run_config import RunConfig
 
 logger = logging.getLogger("hftransfer")
 

@@ -8,12 +8,9 @@ fly (``with_transform``) in DataLoader workers, with transforms built from the c
 from __future__ import annotations
 
 import copy
-import glob
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import torch
 from transformers import (
     AutoImageProcessor,
@@ -33,6 +30,13 @@ from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_con
 from hftransfer.evaluation.metrics import compute_classification_metrics
 from hftransfer.strategies import get_strategy
 from hftransfer.tasks.base import Task, TaskWords
+from hftransfer.tasks.image_inputs import (
+    PredictionEncoder,
+    describe_examples,
+    holds_paths,
+    read_prediction_inputs,
+    sample_payloads,
+)
 
 IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename", "file_name")
 
@@ -98,33 +102,11 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     notes: list[str] = []
     stream = None
     if data_args.data_dir:
-        if data_args.train_file or data_args.dataset or config.inputs:
-            raise DataError("give one data source: data_dir, train_file or dataset")
-        if data_args.streaming and not model_labels:
-            raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already "
-                            "read an image at a time: remove streaming: true")
-        if data_args.multi_label or data_args.label_separator or data_args.label_columns:
-            raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
-                            "listing (train_file: CSV/JSON of image paths and label lists)")
+        _check_folder_options(config, model_labels)
         splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None, notes=notes)
         column = "image"
     else:
-        if data_args.streaming and not model_labels:
-            splits, stream = streaming.open_splits(data_args, config.inputs)
-        else:
-            splits = tables.load_splits(data_args, config.inputs)
-        first = next(iter(splits.values()))
-        column = resolve_image_column(options, first.column_names)
-        for label_column in multilabel.label_source_columns(data_args):
-            check_distinct_columns(column, label_column)
-        tables.require_columns(splits, [column, *multilabel.label_source_columns(data_args)])
-        if data_args.train_file:  # listings hold paths relative to the listing file
-            listings = {"train": data_args.train_file, "validation": data_args.validation_file,
-                        "test": data_args.test_file}
-            splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if _holds_paths(ds, column)
-                      else ds for s, ds in splits.items()}
-            if stream is not None and _holds_paths(first, column):
-                stream = images.resolve_listed_paths(stream, column, Path(listings["train"]))
+        splits, stream, column = _read_tables(config, model_labels)
     tables.check_not_empty(splits)
     notes += _check_images(splits, column, options.skip_corrupt_images)
     if data_args.data_dir:  # folders give one label per image: the folder's name
@@ -139,22 +121,53 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     return labelled if model_labels else labels.finish_splits(labelled, data_args, config.training.seed)
 
 
+def _check_folder_options(config, model_labels: list[str] | None) -> None:
+    data_args = config.data
+    if data_args.train_file or data_args.dataset or config.inputs:
+        raise DataError("give one data source: data_dir, train_file or dataset")
+    if data_args.streaming and not model_labels:
+        raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already "
+                        "read an image at a time: remove streaming: true")
+    if data_args.multi_label or data_args.label_separator or data_args.label_columns:
+        raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
+                        "listing (train_file: CSV/JSON of image paths and label lists)")
+
+
+def _read_tables(config, model_labels: list[str] | None):
+    """(splits, the training stream or None, the image column) of listings, tables, a Hub dataset or memory; the
+    paths of a listing resolved against its own folder."""
+    data_args = config.data
+    stream = None
+    if data_args.streaming and not model_labels:
+        splits, stream = streaming.open_splits(data_args, config.inputs)
+    else:
+        splits = tables.load_splits(data_args, config.inputs)
+    first = next(iter(splits.values()))
+    column = resolve_image_column(config.task, first.column_names)
+    for label_column in multilabel.label_source_columns(data_args):
+        check_distinct_columns(column, label_column)
+    tables.require_columns(splits, [column, *multilabel.label_source_columns(data_args)])
+    if data_args.train_file:  # listings hold paths relative to the listing file
+        listings = {"train": data_args.train_file, "validation": data_args.validation_file,
+                    "test": data_args.test_file}
+        splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if holds_paths(ds, column)
+                  else ds for s, ds in splits.items()}
+        if stream is not None and holds_paths(first, column):
+            stream = images.resolve_listed_paths(stream, column, Path(listings["train"]))
+    return splits, stream, column
+
+
 def check_distinct_columns(column: str, label_column: str) -> None:
     if column == label_column:
         raise DataError(f"image_column and label_column are both {column!r}: the model would be given its answer; "
                         "set image_column to the column of images or paths")
 
 
-def _holds_paths(ds, column: str) -> bool:
-    """True for a column of file paths; False for images stored in the dataset (an Image feature)."""
-    return getattr(ds.features[column], "dtype", None) in {"string", "large_string"}
-
-
 def _check_images(splits, column: str, skip: bool) -> list[str]:
     """Decode every listed image file once, before training; fail (or skip) with the paths at fault."""
     notes = []
     for split, ds in list(splits.items()):
-        if not _holds_paths(ds, column):
+        if not holds_paths(ds, column):
             continue  # images stored in the dataset itself (Hub datasets) are decoded by datasets
         bad = image_check.find_unreadable(list(ds[column]))
         if not bad:
@@ -252,64 +265,6 @@ def build_model(config, data, model_config):
         revision=model_args.revision, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
     )
 
-
-def describe_examples(data, split: str) -> list[str]:
-    """How the eval report names each example of a split: its file path (or its row for stored images)."""
-    ds, column = data.splits[split], data.columns["image"]
-    if _holds_paths(ds, column):
-        return list(ds[column])
-    stored = ds.cast_column(column, datasets.Image(decode=False))[column]  # paths without decoding pixels
-    return [(value or {}).get("path") or f"{split}[{i}]" for i, value in enumerate(stored)]
-
-
-def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
-    """Image files, folders (searched recursively) and glob patterns -> (name, path), every file checked."""
-    paths = []
-    for item in items:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS
-                           and not images.is_hidden(p, path))
-            if not found:
-                raise DataError(f"no image files ({', '.join(sorted(images.IMAGE_EXTENSIONS))}) under {item!r}")
-            paths += found
-        elif path.is_file():
-            paths.append(path)
-        elif any(ch in item for ch in "*?["):
-            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
-            if not found:
-                raise DataError(f"the pattern {item!r} matches no file")
-            paths += found
-        else:
-            raise DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
-    names = [str(p) for p in paths]
-    bad = image_check.find_unreadable(names)
-    if bad:
-        listed = "; ".join(f"{p} ({why})" for p, why in bad[:10]) + (" …" if len(bad) > 10 else "")
-        raise DataError(f"{len(bad)} unreadable image input(s): {listed}")
-    return [(name, name) for name in names]
-
-
-class PredictionEncoder:
-    """Images -> ``pixel_values`` with exactly the evaluation transform the model was scored with."""
-
-    def __init__(self, processor):
-        data_config = data_config_for(processor)
-        _, self.transform = build_transforms(data_config, "none", 0.0)
-        self.channels = data_config["input_size"][0]
-
-    def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
-        pixels = [self.transform(images.to_mode(images.open_image(p), self.channels)) for p in payloads]
-        return {"pixel_values": torch.stack(pixels)}
-
-
-def sample_payloads(n: int = 2) -> list:
-    """Stand-in inputs (for an export check when no real data is at hand): flat grey and noise images."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(n)]
 
 
 def collate(examples):

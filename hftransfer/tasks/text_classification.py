@@ -8,11 +8,9 @@ corpus.
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -27,9 +25,16 @@ from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.evaluation.metrics import compute_classification_metrics
 from hftransfer.tasks.base import Task, TaskWords
+from hftransfer.tasks.text_inputs import (
+    TEXT_COLUMNS,
+    PredictionEncoder,
+    describe_examples,
+    model_max_length,
+    read_prediction_inputs,
+    sample_payloads,
+)
 
 # Column names tried, in order, when the recipe names no text column (as transformers' run_glue does).
-TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
                 ("question", "sentence"))
 LENGTH_SAMPLE = 2000  # training texts tokenised to choose the default max_length
@@ -159,16 +164,6 @@ def check_vocabulary(tokenizer, source) -> None:
                         "or name a checkpoint that has them")
 
 
-def model_max_length(tokenizer, model_config=None) -> int:
-    """The longest input the model accepts (tokenizers report a huge sentinel when they do not know)."""
-    limits = [tokenizer.model_max_length]
-    positions = getattr(model_config, "max_position_embeddings", None)
-    if positions:
-        limits.append(positions)
-    limit = min(limits)
-    return limit if limit < 100_000 else 512
-
-
 def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
     """A truncation length that keeps 99% of the training texts whole, rounded up to a multiple of 8."""
     train = data.head if data.streamed else data.splits.get("train") or next(iter(data.splits.values()))
@@ -277,57 +272,6 @@ def suggest_training_args(model_config) -> dict:
         return {"learning_rate": 5e-5}
     return {"learning_rate": 2e-5}
 
-
-def describe_examples(data, split: str) -> list[str]:
-    """How the eval report names each example of a split: its text (a pair joined by ' ||| ')."""
-    ds = data.splits[split]
-    texts = list(ds[data.columns["text"]])
-    if data.columns.get("text_pair"):
-        texts = [f"{a} ||| {b}" for a, b in zip(texts, ds[data.columns["text_pair"]])]
-    return texts
-
-
-def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
-    """Texts given as arguments, one per line of ``--text_file``, or a column of ``--csv`` -> (name, text)."""
-    texts = list(items)
-    if options.get("text_file"):
-        path = Path(options["text_file"]).expanduser()
-        if not path.is_file():
-            raise DataError(f"text_file not found: {str(path)!r}")
-        tables.check_utf8(path)
-        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if options.get("csv"):
-        path = Path(options["csv"]).expanduser()
-        if not path.is_file():
-            raise DataError(f"csv file not found: {str(path)!r}")
-        tables.check_utf8(path)
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            column = options.get("column") or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
-            if column not in (reader.fieldnames or []):
-                raise DataError(f"column {column!r} not in {str(path)!r}; set --column to one of: "
-                                         f"{', '.join(reader.fieldnames or [])}")
-            texts += [row[column] for row in reader if row[column] is not None]
-    if not texts:
-        raise DataError("no texts to classify: give texts as arguments, --text_file or --csv")
-    return [(text, text) for text in texts]
-
-
-class PredictionEncoder:
-    """Texts -> token ids, truncated to the model's limit and padded per batch."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.max_length = model_max_length(tokenizer)
-
-    def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer(list(payloads), truncation=True, max_length=self.max_length, padding=True,
-                                   return_tensors="pt"))
-
-
-def sample_payloads(n: int = 2) -> list[str]:
-    """Stand-in inputs of different lengths (for an export check when no real data is at hand)."""
-    return ["a short one", "a rather longer sentence, with punctuation and several more words in it"][:n]
 
 
 def build_collator(config, tokenizer):

@@ -235,13 +235,7 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
     model_name = config.training.hub_model_id or out.name
     dataset_type, data_text = data_source(config)
     base_model = base_model_id(config, model_config)
-    card_data = ModelCardData(
-        model_name=model_name, base_model=base_model, datasets=[config.data.dataset] if config.data.dataset else None,
-        pipeline_tag=task.name, library_name="transformers",
-        eval_results=_eval_results(config, task.name, reports, dataset_type) or None,
-        tags=["hftransfer", task.name, f"strategy-{config.transfer.strategy}"]
-        + (["timm"] if model_config.get("model_type") == "timm_wrapper" else []),
-    )
+    card_data = _card_data(config, task, reports, model_config, model_name, base_model, dataset_type)
     source = (f"[{base_model}](https://huggingface.co/{base_model})" if base_model
               else f"`{config.model.model or config.model.timm_arch}`")
     article = "An" if task.name[0] in "aeiou" else "A"
@@ -269,6 +263,18 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
         threshold_note=next((r["thresholds"] for r in reports.values() if "thresholds" in r), "0.5"),
         base_model_text=base_model or str(config.model.model or config.model.timm_arch),
         versions=_versions(),
+    )
+
+
+def _card_data(config, task, reports: dict, model_config: dict, model_name: str, base_model: str | None,
+               dataset_type: str) -> ModelCardData:
+    """The card's metadata block (what the Hub indexes: base model, datasets, task, results, tags)."""
+    return ModelCardData(
+        model_name=model_name, base_model=base_model, datasets=[config.data.dataset] if config.data.dataset else None,
+        pipeline_tag=task.name, library_name="transformers",
+        eval_results=_eval_results(config, task.name, reports, dataset_type) or None,
+        tags=["hftransfer", task.name, f"strategy-{config.transfer.strategy}"]
+        + (["timm"] if model_config.get("model_type") == "timm_wrapper" else []),
     )
 
 

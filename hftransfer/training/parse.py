@@ -11,15 +11,10 @@ A recipe may be flat (``model: ...``, ``learning_rate: ...``) or grouped in sect
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
@@ -30,6 +25,7 @@ from hftransfer.config.values import check_option_names, check_option_values, fi
 from hftransfer.engine.progress import output_is_piped
 from hftransfer.strategies import get_strategy, list_strategies, option_classes
 from hftransfer.tasks import get_task
+from hftransfer.training.run_config import RunConfig
 
 # What hftransfer changes in transformers' TrainingArguments defaults, for every task: evaluate and save
 # every epoch, keep the best checkpoint by macro-F1 (robust to class imbalance, equal to accuracy's
@@ -49,86 +45,6 @@ BASE_TRAINING_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "seed": 42,
 }
-
-# Never written to the resolved config: secrets, and values that only make sense for one process or one
-# invocation (repeating a run from its saved config starts it afresh, it does not resume it).
-_UNSAVED_FIELDS = {"hub_token", "local_rank", "resume_from_checkpoint"}
-# Chosen for the machine the run happens on (and for where its output goes); saved only when the user chose them,
-# so the saved config of a CPU run still uses the GPU (and DataLoader workers) on a machine that has one.
-_MACHINE_FIELDS = {"use_cpu", "dataloader_num_workers", "dataloader_persistent_workers", "disable_tqdm"}
-
-
-@dataclass
-class RunConfig:
-    """The parsed configuration of one run."""
-
-    model: ModelArguments
-    data: DataArguments
-    transfer: TransferArguments
-    training: TrainingArguments
-    task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
-    explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
-    # each registered strategy's own options (an instance of its Strategy.options dataclass), by strategy name
-    strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
-    started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
-    # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
-    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    callbacks: list[Any] = dataclasses.field(default_factory=list)
-    # Where each option's value came from (a flag, the recipe, a task's default, a choice for this run …) and, for
-    # the values hftransfer chose while settling the run, why: what --dry_run prints.
-    sources: dict[str, str] = dataclasses.field(default_factory=dict)
-    reasons: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def choose(self, option: str, value: Any, source: str, reason: str, note: bool = True) -> None:
-        """Set an option the user left unset to the value hftransfer chose for this run, recording its source and
-        reason (and, with ``note``, a line in the saved config's header)."""
-        section = next(s for s in self._sections() if s is not None and hasattr(s, option))
-        setattr(section, option, value)
-        self.sources[option], self.reasons[option] = source, reason
-        if note:
-            shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
-            self.notes.append(f"{option}: {shown} ({reason})")
-
-    def options_for(self, strategy) -> Any:
-        """The strategy's own options (None for a strategy without any)."""
-        return self.strategy_options.get(strategy.name)
-
-    def value(self, option: str) -> Any:
-        """An option's value, whichever section holds it."""
-        return getattr(next(s for s in self._sections() if s is not None and hasattr(s, option)), option)
-
-    def _sections(self) -> list[Any]:
-        return [self.transfer, *self.strategy_options.values(), self.data, self.model, self.task, self.training]
-
-    def apply_suggestions(self, suggestions: dict[str, Any], source: str = "task's default for this checkpoint",
-                          reason: str = "hftransfer's default for this checkpoint and strategy") -> dict[str, Any]:
-        """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
-        applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
-        for key, value in applied.items():
-            self.choose(key, value, source, reason, note=False)
-        return applied
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
-        training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
-                    and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)}
-        task_options = dataclasses.asdict(self.task) if self.task is not None else {}
-        strategy_options = {k: v for options in self.strategy_options.values()
-                            for k, v in dataclasses.asdict(options).items()}
-        return {
-            "model": dataclasses.asdict(self.model),
-            "data": {**dataclasses.asdict(self.data), **task_options},
-            "transfer": {**dataclasses.asdict(self.transfer), **strategy_options},
-            "training": training,
-        }
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
-        header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
-        header += "".join(f"# {note}\n" for note in self.notes)
-        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-
 
 DATACLASSES = (ModelArguments, DataArguments, TransferArguments, TrainingArguments)
 
@@ -278,17 +194,8 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     from_recipe = load_recipe(recipe_path) if recipe_path else {}
     task = get_task(options.get("task") or known.task or from_recipe.get("task") or ModelArguments.task)
     parser = make_parser(task.options)
-    names = _option_names(parser) - {"config"}
-    check_option_names(from_recipe, names, str(recipe_path))
-    check_option_names(options, names, "the keyword options")
-    annotations = field_annotations(*option_dataclasses(task.options))
-    recipe_values = check_option_values(parser, from_recipe, str(recipe_path), annotations)
-    keyword_values = check_option_values(parser, options, "the keyword options", annotations)
+    recipe_values, keyword_values = _checked_values(parser, task, argv, from_recipe, str(recipe_path), options)
     layer = {**recipe_values, **keyword_values}
-    if "hub_token" in layer or any(a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
-        raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
-                          "logs and shell history); set HF_TOKEN or run `hf auth login`")
-    _check_flag_names(parser, argv, names)
     flags = _flags_given(argv, task.options)
     explicit = frozenset(set(layer) | flags)
     sources = _set_defaults(parser, [
@@ -299,25 +206,50 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
         ("follows save_strategy", _checkpoint_defaults(argv, layer, explicit)),
         ("recipe", recipe_values), ("keyword", keyword_values)])
     sources.update(dict.fromkeys(flags, "flag"))
+    config = _run_config(parser, argv, task, explicit, sources)
+    config.inputs, config.callbacks = dict(inputs or {}), list(callbacks or [])
+    if config.inputs:
+        shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())
+        config.notes.append(f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat "
+                            "the run")
+    return config
+
+
+def _checked_values(parser: argparse.ArgumentParser, task, argv: list[str], from_recipe: dict[str, Any],
+                    recipe_name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The recipe's and the keywords' values, each name known and each value converted by its option's type; the
+    flags' names known too."""
+    names = _option_names(parser) - {"config"}
+    check_option_names(from_recipe, names, recipe_name)
+    check_option_names(options, names, "the keyword options")
+    annotations = field_annotations(*option_dataclasses(task.options))
+    recipe_values = check_option_values(parser, from_recipe, recipe_name, annotations)
+    keyword_values = check_option_values(parser, options, "the keyword options", annotations)
+    if "hub_token" in {**recipe_values, **keyword_values} or any(
+            a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
+        raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
+                          "logs and shell history); set HF_TOKEN or run `hf auth login`")
+    _check_flag_names(parser, argv, names)
+    return recipe_values, keyword_values
+
+
+def _run_config(parser: HfArgumentParser, argv: list[str], task, explicit: frozenset[str],
+                sources: dict[str, str]) -> RunConfig:
+    """The option dataclasses parsed (flags over the defaults set) and checked together."""
     try:
         parsed = dict(zip(option_dataclasses(task.options),
                           parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)))
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
         raise ConfigError(str(err)) from None
     model_args, data_args, transfer_args, training_args = (parsed[cls] for cls in DATACLASSES)
-    task_args = parsed[task.options] if task.options else None
     strategy = get_strategy(transfer_args.strategy)  # an unknown name fails here, with the valid ones
     check_training_arguments(training_args)
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
-    config = RunConfig(model_args, data_args, transfer_args, training_args, task_args, explicit,
-                       strategy_options={s.name: parsed[s.options] for s in list_strategies() if s.options},
-                       inputs=dict(inputs or {}), callbacks=list(callbacks or []), sources=sources)
-    if config.inputs:
-        shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())
-        config.notes.append(f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat "
-                            "the run")
-    return config
+    return RunConfig(model_args, data_args, transfer_args, training_args,
+                     parsed[task.options] if task.options else None, explicit,
+                     strategy_options={s.name: parsed[s.options] for s in list_strategies() if s.options},
+                     sources=sources)
 
 
 def _set_defaults(parser: argparse.ArgumentParser, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:

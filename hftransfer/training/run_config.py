@@ -1,0 +1,97 @@
+"""The parsed configuration of one run (``RunConfig``): its option sections, where each value came from and why,
+and the resolved YAML it saves."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+from hftransfer.config.options import DataArguments, ModelArguments, TransferArguments
+
+# Never written to the resolved config: secrets, and values that only make sense for one process or one
+# invocation (repeating a run from its saved config starts it afresh, it does not resume it).
+_UNSAVED_FIELDS = {"hub_token", "local_rank", "resume_from_checkpoint"}
+# Chosen for the machine the run happens on (and for where its output goes); saved only when the user chose them,
+# so the saved config of a CPU run still uses the GPU (and DataLoader workers) on a machine that has one.
+_MACHINE_FIELDS = {"use_cpu", "dataloader_num_workers", "dataloader_persistent_workers", "disable_tqdm"}
+
+
+@dataclass
+class RunConfig:
+    """The parsed configuration of one run."""
+
+    model: ModelArguments
+    data: DataArguments
+    transfer: TransferArguments
+    training: TrainingArguments
+    task: Any = None  # the task's own options (an instance of its Task.options dataclass), if it has any
+    explicit: frozenset[str] = frozenset()  # options the recipe or the command line set (not defaults)
+    # each registered strategy's own options (an instance of its Strategy.options dataclass), by strategy name
+    strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
+    started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
+    # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    callbacks: list[Any] = dataclasses.field(default_factory=list)
+    # Where each option's value came from (a flag, the recipe, a task's default, a choice for this run …) and, for
+    # the values hftransfer chose while settling the run, why: what --dry_run prints.
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    reasons: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def choose(self, option: str, value: Any, source: str, reason: str, note: bool = True) -> None:
+        """Set an option the user left unset to the value hftransfer chose for this run, recording its source and
+        reason (and, with ``note``, a line in the saved config's header)."""
+        section = next(s for s in self._sections() if s is not None and hasattr(s, option))
+        setattr(section, option, value)
+        self.sources[option], self.reasons[option] = source, reason
+        if note:
+            shown = getattr(value, "value", value)  # an enum (IntervalStrategy.STEPS) as the word a user writes
+            self.notes.append(f"{option}: {shown} ({reason})")
+
+    def options_for(self, strategy) -> Any:
+        """The strategy's own options (None for a strategy without any)."""
+        return self.strategy_options.get(strategy.name)
+
+    def value(self, option: str) -> Any:
+        """An option's value, whichever section holds it."""
+        return getattr(next(s for s in self._sections() if s is not None and hasattr(s, option)), option)
+
+    def _sections(self) -> list[Any]:
+        return [self.transfer, *self.strategy_options.values(), self.data, self.model, self.task, self.training]
+
+    def apply_suggestions(self, suggestions: dict[str, Any], source: str = "task's default for this checkpoint",
+                          reason: str = "hftransfer's default for this checkpoint and strategy") -> dict[str, Any]:
+        """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
+        applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
+        for key, value in applied.items():
+            self.choose(key, value, source, reason, note=False)
+        return applied
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
+        training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
+                    and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)}
+        task_options = dataclasses.asdict(self.task) if self.task is not None else {}
+        strategy_options = {k: v for options in self.strategy_options.values()
+                            for k, v in dataclasses.asdict(options).items()}
+        return {
+            "model": dataclasses.asdict(self.model),
+            "data": {**dataclasses.asdict(self.data), **task_options},
+            "transfer": {**dataclasses.asdict(self.transfer), **strategy_options},
+            "training": training,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
+        header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
+        header += "".join(f"# {note}\n" for note in self.notes)
+        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
