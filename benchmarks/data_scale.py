@@ -36,15 +36,24 @@ REPO = Path(__file__).resolve().parent.parent
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 FIRST_STEP = "'loss'"  # a Trainer log line of a training step
 TEXT_FLAGS = ["--model", str(REPO / "pretrained" / "all-MiniLM-L6-v2")]
-IMAGE_FLAGS = ["--task", "image-classification", "--timm_arch", "tf_efficientnet_lite0", "--weights",
-               str(REPO / "pretrained" / "efficientnet-lite0.pth"), "--weights_key_map",
-               str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml")]
-WORDS = ("time year people way day man thing woman life child world school state family student group country "
-         "problem hand part place case week company system program question work government number night point "
-         "home water room mother area money story fact month lot right study book eye job word business issue "
-         "side kind head house service friend father power hour game line end member law car city community name "
-         "good new first last long great little own other old right big high different small large next early "
-         "young important few public bad same able").split()
+IMAGE_FLAGS = [
+    "--task",
+    "image-classification",
+    "--timm_arch",
+    "tf_efficientnet_lite0",
+    "--weights",
+    str(REPO / "pretrained" / "efficientnet-lite0.pth"),
+    "--weights_key_map",
+    str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml"),
+]
+WORDS = (
+    "time year people way day man thing woman life child world school state family student group country "
+    "problem hand part place case week company system program question work government number night point "
+    "home water room mother area money story fact month lot right study book eye job word business issue "
+    "side kind head house service friend father power hour game line end member law car city community name "
+    "good new first last long great little own other old right big high different small large next early "
+    "young important few public bad same able"
+).split()
 
 
 def write_texts(folder: Path, rows: int, fmt: str, seed: int = 0) -> Path:
@@ -56,7 +65,7 @@ def write_texts(folder: Path, rows: int, fmt: str, seed: int = 0) -> Path:
     picks = rng.integers(0, len(WORDS), int(lengths.sum()))
     words = np.asarray(WORDS, dtype=object)[picks]
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    texts = [" ".join(words[bounds[i]:bounds[i + 1]]) for i in range(rows)]
+    texts = [" ".join(words[bounds[i] : bounds[i + 1]]) for i in range(rows)]
     table = pd.DataFrame({"text": texts, "label": [f"topic{k}" for k in rng.integers(0, 10, rows)]})
     path = folder / f"texts-{rows}.{fmt}"
     table.to_csv(path, index=False) if fmt == "csv" else table.to_parquet(path, index=False)
@@ -74,7 +83,7 @@ def write_images(folder: Path, count: int, seed: int = 0) -> Path:
         label = i % 10
         pixels = np.full((64, 64, 3), (25 * label, 255 - 25 * label, 128), dtype=np.int16)
         x, y = rng.integers(0, 40, 2)
-        pixels[y:y + 24, x:x + 24] += 60
+        pixels[y : y + 24, x : x + 24] += 60
         pixels += rng.integers(-8, 9, pixels.shape, dtype=np.int16)
         target = root / f"class{label}" / f"{i}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,17 +98,39 @@ def folder_mib(path: Path) -> float:
 def measure(kind: str, source: Path, rows: int, caches: Path, out: Path) -> dict:
     """One ``hftransfer train --max_steps 20`` on these caches, stopped after its 20th step."""
     data = ["--train_file", str(source)] if kind == "text" else ["--data_dir", str(source)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(caches / "datasets"),
-           "HFTRANSFER_FEATURE_CACHE": str(caches / "features"),
-           "HFTRANSFER_IMAGE_CHECK_CACHE": str(caches / "image_check")}
-    command = [HFTRANSFER, "train", *(TEXT_FLAGS if kind == "text" else IMAGE_FLAGS), *data, "--output_dir",
-               str(out), "--max_steps", "20", "--logging_steps", "1", "--disable_tqdm", "true", "--seed", "0"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(caches / "datasets"),
+        "HFTRANSFER_FEATURE_CACHE": str(caches / "features"),
+        "HFTRANSFER_IMAGE_CHECK_CACHE": str(caches / "image_check"),
+    }
+    command = [
+        HFTRANSFER,
+        "train",
+        *(TEXT_FLAGS if kind == "text" else IMAGE_FLAGS),
+        *data,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "20",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+    ]
     done = run_measured(command, markers=(FIRST_STEP,), stop_after=(FIRST_STEP, 20), env=env, cwd=REPO)
     if FIRST_STEP not in done.marks:
         raise SystemExit(f"{source.name}: no training step was logged:\n{done.stderr[-3000:]}")
     first = done.marks[FIRST_STEP]
-    return {"start_to_first_step_s": first, "rows_per_s": rows / first, "peak_rss_mib": done.peak_rss_mib,
-            "cache_mib": folder_mib(caches)}
+    return {
+        "start_to_first_step_s": first,
+        "rows_per_s": rows / first,
+        "peak_rss_mib": done.peak_rss_mib,
+        "cache_mib": folder_mib(caches),
+    }
 
 
 def growth(points: list[tuple[int, float]]) -> float | None:
@@ -120,12 +151,17 @@ def run_set(kind: str, fmt: str, sizes: list[int], tmp: Path) -> dict:
         cold = measure(kind, source, size, folder / "caches", folder / "cold")
         warm = measure(kind, source, size, folder / "caches", folder / "warm")
         rows[size] = {"cold": cold, "warm": warm}
-        print(f"{kind:5s} {fmt:8s} {size:>9,d}  cold {cold['start_to_first_step_s']:6.1f} s  warm "
-              f"{warm['start_to_first_step_s']:6.1f} s  {cold['rows_per_s']:9.0f} rows/s  peak RSS "
-              f"{cold['peak_rss_mib']:6.0f} / {warm['peak_rss_mib']:6.0f} MiB  cache {cold['cache_mib']:7.1f} MiB",
-              flush=True)
-    exponents = {f"{measure_}_{run}": growth([(size, r[run][measure_]) for size, r in rows.items()])
-                 for measure_ in ("start_to_first_step_s", "peak_rss_mib") for run in ("cold", "warm")}
+        print(
+            f"{kind:5s} {fmt:8s} {size:>9,d}  cold {cold['start_to_first_step_s']:6.1f} s  warm "
+            f"{warm['start_to_first_step_s']:6.1f} s  {cold['rows_per_s']:9.0f} rows/s  peak RSS "
+            f"{cold['peak_rss_mib']:6.0f} / {warm['peak_rss_mib']:6.0f} MiB  cache {cold['cache_mib']:7.1f} MiB",
+            flush=True,
+        )
+    exponents = {
+        f"{measure_}_{run}": growth([(size, r[run][measure_]) for size, r in rows.items()])
+        for measure_ in ("start_to_first_step_s", "peak_rss_mib")
+        for run in ("cold", "warm")
+    }
     return {"sizes": rows, "growth_exponents": exponents}
 
 

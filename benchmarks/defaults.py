@@ -31,20 +31,40 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 TEXT_MODEL = ["--model", "pretrained/all-MiniLM-L6-v2"]
-IMAGE_MODEL = ["--task", "image-classification", "--timm_arch", "tf_efficientnet_lite0", "--weights",
-               "pretrained/efficientnet-lite0.pth", "--weights_key_map",
-               "recipes/key_maps/efficientnet_pytorch_to_timm.yaml"]
+IMAGE_MODEL = [
+    "--task",
+    "image-classification",
+    "--timm_arch",
+    "tf_efficientnet_lite0",
+    "--weights",
+    "pretrained/efficientnet-lite0.pth",
+    "--weights_key_map",
+    "recipes/key_maps/efficientnet_pytorch_to_timm.yaml",
+]
 
 # Each set: its data flags, with subsampled copies (seeded, the same rows for every arm) where a full run would
 # not fit in 15 minutes on 2 CPU cores (20 Newsgroups: its posts train at 512 tokens; 2,000 of them took more
 # than 19 minutes for the `full` arm alone). A subsample is made before anything is carved from it, like a user who
 # has that many examples: every arm then carves its validation split from the same training rows.
 SETS = {
-    "sst2": [*TEXT_MODEL, "--train_file", "SAMPLE:sst2/train.tsv:4000", "--test_file", f"{DATA}/sst2/dev.tsv",
-             "--class_names", "negative", "positive"],
+    "sst2": [
+        *TEXT_MODEL,
+        "--train_file",
+        "SAMPLE:sst2/train.tsv:4000",
+        "--test_file",
+        f"{DATA}/sst2/dev.tsv",
+        "--class_names",
+        "negative",
+        "positive",
+    ],
     "trec": [*TEXT_MODEL, "--train_file", f"{DATA}/trec/train.tsv", "--test_file", f"{DATA}/trec/test.tsv"],
-    "20newsgroups": [*TEXT_MODEL, "--train_file", "SAMPLE:20newsgroups/train.tsv:1000",
-                     "--test_file", "SAMPLE:20newsgroups/test.tsv:1000"],
+    "20newsgroups": [
+        *TEXT_MODEL,
+        "--train_file",
+        "SAMPLE:20newsgroups/train.tsv:1000",
+        "--test_file",
+        "SAMPLE:20newsgroups/test.tsv:1000",
+    ],
     "hymenoptera": [*IMAGE_MODEL, "--data_dir", "FOLDERS:hymenoptera:train=train,test=val"],  # val/ is the test
     "caltech101": [*IMAGE_MODEL, "--data_dir", "FOLDERS:caltech101:train=train:1000,test=test"],
     "gtsrb32": [*IMAGE_MODEL, "--data_dir", "FOLDERS:gtsrb32:train=train:1000,test=test"],
@@ -55,16 +75,58 @@ TEXT_SETS = {"sst2", "trec", "20newsgroups"}
 # The fixed recipe of every arm but auto, pinned so that changing hftransfer's defaults does not change it.
 TODAY = ["--calibrate", "false", "--validation_fraction", "0.1", "--validation_groups", "none"]
 ARMS = {
-    "full": {"text": ["--strategy", "full", "--num_train_epochs", "3", "--learning_rate", "1e-4",
-                      "--head_learning_rate", "1e-4"],
-             "image": ["--strategy", "full", "--num_train_epochs", "5", "--learning_rate", "1e-3",
-                       "--head_learning_rate", "1e-3"]},
-    "linear_probe": {"text": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"],
-                     "image": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"]},
-    "lp_ft": {"text": ["--strategy", "lp_ft", "--num_train_epochs", "3", "--learning_rate", "3e-5",
-                       "--head_learning_rate", "3e-5", "--probe_epochs", "10"],
-              "image": ["--strategy", "lp_ft", "--num_train_epochs", "5", "--learning_rate", "3e-4",
-                        "--head_learning_rate", "3e-4", "--probe_epochs", "10"]},
+    "full": {
+        "text": [
+            "--strategy",
+            "full",
+            "--num_train_epochs",
+            "3",
+            "--learning_rate",
+            "1e-4",
+            "--head_learning_rate",
+            "1e-4",
+        ],
+        "image": [
+            "--strategy",
+            "full",
+            "--num_train_epochs",
+            "5",
+            "--learning_rate",
+            "1e-3",
+            "--head_learning_rate",
+            "1e-3",
+        ],
+    },
+    "linear_probe": {
+        "text": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"],
+        "image": ["--strategy", "linear_probe", "--num_train_epochs", "10", "--learning_rate", "1e-3"],
+    },
+    "lp_ft": {
+        "text": [
+            "--strategy",
+            "lp_ft",
+            "--num_train_epochs",
+            "3",
+            "--learning_rate",
+            "3e-5",
+            "--head_learning_rate",
+            "3e-5",
+            "--probe_epochs",
+            "10",
+        ],
+        "image": [
+            "--strategy",
+            "lp_ft",
+            "--num_train_epochs",
+            "5",
+            "--learning_rate",
+            "3e-4",
+            "--head_learning_rate",
+            "3e-4",
+            "--probe_epochs",
+            "10",
+        ],
+    },
     "auto": {"text": [], "image": []},
 }
 
@@ -104,8 +166,10 @@ def sample_folders(spec: str, tmp: Path) -> str:
 
 
 def materialise(flags: list[str], tmp: Path) -> list[str]:
-    return [sample_rows(f, tmp) if f.startswith("SAMPLE:") else sample_folders(f, tmp) if f.startswith("FOLDERS:")
-            else f for f in flags]
+    return [
+        sample_rows(f, tmp) if f.startswith("SAMPLE:") else sample_folders(f, tmp) if f.startswith("FOLDERS:") else f
+        for f in flags
+    ]
 
 
 def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> dict:
@@ -115,10 +179,26 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
         flags = materialise(SETS[name], Path(tmp))
         kind = "text" if name in TEXT_SETS else "image"
         out = Path(tmp) / "out"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFTRANSFER_FEATURE_CACHE": f"{tmp}/features",
-               "HF_DATASETS_CACHE": f"{tmp}/datasets"}
-        command = [HFTRANSFER, "train", *flags, *(TODAY if arm != "auto" else []), *ARMS[arm][kind], "--seed", "42",
-                   *extra, "--output_dir", str(out), "--disable_tqdm", "true"]  # --extra wins (--seed 43 …)
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HFTRANSFER_FEATURE_CACHE": f"{tmp}/features",
+            "HF_DATASETS_CACHE": f"{tmp}/datasets",
+        }
+        command = [
+            HFTRANSFER,
+            "train",
+            *flags,
+            *(TODAY if arm != "auto" else []),
+            *ARMS[arm][kind],
+            "--seed",
+            "42",
+            *extra,
+            "--output_dir",
+            str(out),
+            "--disable_tqdm",
+            "true",
+        ]  # --extra wins (--seed 43 …)
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
         wall = time.perf_counter() - started
@@ -129,14 +209,19 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
             return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", "wall_s": wall}
         results = json.loads((out / "all_results.json").read_text())
         config_text = (out / "hftransfer_config.yaml").read_text()
-    decision = next((line.split("auto chose ")[1] for line in config_text.splitlines() if "auto chose " in line),
-                    None)
+    decision = next((line.split("auto chose ")[1] for line in config_text.splitlines() if "auto chose " in line), None)
     chosen = decision.split(":")[0] if decision else None
-    return {"accuracy": results["test_accuracy"], "f1_macro": results["test_f1_macro"],
-            "ece": results.get("test_expected_calibration_error"), "wall_s": wall,
-            "strategy": chosen if arm == "auto" else arm,
-            "epochs_run": results.get("epoch"), "validation_accuracy": results.get("eval_accuracy"),
-            "ece_before_calibration": results.get("test_expected_calibration_error_before"), "decision": decision}
+    return {
+        "accuracy": results["test_accuracy"],
+        "f1_macro": results["test_f1_macro"],
+        "ece": results.get("test_expected_calibration_error"),
+        "wall_s": wall,
+        "strategy": chosen if arm == "auto" else arm,
+        "epochs_run": results.get("epoch"),
+        "validation_accuracy": results.get("eval_accuracy"),
+        "ece_before_calibration": results.get("test_expected_calibration_error_before"),
+        "decision": decision,
+    }
 
 
 def print_table(results: dict) -> None:
@@ -151,8 +236,10 @@ def print_table(results: dict) -> None:
                 continue
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
-            print(f"{name:14s} {arm:13s} {str(r.get('strategy') or arm):13s} {r['accuracy']:8.3f} "
-                  f"{r['f1_macro']:8.3f} {ece:>6s} {minutes:4d}:{seconds:02d}")
+            print(
+                f"{name:14s} {arm:13s} {str(r.get('strategy') or arm):13s} {r['accuracy']:8.3f} "
+                f"{r['f1_macro']:8.3f} {ece:>6s} {minutes:4d}:{seconds:02d}"
+            )
 
 
 def markdown_table(results: dict) -> str:
@@ -169,8 +256,10 @@ def markdown_table(results: dict) -> str:
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
             mark = f" ({sessions.index(str(r.get('session'))) + 1})" if len(sessions) > 1 else ""
-            rows.append(f"| {name} | {arm} | {r.get('strategy') or arm} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | "
-                        f"{ece} | {minutes}:{seconds:02d}{mark} |")
+            rows.append(
+                f"| {name} | {arm} | {r.get('strategy') or arm} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | "
+                f"{ece} | {minutes}:{seconds:02d}{mark} |"
+            )
     if len(sessions) > 1:
         rows += ["", "Sessions: " + "; ".join(f"({i}) {name}" for i, name in enumerate(sessions, 1)) + "."]
     return "\n".join(rows)

@@ -47,12 +47,27 @@ TEXT_WORKLOADS, IMAGE_WORKLOADS = ("minilm", "bert-base"), ("efficientnet-lite0"
 ARMS = ("transformers", "fp32", "bf16", "bf16_compile")
 ARM_FLAGS = {"fp32": [], "bf16": ["--bf16", "true"], "bf16_compile": ["--bf16", "true", "--torch_compile", "true"]}
 # Dense peak TFLOP/s (fp32 without tensor cores, bf16 tensor cores), from NVIDIA's data sheets; first match wins.
-PEAK_TFLOPS = {"H100 PCIe": (51.2, 756.0), "H100": (66.9, 989.4), "H200": (66.9, 989.4), "GH200": (66.9, 989.4),
-               "A100": (19.5, 312.0), "L40S": (91.6, 362.1), "L4": (30.3, 121.0), "A10": (31.2, 125.0)}
+PEAK_TFLOPS = {
+    "H100 PCIe": (51.2, 756.0),
+    "H100": (66.9, 989.4),
+    "H200": (66.9, 989.4),
+    "GH200": (66.9, 989.4),
+    "A100": (19.5, 312.0),
+    "L40S": (91.6, 362.1),
+    "L4": (30.3, 121.0),
+    "A10": (31.2, 125.0),
+}
 TEXT_MODEL = REPO / "pretrained" / "all-MiniLM-L6-v2"
-IMAGE_FLAGS = ["--task", "image-classification", "--timm_arch", "tf_efficientnet_lite0", "--weights",
-               str(REPO / "pretrained" / "efficientnet-lite0.pth"), "--weights_key_map",
-               str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml")]
+IMAGE_FLAGS = [
+    "--task",
+    "image-classification",
+    "--timm_arch",
+    "tf_efficientnet_lite0",
+    "--weights",
+    str(REPO / "pretrained" / "efficientnet-lite0.pth"),
+    "--weights_key_map",
+    str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml"),
+]
 
 
 def write_texts(path: Path, rows: int, seed: int = 0) -> Path:
@@ -61,8 +76,9 @@ def write_texts(path: Path, rows: int, seed: int = 0) -> Path:
 
     words = [w for w in AutoTokenizer.from_pretrained(TEXT_MODEL).get_vocab() if w.isalpha() and len(w) > 2]
     rng = random.Random(seed)
-    lines = ["text,label"] + [" ".join(rng.choices(words, k=rng.randint(8, 64))) + f",{'ab'[i % 2]}"
-                              for i in range(rows)]
+    lines = ["text,label"] + [
+        " ".join(rng.choices(words, k=rng.randint(8, 64))) + f",{'ab'[i % 2]}" for i in range(rows)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -137,8 +153,10 @@ class SteadyThroughput(TrainerCallback):
             self.started = self.now()
         elif self.started is not None and state.global_step == state.max_steps:
             seconds = self.now() - self.started
-            self.figures = {"samples_per_second": (state.global_step - self.warmup) * self.batch_size / seconds,
-                            "timed_steps": state.global_step - self.warmup}
+            self.figures = {
+                "samples_per_second": (state.global_step - self.warmup) * self.batch_size / seconds,
+                "timed_steps": state.global_step - self.warmup,
+            }
 
 
 def plain_trainer(workload: str, flags: list[str], data: Path, out: Path, steps: int, batch: int):
@@ -153,29 +171,44 @@ def plain_trainer(workload: str, flags: list[str], data: Path, out: Path, steps:
     from hftransfer.training.parse import parse_config
 
     text = workload in TEXT_WORKLOADS
-    config = parse_config([*flags, *(["--train_file", str(data)] if text else ["--data_dir", str(data)]),
-                           "--output_dir", str(out)])
+    config = parse_config(
+        [*flags, *(["--train_file", str(data)] if text else ["--data_dir", str(data)]), "--output_dir", str(out)]
+    )
     task = get_task(config.model.task)
     labelled, model_config = task.load_data(config), (task.load_model_config or load_model_config)(config)
     model = task.build_model(config, labelled, model_config)
     processor = task.build_preprocessing(config, labelled, model_config)
     train = labelled.splits["train"]
     if text:  # run_classification.py with dynamic padding (its fastest setting)
-        train = train.map(lambda b: processor(b["text"], truncation=True, max_length=128), batched=True,
-                          remove_columns=[c for c in train.column_names if c != LABELS])
+        train = train.map(
+            lambda b: processor(b["text"], truncation=True, max_length=128),
+            batched=True,
+            remove_columns=[c for c in train.column_names if c != LABELS],
+        )
         collator = DataCollatorWithPadding(processor)
     else:  # run_image_classification.py: per-sample transforms, stacked by the default collator
         from PIL import Image
 
-        size = model_config.pretrained_cfg["input_size"][-1] if hasattr(model_config, "pretrained_cfg") else \
-            processor.size["height"]
+        size = (
+            model_config.pretrained_cfg["input_size"][-1]
+            if hasattr(model_config, "pretrained_cfg")
+            else processor.size["height"]
+        )
         transform = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()])
-        train = train.with_transform(lambda b: {"pixel_values": [transform(Image.open(p).convert("RGB"))
-                                                                 for p in b["image"]], LABELS: b[LABELS]})
+        train = train.with_transform(
+            lambda b: {"pixel_values": [transform(Image.open(p).convert("RGB")) for p in b["image"]], LABELS: b[LABELS]}
+        )
         collator = None
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=batch, max_steps=steps,
-                             save_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=text,
-                             use_cpu=not torch.cuda.is_available())
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=text,
+        use_cpu=not torch.cuda.is_available(),
+    )
     return Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
 
 
@@ -185,10 +218,33 @@ def hftransfer_run(workload: str, arm: str, flags: list[str], data: Path, out: P
     from hftransfer.training.recipe import run
 
     source = ["--train_file", str(data)] if workload in TEXT_WORKLOADS else ["--data_dir", str(data)]
-    run(parse_config([*flags, *source, "--output_dir", str(out), "--strategy", "full", "--max_steps", str(steps),
-                      "--per_device_train_batch_size", str(batch), "--save_strategy", "no", "--eval_strategy", "no",
-                      "--load_best_model_at_end", "false", "--calibrate", "false", "--disable_tqdm", "true",
-                      *ARM_FLAGS[arm]]))
+    run(
+        parse_config(
+            [
+                *flags,
+                *source,
+                "--output_dir",
+                str(out),
+                "--strategy",
+                "full",
+                "--max_steps",
+                str(steps),
+                "--per_device_train_batch_size",
+                str(batch),
+                "--save_strategy",
+                "no",
+                "--eval_strategy",
+                "no",
+                "--load_best_model_at_end",
+                "false",
+                "--calibrate",
+                "false",
+                "--disable_tqdm",
+                "true",
+                *ARM_FLAGS[arm],
+            ]
+        )
+    )
 
 
 def flops_per_sample(trainer) -> float:
@@ -204,8 +260,7 @@ def flops_per_sample(trainer) -> float:
     return counter.get_total_flops() / len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
 
 
-def measure_arm(workload: str, arm: str, data: Path, out: Path, steps: int, warmup: int, batch: int,
-                dry: bool) -> dict:
+def measure_arm(workload: str, arm: str, data: Path, out: Path, steps: int, warmup: int, batch: int, dry: bool) -> dict:
     """One arm in this process: steady samples/s, peak GPU memory, and (transformers arm) FLOPs per sample."""
     import torch
     import transformers.trainer
@@ -247,8 +302,16 @@ def run_workload(workload: str, arms: list[str], tmp: Path, dry: bool) -> dict:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     results = {}
     for arm in arms:
-        command = [sys.executable, __file__, "--child", workload, arm, str(data), str(tmp / workload / arm),
-                   *(["--dry"] if dry else [])]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            workload,
+            arm,
+            str(data),
+            str(tmp / workload / arm),
+            *(["--dry"] if dry else []),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         if done.returncode != 0:
             results[arm] = {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -265,8 +328,10 @@ def run_workload(workload: str, arms: list[str], tmp: Path, dry: bool) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'workload':20s} {'arm':14s} {'samples/s':>10s} {'vs plain':>8s} {'peak GiB':>9s} {'TFLOP/s':>8s} "
-          f"{'MFU':>6s}")
+    print(
+        f"\n{'workload':20s} {'arm':14s} {'samples/s':>10s} {'vs plain':>8s} {'peak GiB':>9s} {'TFLOP/s':>8s} "
+        f"{'MFU':>6s}"
+    )
     for workload, run in results.items():
         plain = run["arms"].get("transformers", {}).get("samples_per_second")
         for arm, f in run["arms"].items():
@@ -276,8 +341,10 @@ def print_table(results: dict) -> None:
             ratio = f"{f['samples_per_second'] / plain:.2f}x" if plain else "-"
             memory = f"{f['peak_gpu_memory_gib']:.2f}" if f.get("peak_gpu_memory_gib") is not None else "-"
             mfu = f"{100 * f['mfu']:.1f}%" if f.get("mfu") is not None else "-"
-            print(f"{workload:20s} {arm:14s} {f['samples_per_second']:10.1f} {ratio:>8s} {memory:>9s} "
-                  f"{f.get('tflops', 0):8.3g} {mfu:>6s}")
+            print(
+                f"{workload:20s} {arm:14s} {f['samples_per_second']:10.1f} {ratio:>8s} {memory:>9s} "
+                f"{f.get('tflops', 0):8.3g} {mfu:>6s}"
+            )
 
 
 def main() -> None:
@@ -291,8 +358,13 @@ def main() -> None:
     if opts.child:
         workload, arm, data, out = opts.child
         plan = settings(opts.dry, workload)
-        print(json.dumps(measure_arm(workload, arm, Path(data), Path(out), plan["steps"], plan["warmup"],
-                                     plan["batch"], opts.dry)))
+        print(
+            json.dumps(
+                measure_arm(
+                    workload, arm, Path(data), Path(out), plan["steps"], plan["warmup"], plan["batch"], opts.dry
+                )
+            )
+        )
         return
     workloads = opts.workloads or (["bert-base", "vit-b16"] if opts.dry else [*TEXT_WORKLOADS, *IMAGE_WORKLOADS])
     arms = opts.arms or (["transformers", "fp32"] if opts.dry else list(ARMS))

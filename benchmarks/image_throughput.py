@@ -60,36 +60,82 @@ def baseline(out: str, epochs: float, batch_size: int, lr: float, seed: int) -> 
 
     def with_tf(transform):
         def apply(batch):
-            return {"pixel_values": [transform(Image.open(p).convert("RGB")) for p in batch["image"]],
-                    "labels": [names.index(label) for label in batch["label"]]}
+            return {
+                "pixel_values": [transform(Image.open(p).convert("RGB")) for p in batch["image"]],
+                "labels": [names.index(label) for label in batch["label"]],
+            }
+
         return apply
 
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
-                             learning_rate=lr, num_train_epochs=epochs, eval_strategy="epoch", save_strategy="no",
-                             report_to="none", seed=seed, remove_unused_columns=False, disable_tqdm=True,
-                             dataloader_pin_memory=torch.cuda.is_available())
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds.with_transform(with_tf(train_tf)),
-                      eval_dataset=val_ds.with_transform(with_tf(eval_tf)),
-                      data_collator=lambda rows: {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                                                  "labels": torch.tensor([r["labels"] for r in rows])},
-                      compute_metrics=compute_classification_metrics,
-                      preprocess_logits_for_metrics=reduce_logits)
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=lr,
+        num_train_epochs=epochs,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds.with_transform(with_tf(train_tf)),
+        eval_dataset=val_ds.with_transform(with_tf(eval_tf)),
+        data_collator=lambda rows: {
+            "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+            "labels": torch.tensor([r["labels"] for r in rows]),
+        },
+        compute_metrics=compute_classification_metrics,
+        preprocess_logits_for_metrics=reduce_logits,
+    )
     train = trainer.train().metrics
-    return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
-            "eval_accuracy": trainer.evaluate()["eval_accuracy"]}
+    return {
+        "train_samples_per_second": train["train_samples_per_second"],
+        "train_runtime_s": train["train_runtime"],
+        "eval_accuracy": trainer.evaluate()["eval_accuracy"],
+    }
 
 
 def hftransfer(out: str, epochs: float, batch_size: int, lr: float, seed: int, env: dict | None = None) -> dict:
-    done = checked(run_measured(
-        [str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
-         "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch_size),
-         "--learning_rate", str(lr), "--seed", str(seed), "--disable_tqdm", "true",
-         "--strategy", "full", "--head_learning_rate", str(lr)],  # the baseline's recipe
-        cwd=REPO, env={**os.environ, **(env or {})}))
+    done = checked(
+        run_measured(
+            [
+                str(Path(sys.executable).parent / "hftransfer"),
+                "train",
+                str(RECIPE),
+                "--output_dir",
+                out,
+                "--num_train_epochs",
+                str(epochs),
+                "--per_device_train_batch_size",
+                str(batch_size),
+                "--learning_rate",
+                str(lr),
+                "--seed",
+                str(seed),
+                "--disable_tqdm",
+                "true",
+                "--strategy",
+                "full",
+                "--head_learning_rate",
+                str(lr),
+            ],  # the baseline's recipe
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+    )
     train = json.loads((Path(out) / "train_results.json").read_text())
-    return {"train_samples_per_second": train["train_samples_per_second"], "train_runtime_s": train["train_runtime"],
-            "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"],
-            "peak_rss_mib": done.peak_rss_mib}
+    return {
+        "train_samples_per_second": train["train_samples_per_second"],
+        "train_runtime_s": train["train_runtime"],
+        "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"],
+        "peak_rss_mib": done.peak_rss_mib,
+    }
 
 
 def checked(done: Finished) -> Finished:
@@ -142,8 +188,12 @@ def time_breakdown(tuned: bool, samples: int = 64) -> dict:
         end = time.perf_counter()
         if step:  # the first step warms up
             forward, backward = forward + middle - start, backward + end - middle
-    return {"decode_ms": 1000 * decode / samples, "resize_augment_ms": 1000 * transform / samples,
-            "forward_ms": 1000 * forward / 2 / batch_size, "backward_ms": 1000 * backward / 2 / batch_size}
+    return {
+        "decode_ms": 1000 * decode / samples,
+        "resize_augment_ms": 1000 * transform / samples,
+        "forward_ms": 1000 * forward / 2 / batch_size,
+        "backward_ms": 1000 * backward / 2 / batch_size,
+    }
 
 
 def main() -> None:
@@ -170,22 +220,37 @@ def main() -> None:
 
     figures = {"epochs": opts.epochs, "batch_size": opts.batch_size}
     with tempfile.TemporaryDirectory() as tmp:
-        figures["baseline"] = child("--arm", "baseline", "--out", f"{tmp}/baseline", "--epochs", str(opts.epochs),
-                                    "--batch-size", str(opts.batch_size), "--lr", str(opts.lr))
+        figures["baseline"] = child(
+            "--arm",
+            "baseline",
+            "--out",
+            f"{tmp}/baseline",
+            "--epochs",
+            str(opts.epochs),
+            "--batch-size",
+            str(opts.batch_size),
+            "--lr",
+            str(opts.lr),
+        )
         figures["hftransfer"] = hftransfer(f"{tmp}/hftransfer", *common)
-        figures["hftransfer_plain_malloc"] = hftransfer(f"{tmp}/plain", *common,
-                                                        env={"HFTRANSFER_NO_MALLOC_TUNING": "1"})
+        figures["hftransfer_plain_malloc"] = hftransfer(
+            f"{tmp}/plain", *common, env={"HFTRANSFER_NO_MALLOC_TUNING": "1"}
+        )
     figures["breakdown_plain_malloc"] = child("--arm", "breakdown")
     figures["breakdown_tuned_malloc"] = child("--arm", "breakdown-tuned")
     ratio = figures["hftransfer"]["train_samples_per_second"] / figures["baseline"]["train_samples_per_second"]
     figures["throughput_ratio"] = ratio
-    figures["allocator_ratio"] = (figures["hftransfer"]["train_samples_per_second"]
-                                  / figures["hftransfer_plain_malloc"]["train_samples_per_second"])
+    figures["allocator_ratio"] = (
+        figures["hftransfer"]["train_samples_per_second"]
+        / figures["hftransfer_plain_malloc"]["train_samples_per_second"]
+    )
     print(f"\n{'run':24s} {'images/s':>9s} {'train s':>8s} {'val acc':>8s} {'peak RSS MiB':>13s}")
     for name in ("baseline", "hftransfer", "hftransfer_plain_malloc"):
         f = figures[name]
-        print(f"{name:24s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f} "
-              f"{f['peak_rss_mib']:13.0f}")
+        print(
+            f"{name:24s} {f['train_samples_per_second']:9.2f} {f['train_runtime_s']:8.1f} {f['eval_accuracy']:8.4f} "
+            f"{f['peak_rss_mib']:13.0f}"
+        )
     print(f"throughput ratio (hftransfer / baseline): {ratio:.2f}x")
     print(f"allocator tuning (hftransfer / hftransfer_plain_malloc): {figures['allocator_ratio']:.2f}x")
     for name in ("breakdown_plain_malloc", "breakdown_tuned_malloc"):

@@ -30,14 +30,37 @@ RECIPE = REPO / "recipes" / "image_classification" / "efficientnet_lite0_hymenop
 
 def probe(out: str, cache: bool, cache_dir: str, epochs: float, seed: int) -> dict:
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "hftransfer"), "train", str(RECIPE), "--output_dir", out,
-                    "--strategy", "linear_probe", "--num_train_epochs", str(epochs), "--seed", str(seed),
-                    "--cache_features", str(cache).lower(), "--feature_cache_dir", cache_dir,
-                    "--disable_tqdm", "true"], check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "hftransfer"),
+            "train",
+            str(RECIPE),
+            "--output_dir",
+            out,
+            "--strategy",
+            "linear_probe",
+            "--num_train_epochs",
+            str(epochs),
+            "--seed",
+            str(seed),
+            "--cache_features",
+            str(cache).lower(),
+            "--feature_cache_dir",
+            cache_dir,
+            "--disable_tqdm",
+            "true",
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     wall = time.perf_counter() - start
     train = json.loads((Path(out) / "train_results.json").read_text())
-    return {"wall_s": wall, "train_runtime_s": train["train_runtime"],
-            "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"]}
+    return {
+        "wall_s": wall,
+        "train_runtime_s": train["train_runtime"],
+        "eval_accuracy": json.loads((Path(out) / "eval_results.json").read_text())["eval_accuracy"],
+    }
 
 
 def main() -> None:
@@ -62,8 +85,10 @@ def main() -> None:
         f = figures[name]
         print(f"{name:18s} {f['train_runtime_s']:8.1f} {f['wall_s']:8.1f} {f['eval_accuracy']:8.4f}")
     for arm, what in (("cold", "empty cache"), ("warm", "features already cached")):
-        print(f"cached probe, {what}: training {figures[f'train_speedup_{arm}']:.1f}x faster, whole command "
-              f"{figures[f'wall_speedup_{arm}']:.1f}x")
+        print(
+            f"cached probe, {what}: training {figures[f'train_speedup_{arm}']:.1f}x faster, whole command "
+            f"{figures[f'wall_speedup_{arm}']:.1f}x"
+        )
     if opts.json:
         Path(opts.json).write_text(json.dumps(figures, indent=2))
 

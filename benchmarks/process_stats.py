@@ -38,8 +38,9 @@ def high_water_mib(pid: int) -> float | None:
     return int(line.split()[1]) / 1024 if line else None  # kB
 
 
-def run_measured(command: list[str], markers: tuple[str, ...] = (), stop_after: tuple[str, int] | None = None,
-                 **popen) -> Finished:
+def run_measured(
+    command: list[str], markers: tuple[str, ...] = (), stop_after: tuple[str, int] | None = None, **popen
+) -> Finished:
     """Run ``command`` to the end: its output, its peak resident set size in MiB, and when each of ``markers``
     first appeared in its output (stdout and stderr). ``stop_after=(marker, n)`` ends the process once ``n``
     lines hold ``marker`` (the rest of a run that is not being measured)."""

@@ -24,8 +24,17 @@ REPO = Path(__file__).resolve().parent.parent
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 EPOCHS = 3  # on 500 phrases one epoch (16 steps) leaves every candidate at the majority class (0.532)
-DATA = ["--task", "text-classification", "--train_file", str(SST2 / "train.tsv"), "--validation_file",
-        str(SST2 / "dev.tsv"), "--class_names", "negative", "positive"]
+DATA = [
+    "--task",
+    "text-classification",
+    "--train_file",
+    str(SST2 / "train.tsv"),
+    "--validation_file",
+    str(SST2 / "dev.tsv"),
+    "--class_names",
+    "negative",
+    "positive",
+]
 
 
 def make_candidates(root: Path) -> list[str]:
@@ -38,8 +47,13 @@ def make_candidates(root: Path) -> list[str]:
     torch.manual_seed(0)
     BertModel(AutoConfig.from_pretrained(minilm)).save_pretrained(root / "random-minilm-size")
     tokenizer.save_pretrained(root / "random-minilm-size")
-    small = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=512)
+    small = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+    )
     BertModel(small).save_pretrained(root / "random-bert-small")
     tokenizer.save_pretrained(root / "random-bert-small")
     return [minilm, str(root / "random-minilm-size"), str(root / "random-bert-small")]
@@ -50,30 +64,73 @@ def main() -> None:
         root = Path(tmp)
         candidates = make_candidates(root)
         start = time.perf_counter()
-        subprocess.run([HFTRANSFER, "rank", *DATA, "--model", candidates[0], "--models", *candidates[1:],
-                        "--sample_size", "500", "--report_dir", str(root / "rank"), "--feature_cache_dir",
-                        str(root / "cache")], check=True, cwd=REPO, capture_output=True)
+        subprocess.run(
+            [
+                HFTRANSFER,
+                "rank",
+                *DATA,
+                "--model",
+                candidates[0],
+                "--models",
+                *candidates[1:],
+                "--sample_size",
+                "500",
+                "--report_dir",
+                str(root / "rank"),
+                "--feature_cache_dir",
+                str(root / "cache"),
+            ],
+            check=True,
+            cwd=REPO,
+            capture_output=True,
+        )
         rank_s = time.perf_counter() - start
         ranked = json.loads((root / "rank" / "rank_report.json").read_text())["candidates"]
 
         finetuned, start = {}, time.perf_counter()
         for candidate in candidates:
             out = root / f"ft-{Path(candidate).name}"
-            subprocess.run([HFTRANSFER, "train", *DATA, "--model", candidate, "--max_train_samples", "500",
-                            "--max_eval_samples", "250", "--num_train_epochs", str(EPOCHS), "--output_dir", str(out),
-                            "--disable_tqdm", "true", "--strategy", "full", "--save_strategy", "no",
-                            "--load_best_model_at_end", "false"],
-                           check=True, cwd=REPO, capture_output=True)
+            subprocess.run(
+                [
+                    HFTRANSFER,
+                    "train",
+                    *DATA,
+                    "--model",
+                    candidate,
+                    "--max_train_samples",
+                    "500",
+                    "--max_eval_samples",
+                    "250",
+                    "--num_train_epochs",
+                    str(EPOCHS),
+                    "--output_dir",
+                    str(out),
+                    "--disable_tqdm",
+                    "true",
+                    "--strategy",
+                    "full",
+                    "--save_strategy",
+                    "no",
+                    "--load_best_model_at_end",
+                    "false",
+                ],
+                check=True,
+                cwd=REPO,
+                capture_output=True,
+            )
             finetuned[candidate] = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
         finetune_s = time.perf_counter() - start
 
     print(f"rank 3 candidates, 500 train + 250 dev examples: {rank_s:.1f} s")
-    print(f"fine-tune each for {EPOCHS} epochs on the same data: {finetune_s:.1f} s "
-          f"({finetune_s / rank_s:.1f}x longer)")
+    print(
+        f"fine-tune each for {EPOCHS} epochs on the same data: {finetune_s:.1f} s ({finetune_s / rank_s:.1f}x longer)"
+    )
     print(f"{'candidate':28s} {'LogME':>8s} {'kNN':>6s} {'probe':>6s} {'feat/s':>7s} {'fine-tuned acc':>15s}")
     for row in ranked:
-        print(f"{Path(row['model']).name[:28]:28s} {row['logme']:8.4f} {row['knn_accuracy']:6.3f} "
-              f"{row['linear_probe_accuracy']:6.3f} {row['features_per_second']:7.1f} {finetuned[row['model']]:15.3f}")
+        print(
+            f"{Path(row['model']).name[:28]:28s} {row['logme']:8.4f} {row['knn_accuracy']:6.3f} "
+            f"{row['linear_probe_accuracy']:6.3f} {row['features_per_second']:7.1f} {finetuned[row['model']]:15.3f}"
+        )
 
 
 if __name__ == "__main__":

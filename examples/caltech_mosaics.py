@@ -22,8 +22,18 @@ from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parent.parent
 CALTECH = REPO.parent / "shared" / "data" / "caltech101"
-CLASSES = ("airplanes", "Motorbikes", "Faces_easy", "Leopards", "watch", "ketch", "chandelier", "car_side", "bonsai",
-           "grand_piano")
+CLASSES = (
+    "airplanes",
+    "Motorbikes",
+    "Faces_easy",
+    "Leopards",
+    "watch",
+    "ketch",
+    "chandelier",
+    "car_side",
+    "bonsai",
+    "grand_piano",
+)
 CELL = 112  # pixels per cell: a mosaic is 224x224, the backbones' usual input
 COUNTS = {"train": 400, "validation": 100, "test": 200}
 VALIDATION_PHOTOS = 6  # per class, taken from Caltech's train split (the rest make train mosaics)
@@ -65,14 +75,16 @@ def make_split(split: str, photos: dict[str, list[Path]], count: int, out: Path,
     return listing
 
 
-def make_mosaics(out: Path, counts: dict[str, int] | None = None, seed: int = 0,
-                 root: Path = CALTECH) -> dict[str, Path]:
+def make_mosaics(
+    out: Path, counts: dict[str, int] | None = None, seed: int = 0, root: Path = CALTECH
+) -> dict[str, Path]:
     """Write the mosaics and their listings under ``out``; returns the listing of each split."""
     counts = {**COUNTS, **(counts or {})}
     photos = photos_by_split(root, seed)
     rng = random.Random(seed + 1)
-    return {split: make_split(split, photos[split], counts[split], out, rng)
-            for split in ("train", "validation", "test")}
+    return {
+        split: make_split(split, photos[split], counts[split], out, rng) for split in ("train", "validation", "test")
+    }
 
 
 def main() -> None:

@@ -47,15 +47,26 @@ def main() -> None:
     for frame in (phrases, sentences):
         frame["label"] = frame["label"].map(names)
     log = EvaluationLog()
-    result = hftransfer.finetune(task="text-classification", model=str(minilm), train=phrases, validation=sentences,
-                                 num_train_epochs=2, callbacks=[log],
-                                 output_dir=args.output_dir, overwrite_output_dir=True, disable_tqdm=True)
-    print(f"validation accuracy {result.metrics['eval_accuracy']:.3f}; by epoch: "
-          + ", ".join(f"{epoch:.0f}: {accuracy:.3f}" for epoch, accuracy in log.history))
+    result = hftransfer.finetune(
+        task="text-classification",
+        model=str(minilm),
+        train=phrases,
+        validation=sentences,
+        num_train_epochs=2,
+        callbacks=[log],
+        output_dir=args.output_dir,
+        overwrite_output_dir=True,
+        disable_tqdm=True,
+    )
+    print(
+        f"validation accuracy {result.metrics['eval_accuracy']:.3f}; by epoch: "
+        + ", ".join(f"{epoch:.0f}: {accuracy:.3f}" for epoch, accuracy in log.history)
+    )
 
     tokenizer = result.trainer.processing_class  # the model and its tokenizer, still in memory
-    batch = tokenizer(["a gripping , beautifully acted film", "a tedious , clumsy mess"], padding=True,
-                      return_tensors="pt").to(result.model.device)
+    batch = tokenizer(
+        ["a gripping , beautifully acted film", "a tedious , clumsy mess"], padding=True, return_tensors="pt"
+    ).to(result.model.device)
     with torch.no_grad():
         predicted = result.model(**batch).logits.argmax(-1).tolist()
     print("predictions:", [result.model.config.id2label[i] for i in predicted])

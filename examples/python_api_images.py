@@ -38,11 +38,14 @@ def main() -> None:
         other = {"timm_arch": "tf_efficientnet_lite0", "weights": str(random_weights)}
         ranked = hftransfer.rank(RECIPE, models=[other], sample_size=120)
     for position, candidate in enumerate(ranked, 1):
-        print(f"{position}. {candidate.name}: LogME {candidate.scores['logme']:.3f}, "
-              f"k-NN accuracy {candidate.scores['knn_accuracy']:.3f} → {candidate.recommended_strategy}")
+        print(
+            f"{position}. {candidate.name}: LogME {candidate.scores['logme']:.3f}, "
+            f"k-NN accuracy {candidate.scores['knn_accuracy']:.3f} → {candidate.recommended_strategy}"
+        )
 
-    result = hftransfer.finetune(RECIPE, num_train_epochs=args.epochs, output_dir=args.output_dir,
-                                 overwrite_output_dir=True, disable_tqdm=True)
+    result = hftransfer.finetune(
+        RECIPE, num_train_epochs=args.epochs, output_dir=args.output_dir, overwrite_output_dir=True, disable_tqdm=True
+    )
     print(f"validation accuracy {result.metrics['eval_accuracy']:.3f}, model in {result.output_dir}")
     print(f"ONNX export: {hftransfer.export(result.output_dir, overwrite=True)}")
 

@@ -27,15 +27,20 @@ def main() -> None:
     link_offline_models(REPO / "pretrained")  # the pip-shipped MiniLM under pretrained/, as the recipe names it
 
     result = hftransfer.finetune(
-        "text_classification/minilm_sst2_quickstart",   # a shipped recipe, by name (or a path to any recipe)
-        max_train_samples=args.train_samples,           # keywords are the command line's options
-        output_dir=args.output_dir, overwrite_output_dir=True, disable_tqdm=True)
+        "text_classification/minilm_sst2_quickstart",  # a shipped recipe, by name (or a path to any recipe)
+        max_train_samples=args.train_samples,  # keywords are the command line's options
+        output_dir=args.output_dir,
+        overwrite_output_dir=True,
+        disable_tqdm=True,
+    )
     print(f"validation accuracy {result.metrics['eval_accuracy']:.3f}, model in {result.output_dir}")
 
     report = hftransfer.evaluate(result.output_dir, data="../shared/data/sst2/dev.tsv", overwrite=True)
     weakest = min(report["per_class"].items(), key=lambda item: item[1]["f1-score"])
-    print(f"dev.tsv: accuracy {report['summary']['accuracy']:.3f}, weakest class {weakest[0]} "
-          f"(F1 {weakest[1]['f1-score']:.3f}); report in {report['report_dir']}")
+    print(
+        f"dev.tsv: accuracy {report['summary']['accuracy']:.3f}, weakest class {weakest[0]} "
+        f"(F1 {weakest[1]['f1-score']:.3f}); report in {report['report_dir']}"
+    )
 
     texts = ["a gripping , beautifully acted and deeply moving film", "a tedious , clumsy mess"]
     print("predictions:")

@@ -17,8 +17,18 @@ The functions are imported on first use, so ``import hftransfer`` stays light.
 
 __version__ = "0.1.0"
 
-API = ("finetune", "evaluate", "predict", "rank", "export", "push", "register_strategy", "register_task", "Strategy",
-       "Selection")
+API = (
+    "finetune",
+    "evaluate",
+    "predict",
+    "rank",
+    "export",
+    "push",
+    "register_strategy",
+    "register_task",
+    "Strategy",
+    "Selection",
+)
 __all__ = [*API, "HftransferError", "__version__"]
 
 

@@ -24,18 +24,37 @@ from hftransfer.training.hub import push_output_dir
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import RunResult, run
 
-__all__ = ["finetune", "evaluate", "predict", "rank", "export", "push", "register_strategy", "register_task",
-           "Strategy", "Selection", "RunResult"]
+__all__ = [
+    "finetune",
+    "evaluate",
+    "predict",
+    "rank",
+    "export",
+    "push",
+    "register_strategy",
+    "register_task",
+    "Strategy",
+    "Selection",
+    "RunResult",
+]
 
 
 def _config(recipe: str | Path | None, options: dict, inputs: dict | None = None, callbacks: list | None = None):
     """The run's config from a recipe and keyword options, checked as values (never parsed as flags)."""
-    return parse_config([], recipe=find_recipe(str(recipe)) if recipe else None, options=options, inputs=inputs,
-                        callbacks=callbacks)
+    return parse_config(
+        [], recipe=find_recipe(str(recipe)) if recipe else None, options=options, inputs=inputs, callbacks=callbacks
+    )
 
 
-def finetune(recipe: str | Path | None = None, *, train=None, validation=None, test=None,
-             callbacks: list | None = None, **options) -> RunResult:
+def finetune(
+    recipe: str | Path | None = None,
+    *,
+    train=None,
+    validation=None,
+    test=None,
+    callbacks: list | None = None,
+    **options,
+) -> RunResult:
     """Train, evaluate and save a model, as ``hftransfer train RECIPE --option value …`` does.
 
     ``recipe`` is a recipe file or a shipped recipe's name; ``options`` are any of ``hftransfer train``'s
@@ -50,9 +69,18 @@ def finetune(recipe: str | Path | None = None, *, train=None, validation=None, t
     return run(_config(recipe, options, inputs, _checked_callbacks(callbacks)))
 
 
-def evaluate(model_dir: str | Path, data: str | None = None, split: str | None = None, *,
-             output_dir: str | None = None, batch_size: int = 64, max_samples: int | None = None,
-             overwrite: bool = False, trust_remote_code: bool = False, **columns) -> dict:
+def evaluate(
+    model_dir: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    *,
+    output_dir: str | None = None,
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    **columns,
+) -> dict:
     """Evaluate a trained model (``hftransfer eval``); returns the report (its folder under ``report_dir``).
 
     ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
@@ -60,24 +88,48 @@ def evaluate(model_dir: str | Path, data: str | None = None, split: str | None =
     _require_int("batch_size", batch_size)
     if max_samples is not None:
         _require_int("max_samples", max_samples)
-    report, folder = evaluate_run(model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite,
-                                  trust_remote_code)
+    report, folder = evaluate_run(
+        model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite, trust_remote_code
+    )
     return {**report, "report_dir": str(folder)}
 
 
-def predict(model_dir: str | Path, inputs: list[str] | str | None, *, top_k: int = 5, batch_size: int = 32,
-            onnx: bool = False, text_file: str | None = None, csv: str | None = None, column: str | None = None,
-            trust_remote_code: bool = False) -> list[Prediction]:
+def predict(
+    model_dir: str | Path,
+    inputs: list[str] | str | None,
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    onnx: bool = False,
+    text_file: str | None = None,
+    csv: str | None = None,
+    column: str | None = None,
+    trust_remote_code: bool = False,
+) -> list[Prediction]:
     """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``)."""
     _require_int("top_k", top_k)
     _require_int("batch_size", batch_size)
     items = _prediction_items(inputs, text_file or csv)
-    return predict_inputs(model_dir, items, {"text_file": text_file, "csv": csv, "column": column}, top_k,
-                          batch_size, onnx, trust_remote_code)
+    return predict_inputs(
+        model_dir,
+        items,
+        {"text_file": text_file, "csv": csv, "column": column},
+        top_k,
+        batch_size,
+        onnx,
+        trust_remote_code,
+    )
 
 
-def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, sample_size: int = 500,
-         by: str = "logme", report_dir: str | Path | None = None, **options) -> list[CandidateScore]:
+def rank(
+    recipe: str | Path | None = None,
+    models: list[str] | None = None,
+    *,
+    sample_size: int = 500,
+    by: str = "logme",
+    report_dir: str | Path | None = None,
+    **options,
+) -> list[CandidateScore]:
     """Score candidate backbones on the data from frozen features, best first (``hftransfer rank``).
 
     ``report_dir`` also writes ``rank_report.json`` and the plot there.
@@ -86,21 +138,43 @@ def rank(recipe: str | Path | None = None, models: list[str] | None = None, *, s
     base = _config(recipe, options)
     results, data, num_train = rank_candidates(base, models, sample_size, by)
     if report_dir is not None:
-        save_rank_outputs(results, Path(report_dir), {"ranked_by": by, "task": base.model.task, "num_train": num_train,
-                                                      "sample": sample_notes(data), "labels": data.label_names})
+        save_rank_outputs(
+            results,
+            Path(report_dir),
+            {
+                "ranked_by": by,
+                "task": base.model.task,
+                "num_train": num_train,
+                "sample": sample_notes(data),
+                "labels": data.label_names,
+            },
+        )
     return results
 
 
-def export(model_dir: str | Path, format: str = "onnx", *, output: str | Path | None = None, atol: float = ATOL,
-           overwrite: bool = False, trust_remote_code: bool = False) -> Path:
+def export(
+    model_dir: str | Path,
+    format: str = "onnx",
+    *,
+    output: str | Path | None = None,
+    atol: float = ATOL,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> Path:
     """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder."""
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0:
         raise HftransferError(f"atol must be a number > 0, got {atol!r}")
     return export_run(model_dir, format, output, atol, overwrite, trust_remote_code)
 
 
-def push(model_dir: str | Path, repo_id: str | None = None, *, private: bool | None = None,
-         revision: str | None = None, commit_message: str | None = None) -> str:
+def push(
+    model_dir: str | Path,
+    repo_id: str | None = None,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
     """Upload a finished run to the Hugging Face Hub (``hftransfer push``); returns the commit URL."""
     return push_output_dir(model_dir, repo_id, private, revision, commit_message)
 
@@ -120,8 +194,11 @@ def _prediction_items(inputs, other_source) -> list[str]:
         return [str(inputs)]
     if isinstance(inputs, (list, tuple)) and all(isinstance(item, (str, Path)) for item in inputs):
         return [str(item) for item in inputs]
-    shown = type(inputs).__name__ if not isinstance(inputs, (list, tuple)) else \
-        f"a list holding {type(next(i for i in inputs if not isinstance(i, (str, Path)))).__name__}"
+    shown = (
+        type(inputs).__name__
+        if not isinstance(inputs, (list, tuple))
+        else f"a list holding {type(next(i for i in inputs if not isinstance(i, (str, Path)))).__name__}"
+    )
     raise HftransferError(f"inputs must be a text or path, or a list of texts or paths, got {shown}: {inputs!r:.80}")
 
 
@@ -138,15 +215,18 @@ def _data_inputs(train, validation, test, options: dict) -> dict:
     check_only_in_memory({option: options.get(option) for option in SOURCE_OPTIONS})
     paths = sorted(split for split, value in given.items() if value is not None and split not in in_memory)
     if paths:
-        raise HftransferError(f"{', '.join(paths)} given as a path and {', '.join(sorted(in_memory))} in memory; "
-                              "give every split the same way")
+        raise HftransferError(
+            f"{', '.join(paths)} given as a path and {', '.join(sorted(in_memory))} in memory; "
+            "give every split the same way"
+        )
     return in_memory_splits(train, validation, test)
 
 
 def _set_once(options: dict, option: str, value: str, split: str) -> None:
     if options.get(option) not in (None, value):
-        raise HftransferError(f"{split}={value!r} and {option}={options[option]!r} both name the {split} data; "
-                              "give one")
+        raise HftransferError(
+            f"{split}={value!r} and {option}={options[option]!r} both name the {split} data; give one"
+        )
     options[option] = value
 
 

@@ -36,8 +36,13 @@ RecordT = TypeVar("RecordT", bound=Named)
 class Registry(Generic[RecordT]):
     """Records by name, in registration order, plus the plug-ins of ``group`` (loaded once, on first use)."""
 
-    def __init__(self, kind: str, group: str, unknown: Callable[[str], HftransferError],
-                 check: Callable[[RecordT, list[RecordT]], None] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        unknown: Callable[[str], HftransferError],
+        check: Callable[[RecordT, list[RecordT]], None] | None = None,
+    ):
         """``unknown``: the error an unknown name raises; ``check(record, registered)`` refuses a record that
         conflicts with the registered ones (raising ``ValueError``)."""
         self.kind, self.group, self._unknown, self._check = kind, group, unknown, check
@@ -65,8 +70,9 @@ class Registry(Generic[RecordT]):
             return self._records[name]
         except KeyError:
             plural = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
-            raise self._unknown(f"unknown {self.kind} {name!r}; valid {plural}: "
-                                f"{', '.join(self._records) or '(none registered)'}") from None
+            raise self._unknown(
+                f"unknown {self.kind} {name!r}; valid {plural}: {', '.join(self._records) or '(none registered)'}"
+            ) from None
 
     def records(self) -> list[RecordT]:
         self._load_plugins()
@@ -89,5 +95,11 @@ class Registry(Generic[RecordT]):
                 record = loaded() if callable(loaded) and not hasattr(loaded, "name") else loaded
                 self.register(record)
             except Exception as err:  # a broken plug-in must not take the built-in records down with it
-                logger.warning("%s plug-in %r (%s) was not loaded: %s: %s", self.kind, point.name, point.value,
-                               type(err).__name__, err)
+                logger.warning(
+                    "%s plug-in %r (%s) was not loaded: %s: %s",
+                    self.kind,
+                    point.name,
+                    point.value,
+                    type(err).__name__,
+                    err,
+                )

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HFTRANSFER_IMAGE_CHECK_CACHE", tempfile.mkdtemp(prefix="hftransfer-image-check-"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for hftransfer run in a child process: offline, importing this checkout."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **extra}
@@ -32,8 +33,14 @@ def run_example(script: str, *args: str, timeout: int = 900):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, f"examples/{script}", *args], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=REPO, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, f"examples/{script}", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -88,8 +95,14 @@ def tiny_bert(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)  # the same weights whichever tests ran first (auto's probe measures them)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -120,8 +133,10 @@ def make_config(**options):
 def files(tmp_path_factory) -> dict[str, Path]:
     """Train and validation CSVs of synthetic reviews (a module's own ``files`` fixture wins over this one)."""
     root = tmp_path_factory.mktemp("data")
-    return {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
-            "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2))}
+    return {
+        "train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +152,24 @@ def text_run(tiny_bert, files, tmp_path_factory) -> Path:
 def tiny_run_flags(model: Path, out: Path, **files: Path) -> list[str]:
     """CLI flags for a seconds-long run of the tiny model (full fine-tuning: tests of other strategies, and of
     ``auto``'s choice, name theirs)."""
-    flags = ["--model", str(model), "--output_dir", str(out), "--strategy", "full", "--num_train_epochs", "1",
-             "--per_device_train_batch_size", "16", "--logging_steps", "1", "--disable_tqdm", "true",
-             "--dataloader_pin_memory", "false"]
+    flags = [
+        "--model",
+        str(model),
+        "--output_dir",
+        str(out),
+        "--strategy",
+        "full",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "16",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_pin_memory",
+        "false",
+    ]
     for split, path in files.items():
         flags += [f"--{split}_file", str(path)]
     return flags
@@ -186,8 +216,15 @@ def tiny_vit(tmp_path_factory) -> Path:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     folder = tmp_path_factory.mktemp("tiny-vit")
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=5)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
     ViTForImageClassification(config).save_pretrained(folder)
     processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     processor.save_pretrained(folder)

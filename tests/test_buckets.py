@@ -17,7 +17,7 @@ from hftransfer.tasks.text_classification import TextClassificationArguments, tr
 
 def batches_of(sampler, batch_size: int) -> list[list[int]]:
     order = list(sampler)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def padded_tokens(batches, lengths) -> int:
@@ -51,18 +51,29 @@ def test_order_depends_on_seed_and_epoch_only():
 def trainer_for(dataset, strategy: str = "random", window: int = 16, tmp_path=None):
     class Config:
         task = TextClassificationArguments(length_buckets=window)
-        training = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy=strategy, report_to="none",
-                                     per_device_train_batch_size=4, use_cpu=True)
+        training = TrainingArguments(
+            output_dir=str(tmp_path),
+            train_sampling_strategy=strategy,
+            report_to="none",
+            per_device_train_batch_size=4,
+            use_cpu=True,
+        )
 
     model = torch.nn.Linear(2, 2)
-    return TransferTrainer(model=model, args=Config.training, train_dataset=dataset,
-                           param_groups=lambda *a, **k: [], train_sampler=lambda ds, bs: train_sampler(Config, ds, bs))
+    return TransferTrainer(
+        model=model,
+        args=Config.training,
+        train_dataset=dataset,
+        param_groups=lambda *a, **k: [],
+        train_sampler=lambda ds, bs: train_sampler(Config, ds, bs),
+    )
 
 
 def test_text_training_uses_length_buckets_unless_the_user_chooses(tmp_path):
     dataset = Dataset.from_dict({"input_ids": [[1] * n for n in range(1, 41)], "labels": [0, 1] * 20})
     sampler = trainer_for(dataset, tmp_path=tmp_path)._get_train_sampler()
     assert isinstance(sampler, LengthBuckets) and sampler.lengths.tolist() == list(range(1, 41))
-    assert isinstance(trainer_for(dataset, "group_by_length", tmp_path=tmp_path)._get_train_sampler(),
-                      LengthGroupedSampler)
+    assert isinstance(
+        trainer_for(dataset, "group_by_length", tmp_path=tmp_path)._get_train_sampler(), LengthGroupedSampler
+    )
     assert isinstance(trainer_for(dataset, window=0, tmp_path=tmp_path)._get_train_sampler(), RandomSampler)

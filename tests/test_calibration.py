@@ -60,8 +60,9 @@ def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_m
 
     def ece(logits, y):
         probabilities = logits.softmax(-1)
-        return expected_calibration_error(probabilities.max(-1).values.numpy(),
-                                          (probabilities.argmax(-1) == y).numpy())[0]
+        return expected_calibration_error(
+            probabilities.max(-1).values.numpy(), (probabilities.argmax(-1) == y).numpy()
+        )[0]
 
     with torch.no_grad():
         before = model(features)
@@ -81,15 +82,22 @@ def test_folding_keeps_every_prediction_and_lowers_the_ece_of_an_overconfident_m
 def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, tmp_path, monkeypatch, caplog):
     from hftransfer.engine.trainer import ClassificationTrainer
 
-    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
-             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),
-             "test": write_rows(tmp_path / "test.csv", sentiment_rows(30, seed=3))}
+    files = {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),
+        "test": write_rows(tmp_path / "test.csv", sentiment_rows(30, seed=3)),
+    }
     out = tmp_path / "out"
     predicted = []
     real_predict = ClassificationTrainer.predict
-    monkeypatch.setattr(ClassificationTrainer, "predict", lambda self, dataset, *a, metric_key_prefix="test", **k: (
-        predicted.append(metric_key_prefix), real_predict(self, dataset, *a, metric_key_prefix=metric_key_prefix,
-                                                          **k))[1])
+    monkeypatch.setattr(
+        ClassificationTrainer,
+        "predict",
+        lambda self, dataset, *a, metric_key_prefix="test", **k: (
+            predicted.append(metric_key_prefix),
+            real_predict(self, dataset, *a, metric_key_prefix=metric_key_prefix, **k),
+        )[1],
+    )
     # long and fast enough that the model is sure of itself and far from calibrated (T is significant)
     with caplog.at_level(logging.INFO, logger="hftransfer"):
         main(tiny_run_flags(tiny_bert, out, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3"])
@@ -103,20 +111,25 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
         assert {"expected_calibration_error", "expected_calibration_error_before"} <= set(report[split]["summary"])
         assert sum(b["count"] for b in report[split]["calibration_before"]["bins"]) == report[split]["num_examples"]
     results = json.loads((out / "all_results.json").read_text())
-    assert results["test_expected_calibration_error_before"] == report["test"]["summary"][
-        "expected_calibration_error_before"]
+    assert (
+        results["test_expected_calibration_error_before"]
+        == report["test"]["summary"]["expected_calibration_error_before"]
+    )
     assert "T = " in (out / "README.md").read_text()
     # off: no temperature anywhere, the same predictions
     plain = tmp_path / "plain"
-    main(tiny_run_flags(tiny_bert, plain, **files) + ["--num_train_epochs", "5", "--learning_rate", "3e-3",
-                                                      "--calibrate", "false"])
+    main(
+        tiny_run_flags(tiny_bert, plain, **files)
+        + ["--num_train_epochs", "5", "--learning_rate", "3e-3", "--calibrate", "false"]
+    )
     assert "hftransfer_calibration" not in json.loads((plain / "config.json").read_text())
     plain_report = json.loads((plain / "eval_report.json").read_text())
     for split in ("validation", "test"):
         assert "temperature" not in plain_report[split]
         assert plain_report[split]["summary"]["accuracy"] == report[split]["summary"]["accuracy"]
         assert plain_report[split]["summary"]["expected_calibration_error"] == pytest.approx(
-            report[split]["summary"]["expected_calibration_error_before"], abs=1e-5)  # float32 rounding only
+            report[split]["summary"]["expected_calibration_error_before"], abs=1e-5
+        )  # float32 rounding only
     # plain `pipeline` on the saved model gives the calibrated scores: softmax(logits / T) of the same training
     from transformers import pipeline
 
@@ -133,11 +146,12 @@ def test_a_run_saves_a_calibrated_model_and_reports_before_and_after(tiny_bert, 
 def test_a_temperature_the_validation_cannot_tell_from_one_is_not_applied(tiny_bert, tmp_path):
     """One epoch of the tiny model: its scores carry almost nothing, any T fits the validation labels as well as 1
     does; the model keeps its raw scores and the run says why."""
-    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
-             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2))}
+    files = {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(96, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(40, seed=2)),
+    }
     out = tmp_path / "out"
     main(tiny_run_flags(tiny_bert, out, **files))
     assert "hftransfer_calibration" not in json.loads((out / "config.json").read_text())
     assert "temperature" not in json.loads((out / "eval_report.json").read_text())["validation"]
     assert "temperature scaling: not applied" in (out / "hftransfer_config.yaml").read_text()
-

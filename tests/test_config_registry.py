@@ -31,8 +31,9 @@ def test_duplicate_task_name_raises():
 
 
 def test_a_new_task_registers_without_touching_the_core():
-    task = dataclasses.replace(text_classification.TASK, name="token-demo", description="demo",
-                               training_defaults={"learning_rate": 1e-3})
+    task = dataclasses.replace(
+        text_classification.TASK, name="token-demo", description="demo", training_defaults={"learning_rate": 1e-3}
+    )
     register_task(task)
     try:
         assert get_task("token-demo") is task
@@ -52,8 +53,9 @@ def test_precedence_defaults_task_yaml_cli(tmp_path):
     assert plain.training.learning_rate == text_classification.TASK.training_defaults["learning_rate"]
     assert plain.training.eval_strategy.value == BASE_TRAINING_DEFAULTS["eval_strategy"]
     assert plain.training.metric_for_best_model == "f1_macro" and plain.training.load_best_model_at_end
-    recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "learning_rate": 1e-4, "num_train_epochs": 7,
-                                              "max_length": 64})
+    recipe = write_yaml(
+        tmp_path / "r.yaml", {"model": "m", "learning_rate": 1e-4, "num_train_epochs": 7, "max_length": 64}
+    )
     from_yaml = parse_config(["--config", recipe])
     assert (from_yaml.training.learning_rate, from_yaml.training.num_train_epochs) == (1e-4, 7)
     assert from_yaml.task.max_length == 64
@@ -63,13 +65,16 @@ def test_precedence_defaults_task_yaml_cli(tmp_path):
 
 
 def test_sections_are_flattened(tmp_path):
-    recipe = write_yaml(tmp_path / "r.yaml", {
-        "task": "text-classification",
-        "model": {"model": "m", "revision": "v1"},
-        "data": {"train_file": "t.csv", "text_column": "review"},
-        "training": {"learning_rate": 2e-5, "bf16": False},
-        "transfer": {"strategy": "linear_probe"},
-    })
+    recipe = write_yaml(
+        tmp_path / "r.yaml",
+        {
+            "task": "text-classification",
+            "model": {"model": "m", "revision": "v1"},
+            "data": {"train_file": "t.csv", "text_column": "review"},
+            "training": {"learning_rate": 2e-5, "bf16": False},
+            "transfer": {"strategy": "linear_probe"},
+        },
+    )
     config = parse_config(["--config", recipe])
     assert (config.model.model, config.model.revision) == ("m", "v1")
     assert (config.data.train_file, config.task.text_column) == ("t.csv", "review")
@@ -99,8 +104,16 @@ def test_missing_recipe_file(tmp_path):
 
 
 def test_resolved_config_round_trips(tmp_path):
-    recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "train_file": "t.csv", "learning_rate": 1e-4,
-                                              "class_names": ["neg", "pos"], "output_dir": str(tmp_path / "o")})
+    recipe = write_yaml(
+        tmp_path / "r.yaml",
+        {
+            "model": "m",
+            "train_file": "t.csv",
+            "learning_rate": 1e-4,
+            "class_names": ["neg", "pos"],
+            "output_dir": str(tmp_path / "o"),
+        },
+    )
     config = parse_config(["--config", recipe, "--seed", "3"])
     saved = tmp_path / "resolved.yaml"
     config.save(saved)
@@ -113,8 +126,11 @@ def test_resolved_config_round_trips(tmp_path):
 def test_hub_token_refused_in_recipes_and_flags(tmp_path):
     """Tokens come from HF_TOKEN or `hf auth login` only: a recipe or a flag would leak them into files."""
     recipe = write_yaml(tmp_path / "r.yaml", {"model": "m", "train_file": "t.csv", "hub_token": "hf_secret"})
-    for argv in (["--config", recipe], ["--model", "m", "--hub_token", "hf_secret"],
-                 ["--model", "m", "--hub_token=hf_secret"]):
+    for argv in (
+        ["--config", recipe],
+        ["--model", "m", "--hub_token", "hf_secret"],
+        ["--model", "m", "--hub_token=hf_secret"],
+    ):
         with pytest.raises(ConfigError, match="HF_TOKEN"):
             parse_config(argv)
 

@@ -47,8 +47,9 @@ def test_non_contiguous_integer_labels_map_to_sorted_ids(tmp_path):
 
 
 def test_column_mapping_and_sentence_pairs(tmp_path):
-    rows = [{"premise": f"p {i}", "hypothesis": f"h {i}", "gold": ["entail", "neutral", "contra"][i % 3]}
-            for i in range(30)]
+    rows = [
+        {"premise": f"p {i}", "hypothesis": f"h {i}", "gold": ["entail", "neutral", "contra"][i % 3]} for i in range(30)
+    ]
     path = write_rows(tmp_path / "nli.jsonl", rows)
     data = load_data(args(train_file=str(path), label_column="gold", seed=0))
     assert data.columns == {"text": "premise", "text_pair": "hypothesis"}
@@ -80,12 +81,14 @@ def test_carved_validation_is_datasets_own_stratified_split():
 
     ids = np.random.default_rng(1).integers(0, 7, 3000).tolist()
     whole = datasets.Dataset.from_dict({"x": list(range(3000)), LABELS: ids}).cast_column(
-        LABELS, datasets.ClassLabel(num_classes=7))
+        LABELS, datasets.ClassLabel(num_classes=7)
+    )
     for ds, size, seed in ((whole, 400, 42), (whole.select(range(100, 2500)), 250, 3)):
         for stratify in (True, False):
             expected = ds.train_test_split(test_size=size, seed=seed, stratify_by_column=LABELS if stratify else None)
-            train_rows, validation_rows = carve_rows(len(ds), size, seed,
-                                                     ds.with_format("arrow")[LABELS].to_numpy() if stratify else None)
+            train_rows, validation_rows = carve_rows(
+                len(ds), size, seed, ds.with_format("arrow")[LABELS].to_numpy() if stratify else None
+            )
             assert list(ds.select(validation_rows)["x"]) == list(expected["test"]["x"])
             assert list(ds.select(train_rows)["x"]) == list(expected["train"]["x"])
 
@@ -97,6 +100,7 @@ def test_max_samples_subsets(tmp_path):
 
 
 # --- bad input: each error names the value at fault and the choices ---
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="train file not found: .*nope.csv"):
@@ -141,8 +145,11 @@ def test_empty_split_is_rejected(tmp_path):
 def test_unseen_validation_labels_are_named(tmp_path):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(20))
     dev = write_rows(tmp_path / "dev.csv", sentiment_rows(6, labels=("negative", "mixed", "sarcastic")))
-    with pytest.raises(DataError, match="labels in the validation split not seen in train: 'mixed', 'sarcastic'; "
-                                        "train labels: negative, positive"):
+    with pytest.raises(
+        DataError,
+        match="labels in the validation split not seen in train: 'mixed', 'sarcastic'; "
+        "train labels: negative, positive",
+    ):
         load_data(args(train_file=str(train), validation_file=str(dev), seed=0))
 
 
@@ -157,8 +164,9 @@ def test_non_utf8_file_is_named_with_line(tmp_path):
 def test_missing_text_values_are_reported(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("text,label\ngood,pos\n,neg\nfine,pos\n", encoding="utf-8")
-    with pytest.raises(DataError,
-                       match="1 empty value\\(s\\) in text column 'text' of the train split \\(first at row 1\\)"):
+    with pytest.raises(
+        DataError, match="1 empty value\\(s\\) in text column 'text' of the train split \\(first at row 1\\)"
+    ):
         load_data(args(train_file=str(path), seed=0))
 
 

@@ -17,22 +17,25 @@ from hftransfer.strategies.auto import FEW_PER_CLASS, LARGE_DATA, LP_FT_RATE_RAT
 from hftransfer.training.recipe import main
 
 
-@pytest.mark.parametrize("case, expected", [
-    # (training examples, classes, median per class, probe accuracy): tiny, large, separated, entangled
-    ((60, 3, 20, 0.70), "lp_ft"),                   # tiny and entangled: the head first
-    ((60, 3, 20, 0.99), "linear_probe"),            # tiny but already separated
-    ((50_000, 20, 2500, 0.99), "full"),             # large: fine-tuning pays, nothing measured
-    ((5_000, 5, 1000, 0.98), "linear_probe"),       # well separated
-    ((5_000, 5, 1000, 0.70), "full"),               # entangled, enough per class
-    ((5_000, 100, 30, 0.70), "lp_ft"),              # entangled, few per class
-    ((5_000, 5, 1000, None), "full"),               # no fixed-size features to measure
-    ((200, 2, 100, 0.94, 49), "linear_probe"),      # 0.94 on 49 examples cannot be told from 0.95: the cheaper
-    ((200, 2, 100, 0.85, 49), "full"),              # ... 0.85 on 49 can
-    ((5_000, 5, 1000, 0.92, 300), "full"),          # ... and 0.92 on 300 can
-    ((900, 43, 21, 0.63, 100, 1.0), "full"),        # few per class, but the body trains at the head's rate
-    ((900, 43, 21, 0.99, 100, 1.0), "linear_probe"),  # ... unless the frozen features already separate them
-    ((4_900, 50, 40, 0.29, 545, 0.1), "lp_ft"),     # few per class, a body at a tenth of the head's rate
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        # (training examples, classes, median per class, probe accuracy): tiny, large, separated, entangled
+        ((60, 3, 20, 0.70), "lp_ft"),  # tiny and entangled: the head first
+        ((60, 3, 20, 0.99), "linear_probe"),  # tiny but already separated
+        ((50_000, 20, 2500, 0.99), "full"),  # large: fine-tuning pays, nothing measured
+        ((5_000, 5, 1000, 0.98), "linear_probe"),  # well separated
+        ((5_000, 5, 1000, 0.70), "full"),  # entangled, enough per class
+        ((5_000, 100, 30, 0.70), "lp_ft"),  # entangled, few per class
+        ((5_000, 5, 1000, None), "full"),  # no fixed-size features to measure
+        ((200, 2, 100, 0.94, 49), "linear_probe"),  # 0.94 on 49 examples cannot be told from 0.95: the cheaper
+        ((200, 2, 100, 0.85, 49), "full"),  # ... 0.85 on 49 can
+        ((5_000, 5, 1000, 0.92, 300), "full"),  # ... and 0.92 on 300 can
+        ((900, 43, 21, 0.63, 100, 1.0), "full"),  # few per class, but the body trains at the head's rate
+        ((900, 43, 21, 0.99, 100, 1.0), "linear_probe"),  # ... unless the frozen features already separate them
+        ((4_900, 50, 40, 0.29, 545, 0.1), "lp_ft"),  # few per class, a body at a tenth of the head's rate
+    ],
+)
 def test_auto_decides_from_size_classes_and_separability(case, expected):
     chosen, reason = decide(*case)
     assert chosen == expected and reason
@@ -62,9 +65,19 @@ def test_auto_on_real_runs_records_its_decision(tiny_bert, tmp_path, caplog, mon
         assert caplog.text.count(f"{split}: features of") == 2
 
 
-@pytest.mark.parametrize("train, classes, expected", [
-    (245, 2, 49), (1000, 10, 100), (1000, 43, 100), (1000, 102, 200), (2914, 101, 291), (5452, 50, 545),
-    (67349, 2, 5000), (320, 40, 64)])
+@pytest.mark.parametrize(
+    "train, classes, expected",
+    [
+        (245, 2, 49),
+        (1000, 10, 100),
+        (1000, 43, 100),
+        (1000, 102, 200),
+        (2914, 101, 291),
+        (5452, 50, 545),
+        (67349, 2, 5000),
+        (320, 40, 64),
+    ],
+)
 def test_the_carved_validation_rule(train, classes, expected):
     # a tenth, at least 100 and two per class, at most a fifth of train and 5,000
     assert validation_size(train, classes) == expected
@@ -95,8 +108,15 @@ def frames_folder(root, names):
 def carved_folder(root, **options):
     from hftransfer.tasks.image_classification import load_data
 
-    data = load_data(make_config(task="image-classification", timm_arch="test_efficientnet", data_dir=str(root),
-                                 validation_fraction=0.25, **options))
+    data = load_data(
+        make_config(
+            task="image-classification",
+            timm_arch="test_efficientnet",
+            data_dir=str(root),
+            validation_fraction=0.25,
+            **options,
+        )
+    )
     return [[Path(p) for p in data.splits[split]["image"]] for split in ("train", "validation")], data.notes
 
 
@@ -114,9 +134,14 @@ def test_a_carved_validation_keeps_files_named_alike_on_one_side(tmp_path):
     assert not any("named alike" in note for note in notes)
 
 
-@pytest.mark.parametrize("names", [lambda track, frame: f"image_{4 * track + frame:04d}.png",  # one prefix per class
-                                   lambda track, frame: f"{track}{frame}7_a{frame}c.png",  # no trailing number
-                                   lambda track, frame: f"{4 * track + frame:03d}_1.png"])  # no file has a sibling
+@pytest.mark.parametrize(
+    "names",
+    [
+        lambda track, frame: f"image_{4 * track + frame:04d}.png",  # one prefix per class
+        lambda track, frame: f"{track}{frame}7_a{frame}c.png",  # no trailing number
+        lambda track, frame: f"{4 * track + frame:03d}_1.png",
+    ],
+)  # no file has a sibling
 def test_names_that_show_no_groups_are_carved_file_by_file(tmp_path, names):
     (train, validation), notes = carved_folder(frames_folder(tmp_path / "plain", names))
     assert len(validation) == 12 and not any("named alike" in note for note in notes)
@@ -172,8 +197,10 @@ def test_time_budget_stops_in_time_and_leaves_a_loadable_model(tiny_bert, tmp_pa
     train = write_rows(tmp_path / "train.csv", sentiment_rows(400, seed=1))
     out = tmp_path / "out"
     started = time.monotonic()
-    main(tiny_run_flags(tiny_bert, out, train=train) + ["--num_train_epochs", "200", "--time_budget", "30s",
-                                                        "--per_device_train_batch_size", "8"])
+    main(
+        tiny_run_flags(tiny_bert, out, train=train)
+        + ["--num_train_epochs", "200", "--time_budget", "30s", "--per_device_train_batch_size", "8"]
+    )
     elapsed = time.monotonic() - started
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] < state["max_steps"]  # stopped by the budget, not by the plan
@@ -193,14 +220,25 @@ def test_a_probe_on_a_tiny_validation_split_is_selected_by_loss(tiny_bert, tmp_p
     """Fewer than 100 validation examples: a probe's epochs are ranked by validation loss (ties on accuracy)."""
     train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))
     out = tmp_path / "out"
-    main(tiny_run_flags(tiny_bert, out, train=train) + ["--strategy", "linear_probe",
-                                                        "--feature_cache_dir", str(tmp_path / "f")])
+    main(
+        tiny_run_flags(tiny_bert, out, train=train)
+        + ["--strategy", "linear_probe", "--feature_cache_dir", str(tmp_path / "f")]
+    )
     saved = (out / "hftransfer_config.yaml").read_text()
     assert "metric_for_best_model: loss" in saved and "greater_is_better: false" in saved
     assert "validation examples tie on accuracy" in saved
     other = tmp_path / "chosen"
-    main(tiny_run_flags(tiny_bert, other, train=train) + ["--strategy", "linear_probe", "--metric_for_best_model",
-                                                          "accuracy", "--feature_cache_dir", str(tmp_path / "f")])
+    main(
+        tiny_run_flags(tiny_bert, other, train=train)
+        + [
+            "--strategy",
+            "linear_probe",
+            "--metric_for_best_model",
+            "accuracy",
+            "--feature_cache_dir",
+            str(tmp_path / "f"),
+        ]
+    )
     assert "metric_for_best_model: accuracy" in (other / "hftransfer_config.yaml").read_text()  # the user's wins
 
 

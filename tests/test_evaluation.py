@@ -27,6 +27,7 @@ from hftransfer.training.recipe import main
 
 # --- the report's numbers ----------------------------------------------------------------------------------
 
+
 def test_reduce_logits_keeps_top_k_ids_and_probabilities():
     logits = torch.tensor([[0.1, 3.0, -1.0, 0.5, 2.0, 0.0, 1.0], [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
     reduced = reduce_logits(logits)
@@ -54,7 +55,7 @@ def _reference_ece(confidence, correct, bins=15):
 def test_expected_calibration_error_matches_the_definition():
     rng = np.random.default_rng(0)
     confidence = np.concatenate([rng.uniform(0.3, 1.0, 500), [1.0, 2 / 15, 0.5]])  # edges included
-    correct = rng.uniform(size=len(confidence)) < confidence ** 2
+    correct = rng.uniform(size=len(confidence)) < confidence**2
     ece, bins = expected_calibration_error(confidence, correct)
     assert ece == pytest.approx(_reference_ece(confidence.tolist(), correct.tolist()), abs=1e-12)
     assert sum(b["count"] for b in bins) == len(confidence)
@@ -74,8 +75,11 @@ def test_report_equals_scikit_learn_and_ranks_errors():
     predicted = logits.argmax(-1).numpy()
     assert report["summary"]["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
     p, r, f, _ = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)
-    assert (report["summary"]["precision_macro"], report["summary"]["recall_macro"],
-            report["summary"]["f1_macro"]) == pytest.approx((p, r, f))
+    assert (
+        report["summary"]["precision_macro"],
+        report["summary"]["recall_macro"],
+        report["summary"]["f1_macro"],
+    ) == pytest.approx((p, r, f))
     assert report["confusion_matrix"]["matrix"] == confusion_matrix(labels, predicted).tolist()
     top5 = np.argsort(-logits.numpy(), axis=1)[:, :5]
     assert report["summary"]["top_5_accuracy"] == pytest.approx((top5 == labels[:, None]).any(1).mean())
@@ -109,12 +113,15 @@ def test_confusion_matrix_png_is_a_valid_image_of_the_expected_size(tmp_path, cl
 
 # --- a finished text run: report files, card, eval, predict ----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def text_run(tiny_bert, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("text-run")
-    files = {"train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
-             "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2)),
-             "test": write_rows(root / "test.csv", sentiment_rows(15, seed=3))}
+    files = {
+        "train": write_rows(root / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(root / "dev.csv", sentiment_rows(21, seed=2)),
+        "test": write_rows(root / "test.csv", sentiment_rows(15, seed=3)),
+    }
     out = root / "out"
     main(tiny_run_flags(tiny_bert, out, **files))
     return out
@@ -127,7 +134,8 @@ def test_training_writes_report_plots_and_a_valid_card(text_run):
     for split, size in (("validation", 21), ("test", 15)):
         assert report[split]["num_examples"] == size
         assert {"summary", "per_class", "confusion_matrix", "most_confused", "worst_errors", "calibration"} <= set(
-            report[split])
+            report[split]
+        )
         assert "expected_calibration_error" in report[split]["summary"]
         with Image.open(text_run / f"confusion_matrix_{split}.png") as image:
             assert image.size == tuple(round(v * DPI) for v in confusion_figure_size(2))
@@ -140,8 +148,14 @@ def test_training_writes_report_plots_and_a_valid_card(text_run):
     values = {(r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results}
     assert values[("test", "Accuracy")] == pytest.approx(results["test_accuracy"], abs=1e-4)
     text = card.text
-    for expected in ("pipeline(\"text-classification\"", "`negative`, `positive`", "strategy", "Per class",
-                     "confusion_matrix_validation.png", "Limitations"):
+    for expected in (
+        'pipeline("text-classification"',
+        "`negative`, `positive`",
+        "strategy",
+        "Per class",
+        "confusion_matrix_validation.png",
+        "Limitations",
+    ):
         assert expected in text, expected
 
 
@@ -179,8 +193,9 @@ def test_predict_texts_to_terminal_csv_and_json(text_run, tmp_path, capsys):
     assert "a wonderful film" in capsys.readouterr().out
     texts = write_rows(tmp_path / "texts.csv", [{"review": "great", "x": 1}, {"review": "dull and boring", "x": 2}])
     out_csv = tmp_path / "p.csv"
-    assert cli.main(["predict", str(text_run), "--csv", str(texts), "--column", "review",
-                     "--output", str(out_csv)]) == 0
+    assert (
+        cli.main(["predict", str(text_run), "--csv", str(texts), "--column", "review", "--output", str(out_csv)]) == 0
+    )
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["input"] for r in rows] == ["great", "dull and boring"]
     assert {r["label_1"] for r in rows} <= {"negative", "positive"}
@@ -217,15 +232,35 @@ def test_export_onnx_text_and_predict_with_it(text_run, capsys):
 
 # --- images -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def image_run(timm_weights, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("image-run")
     for split in ("train", "val"):
         make_class_folder(root / "data" / split, 6 if split == "train" else 3)
     out = root / "out"
-    main(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-          "--strategy", "full", "--data_dir", str(root / "data"), "--output_dir", str(out), "--num_train_epochs", "1",
-          "--disable_tqdm", "true", "--per_device_train_batch_size", "4"])
+    main(
+        [
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--weights",
+            str(timm_weights),
+            "--strategy",
+            "full",
+            "--data_dir",
+            str(root / "data"),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--disable_tqdm",
+            "true",
+            "--per_device_train_batch_size",
+            "4",
+        ]
+    )
     return out
 
 
@@ -237,8 +272,10 @@ def test_image_run_report_names_files_and_predict_reads_folders_and_globs(image_
         assert Path(error["example"]).is_file()
     data = image_run.parent / "data" / "val"
     out = tmp_path / "p.jsonl"
-    assert cli.main(["predict", str(image_run), str(data / "red"), str(data / "blue" / "*.png"),
-                     "--output", str(out)]) == 0
+    assert (
+        cli.main(["predict", str(image_run), str(data / "red"), str(data / "blue" / "*.png"), "--output", str(out)])
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and rows[0]["input"].endswith("red_0.png")
     # the same model through `hftransfer eval` on the folder's val split gives the training report's numbers
@@ -266,6 +303,7 @@ def test_predict_reports_unreadable_and_missing_images(image_run, tmp_path, caps
 
 # --- the Hub ------------------------------------------------------------------------------------------------
 
+
 class FakeHub:
     """Records the calls made at the HfApi boundary (the Hub is unreachable here)."""
 
@@ -287,8 +325,11 @@ class FakeHub:
 
             root = Path(kwargs["folder_path"])
             every = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-            kwargs["uploaded"] = list(filter_repo_objects(every, allow_patterns=kwargs.get("allow_patterns"),
-                                                          ignore_patterns=kwargs.get("ignore_patterns")))
+            kwargs["uploaded"] = list(
+                filter_repo_objects(
+                    every, allow_patterns=kwargs.get("allow_patterns"), ignore_patterns=kwargs.get("ignore_patterns")
+                )
+            )
             kwargs["token"] = api.token
             hub.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
             return "https://huggingface.co/someone/tiny-text/commit/abc"
@@ -305,8 +346,15 @@ def test_push_uploads_the_model_folder_only(text_run, monkeypatch, capsys):
     assert repo == "tiny-text" and create["private"] is True and create["exist_ok"] is True
     assert repo_up == "someone/tiny-text" and upload["token"] == "hf_testtoken123"
     uploaded = upload["uploaded"]
-    for needed in ("config.json", "model.safetensors", "README.md", "tokenizer.json", REPORT_FILE,
-                   "confusion_matrix_validation.png", "hftransfer_config.yaml"):
+    for needed in (
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "tokenizer.json",
+        REPORT_FILE,
+        "confusion_matrix_validation.png",
+        "hftransfer_config.yaml",
+    ):
         assert needed in uploaded, needed
     assert not [f for f in uploaded if f.startswith(("checkpoint-", "eval/", ".")) or f.endswith(".bin")], uploaded
     assert "hf_testtoken123" not in capsys.readouterr().out
@@ -314,7 +362,9 @@ def test_push_uploads_the_model_folder_only(text_run, monkeypatch, capsys):
     from transformers import pipeline
 
     assert pipeline("text-classification", model=str(text_run), device="cpu")("great")[0]["label"] in {
-        "negative", "positive"}
+        "negative",
+        "positive",
+    }
 
 
 def test_push_refuses_without_login_or_with_a_token_in_the_folder(text_run, monkeypatch, capsys):

@@ -24,8 +24,9 @@ PACKAGE = REPO / "hftransfer"
 
 
 def all_modules() -> list[str]:
-    return [m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="hftransfer.")
-            if not m.name.endswith("__main__")]
+    return [
+        m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="hftransfer.") if not m.name.endswith("__main__")
+    ]
 
 
 def user_error_classes() -> list[type]:
@@ -82,13 +83,19 @@ def real_mistakes(tiny_bert: Path, train: Path, tmp: Path) -> dict[str, tuple[li
     cases = {
         "ConfigError": (["train", *base, "--head", "deep"], "unknown head 'deep'; valid: linear, mlp"),
         "DataError": (["train", *base, "--label_column", "stars"], "column 'stars' not found"),
-        "ModelSourceError": (["train", "--model", "./no-such-model", "--train_file", str(train)],
-                             "model path does not exist"),
+        "ModelSourceError": (
+            ["train", "--model", "./no-such-model", "--train_file", str(train)],
+            "model path does not exist",
+        ),
         "UnknownTaskError": (["train", "--task", "nope"], "valid tasks: text-classification, image-classification"),
-        "StrategyError": (["train", *base, "--strategy", "partial", "--unfreeze_blocks", "9"],
-                          "unfreeze_blocks=9 but the backbone has 2 blocks"),
-        "LoraTargetError": (["train", *base, "--strategy", "lora", "--lora_target_modules", "nonexistent"],
-                            "'nonexistent' matches no adaptable module"),
+        "StrategyError": (
+            ["train", *base, "--strategy", "partial", "--unfreeze_blocks", "9"],
+            "unfreeze_blocks=9 but the backbone has 2 blocks",
+        ),
+        "LoraTargetError": (
+            ["train", *base, "--strategy", "lora", "--lora_target_modules", "nonexistent"],
+            "'nonexistent' matches no adaptable module",
+        ),
         "HeadError": (["train", *base, "--pooling", "max"], "pooling='max' needs a timm backbone"),
         "RunDirError": (["eval", str(tmp)], "is not a model directory"),
         "PredictError": (["predict", str(tiny_bert), "x", "--top_k", "0"], "top_k must be at least 1"),
@@ -112,10 +119,31 @@ def test_real_mistakes_are_one_line_and_exit_2(tiny_bert, text_csv, tmp_path, ca
 @pytest.mark.e2e
 def test_a_user_error_inside_launched_processes_is_one_line(tiny_bert, text_csv, tmp_path):
     """Through `accelerate launch` (2 CPU processes): the error each process reports is printed once, exit 2."""
-    done = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
-                           "--num_processes", "2", "--model", str(tiny_bert), "--train_file", str(text_csv),
-                           "--label_column", "stars", "--output_dir", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hftransfer.cli",
+            "train",
+            "--accelerate_config",
+            "cpu",
+            "--num_processes",
+            "2",
+            "--model",
+            str(tiny_bert),
+            "--train_file",
+            str(text_csv),
+            "--label_column",
+            "stars",
+            "--output_dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("hftransfer: error:")]
     assert len(errors) == 1 and "column 'stars' not found" in errors[0]
@@ -124,6 +152,7 @@ def test_a_user_error_inside_launched_processes_is_one_line(tiny_bert, text_csv,
 
 # --- strategies are plug-ins (registering one from outside: test_plugins.py) ---------------------------------
 
+
 def _names_compared(tree: ast.AST, names: set[str]) -> list[int]:
     """Lines where a strategy (an expression naming ``strategy``) is compared with a strategy's name."""
     lines = []
@@ -131,8 +160,12 @@ def _names_compared(tree: ast.AST, names: set[str]) -> list[int]:
         if not isinstance(node, ast.Compare):
             continue
         sides = [node.left, *node.comparators]
-        literals = [e for side in sides for e in (side.elts if isinstance(side, (ast.Set, ast.Tuple, ast.List))
-                                                 else [side]) if isinstance(e, ast.Constant) and e.value in names]
+        literals = [
+            e
+            for side in sides
+            for e in (side.elts if isinstance(side, (ast.Set, ast.Tuple, ast.List)) else [side])
+            if isinstance(e, ast.Constant) and e.value in names
+        ]
         if literals and any("strategy" in ast.unparse(side) for side in sides if not isinstance(side, ast.Constant)):
             lines.append(node.lineno)
     return lines
@@ -159,51 +192,69 @@ def test_card_and_export_ask_the_task_not_its_name():
 
 # --- no hidden process tricks ------------------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_shipped_code_has_no_mock_and_queries_no_device_at_import():
     for path in PACKAGE.rglob("*.py"):
         assert "unittest" not in path.read_text(encoding="utf-8"), path
-    probe = ("import importlib, pkgutil, torch\n"
-             "def refuse(*a, **k):\n    raise AssertionError('device queried at import')\n"
-             "torch.cuda.is_available = torch.accelerator.is_available = torch.cuda.device_count = refuse\n"
-             f"for m in pkgutil.walk_packages([{str(PACKAGE)!r}], prefix='hftransfer.'):\n"
-             "    if not m.name.endswith('__main__'):\n        importlib.import_module(m.name)\n"
-             "print('imported')\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
+    probe = (
+        "import importlib, pkgutil, torch\n"
+        "def refuse(*a, **k):\n    raise AssertionError('device queried at import')\n"
+        "torch.cuda.is_available = torch.accelerator.is_available = torch.cuda.device_count = refuse\n"
+        f"for m in pkgutil.walk_packages([{str(PACKAGE)!r}], prefix='hftransfer.'):\n"
+        "    if not m.name.endswith('__main__'):\n        importlib.import_module(m.name)\n"
+        "print('imported')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.e2e
 def test_the_cpu_allocator_is_tuned_in_process():
-    probe = ("import ctypes\nfrom hftransfer.engine.runtime import tune_cpu_allocator\n"
-             "libc = ctypes.CDLL('libc.so.6')\n"
-             "class Info(ctypes.Structure):\n"
-             "    _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks hblkhd usmblks fsmblks "
-             "uordblks fordblks keepcost'.split()]\n"
-             "libc.mallinfo2.restype = Info\nlibc.malloc.restype = ctypes.c_void_p\n"
-             "libc.malloc.argtypes = [ctypes.c_size_t]\n"
-             "def mapped(size):\n    before = libc.mallinfo2().hblks\n    libc.malloc(size)\n"
-             "    return libc.mallinfo2().hblks > before\n"
-             "print(mapped(8 << 20), tune_cpu_allocator(), mapped(8 << 20), mapped(128 << 20))\n")
+    probe = (
+        "import ctypes\nfrom hftransfer.engine.runtime import tune_cpu_allocator\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks hblkhd usmblks fsmblks "
+        "uordblks fordblks keepcost'.split()]\n"
+        "libc.mallinfo2.restype = Info\nlibc.malloc.restype = ctypes.c_void_p\n"
+        "libc.malloc.argtypes = [ctypes.c_size_t]\n"
+        "def mapped(size):\n    before = libc.mallinfo2().hblks\n    libc.malloc(size)\n"
+        "    return libc.mallinfo2().hblks > before\n"
+        "print(mapped(8 << 20), tune_cpu_allocator(), mapped(8 << 20), mapped(128 << 20))\n"
+    )
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is Linux-only")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
     # before: an 8 MiB block is mmapped (and unmapped again when freed); after: it comes from the heap, and a block
     # above MMAP_THRESHOLD (64 MiB) is still mapped (the heap's holes cost memory: engine/runtime.py)
     assert done.stdout.split() == ["True", "True", "False", "True"], done.stderr[-2000:]
-    opted_out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                               env=subprocess_env(HFTRANSFER_NO_MALLOC_TUNING="1"), timeout=120)
+    opted_out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(HFTRANSFER_NO_MALLOC_TUNING="1"),
+        timeout=120,
+    )
     assert opted_out.stdout.split() == ["True", "False", "True", "True"]
 
 
 # --- the Python API ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_python_api_runs_a_recipe_and_uses_the_result(tiny_bert, text_csv, tmp_path):
-    result = hftransfer.finetune(model=str(tiny_bert), train_file=str(text_csv), output_dir=str(tmp_path / "o"),
-                                 num_train_epochs=1, disable_tqdm=True)
+    result = hftransfer.finetune(
+        model=str(tiny_bert),
+        train_file=str(text_csv),
+        output_dir=str(tmp_path / "o"),
+        num_train_epochs=1,
+        disable_tqdm=True,
+    )
     assert result.output_dir == tmp_path / "o" and 0 <= result.metrics["eval_accuracy"] <= 1
     predictions = hftransfer.predict(result.output_dir, ["a wonderful film", "a dull film"], top_k=2)
     assert len(predictions) == 2 and sorted(predictions[0].labels) == ["negative", "positive"]

@@ -34,15 +34,29 @@ def split_folders(tmp_path) -> Path:
 
 
 def flags(out: Path, **options) -> list[str]:
-    argv = ["--task", "image-classification", "--output_dir", str(out), "--num_train_epochs", "1",
-            "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--logging_steps", "1",
-            "--dataloader_num_workers", "0"]
+    argv = [
+        "--task",
+        "image-classification",
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+        "--logging_steps",
+        "1",
+        "--dataloader_num_workers",
+        "0",
+    ]
     for key, value in options.items():
         argv += [f"--{key}", str(value)]
     return argv
 
 
 # --- data layouts ----------------------------------------------------------------------------------------
+
 
 def image_config(**options):
     return make_config(task="image-classification", timm_arch="test_efficientnet", **options)
@@ -134,6 +148,7 @@ def test_missing_data_dir_and_empty_folder(tmp_path):
 
 # --- preprocessing from the checkpoint --------------------------------------------------------------------
 
+
 def test_transforms_follow_the_checkpoint(tiny_vit):
     from transformers import AutoImageProcessor, ConvNextImageProcessor
 
@@ -150,6 +165,7 @@ def test_transforms_follow_the_checkpoint(tiny_vit):
 
 
 # --- backbones and saved outputs ------------------------------------------------------------------------
+
 
 def assert_pipeline_labels(out: Path, image_path: Path):
     classifier = pipeline("image-classification", model=str(out), device="cpu")
@@ -203,8 +219,16 @@ def test_weights_key_map_renames_checkpoint_keys(split_folders, timm_weights, tm
     key_map = tmp_path / "map.yaml"
     key_map.write_text("rules:\n  - ['^backbone\\.', '']\n")
     out = tmp_path / "out"
-    main(flags(out, timm_arch="test_efficientnet", weights=renamed, weights_key_map=key_map, data_dir=split_folders,
-               max_steps=1))
+    main(
+        flags(
+            out,
+            timm_arch="test_efficientnet",
+            weights=renamed,
+            weights_key_map=key_map,
+            data_dir=split_folders,
+            max_steps=1,
+        )
+    )
     assert (out / "model.safetensors").is_file()
     with pytest.raises(ModelSourceError, match="do not match timm 'test_efficientnet'.*needs weights_key_map"):
         main(flags(tmp_path / "o2", timm_arch="test_efficientnet", weights=renamed, data_dir=split_folders))
@@ -251,8 +275,10 @@ def test_images_stored_inside_a_dataset_file(tmp_path):
     from datasets import Dataset
     from datasets import Image as ImageFeature
 
-    rows = {"image": [Image.new("RGB", (20, 20), COLOURS["red" if i % 2 else "blue"]) for i in range(12)],
-            "label": ["red" if i % 2 else "blue" for i in range(12)]}
+    rows = {
+        "image": [Image.new("RGB", (20, 20), COLOURS["red" if i % 2 else "blue"]) for i in range(12)],
+        "label": ["red" if i % 2 else "blue" for i in range(12)],
+    }
     path = tmp_path / "train.parquet"
     Dataset.from_dict(rows).cast_column("image", ImageFeature()).to_parquet(str(path))
     config = image_config(train_file=str(path), validation_fraction=0.25)
@@ -260,15 +286,18 @@ def test_images_stored_inside_a_dataset_file(tmp_path):
     assert data.label_names == ["blue", "red"] and len(data.splits["validation"]) == 3
     from hftransfer.tasks.image_classification import TASK
 
-    prepared = TASK.prepare_datasets(config, TASK.build_preprocessing(config, data, TASK.load_model_config(config)),
-                                     data)
+    prepared = TASK.prepare_datasets(
+        config, TASK.build_preprocessing(config, data, TASK.load_model_config(config)), data
+    )
     batch = TASK.build_collator(config, None)([prepared["train"][i] for i in range(4)])
     assert batch["pixel_values"].shape == (4, 3, 160, 160) and batch["labels"].dtype == torch.long
 
 
 def test_timm_arch_without_weights_offline_says_so(split_folders, tmp_path):
-    with pytest.raises(ModelSourceError, match="could not fetch pretrained weights for timm architecture "
-                                               "'test_efficientnet'.*pass a local weights file"):
+    with pytest.raises(
+        ModelSourceError,
+        match="could not fetch pretrained weights for timm architecture 'test_efficientnet'.*pass a local weights file",
+    ):
         main(flags(tmp_path / "o", timm_arch="test_efficientnet", data_dir=split_folders))
 
 
@@ -279,12 +308,22 @@ def test_text_task_rejects_an_image_folder(split_folders, tiny_bert, tmp_path):
 
 # --- memory: CPU image batches as micro-batches ----------------------------------------------------------
 
+
 def test_cpu_image_batches_split_into_micro_batches_of_8_to_16():
     from hftransfer.engine.runtime import micro_batches
 
     # 34 = 2 x 17 = 17 x 2 and 17 is prime: no split of 8 to 16 images exists, so the batch stays whole
-    assert {b: micro_batches(b) for b in (8, 16, 17, 24, 32, 34, 40, 48, 64)} == \
-        {8: 1, 16: 1, 17: 1, 24: 2, 32: 2, 34: 1, 40: 4, 48: 3, 64: 4}
+    assert {b: micro_batches(b) for b in (8, 16, 17, 24, 32, 34, 40, 48, 64)} == {
+        8: 1,
+        16: 1,
+        17: 1,
+        24: 2,
+        32: 2,
+        34: 1,
+        40: 4,
+        48: 3,
+        64: 4,
+    }
 
 
 @pytest.mark.e2e
@@ -296,9 +335,20 @@ def test_a_cpu_image_batch_of_32_trains_as_two_micro_batches_with_the_same_step(
     root = tmp_path / "images"
     make_class_folder(root / "train", 16)  # 32 images: one optimiser step
     make_class_folder(root / "val", 2)
-    step = dict(model=tiny_vit, data_dir=root, max_steps=1, per_device_train_batch_size=32, augmentation="none",
-                optim="sgd", learning_rate=0.5, warmup_steps=0, lr_scheduler_type="constant", calibrate="false",
-                strategy="full", seed=3)
+    step = dict(
+        model=tiny_vit,
+        data_dir=root,
+        max_steps=1,
+        per_device_train_batch_size=32,
+        augmentation="none",
+        optim="sgd",
+        learning_rate=0.5,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        calibrate="false",
+        strategy="full",
+        seed=3,
+    )
     main(flags(tmp_path / "split", **step))
     main(flags(tmp_path / "whole", **step, gradient_accumulation_steps=1))
 
@@ -326,8 +376,9 @@ def test_a_vit_checkpoint_loads_whole_as_the_best_model_and_on_resume(tiny_vit, 
     model.save_pretrained(checkpoint)
     assert renamed_on_save(model, checkpoint)  # the case at hand: the names on disk differ
     saved = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    trainer = ClassificationTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "run"),
-                                                                        report_to="none", use_cpu=True))
+    trainer = ClassificationTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none", use_cpu=True)
+    )
     trainer.state.best_model_checkpoint = str(checkpoint)
     for load in (trainer._load_best_model, lambda: trainer._load_from_checkpoint(str(checkpoint))):
         with torch.no_grad():

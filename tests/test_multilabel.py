@@ -74,6 +74,7 @@ def test_multi_label_checks_name_the_bad_value(tmp_path):
     bad[3]["food"] = 2
     write_rows(tmp_path / "bad.parquet", bad)
     from hftransfer.tasks.text_classification import load_data
+
     with pytest.raises(DataError, match=r"one-hot column 'food' holds 2 \(1 such rows\)"):
         load_data(make_config(model="unused", train_file=str(tmp_path / "bad.parquet"), label_columns=list(TOPICS)))
     with pytest.raises(DataError, match="no labels at all"):
@@ -87,8 +88,9 @@ def test_image_folders_refuse_multi_label(tmp_path):
 
     make_image(tmp_path / "imgs" / "red" / "a.png", (200, 0, 0))
     with pytest.raises(DataError, match="one label per image"):
-        load_data(make_config(task="image-classification", model="unused", data_dir=str(tmp_path / "imgs"),
-                              multi_label=True))
+        load_data(
+            make_config(task="image-classification", model="unused", data_dir=str(tmp_path / "imgs"), multi_label=True)
+        )
 
 
 def test_thresholds_are_tuned_per_label_with_a_global_fallback_for_rare_labels():
@@ -107,8 +109,10 @@ def test_thresholds_are_tuned_per_label_with_a_global_fallback_for_rare_labels()
     tuned_f1 = multilabel_metrics(targets[:, :2], scores[:, :2], thresholds[:2])["f1_micro"]
     assert tuned_f1 > 0.95 > multilabel_metrics(targets[:, :2], scores[:, :2], 0.5)["f1_micro"]
     # micro (the default) never ends below the global threshold's micro-F1; macro maximises each label's own F1
-    assert multilabel_metrics(targets, scores, thresholds)["f1_micro"] >= \
-        multilabel_metrics(targets, scores, global_threshold)["f1_micro"]
+    assert (
+        multilabel_metrics(targets, scores, thresholds)["f1_micro"]
+        >= multilabel_metrics(targets, scores, global_threshold)["f1_micro"]
+    )
     macro, _, _ = tune_thresholds(targets, scores, "macro")
     tuned, shared = multilabel_metrics(targets, scores, macro), multilabel_metrics(targets, scores, thresholds)
     assert tuned["f1_macro"] >= shared["f1_macro"]
@@ -138,7 +142,7 @@ def test_pos_weight_loss_is_bce_with_pos_weight_normalised_over_the_update():
     reference = torch.nn.BCEWithLogitsLoss(pos_weight=weight)(logits, labels)
     assert loss({"logits": logits}, labels) == pytest.approx(reference.item(), rel=1e-6)
     # in training the Trainer gives the entries of the whole update: two halves then add up to the mean
-    halves = sum(loss({"logits": logits[i:i + 3]}, labels[i:i + 3], num_items_in_batch=18) for i in (0, 3))
+    halves = sum(loss({"logits": logits[i : i + 3]}, labels[i : i + 3], num_items_in_batch=18) for i in (0, 3))
     assert halves == pytest.approx(reference.item(), rel=1e-6)
 
 
@@ -150,12 +154,29 @@ def test_text_multi_label_trains_saves_and_predicts(tiny_bert, tmp_path, kind):
     from hftransfer.artifacts.predict import predict_inputs
 
     suffix = FORMAT_SUFFIX[kind]
-    files = {split: write_rows(tmp_path / f"{split}{suffix}", as_format(topic_rows(n, seed), kind))
-             for split, n, seed in (("train", 96, 1), ("validation", 40, 2), ("test", 30, 3))}
+    files = {
+        split: write_rows(tmp_path / f"{split}{suffix}", as_format(topic_rows(n, seed), kind))
+        for split, n, seed in (("train", 96, 1), ("validation", 40, 2), ("test", 30, 3))
+    }
     out = tmp_path / "out"
-    flags = ["--model", str(tiny_bert), "--output_dir", str(out), "--num_train_epochs", "2",
-             "--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-             "--strategy", "full", "--pos_weight", "true"]
+    flags = [
+        "--model",
+        str(tiny_bert),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "16",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_pin_memory",
+        "false",
+        "--strategy",
+        "full",
+        "--pos_weight",
+        "true",
+    ]
     for split, path in files.items():
         flags += [f"--{split}_file", str(path)]
     for key, value in FORMAT_FLAGS[kind].items():
@@ -170,7 +191,8 @@ def test_text_multi_label_trains_saves_and_predicts(tiny_bert, tmp_path, kind):
     for split in ("validation", "test"):
         assert report[split]["multi_label"] and set(report[split]["per_label"]) == set(TOPICS)
         assert {"f1_micro", "f1_macro", "f1_samples", "map", "subset_accuracy", "hamming_loss"} <= set(
-            report[split]["summary"])
+            report[split]["summary"]
+        )
     assert (out / "pr_curves_test.png").is_file() and "threshold" in (out / "README.md").read_text()
     assert "multi_label: true" in (out / "hftransfer_config.yaml").read_text()
     results = json.loads((out / "all_results.json").read_text())
@@ -220,10 +242,35 @@ def test_image_multi_label_listing_trains_evaluates_and_exports(timm_weights, tm
         return str(write_rows(tmp_path / f"{name}.jsonl", rows))
 
     out = tmp_path / "out"
-    assert main(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-                 "--train_file", listing("train", 48), "--validation_file", listing("dev", 24),
-                 "--output_dir", str(out), "--max_steps", "4", "--per_device_train_batch_size", "12",
-                 "--strategy", "full", "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]) == 0
+    assert (
+        main(
+            [
+                "--task",
+                "image-classification",
+                "--timm_arch",
+                "test_efficientnet",
+                "--weights",
+                str(timm_weights),
+                "--train_file",
+                listing("train", 48),
+                "--validation_file",
+                listing("dev", 24),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "4",
+                "--per_device_train_batch_size",
+                "12",
+                "--strategy",
+                "full",
+                "--disable_tqdm",
+                "true",
+                "--dataloader_pin_memory",
+                "false",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification" and len(config["label_thresholds"]) == 3
     report, _ = evaluate_run(out)  # the run's own validation data, at the saved thresholds
@@ -252,14 +299,40 @@ def test_a_hub_sequence_of_class_labels_is_read_by_name():
 @pytest.mark.parametrize("strategy", ["linear_probe", "lp_ft", "lora"])
 def test_every_strategy_trains_a_multi_label_head(tiny_bert, tmp_path, strategy):
     """The cached-feature probe, lp_ft's probe and LoRA train with the multi-label loss too."""
-    files = {split: write_rows(tmp_path / f"{split}.jsonl", as_format(topic_rows(n, seed), "list"))
-             for split, n, seed in (("train", 64, 1), ("validation", 32, 2))}
+    files = {
+        split: write_rows(tmp_path / f"{split}.jsonl", as_format(topic_rows(n, seed), "list"))
+        for split, n, seed in (("train", 64, 1), ("validation", 32, 2))
+    }
     out = tmp_path / strategy
-    assert main(["--model", str(tiny_bert), "--output_dir", str(out), "--strategy", strategy, "--max_steps", "6",
-                 "--logging_steps", "1",
-                 "--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-                 "--train_file", str(files["train"]), "--validation_file", str(files["validation"]),
-                 "--feature_cache_dir", str(tmp_path / "features")]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(tiny_bert),
+                "--output_dir",
+                str(out),
+                "--strategy",
+                strategy,
+                "--max_steps",
+                "6",
+                "--logging_steps",
+                "1",
+                "--per_device_train_batch_size",
+                "16",
+                "--disable_tqdm",
+                "true",
+                "--dataloader_pin_memory",
+                "false",
+                "--train_file",
+                str(files["train"]),
+                "--validation_file",
+                str(files["validation"]),
+                "--feature_cache_dir",
+                str(tmp_path / "features"),
+            ]
+        )
+        == 0
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [row["loss"] for row in state["log_history"] if "loss" in row]
     assert losses and all(np.isfinite(losses))

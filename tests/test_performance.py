@@ -20,14 +20,17 @@ from hftransfer.training.recipe import run
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
-    return {"train": write_rows(tmp_path / "train.csv", sentiment_rows(48, seed=1)),
-            "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(9, seed=2))}
+    return {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(48, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(9, seed=2)),
+    }
 
 
 def text_config(tiny_bert, files, out, **options):
     options = {"num_train_epochs": 1, "per_device_train_batch_size": 16, "disable_tqdm": "true", **options}
-    return make_config(model=tiny_bert, train_file=files["train"], validation_file=files["validation"],
-                       output_dir=out, **options)
+    return make_config(
+        model=tiny_bert, train_file=files["train"], validation_file=files["validation"], output_dir=out, **options
+    )
 
 
 @pytest.mark.e2e
@@ -114,9 +117,18 @@ def test_activation_checkpointing_gives_the_same_model(tiny_bert, files, tmp_pat
 def test_channels_last_vision_run_and_refused_for_text(timm_weights, tiny_bert, files, tmp_path):
     root = make_class_folder(tmp_path / "images", 8)
     out = tmp_path / "out"
-    config = make_config(task="image-classification", timm_arch="test_efficientnet", weights=timm_weights,
-                         data_dir=root, output_dir=out, num_train_epochs=1, per_device_train_batch_size=8,
-                         disable_tqdm="true", channels_last="true", dataloader_num_workers=0)
+    config = make_config(
+        task="image-classification",
+        timm_arch="test_efficientnet",
+        weights=timm_weights,
+        data_dir=root,
+        output_dir=out,
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        disable_tqdm="true",
+        channels_last="true",
+        dataloader_num_workers=0,
+    )
     seen = []
     training_step = TransferTrainer.training_step
 
@@ -169,8 +181,14 @@ def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels
     monkeypatch.delenv(OPT_OUT, raising=False)
 
     def args(**kw):
-        return TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
-                                 per_device_train_batch_size=32, per_device_eval_batch_size=64, **kw)
+        return TrainingArguments(
+            output_dir=str(tmp_path),
+            use_cpu=True,
+            report_to="none",
+            per_device_train_batch_size=32,
+            per_device_eval_batch_size=64,
+            **kw,
+        )
 
     chosen_by_default, chosen_by_user = args(), args()
     configure_cpu_run(chosen_by_default)

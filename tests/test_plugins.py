@@ -19,7 +19,7 @@ import hftransfer
 from hftransfer.strategies import STRATEGIES
 
 # A package as a user would write it: BitFit (Ben Zaken et al., 2022) with one option of its own.
-PLUGIN = textwrap.dedent('''
+PLUGIN = textwrap.dedent("""
     from dataclasses import dataclass, field
 
     import hftransfer
@@ -39,7 +39,7 @@ PLUGIN = textwrap.dedent('''
     STRATEGY = hftransfer.Strategy(
         "bitfit", "bias terms and the head train", select=select, options=BitFitOptions,
         card_rows=lambda options: [("bitfit norms", options.bitfit_norms)])
-''')
+""")
 
 
 @pytest.fixture
@@ -51,8 +51,7 @@ def plugin_dir(tmp_path) -> Path:
     info = root / "hft_bitfit-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hft-bitfit\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text("[hftransfer.strategies]\nbitfit = hft_bitfit:STRATEGY\n",
-                                           encoding="utf-8")
+    (info / "entry_points.txt").write_text("[hftransfer.strategies]\nbitfit = hft_bitfit:STRATEGY\n", encoding="utf-8")
     return root
 
 
@@ -76,9 +75,17 @@ def moved(out: Path, original: Path) -> set[str]:
 @pytest.mark.e2e
 def test_registered_from_python_with_its_own_option(bitfit, tiny_bert, tmp_path):
     train = pd.DataFrame(sentiment_rows(48, seed=1))
-    result = hftransfer.finetune(model=str(tiny_bert), train=train, strategy="bitfit", bitfit_norms=True,
-                                 output_dir=str(tmp_path / "out"), num_train_epochs=1, learning_rate=1e-2,
-                                 per_device_train_batch_size=8, calibrate=False)
+    result = hftransfer.finetune(
+        model=str(tiny_bert),
+        train=train,
+        strategy="bitfit",
+        bitfit_norms=True,
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=1,
+        learning_rate=1e-2,
+        per_device_train_batch_size=8,
+        calibrate=False,
+    )
     assert "eval_accuracy" in result.metrics
     changed = moved(result.output_dir, tiny_bert)
     assert changed and all(n.endswith(".bias") or "LayerNorm" in n for n in changed)
@@ -91,18 +98,45 @@ def test_registered_from_python_with_its_own_option(bitfit, tiny_bert, tmp_path)
 @pytest.mark.e2e
 def test_found_by_the_command_line_as_an_entry_point(plugin_dir, tiny_bert, tmp_path):
     env = subprocess_env(PYTHONPATH=f"{REPO}:{plugin_dir}")
-    shown = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--help"], capture_output=True,
-                           text=True, env=env, timeout=300)
+    shown = subprocess.run(
+        [sys.executable, "-m", "hftransfer.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     help_text = " ".join(shown.stdout.split())  # argparse wraps lines
     assert "--bitfit_norms" in help_text and "bitfit (bias terms and the head train)" in help_text
     assert "bitfit: LayerNorm weights train too." in help_text
     train = tmp_path / "train.csv"
     pd.DataFrame(sentiment_rows(48, seed=1)).to_csv(train, index=False)
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--model", str(tiny_bert),
-                           "--train_file", str(train), "--output_dir", str(out), "--strategy", "bitfit",
-                           "--num_train_epochs", "1", "--learning_rate", "1e-2", "--calibrate", "false"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hftransfer.cli",
+            "train",
+            "--model",
+            str(tiny_bert),
+            "--train_file",
+            str(train),
+            "--output_dir",
+            str(out),
+            "--strategy",
+            "bitfit",
+            "--num_train_epochs",
+            "1",
+            "--learning_rate",
+            "1e-2",
+            "--calibrate",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     changed = moved(out, tiny_bert)
     assert changed and all(n.endswith(".bias") for n in changed)  # bitfit_norms keeps its default: false

@@ -27,16 +27,23 @@ class Steps(TrainerCallback):
 
 
 def tiny(tiny_bert, tmp_path, **options):
-    return hftransfer.finetune(model=str(tiny_bert), output_dir=str(tmp_path / "o"), strategy="full", max_steps=3,
-                               disable_tqdm=True, **options)
+    return hftransfer.finetune(
+        model=str(tiny_bert), output_dir=str(tmp_path / "o"), strategy="full", max_steps=3, disable_tqdm=True, **options
+    )
 
 
 @pytest.mark.e2e
 def test_a_dataframe_trains_and_the_result_holds_the_model_and_trainer(tiny_bert, tmp_path):
     frame = pd.DataFrame(sentiment_rows(64, seed=1))
     steps = Steps()
-    result = tiny(tiny_bert, tmp_path, task="text-classification", train=frame,
-                  validation=pd.DataFrame(sentiment_rows(21, seed=2)), callbacks=[steps])
+    result = tiny(
+        tiny_bert,
+        tmp_path,
+        task="text-classification",
+        train=frame,
+        validation=pd.DataFrame(sentiment_rows(21, seed=2)),
+        callbacks=[steps],
+    )
     assert 0 <= result.metrics["eval_accuracy"] <= 1 and result.reports["validation"]["num_examples"] == 21
     assert steps.steps == 3 and result.trainer.state.global_step == 3
     assert result.model.config.id2label == {0: "negative", 1: "positive"}
@@ -61,17 +68,31 @@ def test_a_dataset_and_a_dataset_dict(tiny_bert, tmp_path, capsys):
 @pytest.mark.e2e
 def test_image_and_label_pairs(timm_weights, tmp_path):
     pairs = [(Image.new("RGB", (40, 32), colour), name) for name, colour in COLOURS.items() for _ in range(12)]
-    result = hftransfer.finetune(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
-                                 train=pairs, output_dir=str(tmp_path / "o"), strategy="full", max_steps=2,
-                                 disable_tqdm=True)
+    result = hftransfer.finetune(
+        task="image-classification",
+        timm_arch="test_efficientnet",
+        weights=str(timm_weights),
+        train=pairs,
+        output_dir=str(tmp_path / "o"),
+        strategy="full",
+        max_steps=2,
+        disable_tqdm=True,
+    )
     assert result.model.config.num_labels == 2 and result.reports["validation"]["num_examples"] > 0
     paths = []
     for i, (image, name) in enumerate(pairs):
         image.save(tmp_path / f"{i}.png")
         paths.append((tmp_path / f"{i}.png", name))
-    result = hftransfer.finetune(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
-                                 train=paths, output_dir=str(tmp_path / "o2"), strategy="full", max_steps=2,
-                                 disable_tqdm=True)
+    result = hftransfer.finetune(
+        task="image-classification",
+        timm_arch="test_efficientnet",
+        weights=str(timm_weights),
+        train=paths,
+        output_dir=str(tmp_path / "o2"),
+        strategy="full",
+        max_steps=2,
+        disable_tqdm=True,
+    )
     assert result.reports["validation"]["num_examples"] > 0
 
 
@@ -82,13 +103,21 @@ def test_paths_are_the_file_options(tiny_bert, tmp_path):
     assert result.config.data.train_file == str(train)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"train": pd.DataFrame(sentiment_rows(8)), "validation": "dev.csv"},
-     "validation given as a path and train in memory; give every split the same way"),
-    ({"train": {"text": ["a"]}}, "train holds a dict; give a path, a pandas DataFrame, a datasets.Dataset"),
-    ({"train": pd.DataFrame(sentiment_rows(8)), "dataset": "imdb"}, "data was given in memory and as dataset"),
-    ({"train": pd.DataFrame(sentiment_rows(8)), "callbacks": [print]}, "each must be a transformers.TrainerCallback"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (
+            {"train": pd.DataFrame(sentiment_rows(8)), "validation": "dev.csv"},
+            "validation given as a path and train in memory; give every split the same way",
+        ),
+        ({"train": {"text": ["a"]}}, "train holds a dict; give a path, a pandas DataFrame, a datasets.Dataset"),
+        ({"train": pd.DataFrame(sentiment_rows(8)), "dataset": "imdb"}, "data was given in memory and as dataset"),
+        (
+            {"train": pd.DataFrame(sentiment_rows(8)), "callbacks": [print]},
+            "each must be a transformers.TrainerCallback",
+        ),
+    ],
+)
 def test_data_given_two_ways_or_of_an_unknown_kind(kwargs, fragment, tmp_path):
     with pytest.raises(hftransfer.HftransferError) as caught:
         hftransfer.finetune(model="m", output_dir=str(tmp_path / "o"), **kwargs)

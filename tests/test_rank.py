@@ -39,8 +39,14 @@ def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:
                 break
         a = alpha * np.eye(d) + beta * gram
         m = beta * np.linalg.inv(a) @ f.T @ y
-        evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                    - beta / 2 * np.sum((f @ m - y) ** 2) - alpha / 2 * (m @ m) - np.linalg.slogdet(a)[1] / 2)
+        evidence = (
+            n / 2 * np.log(beta)
+            + d / 2 * np.log(alpha)
+            - n / 2 * np.log(2 * np.pi)
+            - beta / 2 * np.sum((f @ m - y) ** 2)
+            - alpha / 2 * (m @ m)
+            - np.linalg.slogdet(a)[1] / 2
+        )
         evidences.append(evidence / n)
     return float(np.mean(evidences))
 
@@ -76,6 +82,7 @@ def test_logme_is_invariant_to_sample_order_and_rewards_separable_features():
 
 # --- hftransfer rank on tiny models ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def second_tiny_bert(tiny_bert, tmp_path_factory) -> Path:
     """The tiny BERT's architecture with other random weights: a second candidate."""
@@ -91,17 +98,35 @@ def second_tiny_bert(tiny_bert, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def rank_files(tmp_path) -> dict[str, Path]:
-    return {"train_file": write_rows(tmp_path / "train.csv", sentiment_rows(60, seed=1)),
-            "validation_file": write_rows(tmp_path / "dev.csv", sentiment_rows(20, seed=2))}
+    return {
+        "train_file": write_rows(tmp_path / "train.csv", sentiment_rows(60, seed=1)),
+        "validation_file": write_rows(tmp_path / "dev.csv", sentiment_rows(20, seed=2)),
+    }
 
 
 @pytest.mark.e2e
-def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, second_tiny_bert, rank_files,
-                                                                     tmp_path, capsys):
+def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(
+    tiny_bert, second_tiny_bert, rank_files, tmp_path, capsys
+):
     report_dir = tmp_path / "rank"
-    argv = ["rank", "--model", str(tiny_bert), "--models", str(second_tiny_bert), str(tmp_path / "no-such-model"),
-            "--train_file", str(rank_files["train_file"]), "--validation_file", str(rank_files["validation_file"]),
-            "--sample_size", "40", "--report_dir", str(report_dir), "--feature_cache_dir", str(tmp_path / "cache")]
+    argv = [
+        "rank",
+        "--model",
+        str(tiny_bert),
+        "--models",
+        str(second_tiny_bert),
+        str(tmp_path / "no-such-model"),
+        "--train_file",
+        str(rank_files["train_file"]),
+        "--validation_file",
+        str(rank_files["validation_file"]),
+        "--sample_size",
+        "40",
+        "--report_dir",
+        str(report_dir),
+        "--feature_cache_dir",
+        str(tmp_path / "cache"),
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "LogME" in out and "skipped" in out
@@ -112,13 +137,15 @@ def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, 
     scored = rows[:2]
     assert scored[0]["logme"] >= scored[1]["logme"]
     per_class = float(np.median(pd.read_csv(rank_files["train_file"])["label"].value_counts()))
-    ratio = body_to_head_rate(make_config(model=str(tiny_bert)), get_task("text-classification"),
-                              AutoConfig.from_pretrained(tiny_bert))
+    ratio = body_to_head_rate(
+        make_config(model=str(tiny_bert)), get_task("text-classification"), AutoConfig.from_pretrained(tiny_bert)
+    )
     for row in scored:
         assert {"knn_accuracy", "linear_probe_accuracy", "h_score", "parameters", "features_per_second"} <= set(row)
         # one policy: what strategy auto decides from the probe accuracy rank measured (on 20 validation rows)
         assert (row["recommended_strategy"], row["recommendation_reason"]) == decide(
-            60, 2, per_class, row["linear_probe_accuracy"], 20, ratio)
+            60, 2, per_class, row["linear_probe_accuracy"], 20, ratio
+        )
     assert report["sample"].startswith("train 40, validation 20")
     assert (report_dir / "rank_plot.png").stat().st_size > 1000
     assert cli.main(argv) == 2  # an earlier ranking is not replaced unless asked
@@ -128,10 +155,30 @@ def test_rank_scores_candidates_skips_broken_ones_and_writes_reports(tiny_bert, 
 @pytest.mark.e2e
 def test_rank_then_train_fine_tunes_the_winner(tiny_bert, second_tiny_bert, rank_files, tmp_path):
     out = tmp_path / "winner"
-    argv = ["rank", "--model", str(tiny_bert), "--models", str(second_tiny_bert), "--then_train",
-            "--train_file", str(rank_files["train_file"]), "--validation_file", str(rank_files["validation_file"]),
-            "--sample_size", "40", "--report_dir", str(tmp_path / "rank"), "--output_dir", str(out),
-            "--num_train_epochs", "1", "--disable_tqdm", "true", "--feature_cache_dir", str(tmp_path / "cache")]
+    argv = [
+        "rank",
+        "--model",
+        str(tiny_bert),
+        "--models",
+        str(second_tiny_bert),
+        "--then_train",
+        "--train_file",
+        str(rank_files["train_file"]),
+        "--validation_file",
+        str(rank_files["validation_file"]),
+        "--sample_size",
+        "40",
+        "--report_dir",
+        str(tmp_path / "rank"),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--feature_cache_dir",
+        str(tmp_path / "cache"),
+    ]
     assert cli.main(argv) == 0
     best = json.loads((tmp_path / "rank" / "rank_report.json").read_text())["candidates"][0]
     saved = json.loads((out / "config.json").read_text())
@@ -145,11 +192,14 @@ def test_rank_bad_input(tiny_bert, second_tiny_bert, rank_files, tmp_path):
     files = {k: str(v) for k, v in rank_files.items()}
     with pytest.raises(RankError, match="at least two candidates"):
         rank(make_config(model=str(tiny_bert), **files), [])
-    one_class = write_rows(tmp_path / "one.csv", [{"text": f"t {i}", "label": "a"} for i in range(10)] +
-                           [{"text": "u", "label": "b"}])
+    one_class = write_rows(
+        tmp_path / "one.csv", [{"text": f"t {i}", "label": "a"} for i in range(10)] + [{"text": "u", "label": "b"}]
+    )
     one_dev = write_rows(tmp_path / "one_dev.csv", [{"text": "t", "label": "a"}, {"text": "u", "label": "b"}])
     with pytest.raises(RankError, match="too few examples per class"):
-        rank(make_config(model=str(tiny_bert), train_file=str(one_class), validation_file=str(one_dev)),
-             [str(second_tiny_bert)])
+        rank(
+            make_config(model=str(tiny_bert), train_file=str(one_class), validation_file=str(one_dev)),
+            [str(second_tiny_bert)],
+        )
     with pytest.raises(RankError, match="sample_size"):
         rank(make_config(model=str(tiny_bert), **files), [str(second_tiny_bert)], sample_size=1)

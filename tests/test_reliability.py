@@ -17,27 +17,58 @@ import hftransfer.cli.main as cli
 
 def train(tiny_bert, tmp_path, *flags: str, train_file: Path | None = None) -> int:
     train_file = train_file or write_rows(tmp_path / "rows200.csv", sentiment_rows(200, seed=3))
-    return cli.main(["train", "--model", str(tiny_bert), "--train_file", str(train_file), "--output_dir",
-                     str(tmp_path / "o"), "--max_steps", "1", *flags])
+    return cli.main(
+        [
+            "train",
+            "--model",
+            str(tiny_bert),
+            "--train_file",
+            str(train_file),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--max_steps",
+            "1",
+            *flags,
+        ]
+    )
 
 
 # --- tracebacks that are now one line -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fraction, carved", [("0.001", "would carve 0 of the 200"), ("0.999", "would carve 200 of")])
 def test_a_validation_fraction_that_carves_nothing_or_everything(tiny_bert, tmp_path, capsys, fraction, carved):
     code = train(tiny_bert, tmp_path, "--validation_fraction", fraction, "--strategy", "full")
-    one_line_error(capsys, code, f"validation_fraction {fraction.rstrip('0')}", carved,
-                   "use a value from 0.005 to 0.99")
+    one_line_error(
+        capsys, code, f"validation_fraction {fraction.rstrip('0')}", carved, "use a value from 0.005 to 0.99"
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_auto_on_two_rows_and_on_one_image_per_class(tiny_bert, timm_weights, tmp_path, capsys):
     two = write_rows(tmp_path / "two.csv", sentiment_rows(2, seed=4))
-    one_line_error(capsys, train(tiny_bert, tmp_path, train_file=two), "2 training examples of 2 classes are too few",
-                   "validation_file")
+    one_line_error(
+        capsys,
+        train(tiny_bert, tmp_path, train_file=two),
+        "2 training examples of 2 classes are too few",
+        "validation_file",
+    )
     folder = make_class_folder(tmp_path / "photos", per_class=1)
-    code = cli.main(["train", "--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights",
-                     str(timm_weights), "--data_dir", str(folder), "--output_dir", str(tmp_path / "o")])
+    code = cli.main(
+        [
+            "train",
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--weights",
+            str(timm_weights),
+            "--data_dir",
+            str(folder),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     one_line_error(capsys, code, "2 training examples of 2 classes are too few")
 
 
@@ -75,13 +106,17 @@ def test_eval_of_no_samples(text_run, files, capsys):
 
 # --- the Python API raises HftransferError and nothing else ----------------------------------------------------------
 
-@pytest.mark.parametrize("inputs, kwargs, fragment", [
-    (None, {}, "inputs must be a text or path, or a list of texts or paths, got NoneType"),
-    (123, {}, "got int: 123"),
-    (["a film", 4], {}, "got a list holding int"),
-    (["a film"], {"top_k": "3"}, "top_k must be an integer, got str '3'"),
-    (["a film"], {"batch_size": 0}, "batch_size must be at least 1, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "inputs, kwargs, fragment",
+    [
+        (None, {}, "inputs must be a text or path, or a list of texts or paths, got NoneType"),
+        (123, {}, "got int: 123"),
+        (["a film", 4], {}, "got a list holding int"),
+        (["a film"], {"top_k": "3"}, "top_k must be an integer, got str '3'"),
+        (["a film"], {"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ],
+)
 def test_predict_arguments_of_the_wrong_type(text_run, inputs, kwargs, fragment):
     with pytest.raises(hftransfer.HftransferError) as caught:
         hftransfer.predict(text_run, inputs, **kwargs)
@@ -91,12 +126,15 @@ def test_predict_arguments_of_the_wrong_type(text_run, inputs, kwargs, fragment)
 def test_finetune_never_exits_and_names_the_keyword(files, tmp_path):
     base = {"model": "m", "train_file": str(files["train"]), "output_dir": str(tmp_path / "o")}
     cases = {
-        "head_hidden_sizes in the keyword options takes a list of integers, got {'a': 1}":
-            {"head": "mlp", "head_hidden_sizes": {"a": 1}},
+        "head_hidden_sizes in the keyword options takes a list of integers, got {'a': 1}": {
+            "head": "mlp",
+            "head_hidden_sizes": {"a": 1},
+        },
         "unknown option 'lerning_rate' (did you mean 'learning_rate'?)": {"lerning_rate": 1e-4},
         "learning_rate in the keyword options takes a number, got 'fast'": {"learning_rate": "fast"},
-        "lr_scheduler_type in the keyword options: 'cosin' is not one of linear, cosine":
-            {"lr_scheduler_type": "cosin"},
+        "lr_scheduler_type in the keyword options: 'cosin' is not one of linear, cosine": {
+            "lr_scheduler_type": "cosin"
+        },
         "num_train_epochs in the keyword options takes a number, got True": {"num_train_epochs": True},
     }
     for fragment, extra in cases.items():
@@ -110,20 +148,30 @@ def test_finetune_never_exits_and_names_the_keyword(files, tmp_path):
 
 
 def test_a_bad_flag_is_one_line_with_a_suggestion(tiny_bert, tmp_path, capsys):
-    one_line_error(capsys, train(tiny_bert, tmp_path, "--lerning_rate", "1e-4"),
-                   "unknown option 'lerning_rate' (did you mean 'learning_rate'?) in the command line")
-    one_line_error(capsys, train(tiny_bert, tmp_path, "--learning_rate", "fast"),
-                   "--learning_rate", "invalid float value: 'fast'")
+    one_line_error(
+        capsys,
+        train(tiny_bert, tmp_path, "--lerning_rate", "1e-4"),
+        "unknown option 'lerning_rate' (did you mean 'learning_rate'?) in the command line",
+    )
+    one_line_error(
+        capsys, train(tiny_bert, tmp_path, "--learning_rate", "fast"), "--learning_rate", "invalid float value: 'fast'"
+    )
 
 
 # --- eval says what it read ----------------------------------------------------------------------------------------
 
+
 def test_eval_names_the_data_whose_labels_the_model_does_not_know(text_run, tmp_path, capsys):
-    new = write_rows(tmp_path / "new.jsonl", [{"text": "a film", "label": "sarcastic"},
-                                              {"text": "b", "label": "positive"}])
+    new = write_rows(
+        tmp_path / "new.jsonl", [{"text": "a film", "label": "sarcastic"}, {"text": "b", "label": "positive"}]
+    )
     code = cli.main(["eval", str(text_run), "--data", str(new)])
-    one_line_error(capsys, code, f"evaluation data {str(new)!r}: labels the model does not know: 'sarcastic'; "
-                                 "the model's labels: negative, positive")
+    one_line_error(
+        capsys,
+        code,
+        f"evaluation data {str(new)!r}: labels the model does not know: 'sarcastic'; "
+        "the model's labels: negative, positive",
+    )
 
 
 def test_eval_of_a_file_refuses_a_split(text_run, files, capsys):
@@ -135,8 +183,10 @@ def test_eval_says_integer_labels_were_read_as_the_models_ids(text_run, tmp_path
     rows = [dict(row, label=int(row["label"] == "positive")) for row in sentiment_rows(20, seed=6)]
     ids = write_rows(tmp_path / "ids.csv", rows)
     report = hftransfer.evaluate(text_run, str(ids), output_dir=str(tmp_path / "report"))
-    note = "label column 'label' holds integers and the model's labels are names: read as the model's label ids " \
-           "(0 = negative, 1 = positive)"
+    note = (
+        "label column 'label' holds integers and the model's labels are names: read as the model's label ids "
+        "(0 = negative, 1 = positive)"
+    )
     assert note in report["source"]["notes"] and note in caplog.text
     saved = json.loads((tmp_path / "report" / "eval_report.json").read_text())
     assert note in next(iter(saved.values()))["source"]["notes"]

@@ -49,11 +49,14 @@ STRATEGY_FLAGS = {
 
 # --- fixtures: three kinds of backbone, their data and how to read back what they started from ------------------------
 
+
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("text-data")
-    return {"train": write_rows(folder / "train.csv", sentiment_rows(48, seed=1)),
-            "validation": write_rows(folder / "dev.csv", sentiment_rows(21, seed=2))}
+    return {
+        "train": write_rows(folder / "train.csv", sentiment_rows(48, seed=1)),
+        "validation": write_rows(folder / "dev.csv", sentiment_rows(21, seed=2)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +72,36 @@ def backbone_cases(tiny_bert, timm_weights, tiny_vit, text_data, image_folder):
     bert = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).state_dict()
     timm_state = {f"timm_model.{k}": v for k, v in torch.load(timm_weights, weights_only=True).items()}
     vit = ViTForImageClassification.from_pretrained(tiny_vit).state_dict()
-    image = ["--task", "image-classification", "--data_dir", str(image_folder), "--per_device_train_batch_size", "8",
-             "--augmentation", "none", "--dataloader_num_workers", "0"]
+    image = [
+        "--task",
+        "image-classification",
+        "--data_dir",
+        str(image_folder),
+        "--per_device_train_batch_size",
+        "8",
+        "--augmentation",
+        "none",
+        "--dataloader_num_workers",
+        "0",
+    ]
     return {
-        "bert": (["--model", str(tiny_bert), "--train_file", str(text_data["train"]), "--validation_file",
-                  str(text_data["validation"])], bert, AutoModelForSequenceClassification),
-        "timm": (image + ["--timm_arch", "test_efficientnet", "--weights", str(timm_weights)], timm_state,
-                 TimmWrapperForImageClassification),
+        "bert": (
+            [
+                "--model",
+                str(tiny_bert),
+                "--train_file",
+                str(text_data["train"]),
+                "--validation_file",
+                str(text_data["validation"]),
+            ],
+            bert,
+            AutoModelForSequenceClassification,
+        ),
+        "timm": (
+            image + ["--timm_arch", "test_efficientnet", "--weights", str(timm_weights)],
+            timm_state,
+            TimmWrapperForImageClassification,
+        ),
         "vit": (image + ["--model", str(tiny_vit)], vit, ViTForImageClassification),
     }
 
@@ -86,9 +112,24 @@ def cases(tiny_bert, timm_weights, tiny_vit, text_data, image_folder):
 
 
 def run(out: Path, flags: list[str], *extra: str, epochs: int = 2) -> Path:
-    main([*flags, "--output_dir", str(out), "--strategy", "full", "--num_train_epochs", str(epochs),
-          "--disable_tqdm", "true", "--logging_steps", "1", "--feature_cache_dir", str(out.parent / "feature-cache"),
-          *extra])
+    main(
+        [
+            *flags,
+            "--output_dir",
+            str(out),
+            "--strategy",
+            "full",
+            "--num_train_epochs",
+            str(epochs),
+            "--disable_tqdm",
+            "true",
+            "--logging_steps",
+            "1",
+            "--feature_cache_dir",
+            str(out.parent / "feature-cache"),
+            *extra,
+        ]
+    )
     return out
 
 
@@ -112,14 +153,16 @@ def moved_by_depth(trained: torch.nn.Module, original: dict) -> dict[int, list[b
 
 # --- every strategy, every kind of backbone ---------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
 @pytest.mark.parametrize("strategy", list(STRATEGY_FLAGS))
 def test_strategy_moves_exactly_what_it_should(tmp_path, cases, backbone, strategy):
     flags, original, model_class = cases[backbone]
     # the last epoch's weights (the best checkpoint could be one from before gradual unfroze anything)
-    out = run(tmp_path / "out", flags, "--strategy", strategy, *STRATEGY_FLAGS[strategy], "--load_best_model_at_end",
-              "false")
+    out = run(
+        tmp_path / "out", flags, "--strategy", strategy, *STRATEGY_FLAGS[strategy], "--load_best_model_at_end", "false"
+    )
     trained = model_class.from_pretrained(out)
     moved = moved_by_depth(trained, original)
     head, blocks = max(moved), sorted(d for d in moved if d not in {0, max(moved)})
@@ -145,9 +188,24 @@ def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog
     """A fine-tuning phase that diverges (absurd learning rate) must not replace a better probed model."""
     flags, original, model_class = cases["bert"]
     with caplog.at_level(logging.INFO, logger="hftransfer"):
-        out = run(tmp_path / "out", flags, "--strategy", "lp_ft", "--probe_epochs", "3", "--probe_learning_rate",
-                  "0.05", "--learning_rate", "50", "--max_grad_norm", "0", "--metric_for_best_model", "loss",
-                  "--greater_is_better", "false")
+        out = run(
+            tmp_path / "out",
+            flags,
+            "--strategy",
+            "lp_ft",
+            "--probe_epochs",
+            "3",
+            "--probe_learning_rate",
+            "0.05",
+            "--learning_rate",
+            "50",
+            "--max_grad_norm",
+            "0",
+            "--metric_for_best_model",
+            "loss",
+            "--greater_is_better",
+            "false",
+        )
     assert "fine-tuning did not beat the linear probe (loss" in caplog.text
     trained = model_class.from_pretrained(out).state_dict()
     backbone = [k for k in trained if k.startswith("bert.")]
@@ -173,8 +231,9 @@ def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, c
 @pytest.mark.e2e
 def test_frozen_batchnorm_statistics_can_be_updated(tmp_path, cases):
     flags, original, model_class = cases["timm"]
-    out = run(tmp_path / "out", flags, "--strategy", "partial", "--unfreeze_blocks", "1",
-              "--frozen_norm_stats", "update")
+    out = run(
+        tmp_path / "out", flags, "--strategy", "partial", "--unfreeze_blocks", "1", "--frozen_norm_stats", "update"
+    )
     trained = model_class.from_pretrained(out).state_dict()
     stem_stats = [k for k in trained if k.startswith("timm_model.bn1.running_")]
     stem_weights = ["timm_model.bn1.weight", "timm_model.conv_stem.weight"]
@@ -184,9 +243,15 @@ def test_frozen_batchnorm_statistics_can_be_updated(tmp_path, cases):
 
 # --- gradual unfreezing -----------------------------------------------------------------------------------------------
 
+
 def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
-    config = make_config(model=str(tiny_bert), train_file=str(text_files["train"]), strategy="gradual",
-                         unfreeze_milestones=[1, 2], output_dir="unused")
+    config = make_config(
+        model=str(tiny_bert),
+        train_file=str(text_files["train"]),
+        strategy="gradual",
+        unfreeze_milestones=[1, 2],
+        output_dir="unused",
+    )
     data = get_task("text-classification").load_data(config)
     model = get_task("text-classification").build_model(config, data)
     gradual = get_strategy("gradual")
@@ -195,8 +260,9 @@ def test_gradual_unfreezes_at_milestones(tiny_bert, text_files):
 
     def trainable_blocks():
         names = {n for n, p in model.named_parameters() if p.requires_grad}
-        return [i for i, block in enumerate(plan.layout.blocks) if names.issuperset(block)], \
-            names.issuperset(plan.layout.stem)
+        return [i for i, block in enumerate(plan.layout.blocks) if names.issuperset(block)], names.issuperset(
+            plan.layout.stem
+        )
 
     class State:
         epoch = 0.0
@@ -227,21 +293,30 @@ def test_gradual_keeps_the_learning_rate_schedule(tmp_path, cases):
 
 # --- learning rates per depth -----------------------------------------------------------------------------------------
 
+
 def test_layer_decay_and_head_rate_in_the_optimizer(tiny_bert, text_files, tmp_path):
-    config = make_config(model=str(tiny_bert), train_file=str(text_files["train"]), layer_decay=0.5,
-                         head_learning_rate=0.01, output_dir=str(tmp_path))
+    config = make_config(
+        model=str(tiny_bert),
+        train_file=str(text_files["train"]),
+        layer_decay=0.5,
+        head_learning_rate=0.01,
+        output_dir=str(tmp_path),
+    )
     task = get_task("text-classification")
     model = task.build_model(config, task.load_data(config))
     model, plan = apply_strategy(get_strategy("full"), model, config.transfer)
     assert plan.head_names == {"classifier.weight", "classifier.bias"}
-    trainer = TransferTrainer(model=model, args=TrainingArguments(str(tmp_path), learning_rate=1e-3, weight_decay=0.1,
-                                                                  report_to="none", use_cpu=True),
-                              param_groups=partial(parameter_groups, plan=plan, transfer=config.transfer))
+    trainer = TransferTrainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none", use_cpu=True),
+        param_groups=partial(parameter_groups, plan=plan, transfer=config.transfer),
+    )
     optimizer = trainer.create_optimizer()
     rate = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
     params = dict(model.named_parameters())
     expected = {
-        "classifier.weight": (0.01, 0.1), "classifier.bias": (0.01, 0.0),
+        "classifier.weight": (0.01, 0.1),
+        "classifier.bias": (0.01, 0.0),
         "bert.pooler.dense.weight": (5e-4, 0.1),  # joins the last block
         "bert.encoder.layer.1.attention.self.query.weight": (5e-4, 0.1),
         "bert.encoder.layer.1.output.LayerNorm.weight": (5e-4, 0.0),
@@ -255,6 +330,7 @@ def test_layer_decay_and_head_rate_in_the_optimizer(tiny_bert, text_files, tmp_p
 
 
 # --- feature cache ----------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_bert_without_dropout(tmp_path_factory, tiny_bert) -> Path:
@@ -272,8 +348,14 @@ def tiny_bert_without_dropout(tmp_path_factory, tiny_bert) -> Path:
 def test_head_on_cache_matches_head_through_backbone(tmp_path, cases, tiny_bert_without_dropout, text_data, backbone):
     flags, _, model_class = cases[backbone]
     if backbone == "bert":
-        flags = ["--model", str(tiny_bert_without_dropout), "--train_file", str(text_data["train"]),
-                 "--validation_file", str(text_data["validation"])]
+        flags = [
+            "--model",
+            str(tiny_bert_without_dropout),
+            "--train_file",
+            str(text_data["train"]),
+            "--validation_file",
+            str(text_data["validation"]),
+        ]
     heads, accuracy = {}, {}
     for cache in ("true", "false"):
         out = run(tmp_path / cache, flags, "--strategy", "linear_probe", "--cache_features", cache, epochs=3)
@@ -295,8 +377,13 @@ def test_feature_pass_puts_each_text_in_its_own_row(tiny_bert_without_dropout):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_without_dropout)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_without_dropout, num_labels=2)
-    texts = ["short", "a much longer text than any of the others in this list", "a middling text", "x y",
-             "another fairly long one, for the pass to sort"]
+    texts = [
+        "short",
+        "a much longer text than any of the others in this list",
+        "a middling text",
+        "x y",
+        "another fairly long one, for the pass to sort",
+    ]
     dataset = Dataset.from_dict({**tokenizer(texts), "labels": [0, 1, 0, 1, 1]})
     collator, cpu = DataCollatorWithPadding(tokenizer), torch.device("cpu")
     assert longest_first(dataset).tolist()[:2] == [1, 4]
@@ -307,8 +394,9 @@ def test_feature_pass_puts_each_text_in_its_own_row(tiny_bert_without_dropout):
         torch.testing.assert_close(features[row], alone[0], atol=1e-5, rtol=1e-4)
 
 
-def test_a_sample_s_features_are_cached_by_row_and_the_rest_computed_later(tiny_bert_without_dropout, tmp_path,
-                                                                            monkeypatch):
+def test_a_sample_s_features_are_cached_by_row_and_the_rest_computed_later(
+    tiny_bert_without_dropout, tmp_path, monkeypatch
+):
     """auto measures a sample; a probe that follows computes only the rows the sample left out, and gets the
     features a whole pass gives."""
     from datasets import Dataset
@@ -320,18 +408,21 @@ def test_a_sample_s_features_are_cached_by_row_and_the_rest_computed_later(tiny_
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_without_dropout, num_labels=2)
     texts = [f"text number {i} " + "word " * (i % 5) for i in range(12)]
     dataset = Dataset.from_dict({**tokenizer(texts), "labels": [i % 2 for i in range(12)]})
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, use_cpu=True,
-                             disable_tqdm=True, report_to=[])
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, use_cpu=True, disable_tqdm=True, report_to=[]
+    )
     collator = DataCollatorWithPadding(tokenizer)
     whole, _ = cache.extract_features(model, dataset, collator, 4, torch.device("cpu"))
     computed = []
     real_extract = cache.extract_features
-    monkeypatch.setattr(cache, "extract_features", lambda model, subset, *a, **k: (
-        computed.append(len(subset)), real_extract(model, subset, *a, **k))[1])
+    monkeypatch.setattr(
+        cache,
+        "extract_features",
+        lambda model, subset, *a, **k: (computed.append(len(subset)), real_extract(model, subset, *a, **k))[1],
+    )
 
     sample = [9, 2, 5]
-    features, labels = cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"),
-                                             rows=sample)
+    features, labels = cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"), rows=sample)
     torch.testing.assert_close(features, whole[sample], atol=1e-5, rtol=1e-4)
     assert labels.tolist() == [1, 0, 1] and computed == [3]
     features, labels = cache.cached_features(model, dataset, "train", collator, args, str(tmp_path / "c"))
@@ -354,15 +445,21 @@ def test_changed_preprocessing_invalidates_cached_features(tmp_path, cases):
 
 
 def test_image_transform_is_part_of_the_cache_key(image_folder, timm_weights):
-    config = make_config(task="image-classification", timm_arch="test_efficientnet", weights=str(timm_weights),
-                         data_dir=str(image_folder), strategy="linear_probe")
+    config = make_config(
+        task="image-classification",
+        timm_arch="test_efficientnet",
+        weights=str(timm_weights),
+        data_dir=str(image_folder),
+        strategy="linear_probe",
+    )
     task = get_task("image-classification")
     model_config = task.load_model_config(config)
     data = task.load_data(config)
     processor = task.build_preprocessing(config, data, model_config)
     before = task.prepare_datasets(config, processor, data, model_config)["train"]
-    processor.data_config["interpolation"] = "bilinear" if processor.data_config["interpolation"] != "bilinear" \
-        else "bicubic"
+    processor.data_config["interpolation"] = (
+        "bilinear" if processor.data_config["interpolation"] != "bilinear" else "bicubic"
+    )
     after = task.prepare_datasets(config, processor, data, model_config)["train"]
     assert cache_key("w", "head", before, "train") != cache_key("w", "head", after, "train")
     assert cache_key("w", "head", before, "train") == cache_key("w", "head", before, "train")
@@ -371,11 +468,14 @@ def test_image_transform_is_part_of_the_cache_key(image_folder, timm_weights):
 
 # --- heads ------------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_mlp_head_trains_saves_and_loads_with_pipeline(tmp_path, tiny_bert, text_files):
     out = tmp_path / "mlp"
-    main(tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
-         + ["--head", "mlp", "--head_hidden_sizes", "24", "16", "--head_dropout", "0.1", "--head_activation", "relu"])
+    main(
+        tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
+        + ["--head", "mlp", "--head_hidden_sizes", "24", "16", "--head_dropout", "0.1", "--head_activation", "relu"]
+    )
     assert (out / MODELING_FILE).is_file()
     model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)
     shapes = [tuple(m.weight.shape) for m in model.classifier if isinstance(m, torch.nn.Linear)]
@@ -397,8 +497,9 @@ def test_mlp_head_on_a_timm_backbone_loads_with_pipeline(tmp_path, cases, image_
     classifier = pipeline("image-classification", model=str(out), trust_remote_code=True, device="cpu")
     paths = sorted((image_folder / "val").glob("*/*.png"))
     predicted = classifier([str(p) for p in paths])
-    assert sum(p[0]["label"] == path.parent.name for p, path in zip(predicted, paths)) / len(paths) \
-        == pytest.approx(saved)
+    assert sum(p[0]["label"] == path.parent.name for p, path in zip(predicted, paths)) / len(paths) == pytest.approx(
+        saved
+    )
 
 
 @pytest.mark.e2e
@@ -410,6 +511,7 @@ def test_timm_pooling_is_saved_and_used_on_reload(tmp_path, cases):
 
 
 # --- LoRA -------------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("backbone", ["bert", "timm", "vit"])
@@ -447,14 +549,19 @@ def test_lora_adapter_mode_saves_the_adapter(tmp_path, cases, tiny_bert):
 
 # --- bad input --------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_bad_strategy_inputs_are_named(tmp_path, cases):
     flags, _, _ = cases["bert"]
-    with pytest.raises(StrategyError,
-                       match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe, partial"):
+    with pytest.raises(
+        StrategyError, match="unknown strategy 'freeze'; valid strategies: auto, full, linear_probe, partial"
+    ):
         run(tmp_path / "a", flags, "--strategy", "freeze")
-    with pytest.raises(StrategyError, match=r"unfreeze_blocks=7 but the backbone has 2 blocks; choose 1 to 2 "
-                                            r"\(blocks: bert.encoder.layer.0, bert.encoder.layer.1 \+ pooler\)"):
+    with pytest.raises(
+        StrategyError,
+        match=r"unfreeze_blocks=7 but the backbone has 2 blocks; choose 1 to 2 "
+        r"\(blocks: bert.encoder.layer.0, bert.encoder.layer.1 \+ pooler\)",
+    ):
         run(tmp_path / "b", flags, "--strategy", "partial", "--unfreeze_blocks", "7")
     with pytest.raises(LoraTargetError, match="entry 'qkv' matches no adaptable module.*query"):
         run(tmp_path / "c", flags, "--strategy", "lora", "--lora_target_modules", "qkv")

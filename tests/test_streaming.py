@@ -21,8 +21,9 @@ from hftransfer.training.recipe import main
 
 def numbered_rows(n: int, seed: int = 0, labels=("negative", "positive")) -> list[dict]:
     """Synthetic reviews, each text unique (numbered), so rows can be followed through the stream."""
-    return [{"text": f"{i} {row['text']}", "label": row["label"]}
-            for i, row in enumerate(sentiment_rows(n, seed, labels))]
+    return [
+        {"text": f"{i} {row['text']}", "label": row["label"]} for i, row in enumerate(sentiment_rows(n, seed, labels))
+    ]
 
 
 def stream_flags(model, out, train, *extra: str) -> list[str]:
@@ -37,8 +38,11 @@ def load(flags: list[str]):
 def test_stream_trains_on_every_row_but_the_carved_validation(tiny_bert, tmp_path):
     rows = numbered_rows(300)
     train = write_rows(tmp_path / "train.csv", rows)
-    config, data = load(stream_flags(tiny_bert, tmp_path / "o", train, "--max_steps", "5",
-                                     "--stream_head_rows", "100", "--shuffle_buffer", "50"))
+    config, data = load(
+        stream_flags(
+            tiny_bert, tmp_path / "o", train, "--max_steps", "5", "--stream_head_rows", "100", "--shuffle_buffer", "50"
+        )
+    )
     validation = data.splits["validation"]
     assert len(validation) == 20  # the carve rule on the 100-row head: a fifth of it at most
     carved = set(validation["text"])
@@ -63,8 +67,9 @@ def test_stream_read_by_two_dataloader_workers_gives_each_row_once(tiny_bert, tm
     _, data = load(stream_flags(tiny_bert, tmp_path / "o", train, "--max_steps", "5", "--stream_head_rows", "60"))
     loader = torch.utils.data.DataLoader(data.splits["train"], batch_size=None, num_workers=2)
     texts = [row["text"] for row in loader]
-    assert Counter(texts) == Counter(row["text"] for row in rows if row["text"] not in set(
-        data.splits["validation"]["text"]))
+    assert Counter(texts) == Counter(
+        row["text"] for row in rows if row["text"] not in set(data.splits["validation"]["text"])
+    )
 
 
 def test_a_label_after_the_head_stops_the_run_naming_it(tiny_bert, tmp_path):
@@ -74,8 +79,23 @@ def test_a_label_after_the_head_stops_the_run_naming_it(tiny_bert, tmp_path):
     with pytest.raises(DataError, match=r"'neutral'.*class_names"):
         list(data.splits["train"])
     dev = write_rows(tmp_path / "dev.csv", numbered_rows(30, seed=1, labels=("negative", "positive", "neutral")))
-    _, named = load(stream_flags(tiny_bert, tmp_path / "o", train, "--max_steps", "5", "--stream_head_rows", "50",
-                                 "--class_names", "negative", "positive", "neutral", "--validation_file", str(dev)))
+    _, named = load(
+        stream_flags(
+            tiny_bert,
+            tmp_path / "o",
+            train,
+            "--max_steps",
+            "5",
+            "--stream_head_rows",
+            "50",
+            "--class_names",
+            "negative",
+            "positive",
+            "neutral",
+            "--validation_file",
+            str(dev),
+        )
+    )
     assert sum(named.label_names[row["labels"]] == "neutral" for row in named.splits["train"]) == 1
 
 
@@ -100,13 +120,26 @@ def test_dataset_folder_of_several_files_streams_with_or_without_a_validation_sp
     first, second = numbered_rows(80), numbered_rows(80, seed=1)[::-1]
     write_rows(folder / "train-00000-of-00002.csv", first)
     write_rows(folder / "train-00001-of-00002.csv", [{**row, "text": "b" + row["text"]} for row in second])
-    flags = ["--model", "unused", "--dataset", str(folder), "--streaming", "true", "--max_steps", "5",
-             "--stream_head_rows", "100", "--output_dir", str(tmp_path / "o")]
+    flags = [
+        "--model",
+        "unused",
+        "--dataset",
+        str(folder),
+        "--streaming",
+        "true",
+        "--max_steps",
+        "5",
+        "--stream_head_rows",
+        "100",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
     _, carved = load(flags)  # the head spans both files; exactly its carved rows are left out
     held_out = set(carved.splits["validation"]["text"])
     assert len(held_out) == 20
     assert Counter(row["text"] for row in carved.splits["train"]) == Counter(
-        text for text in [r["text"] for r in first] + ["b" + r["text"] for r in second] if text not in held_out)
+        text for text in [r["text"] for r in first] + ["b" + r["text"] for r in second] if text not in held_out
+    )
     write_rows(folder / "validation.csv", numbered_rows(30, seed=2))
     _, data = load(flags)
     assert len(data.splits["validation"]) == 30 and len(list(data.splits["train"])) == 160
@@ -138,8 +171,9 @@ def test_time_budget_fits_a_stream_without_max_steps(tiny_bert, tmp_path):
     assert 6 < state["global_step"] < 1_000_000
     assert state["eval_steps"] == state["save_steps"] < 100_000, "evaluations spread over the steps that fit"
     assert sum("eval_loss" in entry for entry in state["log_history"]) >= 2
-    assert took < 25 + 60, (f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading, on a loaded "
-                            "machine)")
+    assert took < 25 + 60, (
+        f"{took:.0f} s for a 25 s budget (plus the final evaluation and loading, on a loaded machine)"
+    )
     pipeline("text-classification", model=str(out), device="cpu")
 
 
@@ -174,16 +208,52 @@ def test_streamed_image_listing_trains(timm_weights, tmp_path):
         rows.append({"path": f"images/{label}_{i}.png", "label": label})
     listing = write_rows(tmp_path / "train.csv", rows)
     out = tmp_path / "run"
-    main(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-          "--train_file", str(listing), "--streaming", "true", "--max_steps", "4", "--stream_head_rows", "20",
-          "--per_device_train_batch_size", "4", "--output_dir", str(out), "--disable_tqdm", "true",
-          "--dataloader_pin_memory", "false"])
+    main(
+        [
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--weights",
+            str(timm_weights),
+            "--train_file",
+            str(listing),
+            "--streaming",
+            "true",
+            "--max_steps",
+            "4",
+            "--stream_head_rows",
+            "20",
+            "--per_device_train_batch_size",
+            "4",
+            "--output_dir",
+            str(out),
+            "--disable_tqdm",
+            "true",
+            "--dataloader_pin_memory",
+            "false",
+        ]
+    )
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
     classify = pipeline("image-classification", model=str(out), device="cpu")
     assert classify(str(tmp_path / "images" / "red_0.png"))[0]["label"] in {"red", "blue"}
     with pytest.raises(DataError, match="data_dir"):
-        load(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--data_dir", str(tmp_path),
-              "--streaming", "true", "--max_steps", "4", "--output_dir", str(tmp_path / "o")])
+        load(
+            [
+                "--task",
+                "image-classification",
+                "--timm_arch",
+                "test_efficientnet",
+                "--data_dir",
+                str(tmp_path),
+                "--streaming",
+                "true",
+                "--max_steps",
+                "4",
+                "--output_dir",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
 @pytest.mark.e2e
@@ -198,11 +268,36 @@ def test_two_processes_each_read_their_own_batches_of_the_stream(tiny_bert, tmp_
     train = write_rows(tmp_path / "train.csv", numbered_rows(200))
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(resolve_config_file("cpu")),
-         "--num_processes", "2", "--num_cpu_threads_per_process", "1", "-m", "hftransfer.train",
-         *stream_flags(tiny_bert, out, train, "--max_steps", "6", "--stream_head_rows", "100",
-                       "--per_device_train_batch_size", "8")],
-        capture_output=True, text=True, env=subprocess_env(), timeout=600, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(resolve_config_file("cpu")),
+            "--num_processes",
+            "2",
+            "--num_cpu_threads_per_process",
+            "1",
+            "-m",
+            "hftransfer.train",
+            *stream_flags(
+                tiny_bert,
+                out,
+                train,
+                "--max_steps",
+                "6",
+                "--stream_head_rows",
+                "100",
+                "--per_device_train_batch_size",
+                "8",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["train_batch_size"] == 8
@@ -222,13 +317,33 @@ def test_stored_images_stream_and_keep_their_bytes(timm_weights, tmp_path):
         return buffer.getvalue()
 
     stored = [jpeg((200 + i % 40, 30, 30) if i % 2 else (30, 30, 200 + i % 40)) for i in range(60)]
-    table = Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in stored],
-                               "label": [("blue", "red")[i % 2] for i in range(60)]}).cast_column("image", Image())
+    table = Dataset.from_dict(
+        {"image": [{"bytes": b, "path": None} for b in stored], "label": [("blue", "red")[i % 2] for i in range(60)]}
+    ).cast_column("image", Image())
     train = tmp_path / "train.parquet"
     table.to_parquet(str(train))
-    flags = ["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-             "--train_file", str(train), "--streaming", "true", "--max_steps", "2", "--stream_head_rows", "30",
-             "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true"]
+    flags = [
+        "--task",
+        "image-classification",
+        "--timm_arch",
+        "test_efficientnet",
+        "--weights",
+        str(timm_weights),
+        "--train_file",
+        str(train),
+        "--streaming",
+        "true",
+        "--max_steps",
+        "2",
+        "--stream_head_rows",
+        "30",
+        "--per_device_train_batch_size",
+        "4",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--disable_tqdm",
+        "true",
+    ]
     _, data = load(flags)
     carved = data.splits["validation"].cast_column("image", Image(decode=False))["image"]
     assert len(carved) == 6 and all(item["bytes"] in stored for item in carved), "not re-encoded"

@@ -40,7 +40,7 @@ def one_line_error(capsys, code: int, *fragments: str) -> str:
 
 # --- 1. code from a model folder runs only when asked -------------------------------------------------------------
 
-EVIL_MODELING = '''from pathlib import Path
+EVIL_MODELING = """from pathlib import Path
 from transformers import BertConfig, BertForSequenceClassification
 
 Path({marker!r}).write_text("code from the model folder ran")
@@ -48,7 +48,7 @@ Path({marker!r}).write_text("code from the model folder ran")
 
 class EvilModel(BertForSequenceClassification):
     config_class = BertConfig
-'''
+"""
 
 
 def evil_folder(text_run: Path, where: Path) -> tuple[Path, Path]:
@@ -76,8 +76,20 @@ def test_a_model_folder_with_code_runs_nothing_without_trust_remote_code(text_ru
         assert not marker.exists(), f"{name} ran the folder's code"
     assert not (tmp_path / "onnx").exists() and not (tmp_path / "again").exists()
     # rank scores the other candidates and lists this one as skipped, without running its code
-    rank = ["rank", "--model", str(text_run.parent.parent / "unused"), "--models", str(folder), str(text_run),
-            "--train_file", str(files["train"]), "--sample_size", "40", "--report_dir", str(tmp_path / "rank")]
+    rank = [
+        "rank",
+        "--model",
+        str(text_run.parent.parent / "unused"),
+        "--models",
+        str(folder),
+        str(text_run),
+        "--train_file",
+        str(files["train"]),
+        "--sample_size",
+        "40",
+        "--report_dir",
+        str(tmp_path / "rank"),
+    ]
     cli.main(rank)
     report = json.loads((tmp_path / "rank" / "rank_report.json").read_text())
     skipped = {row["model"]: row["error"] for row in report["candidates"] if row["error"]}
@@ -97,8 +109,9 @@ def test_custom_code_is_found_in_every_file_transformers_reads_it_from(tmp_path)
 
 
 @pytest.mark.e2e
-def test_an_mlp_head_output_loads_without_running_its_file_and_a_changed_file_is_refused(tiny_bert, files, tmp_path,
-                                                                                         capsys):
+def test_an_mlp_head_output_loads_without_running_its_file_and_a_changed_file_is_refused(
+    tiny_bert, files, tmp_path, capsys
+):
     out = tmp_path / "mlp"
     main(tiny_run_flags(tiny_bert, out, **files) + ["--head", "mlp", "--head_hidden_sizes", "16"])
     assert cli.main(["predict", str(out), "a good film", "--output", str(tmp_path / "p.json")]) == 0
@@ -126,13 +139,20 @@ def test_pickled_weights_that_run_code_are_refused_in_one_line(text_run, files, 
     (folder / "model.safetensors").unlink()
     _malicious_pickle(folder / "pytorch_model.bin", marker)
     one_line_error(capsys, cli.main(["predict", str(folder), "a good film"]), "pickle", "refused")
-    image_flags = ["--task", "image-classification", "--timm_arch", "test_efficientnet", "--data_dir",
-                   str(make_class_folder(tmp_path / "data", 3)), "--output_dir", str(tmp_path / "o")]
+    image_flags = [
+        "--task",
+        "image-classification",
+        "--timm_arch",
+        "test_efficientnet",
+        "--data_dir",
+        str(make_class_folder(tmp_path / "data", 3)),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
     weights = _malicious_pickle(tmp_path / "evil.pth", marker)
     one_line_error(capsys, cli.main(["train", *image_flags, "--weights", str(weights)]), "pickle", "refused")
     assert not marker.exists()
-    one_line_error(capsys, cli.main(["train", *image_flags, "--weights", str(files["train"])]),
-                   "not a weights file")
+    one_line_error(capsys, cli.main(["train", *image_flags, "--weights", str(files["train"])]), "not a weights file")
 
 
 def test_weights_of_another_shape_are_named_not_a_traceback(timm_weights, tmp_path, capsys):
@@ -140,9 +160,21 @@ def test_weights_of_another_shape_are_named_not_a_traceback(timm_weights, tmp_pa
     state["conv_stem.weight"] = torch.zeros(8, 3, 5, 5)  # as another architecture's stem would be
     other = tmp_path / "other.pth"
     torch.save(state, other)
-    code = cli.main(["train", "--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights",
-                     str(other), "--data_dir", str(make_class_folder(tmp_path / "data", 3)), "--output_dir",
-                     str(tmp_path / "o")])
+    code = cli.main(
+        [
+            "train",
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--weights",
+            str(other),
+            "--data_dir",
+            str(make_class_folder(tmp_path / "data", 3)),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     one_line_error(capsys, code, "do not fit timm 'test_efficientnet'", "conv_stem.weight (8, 3, 5, 5)")
 
 
@@ -160,18 +192,30 @@ def test_a_read_only_parent_folder_is_refused_before_training(tiny_bert, files, 
 
 # --- 2. overwrite is a clean slate; resume continues only the same run -------------------------------------------
 
+
 @pytest.mark.e2e
 def test_overwrite_removes_the_old_checkpoints_and_resume_checks_the_run(tiny_bert, files, tmp_path, capsys):
     """The reported case: an overwritten run, killed, then resumed, continued the *old* run's last checkpoint."""
     out = tmp_path / "out"
-    flags = tiny_run_flags(tiny_bert, out, **files) + ["--save_strategy", "steps", "--save_steps", "2",
-                                                       "--save_total_limit", "5"]
+    flags = tiny_run_flags(tiny_bert, out, **files) + [
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "5",
+    ]
     main(flags + ["--max_steps", "6"])  # the old run: checkpoints 2, 4, 6
     assert (out / "checkpoint-6" / RUN_RECORD).is_file()
     new_run = flags + ["--max_steps", "4", "--learning_rate", "1e-3"]
-    killed = subprocess.run([sys.executable, str(REPO / "tests" / "kill_at_step.py"), "3", *new_run,
-                             "--overwrite_output_dir", "true"], capture_output=True, text=True, env=subprocess_env(),
-                            cwd=REPO, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "kill_at_step.py"), "3", *new_run, "--overwrite_output_dir", "true"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]  # the old run's are gone
     main(new_run + ["--resume"])  # continues the new run from its checkpoint-2, to its own end
@@ -179,8 +223,9 @@ def test_overwrite_removes_the_old_checkpoints_and_resume_checks_the_run(tiny_be
     assert state["global_step"] == 4 and state["max_steps"] == 4
     one_line_error(capsys, cli.main(["train", *new_run, "--resume"]), "is the end of its run (step 4 of 4)")
     # other settings: refused, naming what differs
-    code = cli.main(["train", *flags, "--max_steps", "4", "--learning_rate", "0.5", "--resume",
-                     str(out / "checkpoint-2")])
+    code = cli.main(
+        ["train", *flags, "--max_steps", "4", "--learning_rate", "0.5", "--resume", str(out / "checkpoint-2")]
+    )
     one_line_error(capsys, code, "belongs to a run with other settings", "learning_rate")
     # a checkpoint without hftransfer's record (another tool's, or planted) is not resumed blindly
     (out / "checkpoint-2" / RUN_RECORD).unlink()
@@ -189,6 +234,7 @@ def test_overwrite_removes_the_old_checkpoints_and_resume_checks_the_run(tiny_be
 
 
 # --- 3. images of every mode keep their contrast -------------------------------------------------------------------
+
 
 def _gradient(size=(40, 32)) -> Image.Image:
     """An 8-bit grayscale photo stand-in with the full range of values."""
@@ -230,9 +276,26 @@ def test_every_mode_reaches_the_model_like_its_8bit_original(tmp_path):
 def test_a_16bit_png_is_predicted_like_the_8bit_one(timm_weights, tmp_path):
     data = make_class_folder(tmp_path / "data", 4)
     out = tmp_path / "run"
-    main(["--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights", str(timm_weights),
-          "--data_dir", str(data), "--output_dir", str(out), "--num_train_epochs", "1", "--disable_tqdm", "true",
-          "--validation_fraction", "0.25"])
+    main(
+        [
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--weights",
+            str(timm_weights),
+            "--data_dir",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--disable_tqdm",
+            "true",
+            "--validation_fraction",
+            "0.25",
+        ]
+    )
     eight = tmp_path / "eight.png"
     _gradient((64, 48)).save(eight)
     sixteen = tmp_path / "sixteen.png"
@@ -246,20 +309,24 @@ def test_a_16bit_png_is_predicted_like_the_8bit_one(timm_weights, tmp_path):
 
 # --- 4. a failed start leaves nothing behind ---------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_a_refused_start_writes_nothing_and_the_corrected_command_runs(tiny_bert, files, tmp_path, capsys):
     out = tmp_path / "out"
-    for bad, fragment in ((["--learning_rate", "-1"], "learning_rate must be > 0"),
-                          (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be at least 1"),
-                          (["--max_train_samples", "0"], "max_train_samples must be at least 1"),
-                          (["--num_train_epochs", "0"], "num_train_epochs must be > 0"),
-                          (["--strategy", "lora", "--lora_target_modules", "nonexistent"], "matches no adaptable")):
+    for bad, fragment in (
+        (["--learning_rate", "-1"], "learning_rate must be > 0"),
+        (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be at least 1"),
+        (["--max_train_samples", "0"], "max_train_samples must be at least 1"),
+        (["--num_train_epochs", "0"], "num_train_epochs must be > 0"),
+        (["--strategy", "lora", "--lora_target_modules", "nonexistent"], "matches no adaptable"),
+    ):
         one_line_error(capsys, cli.main(["train", *tiny_run_flags(tiny_bert, out, **files), *bad]), fragment)
         assert not out.exists() or not any(out.iterdir()), bad
     assert cli.main(["train", *tiny_run_flags(tiny_bert, out, **files), "--max_steps", "1"]) == 0
 
 
 # --- 5. mistakes are named, not trained on -------------------------------------------------------------------------
+
 
 def _rows(labels: list[str]) -> list[dict]:
     return [dict(row, label=labels[i % len(labels)]) for i, row in enumerate(sentiment_rows(30, seed=4))]
@@ -269,8 +336,9 @@ def _rows(labels: list[str]) -> list[dict]:
 def test_labels_that_differ_by_case_or_spaces(tiny_bert, tmp_path, capsys):
     train = write_rows(tmp_path / "train.csv", _rows(["pos", "pos ", "Pos", "neg"]))
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", train=train) + ["--max_steps", "1"]
-    one_line_error(capsys, cli.main(["train", *flags]), "differ only by letter case", "'Pos' / 'pos'",
-                   "allow_case_variant_labels")
+    one_line_error(
+        capsys, cli.main(["train", *flags]), "differ only by letter case", "'Pos' / 'pos'", "allow_case_variant_labels"
+    )
     assert cli.main(["train", *flags, "--allow_case_variant_labels", "true"]) == 0
     assert sorted(json.loads((tmp_path / "o" / "config.json").read_text())["label2id"]) == ["Pos", "neg", "pos"]
 
@@ -279,8 +347,16 @@ def test_column_and_class_name_mistakes(tiny_bert, files, tmp_path, capsys):
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", train=files["train"])
     one_line_error(capsys, cli.main(["train", *flags, "--text_column", "label"]), "would be given its answer")
     numeric = write_rows(tmp_path / "ids.csv", [dict(r, label=i % 2) for i, r in enumerate(sentiment_rows(20))])
-    code = cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=numeric),
-                     "--class_names", "negative", "positive", "neutral"])
+    code = cli.main(
+        [
+            "train",
+            *tiny_run_flags(tiny_bert, tmp_path / "o", train=numeric),
+            "--class_names",
+            "negative",
+            "positive",
+            "neutral",
+        ]
+    )
     one_line_error(capsys, code, "no example of 'neutral'")
 
 
@@ -310,8 +386,21 @@ def test_class_folders_named_like_tools_count_and_empty_ones_are_named(tmp_path,
         make_image(data / "__other__" / f"o{i}.png", (20, 200, 20))
     (data / "notes.txt").write_text("not an image")  # beside the classes: not a class
     (data / "red" / "README.md").write_text("not an image")
-    flags = ["train", "--task", "image-classification", "--timm_arch", "test_efficientnet", "--weights",
-             str(timm_weights), "--data_dir", str(data), "--max_steps", "1", "--validation_fraction", "0.34"]
+    flags = [
+        "train",
+        "--task",
+        "image-classification",
+        "--timm_arch",
+        "test_efficientnet",
+        "--weights",
+        str(timm_weights),
+        "--data_dir",
+        str(data),
+        "--max_steps",
+        "1",
+        "--validation_fraction",
+        "0.34",
+    ]
     assert cli.main([*flags, "--output_dir", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "config.json").read_text())["label_names"] == ["__other__", "blue", "red"]
     (data / "green").mkdir()
@@ -327,17 +416,21 @@ def test_predict_without_inputs_and_into_a_missing_folder(text_run, tmp_path, ca
 
 # --- 6. one line for every user mistake, whatever the entry point -----------------------------------------------------
 
+
 def test_text_files_that_cannot_be_parsed_name_the_file_and_line(tiny_bert, tmp_path, capsys):
     ragged = tmp_path / "ragged.tsv"
     ragged.write_text("text\tlabel\na good film\tpos\na bad\tfilm\tneg\nfine\tpos\n", encoding="utf-8")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    one_line_error(capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=ragged)]),
-                   "ragged.tsv", "line 3")
-    one_line_error(capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=empty)]),
-                   "is empty (0 bytes)")
-    one_line_error(capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=tmp_path)]),
-                   "is a folder")
+    one_line_error(
+        capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=ragged)]), "ragged.tsv", "line 3"
+    )
+    one_line_error(
+        capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=empty)]), "is empty (0 bytes)"
+    )
+    one_line_error(
+        capsys, cli.main(["train", *tiny_run_flags(tiny_bert, tmp_path / "o", train=tmp_path)]), "is a folder"
+    )
 
 
 @pytest.mark.e2e
@@ -346,11 +439,16 @@ def test_output_dir_mistakes_through_the_real_command(tiny_bert, files, tmp_path
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep me")
     (tmp_path / "a-file").write_text("x")
-    cases = {"full": ("is not empty", "--resume"), "a-file": ("is not a folder",),
-             "a-file/sub": ("cannot write into",)}
+    cases = {"full": ("is not empty", "--resume"), "a-file": ("is not a folder",), "a-file/sub": ("cannot write into",)}
     for name, fragments in cases.items():
-        done = subprocess.run([HFTRANSFER, "train", *tiny_run_flags(tiny_bert, tmp_path / name, **files)],
-                              capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)
+        done = subprocess.run(
+            [HFTRANSFER, "train", *tiny_run_flags(tiny_bert, tmp_path / name, **files)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            cwd=REPO,
+            timeout=300,
+        )
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
         for fragment in fragments:
             assert fragment in done.stderr.strip().splitlines()[-1]
@@ -360,8 +458,9 @@ def test_output_dir_mistakes_through_the_real_command(tiny_bert, files, tmp_path
 @pytest.mark.e2e
 def test_ctrl_c_stops_training_with_one_line(tiny_bert, files, tmp_path):
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", **files) + ["--num_train_epochs", "500"]
-    process = subprocess.Popen([HFTRANSFER, "train", *flags], stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env(), cwd=REPO)
+    process = subprocess.Popen(
+        [HFTRANSFER, "train", *flags], stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO
+    )
     seen = []
     deadline = time.monotonic() + 240
     for line in process.stderr:  # wait until training runs

@@ -44,9 +44,17 @@ class EvalTarget:
     folder: Path  # where the report goes
 
 
-def evaluate_run(path: str | Path, data: str | None = None, split: str | None = None, output_dir: str | None = None,
-                 columns: dict | None = None, batch_size: int = 64, max_samples: int | None = None,
-                 overwrite: bool = False, trust_remote_code: bool = False):
+def evaluate_run(
+    path: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    output_dir: str | None = None,
+    columns: dict | None = None,
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+):
     """Evaluate a finished run on a labelled split; writes the report and the confusion matrix PNG.
 
     Returns (report, folder written). Without ``data`` the run's own data is reloaded (validation by default).
@@ -63,19 +71,32 @@ def evaluate_run(path: str | Path, data: str | None = None, split: str | None = 
     prepared = run.task.prepare_datasets(target.config, processor, target.loaded, model_config, augment=False)
     staging = Path(tempfile.mkdtemp(prefix=".eval-"))
     try:
-        args = TrainingArguments(output_dir=str(staging), per_device_eval_batch_size=batch_size, report_to="none",
-                                 remove_unused_columns=target.config.training.remove_unused_columns,
-                                 dataloader_pin_memory=False, disable_tqdm=output_is_piped())
-        trainer = ClassificationTrainer(model=run.load_model(), args=args,
-                                        data_collator=run.task.build_collator(target.config, processor),
-                                        compute_metrics=run.task.compute_metrics,
-                                        preprocess_logits_for_metrics=reduce_logits)
+        args = TrainingArguments(
+            output_dir=str(staging),
+            per_device_eval_batch_size=batch_size,
+            report_to="none",
+            remove_unused_columns=target.config.training.remove_unused_columns,
+            dataloader_pin_memory=False,
+            disable_tqdm=output_is_piped(),
+        )
+        trainer = ClassificationTrainer(
+            model=run.load_model(),
+            args=args,
+            data_collator=run.task.build_collator(target.config, processor),
+            compute_metrics=run.task.compute_metrics,
+            preprocess_logits_for_metrics=reduce_logits,
+        )
         temperature = (run.model_config.get("hftransfer_calibration") or {}).get("temperature")
-        _, reports = evaluate_splits(trainer, prepared, target.loaded, run.task, splits=("validation",),
-                                     temperature=temperature)  # a calibrated model: scores before it too
+        _, reports = evaluate_splits(
+            trainer, prepared, target.loaded, run.task, splits=("validation",), temperature=temperature
+        )  # a calibrated model: scores before it too
         report = reports["validation"]
-        report["source"] = {"data": data or "the run's own data", "split": target.label, "model": str(run.path),
-                            "notes": list(target.loaded.notes)}
+        report["source"] = {
+            "data": data or "the run's own data",
+            "split": target.label,
+            "model": str(run.path),
+            "notes": list(target.loaded.notes),
+        }
         for note in target.loaded.notes if data is not None else ():
             logger.warning(note)  # how the given data was read (labels read as ids …): said, not silent
         if trainer.is_world_process_zero():
@@ -98,8 +119,10 @@ def _eval_target(run: FinishedRun, data, split, output_dir, columns, max_samples
             raise DataError(f"the run's data now has labels {loaded.label_names}, the model {run.label_names}")
     else:
         if from_file and split is not None:
-            raise DataError(f"--split {split!r}: {data!r} is one file, with no splits; --split picks a split of a "
-                            "folder with train/ val/ test/ or of a Hub dataset")
+            raise DataError(
+                f"--split {split!r}: {data!r} is one file, with no splits; --split picks a split of a "
+                "folder with train/ val/ test/ or of a Hub dataset"
+            )
         try:
             loaded = run.task.load_data(config, model_labels=run.label_names)
         except DataError as err:
@@ -136,12 +159,16 @@ def check_report_folder(folder: Path, label: str, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise RunDirError(f"--output_dir {str(folder)!r} exists and is not a folder")
     if (folder / CONFIG_FILE).is_file() or (folder / "config.json").is_file():
-        raise RunDirError(f"--output_dir {str(folder)!r} holds a trained model; its files would be replaced by the "
-                          "evaluation's: choose another --output_dir (by default reports go to MODEL_DIR/eval/)")
+        raise RunDirError(
+            f"--output_dir {str(folder)!r} holds a trained model; its files would be replaced by the "
+            "evaluation's: choose another --output_dir (by default reports go to MODEL_DIR/eval/)"
+        )
     existing = [name for name in report_files(label) if (folder / name).exists()]
     if existing and not overwrite:
-        raise RunDirError(f"{str(folder)!r} already holds an evaluation ({', '.join(existing)}); pass --overwrite to "
-                          "replace those files, or choose --output_dir")
+        raise RunDirError(
+            f"{str(folder)!r} already holds an evaluation ({', '.join(existing)}); pass --overwrite to "
+            "replace those files, or choose --output_dir"
+        )
 
 
 def _write_report(folder: Path, report: dict, label: str, title: str) -> None:

@@ -31,9 +31,20 @@ FORMATS = ("onnx",)
 ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (fp32; typically ~1e-6)
 CHECK_EXAMPLES = 16
 EXPORT_REPORT = "export_report.json"
-_KEPT_FILES = ("config.json", CONFIG_FILE, "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
-               "spiece.model", "label_names.json")
+_KEPT_FILES = (
+    "config.json",
+    CONFIG_FILE,
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "label_names.json",
+)
 _ONNX_FILES = (ONNX_FILE, f"{ONNX_FILE}.data", EXPORT_REPORT)  # what an export writes besides the kept files
 
 
@@ -67,8 +78,14 @@ def real_payloads(run: FinishedRun, limit: int = CHECK_EXAMPLES) -> tuple[list, 
     return run.task.sample_payloads(2), "stand-in inputs (the run's data was not at hand)"
 
 
-def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None = None, atol: float = ATOL,
-           overwrite: bool = False, trust_remote_code: bool = False) -> Path:
+def export_run(
+    run_dir: str | Path,
+    fmt: str = "onnx",
+    output: str | Path | None = None,
+    atol: float = ATOL,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> Path:
     """Export the run's model; returns the folder with ``model.onnx`` and the files to run it."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -77,22 +94,29 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
     if target.exists() and not target.is_dir():
         raise ExportError(f"{str(target)!r} exists and is not a folder")
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise ExportError(f"{str(target)!r} already exists; pass --overwrite to replace its export or --output "
-                          "elsewhere")
+        raise ExportError(
+            f"{str(target)!r} already exists; pass --overwrite to replace its export or --output elsewhere"
+        )
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: "
-                          "pip install 'hftransfer[export]'") from None
+        raise ExportError(
+            "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hftransfer[export]'"
+        ) from None
     model, encode = run.load_model(), run.task.prediction_encoder(run.load_processor())
     payloads, source = real_payloads(run)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
     try:
-        _export_onnx(model, run.task.input_axes, encode(payloads[:2] if len(payloads) >= 2 else payloads * 2),
-                     staging / ONNX_FILE)
-        check = parity_check(staging / ONNX_FILE, model, encode, payloads, atol,
-                             thresholds=run.thresholds() if run.multi_label else None)
+        _export_onnx(
+            model,
+            run.task.input_axes,
+            encode(payloads[:2] if len(payloads) >= 2 else payloads * 2),
+            staging / ONNX_FILE,
+        )
+        check = parity_check(
+            staging / ONNX_FILE, model, encode, payloads, atol, thresholds=run.thresholds() if run.multi_label else None
+        )
         check["inputs"] = source
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
@@ -101,13 +125,13 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
         _replace_export(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("ONNX model written to %s (max |logit difference| %.2e on %s)", target, check["max_abs_diff"],
-                source)
+    logger.info("ONNX model written to %s (max |logit difference| %.2e on %s)", target, check["max_abs_diff"], source)
     return target
 
 
-def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float,
-                 thresholds: list[float] | None = None) -> dict:
+def parity_check(
+    onnx_path: Path, model, encode, payloads: list, atol: float, thresholds: list[float] | None = None
+) -> dict:
     """ONNX Runtime vs PyTorch logits on the real inputs, in two batch sizes; raises when they differ.
 
     Predictions agree when the top class is the same, or (multi-label, with ``thresholds``) when the same labels
@@ -125,11 +149,20 @@ def parity_check(onnx_path: Path, model, encode, payloads: list, atol: float,
         worst = max(worst, float(np.abs(got - expected).max()))
         agree += int(_same_predictions(got, expected, thresholds).sum())
         total += len(batch)
-    result = {"format": "onnx", "max_abs_diff": worst, "atol": atol, "argmax_agreement": agree / total,
-              "examples_checked": total, "onnxruntime": ort.__version__, "torch": torch.__version__}
+    result = {
+        "format": "onnx",
+        "max_abs_diff": worst,
+        "atol": atol,
+        "argmax_agreement": agree / total,
+        "examples_checked": total,
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+    }
     if worst > atol or agree != total:
-        raise ExportError(f"the ONNX model does not reproduce PyTorch: max |logit difference| {worst:.2e} "
-                          f"(tolerance {atol:.0e}), predictions agree on {agree}/{total}; nothing was written")
+        raise ExportError(
+            f"the ONNX model does not reproduce PyTorch: max |logit difference| {worst:.2e} "
+            f"(tolerance {atol:.0e}), predictions agree on {agree}/{total}; nothing was written"
+        )
     return result
 
 
@@ -151,8 +184,15 @@ def _export_onnx(model, input_axes: dict[str, tuple[str, ...]], inputs: dict, pa
     with torch.no_grad(), warnings.catch_warnings():
         # torch names shared dynamic axes once and warns about each duplicate name: noise, not a problem
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
-        program = torch.onnx.export(wrapper, tuple(inputs[k] for k in names), input_names=names,
-                                    output_names=["logits"], dynamic_shapes=(dynamic,), dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            wrapper,
+            tuple(inputs[k] for k in names),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=(dynamic,),
+            dynamo=True,
+            verbose=False,
+        )
     program.save(str(path))
 
 

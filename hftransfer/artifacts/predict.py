@@ -68,17 +68,25 @@ def open_predictor(path: str | Path, onnx: bool = False, trust_remote_code: bool
         return open_run(root, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(root / ONNX_FILE)
     if onnx:
         if not (root / ONNX_DIR / ONNX_FILE).is_file():
-            raise RunDirError(f"{str(root)!r} has no ONNX export ({ONNX_DIR}/{ONNX_FILE}); run "
-                              f"`hftransfer export {root} --format onnx` first")
+            raise RunDirError(
+                f"{str(root)!r} has no ONNX export ({ONNX_DIR}/{ONNX_FILE}); run "
+                f"`hftransfer export {root} --format onnx` first"
+            )
         run = open_run(root / ONNX_DIR, require_weights=False, trust_remote_code=trust_remote_code)
         return run, OnnxBackend(root / ONNX_DIR / ONNX_FILE)
     run = open_run(root, trust_remote_code=trust_remote_code)
     return run, TorchBackend(run)
 
 
-def predict_inputs(path: str | Path, items: list[str], options: dict | None = None, top_k: int = 5,
-                   batch_size: int = 32,
-            onnx: bool = False, trust_remote_code: bool = False) -> list[Prediction]:
+def predict_inputs(
+    path: str | Path,
+    items: list[str],
+    options: dict | None = None,
+    top_k: int = 5,
+    batch_size: int = 32,
+    onnx: bool = False,
+    trust_remote_code: bool = False,
+) -> list[Prediction]:
     """Top-k predictions for every input (multi-label: every label above its threshold, whatever ``top_k``); every
     input is read and checked before the first batch runs."""
     if top_k < 1:
@@ -86,8 +94,9 @@ def predict_inputs(path: str | Path, items: list[str], options: dict | None = No
     if batch_size < 1:
         raise PredictError(f"batch_size must be at least 1, got {batch_size}")
     if not items and not any((options or {}).get(k) for k in ("text_file", "csv")):
-        raise PredictError("nothing to predict: give inputs (image files, folders, globs or texts), --text_file or "
-                           "--csv")
+        raise PredictError(
+            "nothing to predict: give inputs (image files, folders, globs or texts), --text_file or --csv"
+        )
     run, backend = open_predictor(path, onnx, trust_remote_code)
     if run.task.read_prediction_inputs is None:
         raise RunDirError(f"task {run.task.name!r} has no prediction inputs reader")
@@ -98,7 +107,7 @@ def predict_inputs(path: str | Path, items: list[str], options: dict | None = No
     choose = _above_thresholds(run.thresholds()) if run.multi_label else _top(min(top_k, len(run.label_names)))
     results = []
     for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
+        chunk = inputs[start : start + batch_size]
         logits = backend.logits(encode([payload for _, payload in chunk]))
         scores = sigmoid(logits) if run.multi_label else _softmax(logits)
         for (name, _), row in zip(chunk, scores):
@@ -133,11 +142,13 @@ def check_output_path(output: str | Path | None, overwrite: bool) -> Path | None
         return None
     path = Path(output)
     if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise PredictError(f"unsupported output file type {path.suffix or '(none)'!r}; valid: "
-                           f"{', '.join(OUTPUT_FORMATS)}")
+        raise PredictError(
+            f"unsupported output file type {path.suffix or '(none)'!r}; valid: {', '.join(OUTPUT_FORMATS)}"
+        )
     if path.is_dir():
-        raise PredictError(f"--output {str(path)!r} is a folder; give a file name ending in "
-                           f"{', '.join(OUTPUT_FORMATS)}")
+        raise PredictError(
+            f"--output {str(path)!r} is a folder; give a file name ending in {', '.join(OUTPUT_FORMATS)}"
+        )
     if path.exists() and not overwrite:
         raise PredictError(f"{str(path)!r} exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")
@@ -160,8 +171,12 @@ def write_predictions(predictions: list[Prediction], path: Path) -> Path:
             writer.writerow([p.input, *[v for pair in zip(p.labels, (f"{s:.6f}" for s in p.scores)) for v in pair]])
         text = buffer.getvalue()
     else:
-        rows = [{"input": p.input, "predictions": [{"label": label, "score": score}
-                                                    for label, score in zip(p.labels, p.scores)]}
-                for p in predictions]
+        rows = [
+            {
+                "input": p.input,
+                "predictions": [{"label": label, "score": score} for label, score in zip(p.labels, p.scores)],
+            }
+            for p in predictions
+        ]
         text = json.dumps(rows, indent=2) if suffix == ".json" else "".join(json.dumps(r) + "\n" for r in rows)
     return write_text_atomically(path, text)

@@ -32,8 +32,6 @@ ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 
 
-
-
 @dataclass
 class FinishedRun:
     path: Path
@@ -59,16 +57,18 @@ class FinishedRun:
         except HftransferError:
             raise
         except (OSError, ValueError, RuntimeError) as err:
-            raise RunDirError(f"{str(self.path)!r}: the model's weights could not be loaded: "
-                              f"{' '.join(str(err).split())[:300]}") from None
+            raise RunDirError(
+                f"{str(self.path)!r}: the model's weights could not be loaded: {' '.join(str(err).split())[:300]}"
+            ) from None
         return model.eval()
 
     def load_processor(self):
         try:
             return self.task.auto_processor.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as err:
-            raise RunDirError(f"{str(self.path)!r} has no usable preprocessing files (tokenizer / image "
-                              f"processor): {err}") from err
+            raise RunDirError(
+                f"{str(self.path)!r} has no usable preprocessing files (tokenizer / image processor): {err}"
+            ) from err
 
 
 def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: bool = False) -> FinishedRun:
@@ -85,8 +85,10 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
     task = get_task(config.model.task) if config else _task_from_architecture(model_config, root)
     wanted = task.processor_files
     if wanted and not any((root / name).is_file() for name in wanted):
-        raise RunDirError(f"{str(root)!r} has no tokenizer files (none of {', '.join(wanted)}): the model cannot read "
-                          "its inputs; copy them from the base model or the run's checkpoint")
+        raise RunDirError(
+            f"{str(root)!r} has no tokenizer files (none of {', '.join(wanted)}): the model cannot read "
+            "its inputs; copy them from the base model or the run's checkpoint"
+        )
     label_names = _label_names(model_config)
     if not label_names:
         raise RunDirError(f"{str(root / 'config.json')!r} has no labels (id2label); is it a classification model?")
@@ -106,8 +108,10 @@ def _task_from_architecture(model_config: dict, root: Path) -> Task:
         suffix = task.auto_model.__name__.removeprefix("AutoModel") if task.auto_model else None
         if suffix and any(a.endswith(suffix) for a in architectures):
             return task
-    raise RunDirError(f"{str(root)!r} holds a {', '.join(architectures) or 'model'} that no hftransfer task "
-                      f"evaluates; tasks: {', '.join(t.name for t in list_tasks())}")
+    raise RunDirError(
+        f"{str(root)!r} holds a {', '.join(architectures) or 'model'} that no hftransfer task "
+        f"evaluates; tasks: {', '.join(t.name for t in list_tasks())}"
+    )
 
 
 def eval_data_config(run: FinishedRun, data: str | None, split: str | None, columns: dict[str, str | None]):
@@ -117,12 +121,16 @@ def eval_data_config(run: FinishedRun, data: str | None, split: str | None, colu
     ``eval_split`` maps it back. Column options (text_column, image_column, label_column) override the run's.
     """
     if run.config is None:
-        raise RunDirError(f"{str(run.path)!r} has no {CONFIG_FILE}: evaluating it needs the task's column options; "
-                          "evaluate the output_dir of `hftransfer train`")
+        raise RunDirError(
+            f"{str(run.path)!r} has no {CONFIG_FILE}: evaluating it needs the task's column options; "
+            "evaluate the output_dir of `hftransfer train`"
+        )
     config = copy.deepcopy(run.config)
     if data is None and not (config.data.train_file or config.data.dataset or config.data.data_dir):
-        raise RunDirError(f"{str(run.path)!r} was trained on data given in memory (Python API), so its own data cannot "
-                          "be reloaded; evaluate it with --data PATH (data= in Python)")
+        raise RunDirError(
+            f"{str(run.path)!r} was trained on data given in memory (Python API), so its own data cannot "
+            "be reloaded; evaluate it with --data PATH (data= in Python)"
+        )
     if data is not None:
         config.data.data_dir = config.data.train_file = config.data.dataset = None
         config.data.validation_file = config.data.test_file = None

@@ -42,8 +42,7 @@ def backbone_of(model: nn.Module) -> nn.Module:
     prefix = getattr(model, "base_model_prefix", "")
     backbone = getattr(model, prefix, None) if prefix else None
     if not isinstance(backbone, nn.Module):
-        raise BlockStructureError(
-            f"cannot find the backbone of {type(model).__name__} (base_model_prefix={prefix!r})")
+        raise BlockStructureError(f"cannot find the backbone of {type(model).__name__} (base_model_prefix={prefix!r})")
     return backbone
 
 
@@ -55,8 +54,11 @@ def head_module(model: nn.Module) -> nn.Module:
         return backbone.get_classifier()
     inside = {id(m) for m in backbone.modules()}
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    candidates = [m for m in model.modules() if id(m) not in inside and isinstance(m, nn.Linear)
-                  and (num_labels is None or m.out_features == num_labels)]
+    candidates = [
+        m
+        for m in model.modules()
+        if id(m) not in inside and isinstance(m, nn.Linear) and (num_labels is None or m.out_features == num_labels)
+    ]
     if not candidates:
         outside = [m for name, m in model.named_children() if id(m) not in inside]
         if len(outside) == 1:
@@ -88,7 +90,8 @@ def layout_of(model: nn.Module) -> BlockLayout:
     if len(groups) < 2:
         raise BlockStructureError(
             f"cannot split {type(backbone).__name__} into blocks (found {len(groups)} group); strategies "
-            "partial and gradual and layer_decay need a timm model or a transformers model with a layer list")
+            "partial and gradual and layer_decay need a timm model or a transformers model with a layer list"
+        )
     stem, blocks = groups[0], groups[1:]
     return BlockLayout(stem=stem, blocks=blocks, head=head, block_names=[_common_module(b) for b in blocks])
 
@@ -153,7 +156,7 @@ def _common_module(names: list[str]) -> str:
         end = digits[0]
         while end + 1 < len(parts) and parts[end + 1].isdigit():
             end += 1
-        main = ".".join(parts[:end + 1])
+        main = ".".join(parts[: end + 1])
     extras = [m for m in modules if m != main and not m.startswith(main + ".")]
     if not extras:
         return main

@@ -41,11 +41,7 @@ def hub_offline() -> bool:
 
 def looks_like_path(name: str) -> bool:
     """True for strings that can only be a filesystem path, never a Hub id (``org/name``)."""
-    return (
-        name.startswith(("/", "./", "../", "~", "."))
-        or name.count("/") > 1
-        or os.sep != "/" and os.sep in name
-    )
+    return name.startswith(("/", "./", "../", "~", ".")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def custom_code_entries(folder: str | Path) -> list[str]:
@@ -74,7 +70,8 @@ def check_custom_code(folder: str | Path, trust_remote_code: bool) -> None:
     if entries and not trust_remote_code:
         raise RemoteCodeError(
             f"{str(folder)!r} ships Python code that loading it would run ({'; '.join(entries[:3])}); hftransfer runs "
-            "a model's own code only with --trust_remote_code (trust_remote_code: true), for sources you trust")
+            "a model's own code only with --trust_remote_code (trust_remote_code: true), for sources you trust"
+        )
 
 
 def load_model_config(config) -> PretrainedConfig:
@@ -102,8 +99,10 @@ def load_model_config(config) -> PretrainedConfig:
         )
     except ValueError as err:
         if "trust_remote_code" in str(err):  # a Hub repository with custom code
-            raise RemoteCodeError(f"{name!r} ships Python code that loading it would run; hftransfer runs a model's "
-                                  "own code only with --trust_remote_code, for sources you trust") from None
+            raise RemoteCodeError(
+                f"{name!r} ships Python code that loading it would run; hftransfer runs a model's "
+                "own code only with --trust_remote_code, for sources you trust"
+            ) from None
         raise ModelSourceError(f"could not read the model config of {name!r}: {err}") from err
     except OSError as err:
         if local.exists():
@@ -127,17 +126,23 @@ def refusing_code_in_pickles(source):
     except pickle.UnpicklingError as err:
         # torch's message names what the pickle calls ("GLOBAL posix.system"), then advises weights_only=False
         called = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
-        raise ModelSourceError(f"{str(source)!r}: the weights are a pickle that needs code to load, refused (loading "
-                               f"it would run that code{': ' + called[:160] if called else ''}); save them as "
-                               "model.safetensors") from None
+        raise ModelSourceError(
+            f"{str(source)!r}: the weights are a pickle that needs code to load, refused (loading "
+            f"it would run that code{': ' + called[:160] if called else ''}); save them as "
+            "model.safetensors"
+        ) from None
 
 
 class RunDirError(HftransferError):
     """A directory that is not a usable model output; the message says what is missing."""
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def read_model_folder(root: Path, require_weights: bool = True) -> dict:
@@ -147,8 +152,10 @@ def read_model_folder(root: Path, require_weights: bool = True) -> dict:
         raise RunDirError(f"model directory not found: {str(root)!r}")
     config_json = root / "config.json"
     if not config_json.is_file():
-        raise RunDirError(f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
-                          "`hftransfer train` or a saved transformers classification model")
+        raise RunDirError(
+            f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
+            "`hftransfer train` or a saved transformers classification model"
+        )
     try:
         model_config = json.loads(config_json.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -31,8 +31,9 @@ class HeadError(HftransferError):
     """A head or pooling option this backbone cannot take; names the valid choices."""
 
 
-def mlp_layers(in_features: int, hidden_sizes: list[int], num_labels: int, activation: str,
-               dropout: float) -> nn.Sequential:
+def mlp_layers(
+    in_features: int, hidden_sizes: list[int], num_labels: int, activation: str, dropout: float
+) -> nn.Sequential:
     """Dropout → Linear → activation for each hidden size, then Dropout → Linear to the labels."""
     layers, width = [], in_features
     for size in hidden_sizes:
@@ -52,27 +53,38 @@ def apply_head(model: nn.Module, transfer) -> str:
     backbone = backbone_of(model)
     if transfer.pooling:
         if not hasattr(backbone, "reset_classifier"):
-            raise HeadError(f"pooling={transfer.pooling!r} needs a timm backbone; {type(model).__name__} pools "
-                            "in its own way (leave pooling unset)")
+            raise HeadError(
+                f"pooling={transfer.pooling!r} needs a timm backbone; {type(model).__name__} pools "
+                "in its own way (leave pooling unset)"
+            )
         try:
             backbone.reset_classifier(model.config.num_labels, global_pool=transfer.pooling)
         except (AssertionError, ValueError, KeyError, TypeError) as err:
-            raise HeadError(f"pooling {transfer.pooling!r} is not valid for {type(backbone).__name__}: {err}; "
-                            "valid for most CNNs: avg, max, avgmax, catavgmax; for ViTs: token, avg") from None
-        model.config.model_args = {**(getattr(model.config, "model_args", None) or {}),
-                                   "global_pool": transfer.pooling}
+            raise HeadError(
+                f"pooling {transfer.pooling!r} is not valid for {type(backbone).__name__}: {err}; "
+                "valid for most CNNs: avg, max, avgmax, catavgmax; for ViTs: token, avg"
+            ) from None
+        model.config.model_args = {**(getattr(model.config, "model_args", None) or {}), "global_pool": transfer.pooling}
     if transfer.head == "linear":
         return "linear head" + (f", {transfer.pooling} pooling" if transfer.pooling else "")
     linear = head_module(model)
     if not isinstance(linear, nn.Linear):
-        raise HeadError(f"head: mlp replaces a linear classifier; {type(model).__name__}'s is a "
-                        f"{type(linear).__name__}")
+        raise HeadError(
+            f"head: mlp replaces a linear classifier; {type(model).__name__}'s is a {type(linear).__name__}"
+        )
     path = next(name for name, module in model.named_modules() if module is linear)
     hidden = list(transfer.head_hidden_sizes or DEFAULT_HIDDEN_SIZES)
-    spec = {"path": path, "in_features": linear.in_features, "hidden_sizes": hidden,
-            "activation": transfer.head_activation, "dropout": transfer.head_dropout}
-    model.set_submodule(path, mlp_layers(linear.in_features, hidden, linear.out_features,
-                                         transfer.head_activation, transfer.head_dropout))
+    spec = {
+        "path": path,
+        "in_features": linear.in_features,
+        "hidden_sizes": hidden,
+        "activation": transfer.head_activation,
+        "dropout": transfer.head_dropout,
+    }
+    model.set_submodule(
+        path,
+        mlp_layers(linear.in_features, hidden, linear.out_features, transfer.head_activation, transfer.head_dropout),
+    )
     model.config.hftransfer_head = spec
     return f"mlp head {linear.in_features} → {' → '.join(map(str, hidden))} → {linear.out_features}"
 
@@ -115,10 +127,15 @@ def head_spec(model_config: dict) -> dict | None:
     spec = model_config.get("hftransfer_head")
     if spec is None:
         return None
-    valid = (isinstance(spec, dict) and isinstance(spec.get("path"), str) and isinstance(spec.get("in_features"), int)
-             and isinstance(spec.get("hidden_sizes"), list) and all(isinstance(h, int) and h > 0
-                                                                     for h in spec["hidden_sizes"])
-             and spec.get("activation") in HEAD_ACTIVATIONS and isinstance(spec.get("dropout"), (int, float)))
+    valid = (
+        isinstance(spec, dict)
+        and isinstance(spec.get("path"), str)
+        and isinstance(spec.get("in_features"), int)
+        and isinstance(spec.get("hidden_sizes"), list)
+        and all(isinstance(h, int) and h > 0 for h in spec["hidden_sizes"])
+        and spec.get("activation") in HEAD_ACTIVATIONS
+        and isinstance(spec.get("dropout"), (int, float))
+    )
     if not valid:
         raise HeadError(f"config.json has an hftransfer_head entry that hftransfer did not write: {spec!r}")
     return spec
@@ -154,8 +171,12 @@ def mlp_head_class(base_name: str) -> type:
     def __init__(self, config, *args, **kwargs):
         base.__init__(self, config, *args, **kwargs)
         head = config.hftransfer_head
-        self.set_submodule(head["path"], mlp_layers(head["in_features"], head["hidden_sizes"], config.num_labels,
-                                                    head["activation"], head["dropout"]))
+        self.set_submodule(
+            head["path"],
+            mlp_layers(
+                head["in_features"], head["hidden_sizes"], config.num_labels, head["activation"], head["dropout"]
+            ),
+        )
 
     return type(f"{CLASS_PREFIX}{base_name}", (base,), {"__init__": __init__})
 

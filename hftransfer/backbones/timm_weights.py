@@ -25,7 +25,8 @@ def timm_model_config(model_args) -> TimmWrapperConfig:
     if arch not in timm.list_models():
         close = difflib.get_close_matches(arch, timm.list_models(), n=5)
         raise ModelSourceError(
-            f"unknown timm architecture {arch!r}" + (f"; did you mean: {', '.join(close)}" if close else "")
+            f"unknown timm architecture {arch!r}"
+            + (f"; did you mean: {', '.join(close)}" if close else "")
             + " (timm.list_models() lists them all)"
         )
     for option in ("weights", "weights_key_map"):
@@ -45,8 +46,9 @@ def load_key_map(path: str | None) -> list[tuple[str, str]]:
     try:
         rules = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ModelSourceError(f"weights_key_map {path!r} is not valid YAML/JSON: "
-                               f"{' '.join(str(err).split())}") from None
+        raise ModelSourceError(
+            f"weights_key_map {path!r} is not valid YAML/JSON: {' '.join(str(err).split())}"
+        ) from None
     if isinstance(rules, dict):
         rules = rules.get("rules", rules)
     if not isinstance(rules, list) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in rules):
@@ -78,12 +80,16 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ModelSourceError(f"weights {path!r} are a pickle that needs code to load (refused: loading it would run "
-                               f"that code): {' '.join(str(err).split())[:200]}. Save the state dict as "
-                               ".safetensors or with torch.save(model.state_dict(), ...)") from None
+        raise ModelSourceError(
+            f"weights {path!r} are a pickle that needs code to load (refused: loading it would run "
+            f"that code): {' '.join(str(err).split())[:200]}. Save the state dict as "
+            ".safetensors or with torch.save(model.state_dict(), ...)"
+        ) from None
     except Exception as err:  # torch and safetensors raise several types for a file that is not weights
-        raise ModelSourceError(f"weights {path!r} are not a weights file torch or safetensors can read "
-                               f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+        raise ModelSourceError(
+            f"weights {path!r} are not a weights file torch or safetensors can read "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
@@ -97,8 +103,9 @@ def build_timm_classifier(model_args, config: TimmWrapperConfig) -> TimmWrapperF
     model = TimmWrapperForImageClassification(config)
     timm_model = model.timm_model
     if model_args.weights:
-        state = rename_keys(read_weights(str(Path(model_args.weights).expanduser())),
-                            load_key_map(model_args.weights_key_map))
+        state = rename_keys(
+            read_weights(str(Path(model_args.weights).expanduser())), load_key_map(model_args.weights_key_map)
+        )
     else:  # timm fetches the weights for this architecture from the Hub
         try:
             state = timm.create_model(config.architecture, pretrained=True).state_dict()
@@ -110,12 +117,16 @@ def build_timm_classifier(model_args, config: TimmWrapperConfig) -> TimmWrapperF
     head = timm_model.pretrained_cfg.get("classifier") or "head"
     backbone_state = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
     expected = timm_model.state_dict()
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in backbone_state.items()
-                  if k in expected and v.shape != expected[k].shape]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in backbone_state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     if mismatched:
         raise ModelSourceError(
             f"weights {model_args.weights!r} do not fit timm {config.architecture!r}: {len(mismatched)} tensor(s) "
-            f"of another shape (e.g. {'; '.join(mismatched[:3])}); they are another architecture's weights")
+            f"of another shape (e.g. {'; '.join(mismatched[:3])}); they are another architecture's weights"
+        )
     missing, unexpected = timm_model.load_state_dict(backbone_state, strict=False)
     missing = [k for k in missing if not k.startswith(f"{head}.")]
     if missing or unexpected:

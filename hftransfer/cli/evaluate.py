@@ -7,17 +7,23 @@ import argparse
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.evaluation.console import print_eval_report
 
-TRUST_HELP = ("run Python code the model folder ships (config.json auto_map); off by default, only for folders you "
-              "trust")
+TRUST_HELP = "run Python code the model folder ships (config.json auto_map); off by default, only for folders you trust"
 
 
 def eval_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hftransfer eval", description=(
-        "Evaluate a trained model on a labelled split: metrics, per-class scores, confusion matrix, worst "
-        "errors, calibration. Writes eval_report.json and a confusion-matrix PNG."))
+    parser = argparse.ArgumentParser(
+        prog="hftransfer eval",
+        description=(
+            "Evaluate a trained model on a labelled split: metrics, per-class scores, confusion matrix, worst "
+            "errors, calibration. Writes eval_report.json and a confusion-matrix PNG."
+        ),
+    )
     parser.add_argument("model_dir", help="output_dir of hftransfer train")
-    parser.add_argument("--data", default=None, help="image folder, CSV/TSV/JSON/Parquet file or Hub dataset id; "
-                        "default: the run's own data")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="image folder, CSV/TSV/JSON/Parquet file or Hub dataset id; default: the run's own data",
+    )
     parser.add_argument("--split", default=None, help="train, validation or test (default: test, else validation)")
     parser.add_argument("--output_dir", default=None, help="default: MODEL_DIR/eval/<data>-<split>")
     parser.add_argument("--label_column", default=None)
@@ -30,9 +36,21 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_args(argv)
     columns = {k: getattr(a, k) for k in ("label_column", "text_column", "text_pair_column", "image_column")}
-    report, folder = evaluate_run(a.model_dir, a.data, a.split, a.output_dir, columns, a.batch_size,
-                                  a.max_samples, a.overwrite, a.trust_remote_code)
-    print_eval_report(report, f"{a.model_dir} · {report['source']['data']} · {report['source']['split']} "
-                              f"({report['num_examples']} examples)", split=report["source"]["split"])
+    report, folder = evaluate_run(
+        a.model_dir,
+        a.data,
+        a.split,
+        a.output_dir,
+        columns,
+        a.batch_size,
+        a.max_samples,
+        a.overwrite,
+        a.trust_remote_code,
+    )
+    print_eval_report(
+        report,
+        f"{a.model_dir} · {report['source']['data']} · {report['source']['split']} ({report['num_examples']} examples)",
+        split=report["source"]["split"],
+    )
     print(f"report: {folder}")
     return 0

@@ -9,14 +9,21 @@ from hftransfer.cli.evaluate import TRUST_HELP
 
 
 def export_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hftransfer export", description=(
-        "Export a trained model (dynamic batch axis, and sequence length for text), checked against PyTorch."))
+    parser = argparse.ArgumentParser(
+        prog="hftransfer export",
+        description=(
+            "Export a trained model (dynamic batch axis, and sequence length for text), checked against PyTorch."
+        ),
+    )
     parser.add_argument("model_dir")
     parser.add_argument("--format", default="onnx", choices=FORMATS)
     parser.add_argument("--output", default=None, help="default: MODEL_DIR/onnx")
     parser.add_argument("--atol", type=float, default=ATOL, help="largest accepted |logit difference|")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export's files in --output "
-                        "(other files there are kept)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export's files in --output (other files there are kept)",
+    )
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_args(argv)
     print(f"exported to {export_run(a.model_dir, a.format, a.output, a.atol, a.overwrite, a.trust_remote_code)}")

@@ -65,8 +65,10 @@ def resolve_config_file(name_or_path: str) -> Path:
     shipped = {name: p for name, p, _ in shipped_templates()}
     if name_or_path in shipped:
         return shipped[name_or_path]
-    raise LaunchError(f"accelerate config {name_or_path!r} is neither a file nor a shipped template; "
-                      f"templates: {', '.join(shipped)} (see `hftransfer accelerate-configs`)")
+    raise LaunchError(
+        f"accelerate config {name_or_path!r} is neither a file nor a shipped template; "
+        f"templates: {', '.join(shipped)} (see `hftransfer accelerate-configs`)"
+    )
 
 
 def wants_launch(argv: list[str]) -> bool:
@@ -98,8 +100,10 @@ def split_launch_args(argv: list[str]) -> tuple[str | None, dict[str, str], list
             rest.append(arg)
         i += 1
     if launcher and config is None:
-        raise LaunchError(f"--{next(iter(launcher))} is a launcher flag: give --accelerate_config NAME|PATH with it "
-                          "(or start the run with `accelerate launch`)")
+        raise LaunchError(
+            f"--{next(iter(launcher))} is a launcher flag: give --accelerate_config NAME|PATH with it "
+            "(or start the run with `accelerate launch`)"
+        )
     return config, launcher, rest
 
 
@@ -108,8 +112,10 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     import torch
 
     if os.environ.get("LOCAL_RANK") is not None or os.environ.get("ACCELERATE_PROCESS_INDEX") is not None:
-        raise LaunchError("--accelerate_config was given inside a process that accelerate (or torchrun) already "
-                          "started; drop it, or start hftransfer train directly")
+        raise LaunchError(
+            "--accelerate_config was given inside a process that accelerate (or torchrun) already "
+            "started; drop it, or start hftransfer train directly"
+        )
     config_file = resolve_config_file(config_name)
     try:
         settings = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
@@ -119,17 +125,22 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
     kind = str(settings.get("distributed_type", "NO")).upper()
     gpu_processes = kind in GPU_KINDS and not on_cpu
     if (gpu_processes or _is_template(config_file, "single_gpu")) and not torch.cuda.is_available():
-        raise LaunchError(f"accelerate config {config_name!r} ({kind}) runs on CUDA GPUs and this machine has none; "
-                          f"use --accelerate_config {CPU_TEMPLATE} for several CPU processes, or no accelerate config")
+        raise LaunchError(
+            f"accelerate config {config_name!r} ({kind}) runs on CUDA GPUs and this machine has none; "
+            f"use --accelerate_config {CPU_TEMPLATE} for several CPU processes, or no accelerate config"
+        )
     if on_cpu and kind in SHARDED_KINDS:
         # accelerate's AcceleratorState switches to FSDP or DeepSpeed only from GPU-family types: CPU processes
         # are MULTI_CPU and would train unsharded, as plain data parallel, without a word.
-        raise LaunchError(f"accelerate config {config_name!r} asks for {kind} on CPU processes, which accelerate "
-                          f"does not shard (they would train as plain data-parallel copies); {kind} needs GPUs. "
-                          f"On CPUs use --accelerate_config {CPU_TEMPLATE}")
+        raise LaunchError(
+            f"accelerate config {config_name!r} asks for {kind} on CPU processes, which accelerate "
+            f"does not shard (they would train as plain data-parallel copies); {kind} needs GPUs. "
+            f"On CPUs use --accelerate_config {CPU_TEMPLATE}"
+        )
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
-        raise LaunchError(f"accelerate config {config_name!r} uses DeepSpeed, which is not installed: "
-                          "pip install deepspeed")
+        raise LaunchError(
+            f"accelerate config {config_name!r} uses DeepSpeed, which is not installed: pip install deepspeed"
+        )
     for key in ("num_processes", "num_machines", "machine_rank", "main_process_port"):
         if key in launcher and not launcher[key].isdigit():
             raise LaunchError(f"--{key} must be a whole number, got {launcher[key]!r}")

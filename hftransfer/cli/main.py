@@ -16,16 +16,21 @@ from hftransfer.cli.train import train_command
 from hftransfer.errors import run_reporting_user_errors
 
 COMMANDS = {
-    "train": (train_command, "fine-tune: hftransfer train RECIPE.yaml [--option value ...] or hftransfer train "
-                             "--model ..."),
+    "train": (
+        train_command,
+        "fine-tune: hftransfer train RECIPE.yaml [--option value ...] or hftransfer train --model ...",
+    ),
     "tasks": (tasks_command, "list the registered tasks"),
     "strategies": (strategies_command, "list the transfer strategies"),
-    "accelerate-configs": (accelerate_configs_command, "list the accelerate config templates for train "
-                                                       "--accelerate_config (single_gpu, multi_gpu, fsdp, "
-                                                       "deepspeed_zero2, cpu)"),
+    "accelerate-configs": (
+        accelerate_configs_command,
+        "list the accelerate config templates for train "
+        "--accelerate_config (single_gpu, multi_gpu, fsdp, "
+        "deepspeed_zero2, cpu)",
+    ),
     "recipes": (recipes_command, "list the shipped recipes with their task and description"),
     "eval": (eval_command, "evaluate a trained model: hftransfer eval OUTPUT_DIR [--data PATH|HUB_ID] [--split test]"),
-    "predict": (predict_command, "classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | \"some text\""),
+    "predict": (predict_command, 'classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | "some text"'),
     "export": (export_command, "export to ONNX, checked against PyTorch: hftransfer export OUTPUT_DIR --format onnx"),
     "rank": (rank_command, "rank candidate backbones on your data: hftransfer rank RECIPE --models A B [--then_train]"),
     "push": (push_command, "upload a finished run to the Hub: hftransfer push OUTPUT_DIR --repo-id user/name"),
@@ -35,8 +40,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="hftransfer", description="Transfer-learning fine-tuner for the HF stack.")
-    parser.add_argument("command", choices=sorted(COMMANDS),
-                        help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    parser.add_argument(
+        "command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items())
+    )
     if not argv or argv[0] in {"-h", "--help"}:
         parser.print_help()
         return 0

@@ -12,8 +12,10 @@ from hftransfer.cli.evaluate import TRUST_HELP
 
 
 def predict_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hftransfer predict", description=(
-        "Top-k labels for images (files, folders, globs) or texts (arguments, --text_file, --csv)."))
+    parser = argparse.ArgumentParser(
+        prog="hftransfer predict",
+        description=("Top-k labels for images (files, folders, globs) or texts (arguments, --text_file, --csv)."),
+    )
     parser.add_argument("model_dir", help="output_dir of hftransfer train, or its ONNX export folder")
     parser.add_argument("inputs", nargs="*", help="image files/folders/globs, or texts")
     parser.add_argument("--text_file", default=None, help="texts, one per line")
@@ -27,8 +29,15 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_intermixed_args(argv)  # inputs may come before or after the options
     output = check_output_path(a.output, a.overwrite)  # before any work
-    predictions = predict_inputs(a.model_dir, a.inputs, {"text_file": a.text_file, "csv": a.csv, "column": a.column},
-                          a.top_k, a.batch_size, a.onnx, a.trust_remote_code)
+    predictions = predict_inputs(
+        a.model_dir,
+        a.inputs,
+        {"text_file": a.text_file, "csv": a.csv, "column": a.column},
+        a.top_k,
+        a.batch_size,
+        a.onnx,
+        a.trust_remote_code,
+    )
     if output:
         write_predictions(predictions, output)
         print(f"{len(predictions)} predictions written to {output}")
@@ -38,7 +47,9 @@ def predict_command(argv: list[str]) -> int:
     for i in range(1, max((len(p.labels) for p in predictions), default=0) + 1):
         table.add_column(f"#{i}")
     for p in predictions:
-        table.add_row(p.input if len(p.input) <= 70 else "…" + p.input[-69:],
-                      *[f"{label} {score:.3f}" for label, score in zip(p.labels, p.scores)])
+        table.add_row(
+            p.input if len(p.input) <= 70 else "…" + p.input[-69:],
+            *[f"{label} {score:.3f}" for label, score in zip(p.labels, p.scores)],
+        )
     Console().print(table)
     return 0

@@ -23,23 +23,48 @@ from hftransfer.selection.rank import (
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
 
-COLUMNS = ("#", "model", "LogME", "k-NN acc", "probe acc", "H-score", "params (M)", "features/s", "memory (MB)",
-           "strategy")
+COLUMNS = (
+    "#",
+    "model",
+    "LogME",
+    "k-NN acc",
+    "probe acc",
+    "H-score",
+    "params (M)",
+    "features/s",
+    "memory (MB)",
+    "strategy",
+)
 
 
 def make_rank_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hftransfer rank", add_help=False, allow_abbrev=False, description=(
-        "Rank candidate backbones on your data from frozen features (LogME, k-NN and linear-probe accuracy, "
-        "H-score); every other option is one of `hftransfer train`'s (task, data, columns, seed …)."))
-    parser.add_argument("--models", nargs="+", default=None, help="candidates: Hub ids or folders (added to the "
-                        "recipe's model and its `candidates`)")
+    parser = argparse.ArgumentParser(
+        prog="hftransfer rank",
+        add_help=False,
+        allow_abbrev=False,
+        description=(
+            "Rank candidate backbones on your data from frozen features (LogME, k-NN and linear-probe accuracy, "
+            "H-score); every other option is one of `hftransfer train`'s (task, data, columns, seed …)."
+        ),
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="candidates: Hub ids or folders (added to the recipe's model and its `candidates`)",
+    )
     parser.add_argument("--sample_size", type=int, default=500, help="training examples scored (validation: half)")
     parser.add_argument("--by", default="logme", choices=SCORES, help="the score that ranks")
     parser.add_argument("--report_dir", default="hftransfer-rank", help="where rank_report.json and the plot go")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier ranking in report_dir")
-    parser.add_argument("--then_train", "--then-train", dest="then_train", action="store_true",
-                        help="fine-tune the best candidate with the strategy auto chooses from the probe accuracy "
-                             "ranking measured (unless --strategy is given)")
+    parser.add_argument(
+        "--then_train",
+        "--then-train",
+        dest="then_train",
+        action="store_true",
+        help="fine-tune the best candidate with the strategy auto chooses from the probe accuracy "
+        "ranking measured (unless --strategy is given)",
+    )
     return parser
 
 
@@ -56,8 +81,17 @@ def rank_command(argv: list[str]) -> int:
     check_report_dir(report_dir, a.overwrite)
     results, data, num_train = rank_candidates(base, a.models, a.sample_size, a.by)
     print_ranking(results, f"hftransfer rank · {base.model.task} · {sample_notes(data)} · by {a.by}")
-    save_rank_outputs(results, report_dir, {"ranked_by": a.by, "task": base.model.task, "num_train": num_train,
-                                            "sample": sample_notes(data), "labels": data.label_names})
+    save_rank_outputs(
+        results,
+        report_dir,
+        {
+            "ranked_by": a.by,
+            "task": base.model.task,
+            "num_train": num_train,
+            "sample": sample_notes(data),
+            "labels": data.label_names,
+        },
+    )
     print(f"report: {report_dir / 'rank_report.json'}")
     if not a.then_train:
         return 0
@@ -67,10 +101,17 @@ def rank_command(argv: list[str]) -> int:
     chosen = next(c for c in list_candidates(base, a.models) if candidate_name(c) == best.name)
     config = candidate_config(base, chosen)
     if "strategy" not in base.explicit:  # auto's decision, from the probe accuracy ranking measured
-        config.choose("strategy", best.recommended_strategy, "strategy auto (hftransfer rank)",
-                      best.recommendation_reason or "", note=False)
-        config.notes.append(f"strategy: {best.recommended_strategy} (chosen by hftransfer rank as strategy auto "
-                            f"would: {best.recommendation_reason})")
+        config.choose(
+            "strategy",
+            best.recommended_strategy,
+            "strategy auto (hftransfer rank)",
+            best.recommendation_reason or "",
+            note=False,
+        )
+        config.notes.append(
+            f"strategy: {best.recommended_strategy} (chosen by hftransfer rank as strategy auto "
+            f"would: {best.recommendation_reason})"
+        )
     print(f"training {best.name} with strategy {config.transfer.strategy}")
     run(config)
     return 0
@@ -85,13 +126,22 @@ def print_ranking(results, title: str) -> None:
             table.add_row("-", _short_name(r.name), *["-"] * 7, f"skipped: {r.error[:80]}")
             continue
         s = r.scores
-        table.add_row(str(i + 1), _short_name(r.name), f"{s['logme']:.4f}", f"{s['knn_accuracy']:.3f}",
-                      f"{s['linear_probe_accuracy']:.3f}", f"{s['h_score']:.3f}", f"{r.parameters / 1e6:.1f}",
-                      f"{r.features_per_second:.1f}", f"{r.peak_memory_mb:.0f}", r.recommended_strategy)
+        table.add_row(
+            str(i + 1),
+            _short_name(r.name),
+            f"{s['logme']:.4f}",
+            f"{s['knn_accuracy']:.3f}",
+            f"{s['linear_probe_accuracy']:.3f}",
+            f"{s['h_score']:.3f}",
+            f"{r.parameters / 1e6:.1f}",
+            f"{r.features_per_second:.1f}",
+            f"{r.peak_memory_mb:.0f}",
+            r.recommended_strategy,
+        )
     Console(width=max(Console().width, 140)).print(table)
 
 
 def _short_name(name: str) -> str:
     """A Hub id as is; a local path by its last two parts (full paths are in the JSON report)."""
     path = Path(name.split(" (")[0])
-    return name if not path.is_absolute() else "/".join(path.parts[-2:]) + name[len(str(path)):]
+    return name if not path.is_absolute() else "/".join(path.parts[-2:]) + name[len(str(path)) :]

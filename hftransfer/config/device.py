@@ -60,12 +60,20 @@ def placement_defaults(fp16: bool, bf16: bool, use_cpu: bool | None) -> dict:
     precision = requested_precision(fp16, bf16)
     on_cpu = bool(use_cpu) or os.environ.get(FORCE_CPU_ENV) == "1" or not accelerator_available()
     if on_cpu and precision == "fp16":
-        raise PrecisionError("fp16 mixed precision needs a GPU (its loss scaling and fast fp16 kernels are GPU "
-                             "features) and this run is on the CPU; use --bf16 (CPU autocast) or full precision")
-    if not on_cpu and precision == "bf16" and torch.cuda.is_available() and \
-            not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise PrecisionError(
+            "fp16 mixed precision needs a GPU (its loss scaling and fast fp16 kernels are GPU "
+            "features) and this run is on the CPU; use --bf16 (CPU autocast) or full precision"
+        )
+    if (
+        not on_cpu
+        and precision == "bf16"
+        and torch.cuda.is_available()
+        and not torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
         name = torch.cuda.get_device_name()
         major, minor = torch.cuda.get_device_capability()
-        raise PrecisionError(f"bf16 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; {name} is "
-                             f"{major}.{minor}. Use --fp16 (with loss scaling) or full precision")
+        raise PrecisionError(
+            f"bf16 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; {name} is "
+            f"{major}.{minor}. Use --fp16 (with loss scaling) or full precision"
+        )
     return {"use_cpu": True} if on_cpu and use_cpu is None else {}

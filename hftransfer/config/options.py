@@ -48,32 +48,42 @@ class ModelArguments:
     )
     model: str | None = field(
         default=None,
-        metadata={"help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased, timm/resnet50.a1_in1k) or a "
-                          "local folder written by save_pretrained."},
+        metadata={
+            "help": "Pretrained backbone: a Hub id (e.g. bert-base-uncased, timm/resnet50.a1_in1k) or a "
+            "local folder written by save_pretrained."
+        },
     )
     timm_arch: str | None = field(
         default=None,
-        metadata={"help": "A timm architecture name (e.g. resnet50, tf_efficientnet_lite0) instead of `model`; "
-                          "pretrained weights come from `weights` or, online, from timm."},
+        metadata={
+            "help": "A timm architecture name (e.g. resnet50, tf_efficientnet_lite0) instead of `model`; "
+            "pretrained weights come from `weights` or, online, from timm."
+        },
     )
     weights: str | None = field(
         default=None, metadata={"help": "Local weights file (.pth/.safetensors state dict) for timm_arch."}
     )
     weights_key_map: str | None = field(
         default=None,
-        metadata={"help": "YAML/JSON list of [regex, replacement] pairs renaming the keys of `weights` "
-                          "(checkpoints saved under another naming)."},
+        metadata={
+            "help": "YAML/JSON list of [regex, replacement] pairs renaming the keys of `weights` "
+            "(checkpoints saved under another naming)."
+        },
     )
     candidates: list[str] | None = field(
         default=None,
-        metadata={"help": "Backbones `hftransfer rank` compares with `model`: Hub ids or folders (in a recipe also "
-                          "mappings such as {timm_arch: ..., weights: ..., weights_key_map: ...})."},
+        metadata={
+            "help": "Backbones `hftransfer rank` compares with `model`: Hub ids or folders (in a recipe also "
+            "mappings such as {timm_arch: ..., weights: ..., weights_key_map: ...})."
+        },
     )
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
     trust_remote_code: bool = field(
         default=False,
-        metadata={"help": "Run Python code that a model folder or Hub repository ships (config.json auto_map). Off by "
-                          "default: only for sources you trust, since that code runs with your permissions."},
+        metadata={
+            "help": "Run Python code that a model folder or Hub repository ships (config.json auto_map). Off by "
+            "default: only for sources you trust, since that code runs with your permissions."
+        },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
 
@@ -99,8 +109,10 @@ class DataArguments:
     test_file: str | None = field(default=None, metadata={"help": "Local test file, evaluated after training."})
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "A folder of labelled examples, for tasks that read folders (images: root/<class>/*, "
-                          "optionally under train/ val/ test/)."},
+        metadata={
+            "help": "A folder of labelled examples, for tasks that read folders (images: root/<class>/*, "
+            "optionally under train/ val/ test/)."
+        },
     )
     label_column: str = field(default="label", metadata={"help": "Column with the labels (strings or integers)."})
     class_names: list[str] | None = field(
@@ -109,15 +121,19 @@ class DataArguments:
     )
     validation_fraction: float | None = field(
         default=None,
-        metadata={"help": "Fraction of train carved out (stratified, seeded) when no validation split is given. "
-                          "Default: a tenth of train, at least 100 examples and two per class, at most a fifth of "
-                          "train and 5,000 examples."},
+        metadata={
+            "help": "Fraction of train carved out (stratified, seeded) when no validation split is given. "
+            "Default: a tenth of train, at least 100 examples and two per class, at most a fifth of "
+            "train and 5,000 examples."
+        },
     )
     validation_groups: str = field(
         default="auto",
-        metadata={"help": "auto: when the files' names show groups (frames of one clip: 00005_00001.ppm, "
-                          "00005_00002.ppm, ...), a carved validation split takes whole groups, so it holds no "
-                          "sibling of a training file; none: file by file."},
+        metadata={
+            "help": "auto: when the files' names show groups (frames of one clip: 00005_00001.ppm, "
+            "00005_00002.ppm, ...), a carved validation split takes whole groups, so it holds no "
+            "sibling of a training file; none: file by file."
+        },
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
@@ -130,14 +146,18 @@ class DataArguments:
     )
     na_values: list[str] | None = field(
         default=None,
-        metadata={"help": "CSV/TSV cells read as missing besides empty ones (e.g. NA null). By default words such as "
-                          "NA, None or null are kept as text."},
+        metadata={
+            "help": "CSV/TSV cells read as missing besides empty ones (e.g. NA null). By default words such as "
+            "NA, None or null are kept as text."
+        },
     )
     multi_label: bool | None = field(
         default=None,
-        metadata={"help": "Several labels per example (sigmoid outputs, a decision threshold per label). Default: "
-                          "detected, true when the label column holds lists or label_separator or label_columns "
-                          "is set."},
+        metadata={
+            "help": "Several labels per example (sigmoid outputs, a decision threshold per label). Default: "
+            "detected, true when the label column holds lists or label_separator or label_columns "
+            "is set."
+        },
     )
     label_separator: str | None = field(
         default=None,
@@ -145,55 +165,72 @@ class DataArguments:
     )
     label_columns: list[str] | None = field(
         default=None,
-        metadata={"help": "Multi-label: one-hot 0/1 columns, one per label (named by the label), instead of "
-                          "label_column."},
+        metadata={
+            "help": "Multi-label: one-hot 0/1 columns, one per label (named by the label), instead of label_column."
+        },
     )
     threshold_objective: str = field(
         default="micro",
-        metadata={"help": "Multi-label: what each label's decision threshold is tuned for on validation: micro (the "
-                          "micro-F1 of all labels) or macro (each label's own F1: more recall on weak labels, less "
-                          "precision)."},
+        metadata={
+            "help": "Multi-label: what each label's decision threshold is tuned for on validation: micro (the "
+            "micro-F1 of all labels) or macro (each label's own F1: more recall on weak labels, less "
+            "precision)."
+        },
     )
     pos_weight: bool = field(
         default=False,
-        metadata={"help": "Multi-label: weigh each label's positive examples by its negatives-to-positives ratio in "
-                          "train (BCE pos_weight, capped at 100); raises recall on rare labels."},
+        metadata={
+            "help": "Multi-label: weigh each label's positive examples by its negatives-to-positives ratio in "
+            "train (BCE pos_weight, capped at 100); raises recall on rare labels."
+        },
     )
     allow_case_variant_labels: bool = field(
         default=False,
-        metadata={"help": "Keep labels that differ only by letter case (e.g. US and us) as separate classes; by "
-                          "default they are refused as a likely data mistake."},
+        metadata={
+            "help": "Keep labels that differ only by letter case (e.g. US and us) as separate classes; by "
+            "default they are refused as a likely data mistake."
+        },
     )
     streaming: bool = field(
         default=False,
-        metadata={"help": "Read the training rows as they are needed (datasets' IterableDataset) instead of converting "
-                          "the whole training split first: for data bigger than the disk or not worth converting. "
-                          "Needs max_steps or time_budget; labels come from class_names or the first stream_head_rows "
-                          "rows; validation and test are read in full."},
+        metadata={
+            "help": "Read the training rows as they are needed (datasets' IterableDataset) instead of converting "
+            "the whole training split first: for data bigger than the disk or not worth converting. "
+            "Needs max_steps or time_budget; labels come from class_names or the first stream_head_rows "
+            "rows; validation and test are read in full."
+        },
     )
     stream_head_rows: int = field(
         default=10_000,
-        metadata={"help": "streaming: rows read from the start of the training stream to fix the label set (unless "
-                          "class_names gives it), carve validation (unless one is given) and sample texts."},
+        metadata={
+            "help": "streaming: rows read from the start of the training stream to fix the label set (unless "
+            "class_names gives it), carve validation (unless one is given) and sample texts."
+        },
     )
     shuffle_buffer: int = field(
         default=10_000,
-        metadata={"help": "streaming: training rows are shuffled within a buffer of this many rows (and the order of "
-                          "the stream's files), reshuffled on every pass."},
+        metadata={
+            "help": "streaming: training rows are shuffled within a buffer of this many rows (and the order of "
+            "the stream's files), reshuffled on every pass."
+        },
     )
 
     def __post_init__(self) -> None:
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.validation_groups not in VALIDATION_GROUPS:
-            raise ConfigError(f"unknown validation_groups {self.validation_groups!r}; valid: "
-                              f"{', '.join(VALIDATION_GROUPS)}")
+            raise ConfigError(
+                f"unknown validation_groups {self.validation_groups!r}; valid: {', '.join(VALIDATION_GROUPS)}"
+            )
         if self.multi_label is False and (self.label_separator or self.label_columns):
-            raise ConfigError("label_separator and label_columns describe several labels per example; they cannot "
-                              "go with multi_label: false")
+            raise ConfigError(
+                "label_separator and label_columns describe several labels per example; they cannot "
+                "go with multi_label: false"
+            )
         if self.threshold_objective not in THRESHOLD_OBJECTIVES:
-            raise ConfigError(f"unknown threshold_objective {self.threshold_objective!r}; valid: "
-                              f"{', '.join(THRESHOLD_OBJECTIVES)}")
+            raise ConfigError(
+                f"unknown threshold_objective {self.threshold_objective!r}; valid: {', '.join(THRESHOLD_OBJECTIVES)}"
+            )
         if self.label_separator is not None and not self.label_separator.strip():
             raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
         if self.label_columns is not None and len(self.label_columns) < 1:
@@ -202,10 +239,16 @@ class DataArguments:
             names = getattr(self, option) or []
             twice = sorted({name for name in names if names.count(name) > 1})
             if twice:
-                raise ConfigError(f"{option} names {', '.join(map(repr, twice))} more than once ({names}); each "
-                                  "name once")
-        for option in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers", "stream_head_rows",
-                       "shuffle_buffer"):
+                raise ConfigError(
+                    f"{option} names {', '.join(map(repr, twice))} more than once ({names}); each name once"
+                )
+        for option in (
+            "max_train_samples",
+            "max_eval_samples",
+            "preprocessing_num_workers",
+            "stream_head_rows",
+            "shuffle_buffer",
+        ):
             value = getattr(self, option)
             if value is not None and value < 1:
                 raise ConfigError(f"{option} must be at least 1, got {value}")
@@ -224,16 +267,20 @@ class TransferArguments:
     )
     layer_decay: float | None = field(
         default=None,
-        metadata={"help": "Layer-wise learning-rate decay: block i of n trains at learning_rate * layer_decay^(n+1-i) "
-                          "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy."},
+        metadata={
+            "help": "Layer-wise learning-rate decay: block i of n trains at learning_rate * layer_decay^(n+1-i) "
+            "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy."
+        },
     )
     head_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the head (default: learning_rate)."}
     )
     frozen_norm_stats: str = field(
         default="keep",
-        metadata={"help": "BatchNorm in frozen parts: keep (running statistics stay the pretrained ones) or update "
-                          "(re-estimated on your data while the weights stay frozen)."},
+        metadata={
+            "help": "BatchNorm in frozen parts: keep (running statistics stay the pretrained ones) or update "
+            "(re-estimated on your data while the weights stay frozen)."
+        },
     )
     head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
     head_hidden_sizes: list[int] | None = field(
@@ -243,13 +290,17 @@ class TransferArguments:
     head_dropout: float = field(default=0.0, metadata={"help": "mlp head: dropout before each layer of the head."})
     pooling: str | None = field(
         default=None,
-        metadata={"help": "Feature pooling of timm backbones (avg, max, avgmax, catavgmax, token, …); default: the "
-                          "backbone's own."},
+        metadata={
+            "help": "Feature pooling of timm backbones (avg, max, avgmax, catavgmax, token, …); default: the "
+            "backbone's own."
+        },
     )
     cache_features: bool = field(
         default=True,
-        metadata={"help": "When the backbone is frozen and no augmentation is active, compute its features once "
-                          "(cached on disk) and train the head on them."},
+        metadata={
+            "help": "When the backbone is frozen and no augmentation is active, compute its features once "
+            "(cached on disk) and train the head on them."
+        },
     )
     feature_cache_dir: str | None = field(
         default=None, metadata={"help": "Where cached features live (default: $HF_HOME/hftransfer/features)."}
@@ -260,29 +311,37 @@ class TransferArguments:
     )
     time_budget: str | None = field(
         default=None,
-        metadata={"help": "Wall-clock budget for the whole run (e.g. 90s, 10m, 1h30m): the number of steps is fitted "
-                          "to it after measuring the first ones, and training stops in time for the final "
-                          "evaluation, calibration and saving."},
+        metadata={
+            "help": "Wall-clock budget for the whole run (e.g. 90s, 10m, 1h30m): the number of steps is fitted "
+            "to it after measuring the first ones, and training stops in time for the final "
+            "evaluation, calibration and saving."
+        },
     )
     calibrate: bool = field(
         default=True,
-        metadata={"help": "Fit temperature scaling on the validation split after training and fold it into the "
-                          "classifier, so the saved model's scores are calibrated (predictions are unchanged)."},
+        metadata={
+            "help": "Fit temperature scaling on the validation split after training and fold it into the "
+            "classifier, so the saved model's scores are calibrated (predictions are unchanged)."
+        },
     )
     dry_run: bool = field(
         default=False,
-        metadata={"help": "Settle the run (read the data, make auto's measurement, choose every value) and print the "
-                          "plan: each option's value, where it came from and why; then stop, with no training and "
-                          "nothing written to output_dir."},
+        metadata={
+            "help": "Settle the run (read the data, make auto's measurement, choose every value) and print the "
+            "plan: each option's value, where it came from and why; then stop, with no training and "
+            "nothing written to output_dir."
+        },
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output_dir (its files may be replaced)."}
     )
     channels_last: bool | None = field(
         default=None,
-        metadata={"help": "Vision: train and evaluate with channels_last memory format (faster convolutions on CPUs, "
-                          "and on GPUs with tensor cores in bf16/fp16). Default: on for image models on a CPU "
-                          "(EfficientNet-Lite0: 1.8x faster steps), off on GPUs (not measured there yet)."},
+        metadata={
+            "help": "Vision: train and evaluate with channels_last memory format (faster convolutions on CPUs, "
+            "and on GPUs with tensor cores in bf16/fp16). Default: on for image models on a CPU "
+            "(EfficientNet-Lite0: 1.8x faster steps), off on GPUs (not measured there yet)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -299,10 +358,11 @@ class TransferArguments:
         if self.head_hidden_sizes is not None and self.head != "mlp":
             raise ConfigError("head_hidden_sizes is for head: mlp")
         if self.head_hidden_sizes is not None and (not self.head_hidden_sizes or min(self.head_hidden_sizes) < 1):
-            raise ConfigError(f"head_hidden_sizes must be one or more layer sizes of at least 1, got "
-                              f"{self.head_hidden_sizes} (a layer of 0 units passes nothing to the classifier)")
+            raise ConfigError(
+                f"head_hidden_sizes must be one or more layer sizes of at least 1, got "
+                f"{self.head_hidden_sizes} (a layer of 0 units passes nothing to the classifier)"
+            )
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         if self.head_learning_rate is not None and not self.head_learning_rate > 0:
             raise ConfigError(f"head_learning_rate must be > 0, got {self.head_learning_rate}")
-

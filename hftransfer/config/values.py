@@ -30,20 +30,26 @@ def check_option_names(given, known: set[str], where: str) -> None:
     for name in unknown[:5]:
         close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.75)
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in {where}; options are "
-                      "the flags of `hftransfer train --help` (e.g. model, train_file, learning_rate)")
+    raise ConfigError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in {where}; options are "
+        "the flags of `hftransfer train --help` (e.g. model, train_file, learning_rate)"
+    )
 
 
-def check_option_values(parser: argparse.ArgumentParser, values: dict[str, Any], where: str,
-                        annotations: dict[str, Any]) -> dict[str, Any]:
+def check_option_values(
+    parser: argparse.ArgumentParser, values: dict[str, Any], where: str, annotations: dict[str, Any]
+) -> dict[str, Any]:
     """``values`` converted by each option's argparse type (None stays None: the option's own default)."""
     actions = {}
     for action in parser._actions:  # the storing action of each option (not --no_x, which shares its dest)
         if action.option_strings and not isinstance(action, argparse._StoreFalseAction):
             actions.setdefault(action.dest, action)
-    return {name: value if value is None or name not in actions
-            else _converted(actions[name], value, where, annotations.get(name))
-            for name, value in values.items()}
+    return {
+        name: value
+        if value is None or name not in actions
+        else _converted(actions[name], value, where, annotations.get(name))
+        for name, value in values.items()
+    }
 
 
 def field_annotations(*classes: type) -> dict[str, Any]:

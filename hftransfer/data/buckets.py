@@ -40,7 +40,7 @@ class LengthBuckets(Sampler[int]):
         span = self.batch_size * self.window
         batches = []
         for start in range(0, len(order), span):
-            chunk = order[start:start + span]
+            chunk = order[start : start + span]
             # stable sort: equal lengths keep their random order
             chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
             batches += list(chunk.split(self.batch_size))

@@ -72,13 +72,15 @@ def file_groups(dataset: Dataset, class_ids: np.ndarray | None) -> tuple[np.ndar
     ids = {key: index for index, key in enumerate(sizes)}
     example = Path(next(path for path, key in zip(paths, keys) if key is not None))
     prefix = NAMED_GROUP.match(example.stem)["group"]
-    described = (f"{len(ids)} groups of files named alike ({prefix}_* in {example.parent.name}/), each kept whole "
-                 f"on one side")
+    described = (
+        f"{len(ids)} groups of files named alike ({prefix}_* in {example.parent.name}/), each kept whole on one side"
+    )
     return np.asarray([ids[key] for key in full]), described
 
 
-def carve_groups(size: int, seed: int, groups: np.ndarray, class_ids: np.ndarray | None) -> tuple[np.ndarray,
-                                                                                                   np.ndarray]:
+def carve_groups(
+    size: int, seed: int, groups: np.ndarray, class_ids: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, validation rows): about ``size`` validation rows made of whole groups, stratified by class when
     ``class_ids`` is given."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold

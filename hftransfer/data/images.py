@@ -14,8 +14,11 @@ from hftransfer.data.tables import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 # Folder names accepted for each split when a data_dir holds split subfolders.
-SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("val", "valid", "validation", "dev"),
-                 "test": ("test", "testing")}
+SPLIT_FOLDERS = {
+    "train": ("train", "training"),
+    "validation": ("val", "valid", "validation", "dev"),
+    "test": ("test", "testing"),
+}
 
 
 # Folders that archivers and tools leave beside data; never classes. Any other folder is a class, whatever its name.
@@ -51,8 +54,10 @@ def scan_class_folders(root: Path, notes: list[str] | None = None) -> Dataset:
         if not found:
             empty.append(folder.name)
     if empty:
-        raise DataError(f"class folder(s) with no image file ({', '.join(sorted(IMAGE_EXTENSIONS))}) in "
-                        f"{str(root)!r}: {', '.join(map(repr, empty))}; add images or remove the folder(s)")
+        raise DataError(
+            f"class folder(s) with no image file ({', '.join(sorted(IMAGE_EXTENSIONS))}) in "
+            f"{str(root)!r}: {', '.join(map(repr, empty))}; add images or remove the folder(s)"
+        )
     if skipped and notes is not None:
         kinds = ", ".join(f"{n} {suffix}" for suffix, n in skipped.most_common())
         notes.append(f"{root.name}: skipped {sum(skipped.values())} file(s) that are not images ({kinds})")

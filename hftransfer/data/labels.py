@@ -47,13 +47,22 @@ class LabelledData:
     def config_fields(self) -> dict:
         """What a model's config records about the labels. Multi-label sets transformers' ``problem_type``: the
         loss is then binary cross-entropy and ``pipeline`` applies a sigmoid to each label."""
-        fields = {"num_labels": len(self.label_names), "id2label": self.id2label, "label2id": self.label2id,
-                  "problem_type": "multi_label_classification" if self.multi_label else "single_label_classification"}
+        fields = {
+            "num_labels": len(self.label_names),
+            "id2label": self.id2label,
+            "label2id": self.label2id,
+            "problem_type": "multi_label_classification" if self.multi_label else "single_label_classification",
+        }
         return fields
 
 
-def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: list[str] | None,
-                  allow_case_variants: bool = False, train_is_head: bool = False) -> LabelledData:
+def encode_labels(
+    splits: dict[str, Dataset],
+    label_column: str,
+    label_names: list[str] | None,
+    allow_case_variants: bool = False,
+    train_is_head: bool = False,
+) -> LabelledData:
     """Fix the label set from train and add an integer ``labels`` ClassLabel column to every split.
 
     ``train_is_head``: train holds only the first rows of a stream, so a name of ``label_names`` it lacks may come
@@ -74,8 +83,9 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
             )
         to_id = {i: i for i in range(len(names))}
     else:  # each split read (and stripped) once: train's values fix the label map and are encoded below
-        stripped = {split: stripped_labels(column_values(ds, label_column), label_column)
-                    for split, ds in splits.items()}
+        stripped = {
+            split: stripped_labels(column_values(ds, label_column), label_column) for split, ds in splits.items()
+        }
         values_of, notes = {split: values for split, (values, _) in stripped.items()}, stripped["train"][1]
         to_id, names = _label_map(values_of["train"], label_column, label_names, every_name_used=not train_is_head)
         if not allow_case_variants:
@@ -93,9 +103,7 @@ def encode_labels(splits: dict[str, Dataset], label_column: str, label_names: li
         unseen = sorted({v for v in values if v not in to_id}, key=str)
         if unseen:
             shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")
-            raise DataError(
-                f"labels in the {split} split not seen in train: {shown}; train labels: {', '.join(names)}"
-            )
+            raise DataError(f"labels in the {split} split not seen in train: {shown}; train labels: {', '.join(names)}")
         encoded[split] = _with_label_ids(ds, [to_id[v] for v in values], feature)
     return LabelledData(splits=encoded, label_names=names, notes=notes, value_ids=to_id)
 
@@ -136,8 +144,10 @@ def check_case_variants(names: list[str], column: str) -> None:
     variants = [group for group in groups.values() if len(group) > 1]
     if variants:
         shown = "; ".join(" / ".join(map(repr, group)) for group in variants[:5])
-        raise DataError(f"label column {column!r} has labels that differ only by letter case: {shown}. Make them one "
-                        "label in the data, or set allow_case_variant_labels: true to keep them as separate classes")
+        raise DataError(
+            f"label column {column!r} has labels that differ only by letter case: {shown}. Make them one "
+            "label in the data, or set allow_case_variant_labels: true to keep them as separate classes"
+        )
 
 
 def _with_label_ids(ds: Dataset, ids: list[int], feature: ClassLabel) -> Dataset:
@@ -163,12 +173,20 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
         if isinstance(column_feature, ClassLabel):  # stored as ids of the dataset's own names: match by name
             values = [column_feature.int2str(v) for v in values]
         values = stripped_labels(values, label_column)[0]
-        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) and not any(
-                str(v) in model_ids for v in values) and all(0 <= v < len(model_labels) for v in values):
+        if (
+            values
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            and not any(str(v) in model_ids for v in values)
+            and all(0 <= v < len(model_labels) for v in values)
+        ):
             values = [model_labels[v] for v in values]  # ids into the names, as class_names made them in training
-            notes.append(f"label column {label_column!r} holds integers and the model's labels are names: read as the "
-                         "model's label ids (" + ", ".join(f"{i} = {name}" for i, name in enumerate(model_labels[:6]))
-                         + (" …" if len(model_labels) > 6 else "") + ")")
+            notes.append(
+                f"label column {label_column!r} holds integers and the model's labels are names: read as the "
+                "model's label ids ("
+                + ", ".join(f"{i} = {name}" for i, name in enumerate(model_labels[:6]))
+                + (" …" if len(model_labels) > 6 else "")
+                + ")"
+            )
         names = [str(v) for v in values]
         unknown = sorted({n for n in names if n not in model_ids})
         if unknown:
@@ -178,8 +196,9 @@ def encode_labels_for_model(splits: dict[str, Dataset], label_column: str, model
     return LabelledData(splits=encoded, label_names=list(model_labels), notes=notes)
 
 
-def _label_map(values: list, column: str, label_names: list[str] | None,
-               every_name_used: bool = True) -> tuple[dict, list[str]]:
+def _label_map(
+    values: list, column: str, label_names: list[str] | None, every_name_used: bool = True
+) -> tuple[dict, list[str]]:
     missing = sum(v is None for v in values)
     if missing:
         raise DataError(f"label column {column!r} has {missing} empty value(s) in the train split")
@@ -203,9 +222,7 @@ def _label_map(values: list, column: str, label_names: list[str] | None,
         return {name: i for i, name in enumerate(label_names)}, list(label_names)
     outside = [v for v in present if not 0 <= int(v) < len(label_names)]
     if outside:
-        raise DataError(
-            f"integer labels {outside} do not index class_names ({len(label_names)} names: {label_names})"
-        )
+        raise DataError(f"integer labels {outside} do not index class_names ({len(label_names)} names: {label_names})")
     if every_name_used:
         _check_every_name_used(label_names, [n for i, n in enumerate(label_names) if i not in set(present)])
     return {i: i for i in range(len(label_names))}, list(label_names)
@@ -214,8 +231,10 @@ def _label_map(values: list, column: str, label_names: list[str] | None,
 def _check_every_name_used(label_names: list[str], unused: list[str]) -> None:
     """A class with no training example would be a class the model cannot learn, weighing on macro scores."""
     if unused:
-        raise DataError(f"class_names has {len(label_names)} names but the training data has no example of "
-                        f"{', '.join(map(repr, unused))}; give one name per label the data uses")
+        raise DataError(
+            f"class_names has {len(label_names)} names but the training data has no example of "
+            f"{', '.join(map(repr, unused))}; give one name per label the data uses"
+        )
 
 
 # The carved validation split's size when the user gives no validation_fraction: a tenth of train, but at least
@@ -248,8 +267,13 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int, gro
     size = round(len(train) * fraction) if fraction is not None else validation_size(len(train), classes)
     _check_carvable(size, len(train), 1 if ids is None else len(per_class), fraction)
     stratify = ids is not None and min(per_class) >= 2 and size >= len(per_class)
-    how = "stratified" if stratify else "random (multi-label)" if data.multi_label else \
-        "random (a class is too small to stratify)"
+    how = (
+        "stratified"
+        if stratify
+        else "random (multi-label)"
+        if data.multi_label
+        else "random (a class is too small to stratify)"
+    )
     grouped = file_groups(train, ids) if groups == "auto" else None
     if grouped is None:
         train_rows, validation_rows = carve_rows(len(train), size, seed, ids if stratify else None)
@@ -257,20 +281,25 @@ def ensure_validation(data: LabelledData, fraction: float | None, seed: int, gro
         train_rows, validation_rows = carve_groups(size, seed, grouped[0], ids if stratify else None)
         how = f"{how}, {grouped[1]}"
     if ids is not None:
-        train_rows, validation_rows = keep_every_class_in_train(train_rows, validation_rows, ids, data,
-                                                                None if grouped is None else grouped[0])
+        train_rows, validation_rows = keep_every_class_in_train(
+            train_rows, validation_rows, ids, data, None if grouped is None else grouped[0]
+        )
     if not len(validation_rows):
-        raise DataError(f"{len(train)} training examples of {classes} classes are too few to carve a validation split "
-                        "that leaves every class in train; give a validation_file (or validation_split) or more data")
+        raise DataError(
+            f"{len(train)} training examples of {classes} classes are too few to carve a validation split "
+            "that leaves every class in train; give a validation_file (or validation_split) or more data"
+        )
     data.splits["train"], data.splits["validation"] = train.select(train_rows), train.select(validation_rows)
     size = len(validation_rows)
     rule = f"{fraction:.0%}" if fraction is not None else f"{size / len(train):.0%} by the default rule"
     data.notes.append(f"validation: {size} examples carved from train ({rule}, {how}, seed {seed})")
     if size < SMALL_VALIDATION:
         error = 100 * (0.25 / size) ** 0.5
-        data.notes.append(f"validation: {size} examples are too few to rank epochs reliably (an accuracy measured on "
-                          f"them is uncertain by up to ±{error:.0f} points); give a validation_file for a better "
-                          "choice")
+        data.notes.append(
+            f"validation: {size} examples are too few to rank epochs reliably (an accuracy measured on "
+            f"them is uncertain by up to ±{error:.0f} points); give a validation_file for a better "
+            "choice"
+        )
     return data
 
 
@@ -279,11 +308,15 @@ def _check_carvable(size: int, num_train: int, classes: int, fraction: float | N
     if 1 <= size <= num_train - classes:
         return
     if fraction is None or num_train <= classes:
-        raise DataError(f"{num_train} training examples of {classes} classes are too few to carve a validation split "
-                        "from; give a validation_file (or validation_split) or more data")
-    raise DataError(f"validation_fraction {fraction:g} would carve {size} of the {num_train} training examples (at "
-                    f"least 1 is needed, and {classes} must stay in train); use a value from {1 / num_train:.3g} to "
-                    f"{(num_train - classes) / num_train:.3g}, or give a validation_file")
+        raise DataError(
+            f"{num_train} training examples of {classes} classes are too few to carve a validation split "
+            "from; give a validation_file (or validation_split) or more data"
+        )
+    raise DataError(
+        f"validation_fraction {fraction:g} would carve {size} of the {num_train} training examples (at "
+        f"least 1 is needed, and {classes} must stay in train); use a value from {1 / num_train:.3g} to "
+        f"{(num_train - classes) / num_train:.3g}, or give a validation_file"
+    )
 
 
 def carve_rows(num_rows: int, size: int, seed: int, stratify_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -297,8 +330,9 @@ def carve_rows(num_rows: int, size: int, seed: int, stratify_ids: np.ndarray | N
     return next(stratified_shuffle_split_generate_indices(stratify_ids, num_rows - size, size, rng))
 
 
-def keep_every_class_in_train(train_rows: np.ndarray, validation_rows: np.ndarray, ids: np.ndarray,
-                              data: LabelledData, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def keep_every_class_in_train(
+    train_rows: np.ndarray, validation_rows: np.ndarray, ids: np.ndarray, data: LabelledData, groups: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A class whose every example was carved into validation (a class of one file group, or too small to
     stratify) gets one of them back (its smallest group): the model cannot learn a class it never sees."""
     missing = sorted(set(ids[validation_rows].tolist()) - set(ids[train_rows].tolist()))
@@ -313,8 +347,10 @@ def keep_every_class_in_train(train_rows: np.ndarray, validation_rows: np.ndarra
             smallest = min(set(groups[rows].tolist()), key=lambda g: (int(np.sum(groups[rows] == g)), g))
             moved[rows[groups[rows] == smallest]] = True
     names = ", ".join(repr(data.label_names[label]) for label in missing[:5]) + (" …" if len(missing) > 5 else "")
-    data.notes.append(f"validation: every example of {names} had been carved out; {int(moved.sum())} moved back to "
-                      "train (a model cannot learn a class it never sees)")
+    data.notes.append(
+        f"validation: every example of {names} had been carved out; {int(moved.sum())} moved back to "
+        "train (a model cannot learn a class it never sees)"
+    )
     back = moved[validation_rows]
     return np.concatenate([train_rows, validation_rows[back]]), validation_rows[~back]
 

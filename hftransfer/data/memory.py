@@ -23,8 +23,10 @@ def in_memory_splits(train, validation=None, test=None) -> dict[str, Dataset]:
         parts = {SPLIT_ALIASES.get(name, name): split for name, split in train.items()}
         unknown = sorted(set(parts) - set(SPLIT_FILES))
         if unknown or "train" not in parts:
-            raise DataError(f"the DatasetDict given as train has splits {', '.join(train)}; it needs a 'train' split, "
-                            f"and others named {', '.join(list(SPLIT_FILES)[1:])}")
+            raise DataError(
+                f"the DatasetDict given as train has splits {', '.join(train)}; it needs a 'train' split, "
+                f"and others named {', '.join(list(SPLIT_FILES)[1:])}"
+            )
         given = {**parts, **{k: v for k, v in given.items() if k != "train" and v is not None}}
     return {split: as_dataset(value, split) for split, value in given.items() if value is not None}
 
@@ -37,8 +39,10 @@ def as_dataset(value, split: str) -> Dataset:
         return Dataset.from_pandas(value, preserve_index=False)
     if isinstance(value, (list, tuple)) and value and all(_is_pair(item) for item in value):
         return _image_pairs(value)
-    raise DataError(f"{split} holds a {type(value).__name__}; give a path, a pandas DataFrame, a datasets.Dataset "
-                    "(or a DatasetDict as train), or a list of (image, label) pairs")
+    raise DataError(
+        f"{split} holds a {type(value).__name__}; give a path, a pandas DataFrame, a datasets.Dataset "
+        "(or a DatasetDict as train), or a list of (image, label) pairs"
+    )
 
 
 def is_in_memory(value) -> bool:

@@ -37,8 +37,10 @@ def is_multi_label(splits: dict[str, Dataset], data_args) -> bool:
     first = splits.get("train") or next(iter(splits.values()))
     holds_lists = _holds_lists(first, data_args.label_column) if not data_args.label_columns else False
     if data_args.multi_label is False and holds_lists:
-        raise DataError(f"label column {data_args.label_column!r} holds lists of labels but multi_label is false; "
-                        "remove multi_label: false to train a multi-label model")
+        raise DataError(
+            f"label column {data_args.label_column!r} holds lists of labels but multi_label is false; "
+            "remove multi_label: false to train a multi-label model"
+        )
     if data_args.multi_label is not None:
         return data_args.multi_label
     return bool(data_args.label_columns or data_args.label_separator or holds_lists)
@@ -52,8 +54,13 @@ def encode(splits: dict[str, Dataset], data_args, model_labels: list[str] | None
         return encode_multi_labels(splits, data_args, model_labels)
     if model_labels is not None:
         return encode_labels_for_model(splits, data_args.label_column, model_labels)
-    return encode_labels(splits, data_args.label_column, data_args.class_names, data_args.allow_case_variant_labels,
-                         train_is_head=data_args.streaming)
+    return encode_labels(
+        splits,
+        data_args.label_column,
+        data_args.class_names,
+        data_args.allow_case_variant_labels,
+        train_is_head=data_args.streaming,
+    )
 
 
 def label_source_columns(data_args) -> list[str]:
@@ -118,22 +125,27 @@ def _check_one_label_type(rows: list, column: str) -> None:
                 kinds.setdefault(type(value), (number, row))
     if len(kinds) > 1:
         number, row = kinds[int] if kinds[str][0] < kinds[int][0] else kinds[str]
-        raise DataError(f"label column {column!r} mixes string and integer labels (row {number}: {row!r}); write "
-                        "every label the same way, all names or all integers")
+        raise DataError(
+            f"label column {column!r} mixes string and integer labels (row {number}: {row!r}); write "
+            "every label the same way, all names or all integers"
+        )
 
 
 def _name(value, column: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DataError(f"label column {column!r} holds a {type(value).__name__} label ({value!r}); labels are "
-                        "strings or integers")
+        raise DataError(
+            f"label column {column!r} holds a {type(value).__name__} label ({value!r}); labels are strings or integers"
+        )
     return str(value).strip()
 
 
 def _split_strings(values: list, column: str, separator: str) -> list[list[str]]:
     if any(v is not None and not isinstance(v, str) for v in values):
         bad = next(v for v in values if v is not None and not isinstance(v, str))
-        raise DataError(f"label_separator {separator!r} splits strings, but label column {column!r} holds "
-                        f"{type(bad).__name__} values such as {bad!r}")
+        raise DataError(
+            f"label_separator {separator!r} splits strings, but label column {column!r} holds "
+            f"{type(bad).__name__} values such as {bad!r}"
+        )
     return [[part.strip() for part in (v or "").split(separator) if part.strip()] for v in values]
 
 
@@ -142,8 +154,10 @@ def _from_one_hot(ds: Dataset, columns: list[str]) -> list[list[str]]:
     for column, values in table.items():
         bad = [v for v in values if not (isinstance(v, (bool, int, float)) and v in ONE_HOT_VALUES)]
         if bad:
-            raise DataError(f"one-hot column {column!r} holds {bad[0]!r} ({len(bad)} such rows); label_columns hold "
-                            "0 or 1 in every row")
+            raise DataError(
+                f"one-hot column {column!r} holds {bad[0]!r} ({len(bad)} such rows); label_columns hold "
+                "0 or 1 in every row"
+            )
     return [[column for column in columns if table[column][i]] for i in range(len(ds))]
 
 
@@ -151,13 +165,17 @@ def _label_set(train_rows: list[list[str]], data_args) -> list[str]:
     """Train's labels, sorted, or in the order of ``class_names``/``label_columns``; refuses an empty set."""
     present = sorted({label for row in train_rows for label in row})
     if not present:
-        raise DataError("the training split has no labels at all (every example's label set is empty); a multi-label "
-                        "model needs at least one label")
+        raise DataError(
+            "the training split has no labels at all (every example's label set is empty); a multi-label "
+            "model needs at least one label"
+        )
     if data_args.label_separator and not data_args.label_columns and max(len(row) for row in train_rows) < 2:
         example = next(row[0] for row in train_rows if row)
-        raise DataError(f"label_separator {data_args.label_separator!r} splits none of the training labels (e.g. "
-                        f"{example!r}); give the separator the file uses, or drop label_separator for one label per "
-                        "example")
+        raise DataError(
+            f"label_separator {data_args.label_separator!r} splits none of the training labels (e.g. "
+            f"{example!r}); give the separator the file uses, or drop label_separator for one label per "
+            "example"
+        )
     if data_args.label_columns:
         return list(data_args.label_columns)
     if not data_args.allow_case_variant_labels:
@@ -168,8 +186,10 @@ def _label_set(train_rows: list[list[str]], data_args) -> list[str]:
             raise DataError(f"train labels {extra} are missing from class_names {data_args.class_names}")
         unused = [name for name in data_args.class_names if name not in set(present)]
         if unused:
-            raise DataError(f"class_names has {len(data_args.class_names)} names but the training data has no "
-                            f"example of {', '.join(map(repr, unused))}; give one name per label the data uses")
+            raise DataError(
+                f"class_names has {len(data_args.class_names)} names but the training data has no "
+                f"example of {', '.join(map(repr, unused))}; give one name per label the data uses"
+            )
         return list(data_args.class_names)
     return present
 

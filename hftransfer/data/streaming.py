@@ -33,21 +33,24 @@ def is_streamed(ds) -> bool:
 def open_splits(data_args, given: dict | None = None) -> tuple[dict[str, Dataset], IterableDataset]:
     """The training stream, and the splits as loaded ones: train is the stream's head, validation and test whole."""
     if given:
-        raise DataError("streaming reads a file or a Hub dataset; data given in memory is already loaded: remove "
-                        "streaming: true")
+        raise DataError(
+            "streaming reads a file or a Hub dataset; data given in memory is already loaded: remove streaming: true"
+        )
     tables.check_one_source(data_args)
     if data_args.train_file:
         paths = tables.split_paths(data_args)
         train_path = paths.pop("train")
         builder, kwargs = tables.builder_for(train_path, data_args.na_values)
-        stream = datasets.load_dataset(builder, data_files={"train": str(train_path)}, split="train", streaming=True,
-                                       **kwargs)
+        stream = datasets.load_dataset(
+            builder, data_files={"train": str(train_path)}, split="train", streaming=True, **kwargs
+        )
         others = {split: tables.read_table(path, split, data_args.na_values) for split, path in paths.items()}
         try:
             head = read_head(stream, data_args.stream_head_rows)
         except Exception as err:  # the parsers' own errors (pandas, pyarrow), as read_table reports them
-            raise DataError(f"could not read train file {str(train_path)!r} as {builder}: "
-                            f"{tables.root_cause(err)}") from None
+            raise DataError(
+                f"could not read train file {str(train_path)!r} as {builder}: {tables.root_cause(err)}"
+            ) from None
     else:
         roles = tables.hub_split_roles(data_args, _hub_split_names(data_args))
         stream = _open_hub(data_args, roles.pop("train"), "train")
@@ -69,8 +72,10 @@ def _open_hub(data_args, split: str, role: str) -> IterableDataset:
     try:
         return datasets.load_dataset(data_args.dataset, data_args.dataset_config, split=split, streaming=True)
     except Exception as err:  # datasets raises many types: a missing split, an unreachable Hub, a bad config
-        raise DataError(f"could not open split {split!r} (for {role}) of Hub dataset {data_args.dataset!r}: "
-                        f"{tables.hub_failure(err)}") from err
+        raise DataError(
+            f"could not open split {split!r} (for {role}) of Hub dataset {data_args.dataset!r}: "
+            f"{tables.hub_failure(err)}"
+        ) from err
 
 
 def _hub_split_in_full(data_args, split: str, role: str) -> Dataset:
@@ -99,23 +104,26 @@ def finish(data: LabelledData, stream: IterableDataset, data_args, seed: int, ch
     text), run on every streamed batch.
     """
     if data.multi_label:
-        raise DataError("streaming reads one label per example; multi-label training needs the whole training split "
-                        "(remove streaming: true)")
+        raise DataError(
+            "streaming reads one label per example; multi-label training needs the whole training split "
+            "(remove streaming: true)"
+        )
     head = data.splits["train"]
     given = "validation" in data.splits
     data = labels.ensure_validation(data, data_args.validation_fraction, seed, data_args.validation_groups)
     data = labels.subsample(data, None, data_args.max_eval_samples, seed)
     data.head = data.splits["train"]
     rows = stream if given else _after_head(data.head, stream, len(head))
-    encoded = rows.map(_StreamLabels(data_args.label_column, data.value_ids, data.label_names, check_row),
-                       batched=True)
+    encoded = rows.map(_StreamLabels(data_args.label_column, data.value_ids, data.label_names, check_row), batched=True)
     if data_args.max_train_samples:
         encoded = encoded.take(data_args.max_train_samples)
         data.notes.append(f"train: the first {data_args.max_train_samples} examples of the stream")
     data.splits["train"] = encoded.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
     labels_from = "class_names" if data_args.class_names else f"the first {len(head)} rows"
-    data.notes.append(f"train: streamed, shuffled in a buffer of {data_args.shuffle_buffer:,} rows (seed {seed}); "
-                      f"labels fixed from {labels_from}")
+    data.notes.append(
+        f"train: streamed, shuffled in a buffer of {data_args.shuffle_buffer:,} rows (seed {seed}); "
+        f"labels fixed from {labels_from}"
+    )
     return data
 
 
@@ -133,8 +141,9 @@ def _after_head(head_rest: Dataset, stream: IterableDataset, head_rows: int) -> 
     raw = head_rest.remove_columns([LABELS])
     if f"{LABELS}_original" in raw.column_names:
         raw = raw.rename_column(f"{LABELS}_original", LABELS)
-    return IterableDataset.from_generator(_head_then_rest, gen_kwargs={"head": raw, "stream": stream,
-                                                                       "skip": head_rows})
+    return IterableDataset.from_generator(
+        _head_then_rest, gen_kwargs={"head": raw, "stream": stream, "skip": head_rows}
+    )
 
 
 def _head_then_rest(head: Dataset, stream: IterableDataset, skip: int):
@@ -154,9 +163,11 @@ class _StreamLabels:
         values = [v.strip() if isinstance(v, str) else v for v in batch[self.column]]
         unseen = sorted({v for v in values if v not in self.value_ids}, key=str)
         if unseen:
-            raise DataError(f"label(s) {', '.join(map(repr, unseen[:10]))} first appear in the training stream after "
-                            f"its head; the head's labels: {', '.join(self.names)}. Give every label in class_names "
-                            "(or a larger stream_head_rows)")
+            raise DataError(
+                f"label(s) {', '.join(map(repr, unseen[:10]))} first appear in the training stream after "
+                f"its head; the head's labels: {', '.join(self.names)}. Give every label in class_names "
+                "(or a larger stream_head_rows)"
+            )
         ids = [self.value_ids[v] for v in values]
         out = {LABELS: ids}
         if LABELS in batch and self.column != LABELS:  # a user column named 'labels' is kept, as loaded splits do

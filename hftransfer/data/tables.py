@@ -61,8 +61,9 @@ def check_one_source(data_args, given: dict | None = None) -> None:
             f"give either dataset ({data_args.dataset!r}) or train_file ({data_args.train_file!r}), not both"
         )
     if not (data_args.train_file or data_args.dataset):
-        raise DataError("no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset "
-                        "(a Hub id)")
+        raise DataError(
+            "no training data: set train_file (a local .csv/.tsv/.json/.jsonl/.parquet) or dataset (a Hub id)"
+        )
 
 
 def check_only_in_memory(options: dict[str, Any]) -> None:
@@ -74,8 +75,11 @@ def check_only_in_memory(options: dict[str, Any]) -> None:
 
 def split_paths(data_args) -> dict[str, Path]:
     """Each split's local file, checked (see ``check_data_file``), with a warning for one that repeats train."""
-    paths = {split: Path(getattr(data_args, option)).expanduser() for split, option in SPLIT_FILES.items()
-             if getattr(data_args, option) is not None}
+    paths = {
+        split: Path(getattr(data_args, option)).expanduser()
+        for split, option in SPLIT_FILES.items()
+        if getattr(data_args, option) is not None
+    }
     for split, path in paths.items():
         check_data_file(path, split)
     warn_if_same_data(paths)
@@ -85,14 +89,18 @@ def split_paths(data_args) -> dict[str, Path]:
 def check_data_file(path: Path, split: str) -> None:
     """An existing, non-empty file of a supported type (and UTF-8 when it is text)."""
     if path.is_dir():
-        raise DataError(f"{split} file {str(path)!r} is a folder; give a .csv/.tsv/.json/.jsonl/.parquet file "
-                        "(a folder of images per class is data_dir)")
+        raise DataError(
+            f"{split} file {str(path)!r} is a folder; give a .csv/.tsv/.json/.jsonl/.parquet file "
+            "(a folder of images per class is data_dir)"
+        )
     if not path.is_file():
         raise DataError(f"{split} file not found: {str(path)!r}")
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
-        raise DataError(f"unsupported {split} file type {suffix or '(none)'!r} for {str(path)!r}; "
-                        f"supported: {', '.join(FILE_FORMATS)}")
+        raise DataError(
+            f"unsupported {split} file type {suffix or '(none)'!r} for {str(path)!r}; "
+            f"supported: {', '.join(FILE_FORMATS)}"
+        )
     if path.stat().st_size == 0:
         raise DataError(f"{split} file {str(path)!r} is empty (0 bytes)")
     if suffix in _TEXT_FORMATS:
@@ -134,9 +142,13 @@ def warn_if_same_data(paths: dict[str, Path]) -> None:
         other = paths.get(split)
         if train is None or other is None or not _same_content(train, other):
             continue
-        logger.warning("the %s file %s holds exactly the training data (%s): its scores will not measure how the "
-                       "model does on new data, and best-checkpoint selection will favour memorisation", split,
-                       other, train)
+        logger.warning(
+            "the %s file %s holds exactly the training data (%s): its scores will not measure how the "
+            "model does on new data, and best-checkpoint selection will favour memorisation",
+            split,
+            other,
+            train,
+        )
 
 
 def _same_content(a: Path, b: Path) -> bool:
@@ -196,8 +208,9 @@ def hub_split_roles(data_args, available: list[str]) -> dict[str, str]:
         wanted["validation"] = "validation"
     for role, split in wanted.items():
         if split is not None and split not in available:
-            raise DataError(f"{data_args.dataset!r} has no split {split!r} (for {role}); its splits: "
-                            f"{', '.join(available)}")
+            raise DataError(
+                f"{data_args.dataset!r} has no split {split!r} (for {role}); its splits: {', '.join(available)}"
+            )
     return {role: split for role, split in wanted.items() if split is not None}
 
 

@@ -39,8 +39,12 @@ def data_config_for(processor) -> dict[str, Any]:
         return {**config, "input_size": (3, edge, edge), "crop_pct": 1.0, "crop_mode": "center"}
     height, width = size["height"], size["width"]
     if do_crop:
-        return {**config, "input_size": (3, crop["height"], crop["width"]), "crop_pct": crop["height"] / height,
-                "crop_mode": "center"}
+        return {
+            **config,
+            "input_size": (3, crop["height"], crop["width"]),
+            "crop_pct": crop["height"] / height,
+            "crop_mode": "center",
+        }
     return {**config, "input_size": (3, height, width), "crop_pct": 1.0, "crop_mode": "squash"}  # ViT-style
 
 
@@ -53,13 +57,15 @@ def build_transforms(data_config: dict[str, Any], augmentation: str, hflip: floa
     if augmentation not in AUGMENTATIONS:
         raise HftransferError(f"unknown augmentation {augmentation!r}; valid: {', '.join(AUGMENTATIONS)}")
     base = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std")}
-    eval_transform = create_transform(**base, is_training=False, crop_pct=data_config.get("crop_pct"),
-                                      crop_mode=data_config.get("crop_mode"))
+    eval_transform = create_transform(
+        **base, is_training=False, crop_pct=data_config.get("crop_pct"), crop_mode=data_config.get("crop_mode")
+    )
     if augmentation == "none":
         return eval_transform, eval_transform
     if augmentation == "light":
         train = create_transform(**base, is_training=True, scale=(0.25, 1.0), hflip=hflip, color_jitter=None)
     else:
-        train = create_transform(**base, is_training=True, scale=(0.08, 1.0), hflip=hflip,
-                                 auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25)
+        train = create_transform(
+            **base, is_training=True, scale=(0.08, 1.0), hflip=hflip, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25
+        )
     return train, eval_transform

@@ -27,8 +27,9 @@ SAVE_SECONDS = 15.0  # writing the model, report, plots and card
 class TimeBudget(TrainerCallback):
     """Plans the number of steps that fit the budget, and stops training when time runs out."""
 
-    def __init__(self, budget_s: float, started: float, eval_examples: int, per_device_batch: int,
-                 evaluations: int | None = None):
+    def __init__(
+        self, budget_s: float, started: float, eval_examples: int, per_device_batch: int, evaluations: int | None = None
+    ):
         """``evaluations``: for a stream (no epochs), how many evaluations to spread over the steps that fit."""
         self.budget_s, self.deadline = budget_s, started + budget_s
         self.evaluations = evaluations
@@ -79,8 +80,10 @@ class TimeBudget(TrainerCallback):
         self.stop_at = max(fit, state.global_step + 1)
         if self.evaluations:  # the evaluations (and checkpoints) are spread over the steps that fit
             state.eval_steps = state.save_steps = max(1, math.ceil(self.stop_at / self.evaluations))
-        self.summary = (f"{self.stop_at} of {state.max_steps} planned steps fit the budget ({step_s:.2f} s per "
-                        "step); the learning-rate schedule was fitted to them")
+        self.summary = (
+            f"{self.stop_at} of {state.max_steps} planned steps fit the budget ({step_s:.2f} s per "
+            "step); the learning-rate schedule was fitted to them"
+        )
         logger.info("time_budget: %s", self.summary)
         if lr_scheduler is not None and hasattr(lr_scheduler, "lr_lambdas"):
             stretch_schedule(lr_scheduler, args, self.stop_at)
@@ -90,6 +93,11 @@ def stretch_schedule(scheduler, args, total_steps: int) -> None:
     """Make a LambdaLR schedule (warmup, decay) end at ``total_steps`` instead, from where it is now."""
     groups = len(scheduler.lr_lambdas)
     stand_in = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)]} for _ in range(groups)], lr=1.0)
-    replanned = get_scheduler(args.lr_scheduler_type, stand_in, num_warmup_steps=args.get_warmup_steps(total_steps),
-                              num_training_steps=total_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    replanned = get_scheduler(
+        args.lr_scheduler_type,
+        stand_in,
+        num_warmup_steps=args.get_warmup_steps(total_steps),
+        num_training_steps=total_steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
     scheduler.lr_lambdas = list(replanned.lr_lambdas)

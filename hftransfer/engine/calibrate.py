@@ -35,13 +35,18 @@ def calibrate(config, trainer, datasets: dict, data, plan) -> tuple[float | None
     if not config.transfer.calibrate or "validation" not in datasets:
         return None, {}
     if data.multi_label:  # one softmax temperature does not apply to independent sigmoids
-        logger.info("temperature scaling: not applied to a multi-label model; its decision thresholds are tuned on "
-                    "validation instead")
+        logger.info(
+            "temperature scaling: not applied to a multi-label model; its decision thresholds are tuned on "
+            "validation instead"
+        )
         return None, {}
     layers = classifier_layers(trainer.model, plan.head_names, len(data.label_names))
     if len(datasets["validation"]) < MIN_EXAMPLES or not layers:
-        reason = (f"{len(datasets['validation'])} validation examples (fewer than {MIN_EXAMPLES})" if layers else
-                  "the head has no linear layer with one output per class")
+        reason = (
+            f"{len(datasets['validation'])} validation examples (fewer than {MIN_EXAMPLES})"
+            if layers
+            else "the head has no linear layer with one output per class"
+        )
         logger.warning("temperature scaling skipped: %s; scores are the model's raw softmax", reason)
         return None, {}
     logits, labels = full_logits(trainer, datasets["validation"])
@@ -49,18 +54,27 @@ def calibrate(config, trainer, datasets: dict, data, plan) -> tuple[float | None
     temperature = fit_temperature(logits, labels)
     statistic = likelihood_ratio(logits, labels, temperature)
     if statistic < SIGNIFICANT_CHI2:
-        note = (f"temperature scaling: not applied: T = {temperature:.3f} fits the {len(labels)} validation examples "
-                f"no better than T = 1 beyond chance (likelihood ratio {statistic:.2f} < {SIGNIFICANT_CHI2}); "
-                f"the scores are kept as trained")
+        note = (
+            f"temperature scaling: not applied: T = {temperature:.3f} fits the {len(labels)} validation examples "
+            f"no better than T = 1 beyond chance (likelihood ratio {statistic:.2f} < {SIGNIFICANT_CHI2}); "
+            f"the scores are kept as trained"
+        )
         logger.info(note)
         config.notes.append(note)
         return None, read
     fold_temperature(layers, temperature)
-    trainer.model.config.hftransfer_calibration = {"temperature": temperature, "fitted_on": "validation",
-                                                   "examples": int(len(labels))}
-    logger.info("temperature scaling: T = %.3f fitted on %d validation examples (NLL %.4f → %.4f)", temperature,
-                len(labels), negative_log_likelihood(logits, labels),
-                negative_log_likelihood(logits, labels, temperature))
+    trainer.model.config.hftransfer_calibration = {
+        "temperature": temperature,
+        "fitted_on": "validation",
+        "examples": int(len(labels)),
+    }
+    logger.info(
+        "temperature scaling: T = %.3f fitted on %d validation examples (NLL %.4f → %.4f)",
+        temperature,
+        len(labels),
+        negative_log_likelihood(logits, labels),
+        negative_log_likelihood(logits, labels, temperature),
+    )
     return temperature, read
 
 

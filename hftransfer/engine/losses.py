@@ -41,8 +41,11 @@ class WeightedMultiLabelLoss:
         steps nor lets the processes' average shrink it)."""
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), labels.float(), pos_weight=self.pos_weight.to(logits.device),
-            reduction="mean" if num_items_in_batch is None else "sum")
+            logits.float(),
+            labels.float(),
+            pos_weight=self.pos_weight.to(logits.device),
+            reduction="mean" if num_items_in_batch is None else "sum",
+        )
         return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
@@ -53,8 +56,12 @@ def loss_for(config, data):
     train = data.splits["train"]
     positives = positives_per_label(train)
     weight = np.minimum((len(train) - positives) / np.maximum(positives, 1), MAX_POS_WEIGHT)
-    logger.info("pos_weight: from %.2f to %.2f per label (negatives / positives in train, capped at %g)",
-                weight.min(), weight.max(), MAX_POS_WEIGHT)
+    logger.info(
+        "pos_weight: from %.2f to %.2f per label (negatives / positives in train, capped at %g)",
+        weight.min(),
+        weight.max(),
+        MAX_POS_WEIGHT,
+    )
     return WeightedMultiLabelLoss(torch.tensor(weight, dtype=torch.float32))
 
 
@@ -63,13 +70,17 @@ def start_at_label_priors(model, plan, data) -> None:
     """Multi-label: set the head's output bias to each label's log-odds in train (see the module docstring)."""
     if not data.multi_label:
         return
-    layers = [layer for layer in classifier_layers(model, plan.head_names, len(data.label_names))
-              if layer.bias is not None]
+    layers = [
+        layer for layer in classifier_layers(model, plan.head_names, len(data.label_names)) if layer.bias is not None
+    ]
     train = data.splits["train"]
     frequency = np.clip(positives_per_label(train) / len(train), 1e-4, 1 - 1e-4)
     bias = torch.tensor(np.log(frequency / (1 - frequency)), dtype=torch.float32)
     for layer in layers:
         layer.bias.copy_(bias.to(layer.bias.device, layer.bias.dtype))
     if layers:
-        logger.info("multi-label head: output biases start at the labels' log-odds in train (%.2f to %.2f)",
-                    float(bias.min()), float(bias.max()))
+        logger.info(
+            "multi-label head: output biases start at the labels' log-odds in train (%.2f to %.2f)",
+            float(bias.min()),
+            float(bias.max()),
+        )

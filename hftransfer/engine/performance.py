@@ -32,16 +32,20 @@ class ChannelsLastCollator:
 def check_performance_options(task, transfer, args) -> None:
     """Options that cannot apply to this task, refused before data or weights are loaded."""
     if transfer.channels_last and not task.pixel_key:
-        raise ConfigError(f"channels_last is a memory format for image inputs; task {task.name!r} has none "
-                          "(it applies to image tasks such as image-classification)")
+        raise ConfigError(
+            f"channels_last is a memory format for image inputs; task {task.name!r} has none "
+            "(it applies to image tasks such as image-classification)"
+        )
 
 
 def apply_performance_options(model: nn.Module, collator, task, transfer, args):
     """Applies channels_last to the model and its batches; returns the collator to use."""
     if args.activation_checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
-        raise ConfigError(f"activation_checkpointing is not supported by {type(model).__name__} (its backbone has no "
-                          "checkpointable blocks); train without it, or lower per_device_train_batch_size and raise "
-                          "gradient_accumulation_steps to save memory instead")
+        raise ConfigError(
+            f"activation_checkpointing is not supported by {type(model).__name__} (its backbone has no "
+            "checkpointable blocks); train without it, or lower per_device_train_batch_size and raise "
+            "gradient_accumulation_steps to save memory instead"
+        )
     if transfer.channels_last is None:  # on a CPU oneDNN's convolutions run NHWC natively; GPUs: not measured yet
         transfer.channels_last = bool(task.pixel_key) and (args.use_cpu or not torch.cuda.is_available())
     if transfer.channels_last:

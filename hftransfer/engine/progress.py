@@ -53,10 +53,12 @@ class EvaluationLines(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not state.is_world_process_zero or not metrics:
             return control
-        parts = [f"epoch {state.epoch or 0:.3g}/{args.num_train_epochs:g}" if args.max_steps <= 0 else None,
-                 f"step {state.global_step}/{state.max_steps}",
-                 None if self.train_loss is None else f"train loss {float(self.train_loss):.4g}",
-                 None if "eval_loss" not in metrics else f"eval loss {metrics['eval_loss']:.4g}"]
+        parts = [
+            f"epoch {state.epoch or 0:.3g}/{args.num_train_epochs:g}" if args.max_steps <= 0 else None,
+            f"step {state.global_step}/{state.max_steps}",
+            None if self.train_loss is None else f"train loss {float(self.train_loss):.4g}",
+            None if "eval_loss" not in metrics else f"eval loss {metrics['eval_loss']:.4g}",
+        ]
         metric = args.metric_for_best_model
         value = metrics.get(f"eval_{metric}") if metric else None
         if value is not None:

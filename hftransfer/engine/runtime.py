@@ -79,10 +79,12 @@ def split_image_batch(args) -> str | None:
         return None
     args.per_device_train_batch_size = whole // parts
     args.gradient_accumulation_steps *= parts
-    return (f"per_device_train_batch_size: {whole // parts}, gradient_accumulation_steps: "
-            f"{args.gradient_accumulation_steps} (on a CPU a batch of {whole} images runs as {parts} micro-batches: "
-            "the same examples per optimiser step, about 40% less peak memory, no slower; set "
-            "gradient_accumulation_steps to keep batches whole)")
+    return (
+        f"per_device_train_batch_size: {whole // parts}, gradient_accumulation_steps: "
+        f"{args.gradient_accumulation_steps} (on a CPU a batch of {whole} images runs as {parts} micro-batches: "
+        "the same examples per optimiser step, about 40% less peak memory, no slower; set "
+        "gradient_accumulation_steps to keep batches whole)"
+    )
 
 
 def configure_cpu_run(args, eval_batch_chosen: bool = False) -> None:

@@ -44,13 +44,20 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
     args, transfer = config.training, config.transfer
     chosen: dict[str, tuple[Any, str]] = {}  # the strategy's own choices (its schedule hook) are added last
     if getattr(data, "multi_label", False) and args.metric_for_best_model == "f1_macro":
-        chosen["metric_for_best_model"] = ("map", "multi-label: mean average precision ranks checkpoints without a "
-                                                  "decision threshold (thresholds are tuned after training)")
+        chosen["metric_for_best_model"] = (
+            "map",
+            "multi-label: mean average precision ranks checkpoints without a "
+            "decision threshold (thresholds are tuned after training)",
+        )
     if transfer.head_learning_rate is None and not strategy.frozen_backbone and args.learning_rate < HEAD_LEARNING_RATE:
         chosen["head_learning_rate"] = (HEAD_LEARNING_RATE, "a new head trains faster than the pretrained body")
     validation = data.splits.get("validation")
-    if (strategy.frozen_backbone and validation is not None and len(validation) < SMALL_VALIDATION
-            and not {"metric_for_best_model", "greater_is_better"} & set(config.explicit)):
+    if (
+        strategy.frozen_backbone
+        and validation is not None
+        and len(validation) < SMALL_VALIDATION
+        and not {"metric_for_best_model", "greater_is_better"} & set(config.explicit)
+    ):
         reason = f"{len(validation)} validation examples tie on accuracy over most epochs; the loss ranks them"
         chosen["metric_for_best_model"] = ("loss", reason)
         chosen["greater_is_better"] = (False, "a lower validation loss is better")
@@ -65,8 +72,10 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
     return chosen
 
 
-PROBE_FLOOR_REASON = (f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small set (cheap on cached "
-                      "features; the best epoch is kept)")
+PROBE_FLOOR_REASON = (
+    f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small set (cheap on cached "
+    "features; the best epoch is kept)"
+)
 
 
 def probe_epochs_floor(num_train: int, args) -> int:

@@ -101,8 +101,9 @@ class ClassificationTrainer(Trainer):
         folder = self.state.best_model_checkpoint
         if not self._loads_renamed(self.model, folder):
             return super()._load_best_model()
-        logger.info("loading the best checkpoint, %s (%s %s)", folder, self.args.metric_for_best_model,
-                    self.state.best_metric)
+        logger.info(
+            "loading the best checkpoint, %s (%s %s)", folder, self.args.metric_for_best_model, self.state.best_metric
+        )
         return load_renamed(self.model, folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
@@ -124,7 +125,8 @@ class TransferTrainer(ClassificationTrainer):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            groups = self.param_groups(opt_model, learning_rate=self.args.learning_rate,
-                                       weight_decay=self.args.weight_decay)
+            groups = self.param_groups(
+                opt_model, learning_rate=self.args.learning_rate, weight_decay=self.args.weight_decay
+            )
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer

@@ -45,8 +45,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     z, y = _as_tensors(logits, labels)  # converted once, not at every step of the search
     low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t)), bounds=(low, high), method="bounded",
-                             options={"xatol": 1e-5})
+    result = minimize_scalar(
+        lambda log_t: _nll(z, y, math.exp(log_t)), bounds=(low, high), method="bounded", options={"xatol": 1e-5}
+    )
     return float(math.exp(result.x))
 
 
@@ -55,8 +56,10 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 
 
 def _as_tensors(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.as_tensor(np.asarray(logits), dtype=torch.float64),
-            torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long))
+    return (
+        torch.as_tensor(np.asarray(logits), dtype=torch.float64),
+        torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long),
+    )
 
 
 def _nll(z: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
@@ -67,8 +70,11 @@ def classifier_layers(model: nn.Module, head_names: set[str], num_labels: int) -
     """The head's linear layers that output the class logits (one, or the trained copy and the original of a
     LoRA head kept in ``modules_to_save``)."""
     owners = {name.rsplit(".", 1)[0] for name in head_names}
-    return [module for name, module in model.named_modules()
-            if name in owners and isinstance(module, nn.Linear) and module.out_features == num_labels]
+    return [
+        module
+        for name, module in model.named_modules()
+        if name in owners and isinstance(module, nn.Linear) and module.out_features == num_labels
+    ]
 
 
 @torch.no_grad()
@@ -96,6 +102,12 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
             continue
         accuracy, mean_confidence = float(correct[members].mean()), float(confidence[members].mean())
         ece += count / total * abs(accuracy - mean_confidence)
-        table.append({"range": [float(edges[b]), float(edges[b + 1])], "count": count, "accuracy": accuracy,
-                      "confidence": mean_confidence})
+        table.append(
+            {
+                "range": [float(edges[b]), float(edges[b + 1])],
+                "count": count,
+                "accuracy": accuracy,
+                "confidence": mean_confidence,
+            }
+        )
     return float(ece), table

@@ -19,8 +19,9 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
         precision, recall, f1, _ = precision_recall_fscore_support(
             labels, predictions, average=average, zero_division=0
         )
-        metrics.update({f"precision_{average}": float(precision), f"recall_{average}": float(recall),
-                        f"f1_{average}": float(f1)})
+        metrics.update(
+            {f"precision_{average}": float(precision), f"recall_{average}": float(recall), f"f1_{average}": float(f1)}
+        )
     return metrics
 
 
@@ -39,6 +40,12 @@ def compute_classification_metrics(eval_prediction) -> dict[str, float]:
 
 def per_class_scores(labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> dict:
     """Precision, recall, F1 and support of each class, by name."""
-    report = classification_report(labels, predictions, labels=list(range(len(label_names))),
-                                   target_names=label_names, output_dict=True, zero_division=0)
+    report = classification_report(
+        labels,
+        predictions,
+        labels=list(range(len(label_names))),
+        target_names=label_names,
+        output_dict=True,
+        zero_division=0,
+    )
     return {name: report[name] for name in label_names}

@@ -51,14 +51,16 @@ def multilabel_metrics(targets: np.ndarray, scores: np.ndarray, thresholds) -> d
     """Every summary metric of the module docstring, at ``thresholds`` (one per label, or one for all)."""
     targets = np.asarray(targets).astype(int)
     predicted = (np.asarray(scores) >= np.asarray(thresholds)).astype(int)
-    metrics = {"subset_accuracy": float(accuracy_score(targets, predicted)),
-               "hamming_loss": float(hamming_loss(targets, predicted)),
-               "map": mean_average_precision(targets, scores)}
+    metrics = {
+        "subset_accuracy": float(accuracy_score(targets, predicted)),
+        "hamming_loss": float(hamming_loss(targets, predicted)),
+        "map": mean_average_precision(targets, scores),
+    }
     for average in ("micro", "macro", "samples"):
-        precision, recall, f1, _ = precision_recall_fscore_support(targets, predicted, average=average,
-                                                                   zero_division=0)
-        metrics.update({f"precision_{average}": float(precision), f"recall_{average}": float(recall),
-                        f"f1_{average}": float(f1)})
+        precision, recall, f1, _ = precision_recall_fscore_support(targets, predicted, average=average, zero_division=0)
+        metrics.update(
+            {f"precision_{average}": float(precision), f"recall_{average}": float(recall), f"f1_{average}": float(f1)}
+        )
     return metrics
 
 
@@ -75,8 +77,9 @@ def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([THRESHOLD_GRID, np.round(quantiles, 4)]))
 
 
-def tune_thresholds(targets: np.ndarray, scores: np.ndarray,
-                    objective: str = "micro") -> tuple[np.ndarray, float, np.ndarray]:
+def tune_thresholds(
+    targets: np.ndarray, scores: np.ndarray, objective: str = "micro"
+) -> tuple[np.ndarray, float, np.ndarray]:
     """(threshold per label, the global threshold, which labels were tuned on their own).
 
     ``micro``: starting from the global threshold, each label in turn (most frequent first) takes the threshold
@@ -118,36 +121,50 @@ def per_label_table(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndar
     """Precision, recall, F1, support, average precision and threshold of each label, by name."""
     targets = np.asarray(targets).astype(int)
     predicted = (scores >= thresholds).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(targets, predicted, average=None,
-                                                                     zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(targets, predicted, average=None, zero_division=0)
     table = {}
     for i, name in enumerate(names):
         ap = average_precision_score(targets[:, i], scores[:, i]) if support[i] else None
-        table[name] = {"precision": float(precision[i]), "recall": float(recall[i]), "f1-score": float(f1[i]),
-                       "support": int(support[i]), "average_precision": None if ap is None else float(ap),
-                       "threshold": float(thresholds[i])}
+        table[name] = {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1-score": float(f1[i]),
+            "support": int(support[i]),
+            "average_precision": None if ap is None else float(ap),
+            "threshold": float(thresholds[i]),
+        }
     return table
 
 
-def worst_errors(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, names: list[str],
-                 examples: list[str] | None, limit: int = WORST_ERRORS) -> list[dict]:
+def worst_errors(
+    targets: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    names: list[str],
+    examples: list[str] | None,
+    limit: int = WORST_ERRORS,
+) -> list[dict]:
     """The examples with the most confident mistakes: missed labels (low score on a true label) and spurious
     ones (high score on a wrong one), ordered by how far the score was on the wrong side of the threshold."""
     targets = np.asarray(targets).astype(bool)
     predicted = scores >= thresholds
-    margin = np.where(targets & ~predicted, thresholds - scores, 0) + np.where(~targets & predicted,
-                                                                               scores - thresholds, 0)
+    margin = np.where(targets & ~predicted, thresholds - scores, 0) + np.where(
+        ~targets & predicted, scores - thresholds, 0
+    )
     worst = np.argsort(-margin.max(axis=1), kind="stable")[:limit]
     rows = []
     for i in worst:
         if margin[i].max() <= 0:
             break
-        rows.append({"example": examples[i] if examples else int(i),
-                     "true": [names[j] for j in np.flatnonzero(targets[i])],
-                     "missed": [names[j] for j in np.flatnonzero(targets[i] & ~predicted[i])],
-                     "spurious": [names[j] for j in np.flatnonzero(~targets[i] & predicted[i])],
-                     "scores": {names[j]: round(float(scores[i, j]), 4)
-                                for j in np.flatnonzero(targets[i] | predicted[i])}})
+        rows.append(
+            {
+                "example": examples[i] if examples else int(i),
+                "true": [names[j] for j in np.flatnonzero(targets[i])],
+                "missed": [names[j] for j in np.flatnonzero(targets[i] & ~predicted[i])],
+                "spurious": [names[j] for j in np.flatnonzero(~targets[i] & predicted[i])],
+                "scores": {names[j]: round(float(scores[i, j]), 4) for j in np.flatnonzero(targets[i] | predicted[i])},
+            }
+        )
     return rows
 
 
@@ -159,8 +176,9 @@ def pr_curves(targets: np.ndarray, scores: np.ndarray, names: list[str], limit: 
         if support[i] == 0:
             continue
         precision, recall, _ = precision_recall_curve(np.asarray(targets)[:, i].astype(int), scores[:, i])
-        curves.append({"label": names[i], "support": int(support[i]), "precision": precision.tolist(),
-                       "recall": recall.tolist()})
+        curves.append(
+            {"label": names[i], "support": int(support[i]), "precision": precision.tolist(), "recall": recall.tolist()}
+        )
     return curves
 
 
@@ -173,20 +191,32 @@ def label_calibration(targets: np.ndarray, scores: np.ndarray, names: list[str])
     return {"ece": ece, "bins": bins, "num_bins": CALIBRATION_BINS, "per_label_ece": per_label}
 
 
-def build_multilabel_report(targets: np.ndarray, scores: np.ndarray, names: list[str], thresholds: np.ndarray,
-                            examples: list[str] | None = None, loss: float | None = None) -> dict:
+def build_multilabel_report(
+    targets: np.ndarray,
+    scores: np.ndarray,
+    names: list[str],
+    thresholds: np.ndarray,
+    examples: list[str] | None = None,
+    loss: float | None = None,
+) -> dict:
     """Everything the eval report holds for one multi-label split, as plain JSON-ready values."""
     summary = multilabel_metrics(targets, scores, thresholds)
     calibration = label_calibration(targets, scores, names)
     summary["expected_calibration_error"] = calibration["ece"]
-    summary["f1_micro_at_0.5"] = float(f1_score(np.asarray(targets).astype(int), (scores >= 0.5).astype(int),
-                                                average="micro", zero_division=0))
+    summary["f1_micro_at_0.5"] = float(
+        f1_score(np.asarray(targets).astype(int), (scores >= 0.5).astype(int), average="micro", zero_division=0)
+    )
     if loss is not None:
         summary["loss"] = float(loss)
-    return {"num_examples": int(len(targets)), "multi_label": True, "summary": summary,
-            "per_label": per_label_table(targets, scores, thresholds, names),
-            "worst_errors": worst_errors(targets, scores, thresholds, names, examples),
-            "pr_curves": pr_curves(targets, scores, names), "calibration": calibration}
+    return {
+        "num_examples": int(len(targets)),
+        "multi_label": True,
+        "summary": summary,
+        "per_label": per_label_table(targets, scores, thresholds, names),
+        "worst_errors": worst_errors(targets, scores, thresholds, names, examples),
+        "pr_curves": pr_curves(targets, scores, names),
+        "calibration": calibration,
+    }
 
 
 def constant_baseline(train_targets: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -210,34 +240,43 @@ THRESHOLDS_KEY = "label_thresholds"  # in the model's config.json: {label name: 
 def saved_thresholds(model_config, names: list[str]) -> np.ndarray | None:
     """The thresholds a trained model carries in its config, a ``PretrainedConfig`` or config.json's dict (None
     when it has none; a label it does not list gets ``DEFAULT_THRESHOLD``)."""
-    saved = (model_config.get(THRESHOLDS_KEY) if isinstance(model_config, dict)
-             else getattr(model_config, THRESHOLDS_KEY, None))
+    saved = (
+        model_config.get(THRESHOLDS_KEY)
+        if isinstance(model_config, dict)
+        else getattr(model_config, THRESHOLDS_KEY, None)
+    )
     if not saved:
         return None
     return np.asarray([float(saved.get(name, DEFAULT_THRESHOLD)) for name in names])
 
 
-def evaluate_multilabel_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
-                               tune: str | None = None) -> tuple[dict, dict]:
+def evaluate_multilabel_splits(
+    trainer, prepared: dict, data, task, splits=("validation", "test"), tune: str | None = None
+) -> tuple[dict, dict]:
     """Predict each split once; returns (metrics ``eval_*``/``test_*`` at the thresholds, report per split).
 
     ``tune``: a threshold objective (after training): fit the thresholds on the validation split's scores and
     store them in the model's config; None: the model's own thresholds (evaluating a trained model).
     """
-    predictions = {split: trainer.predict(prepared[split], metric_key_prefix=SPLIT_PREFIX.get(split, split))
-                   for split in splits if split in prepared}
+    predictions = {
+        split: trainer.predict(prepared[split], metric_key_prefix=SPLIT_PREFIX.get(split, split))
+        for split in splits
+        if split in prepared
+    }
     names = data.label_names
     thresholds, note = saved_thresholds(trainer.model.config, names), "the model's own"
     if tune or thresholds is None:
-        thresholds, note = _fit_thresholds(trainer.model.config, predictions.get("validation"), names,
-                                           tune or THRESHOLD_OBJECTIVES[0])
+        thresholds, note = _fit_thresholds(
+            trainer.model.config, predictions.get("validation"), names, tune or THRESHOLD_OBJECTIVES[0]
+        )
     metrics, reports = {}, {}
     for split, prediction in predictions.items():
         prefix = SPLIT_PREFIX.get(split, split)
         targets, scores = np.asarray(prediction.label_ids), np.asarray(prediction.predictions, dtype=np.float64)
         examples = task.describe_examples(data, split) if task.describe_examples else None
-        report = build_multilabel_report(targets, scores, names, thresholds, examples,
-                                         loss=prediction.metrics.get(f"{prefix}_loss"))
+        report = build_multilabel_report(
+            targets, scores, names, thresholds, examples, loss=prediction.metrics.get(f"{prefix}_loss")
+        )
         report["thresholds"] = note
         metrics.update(prediction.metrics)
         metrics.update({f"{prefix}_{key}": value for key, value in report["summary"].items() if key != "loss"})
@@ -253,10 +292,12 @@ def _fit_thresholds(model_config, validation, names: list[str], objective: str) 
         thresholds = np.full(len(names), DEFAULT_THRESHOLD)
         note = f"{DEFAULT_THRESHOLD} for every label (no validation split)"
     else:
-        thresholds, global_threshold, tuned = tune_thresholds(np.asarray(validation.label_ids),
-                                                              np.asarray(validation.predictions, dtype=np.float64),
-                                                              objective)
-        note = (f"tuned on validation for {objective}-F1: {int(tuned.sum())} of {len(names)} labels on their own "
-                f"(at least {MIN_POSITIVES} positives), the rest at the global {global_threshold:.2f} (best micro-F1)")
+        thresholds, global_threshold, tuned = tune_thresholds(
+            np.asarray(validation.label_ids), np.asarray(validation.predictions, dtype=np.float64), objective
+        )
+        note = (
+            f"tuned on validation for {objective}-F1: {int(tuned.sum())} of {len(names)} labels on their own "
+            f"(at least {MIN_POSITIVES} positives), the rest at the global {global_threshold:.2f} (best micro-F1)"
+        )
     setattr(model_config, THRESHOLDS_KEY, {name: float(t) for name, t in zip(names, thresholds)})
     return thresholds, note

@@ -79,8 +79,15 @@ def plot_confusion_matrix(matrix, label_names: list[str], path: str | os.PathLik
     if n <= ANNOTATE_UP_TO:
         for (i, j), count in np.ndenumerate(matrix):
             if count:
-                ax.text(j, i, f"{int(count)}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=font - 1,
-                        color="white" if rates[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(count)}\n{rates[i, j]:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=font - 1,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
     fig.tight_layout()  # keeps the figure size (unlike bbox_inches="tight"), fits labels and colour bar
     return _save(fig, path)
 

@@ -97,28 +97,43 @@ def most_confused_pairs(matrix: np.ndarray, label_names: list[str], limit: int =
         count = int(off_diagonal[true, predicted])
         if count == 0:
             break
-        pairs.append({"true": label_names[true], "predicted": label_names[predicted], "count": count,
-                      "share_of_true": count / int(support[true])})
+        pairs.append(
+            {
+                "true": label_names[true],
+                "predicted": label_names[predicted],
+                "count": count,
+                "share_of_true": count / int(support[true]),
+            }
+        )
     return pairs
 
 
-def worst_errors(predictions: Predictions, label_names: list[str], examples: list[str] | None,
-                 limit: int = WORST_ERRORS) -> list[dict]:
+def worst_errors(
+    predictions: Predictions, label_names: list[str], examples: list[str] | None, limit: int = WORST_ERRORS
+) -> list[dict]:
     """Misclassified examples, the most confidently wrong first."""
     wrong = np.flatnonzero(predictions.predicted != predictions.labels)
     confidence = np.nan_to_num(predictions.confidence[wrong], nan=0.0)
     order = wrong[np.argsort(-confidence, kind="stable")][:limit]
-    return [{
-        "index": int(i),
-        "example": examples[i] if examples is not None else None,
-        "true": label_names[predictions.labels[i]],
-        "predicted": label_names[predictions.predicted[i]],
-        "confidence": _finite(predictions.confidence[i]),
-    } for i in order]
+    return [
+        {
+            "index": int(i),
+            "example": examples[i] if examples is not None else None,
+            "true": label_names[predictions.labels[i]],
+            "predicted": label_names[predictions.predicted[i]],
+            "confidence": _finite(predictions.confidence[i]),
+        }
+        for i in order
+    ]
 
 
-def build_report(predictions: Predictions, label_names: list[str], examples: list[str] | None = None,
-                 top_ks: tuple[int, ...] = (1, 5), loss: float | None = None) -> dict:
+def build_report(
+    predictions: Predictions,
+    label_names: list[str],
+    examples: list[str] | None = None,
+    top_ks: tuple[int, ...] = (1, 5),
+    loss: float | None = None,
+) -> dict:
     """Everything the eval report holds for one split, as plain JSON-ready values."""
     labels, predicted = predictions.labels, predictions.predicted
     ids = list(range(len(label_names)))
@@ -163,9 +178,16 @@ def pr_png_name(split: str) -> str:
     return f"pr_curves_{split}.png"
 
 
-def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "test"),
-                    temperature: float | None = None, tune_thresholds: str | None = None,
-                    logits_read: dict | None = None) -> tuple[dict, dict]:
+def evaluate_splits(
+    trainer,
+    prepared: dict,
+    data,
+    task,
+    splits=("validation", "test"),
+    temperature: float | None = None,
+    tune_thresholds: str | None = None,
+    logits_read: dict | None = None,
+) -> tuple[dict, dict]:
     """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
 
     ``tune_thresholds``: multi-label, fit the decision thresholds on validation for this objective (after
@@ -193,11 +215,16 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
             reduced = np.asarray(prediction.predictions)
             k = reduced.shape[1] // (3 if temperature is not None else 2)
             examples = task.describe_examples(data, split) if task.describe_examples else None
-            report = build_report(Predictions.from_reduced(reduced[:, :2 * k], prediction.label_ids), data.label_names,
-                                  examples, loss=prediction.metrics.get(f"{prefix}_loss"))
+            report = build_report(
+                Predictions.from_reduced(reduced[:, : 2 * k], prediction.label_ids),
+                data.label_names,
+                examples,
+                loss=prediction.metrics.get(f"{prefix}_loss"),
+            )
             if temperature is not None:
-                before = Predictions.from_reduced(np.concatenate([reduced[:, :k], reduced[:, 2 * k:]], axis=1),
-                                                  prediction.label_ids)
+                before = Predictions.from_reduced(
+                    np.concatenate([reduced[:, :k], reduced[:, 2 * k :]], axis=1), prediction.label_ids
+                )
                 add_calibration_before(report, before, temperature)
             for key in ("top_5_accuracy", "expected_calibration_error", "expected_calibration_error_before"):
                 if report["summary"].get(key) is not None:
@@ -209,16 +236,20 @@ def evaluate_splits(trainer, prepared: dict, data, task, splits=("validation", "
     return metrics, reports
 
 
-def prediction_from_logits(trainer, logits: np.ndarray, labels: np.ndarray, prefix: str,
-                           temperature: float | None) -> PredictionOutput:
+def prediction_from_logits(
+    trainer, logits: np.ndarray, labels: np.ndarray, prefix: str, temperature: float | None
+) -> PredictionOutput:
     """What ``trainer.predict`` returns for a split whose logits (before ``temperature``) are known: the reduced
     predictions, the task's metrics and the loss the Trainer reports (the model's cross-entropy, label smoothing
     included), on the logits the calibrated model gives."""
     scaled = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / (temperature or 1.0)
     reduced = reduce_logits(scaled, temperature=temperature).numpy()
     metrics = trainer.compute_metrics(EvalPrediction(predictions=reduced, label_ids=labels))
-    loss = torch.nn.functional.cross_entropy(scaled, torch.from_numpy(np.asarray(labels, dtype=np.int64)),
-                                             label_smoothing=trainer.args.label_smoothing_factor)
+    loss = torch.nn.functional.cross_entropy(
+        scaled,
+        torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+        label_smoothing=trainer.args.label_smoothing_factor,
+    )
     metrics = {f"{prefix}_{key}": value for key, value in {"loss": float(loss), **metrics}.items()}
     return PredictionOutput(predictions=reduced, label_ids=labels, metrics=metrics)
 
@@ -231,8 +262,9 @@ def add_calibration_before(report: dict, before: Predictions, temperature: float
     report["calibration_before"] = {"bins": bins, "num_bins": CALIBRATION_BINS}
 
 
-def save_eval_outputs(out_dir, reports: dict, title: str, log_history: list | None = None,
-                      metric: str | None = None) -> list[Path]:
+def save_eval_outputs(
+    out_dir, reports: dict, title: str, log_history: list | None = None, metric: str | None = None
+) -> list[Path]:
     """``eval_report.json``, one confusion-matrix (multi-label: precision-recall) PNG per split and the training
     curves, each written whole."""
     from hftransfer.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
@@ -242,12 +274,23 @@ def save_eval_outputs(out_dir, reports: dict, title: str, log_history: list | No
     written = []
     for split, report in reports.items():
         if report.get("multi_label"):  # no confusion matrix: a precision-recall curve per frequent label
-            written.append(plot_pr_curves(report["pr_curves"], out / pr_png_name(split),
-                                          f"{title} · {split} ({report['num_examples']} examples)"))
+            written.append(
+                plot_pr_curves(
+                    report["pr_curves"],
+                    out / pr_png_name(split),
+                    f"{title} · {split} ({report['num_examples']} examples)",
+                )
+            )
             continue
         matrix = report["confusion_matrix"]
-        written.append(plot_confusion_matrix(matrix["matrix"], matrix["labels"], out / confusion_png_name(split),
-                                             f"{title} · {split} ({report['num_examples']} examples)"))
+        written.append(
+            plot_confusion_matrix(
+                matrix["matrix"],
+                matrix["labels"],
+                out / confusion_png_name(split),
+                f"{title} · {split} ({report['num_examples']} examples)",
+            )
+        )
     if log_history and metric:
         curves = plot_training_curves(log_history, metric, out / CURVES_FILE)
         if curves:

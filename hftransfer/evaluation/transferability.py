@@ -35,8 +35,12 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
     return targets
 
 
-def logme(features: np.ndarray, labels: np.ndarray, tolerance: float = LOGME_TOLERANCE,
-          max_iterations: int = LOGME_MAX_ITERATIONS) -> float:
+def logme(
+    features: np.ndarray,
+    labels: np.ndarray,
+    tolerance: float = LOGME_TOLERANCE,
+    max_iterations: int = LOGME_MAX_ITERATIONS,
+) -> float:
     """LogME of ``features`` for ``labels`` (see the module docstring), all classes solved at once."""
     f = np.asarray(features, dtype=np.float64)
     y = _one_hot(np.asarray(labels))
@@ -63,8 +67,14 @@ def logme(features: np.ndarray, labels: np.ndarray, tolerance: float = LOGME_TOL
             break
     m2, residual = posterior(alpha, beta)  # the evidence at the converged (alpha, beta)
     log_det = np.log(alpha[None, :] + beta[None, :] * s[:, None]).sum(axis=0)
-    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi) - beta / 2 * residual
-                - alpha / 2 * m2 - log_det / 2)
+    evidence = (
+        n / 2 * np.log(beta)
+        + d / 2 * np.log(alpha)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m2
+        - log_det / 2
+    )
     return float((evidence / n).mean())
 
 

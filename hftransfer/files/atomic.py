@@ -28,8 +28,14 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
 
 # Files that make up a saved model's weights; a new model that no longer has one (sharded → single file,
 # .bin → .safetensors) must not leave the previous model's behind for from_pretrained to pick up.
-WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
-                   "pytorch_model.bin.index.json", "adapter_model.*", "adapter_config.json")
+WEIGHT_PATTERNS = (
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.*",
+    "adapter_config.json",
+)
 
 
 def staging_dir(target: str | os.PathLike) -> Path:
@@ -38,8 +44,9 @@ def staging_dir(target: str | os.PathLike) -> Path:
     return Path(target) / ".model.partial"
 
 
-def publish_directory(staging: str | os.PathLike, target: str | os.PathLike,
-                      replaceable: set[str] | frozenset[str] = frozenset()) -> list[Path]:
+def publish_directory(
+    staging: str | os.PathLike, target: str | os.PathLike, replaceable: set[str] | frozenset[str] = frozenset()
+) -> list[Path]:
     """Move every file of ``staging`` into ``target`` by rename, weights last, then remove ``staging``.
 
     Everything slow (serialising, writing gigabytes) happened in ``staging``: a crash or an exception there

@@ -31,8 +31,10 @@ def recorded_entries(folder: str | os.PathLike) -> set[str]:
 def record_entries(folder: str | os.PathLike, *paths: str | os.PathLike) -> None:
     """Add ``paths`` (entries of ``folder``, or paths inside them: their top-level entry is recorded)."""
     folder = Path(folder)
-    names = {Path(path).name if len(Path(path).parts) == 1 else
-             Path(path).resolve().relative_to(folder.resolve()).parts[0] for path in paths}
+    names = {
+        Path(path).name if len(Path(path).parts) == 1 else Path(path).resolve().relative_to(folder.resolve()).parts[0]
+        for path in paths
+    }
     before = recorded_entries(folder)
     if names <= before:
         return
@@ -44,8 +46,9 @@ def forget_entries(folder: str | os.PathLike, *names: str) -> None:
     """Remove ``names`` from the record (after the entries themselves were removed)."""
     before = recorded_entries(folder)
     if before & set(names):
-        write_text_atomically(Path(folder) / WRITTEN_RECORD,
-                              json.dumps({"written": sorted(before - set(names))}, indent=1))
+        write_text_atomically(
+            Path(folder) / WRITTEN_RECORD, json.dumps({"written": sorted(before - set(names))}, indent=1)
+        )
 
 
 def working_dir(folder: str | os.PathLike, purpose: str) -> Path:

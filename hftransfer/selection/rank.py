@@ -98,12 +98,13 @@ def check_sample(data: LabelledData) -> None:
     small = sorted(data.label_names[c] for c, n in counts.items() if n < MIN_PER_CLASS)
     missing = sorted(set(data.label_names) - {data.label_names[c] for c in counts})
     if small or missing:
-        raise RankError(f"too few examples per class to score (at least {MIN_PER_CLASS} each): "
-                        f"{', '.join(small + missing)}; raise sample_size or add data")
+        raise RankError(
+            f"too few examples per class to score (at least {MIN_PER_CLASS} each): "
+            f"{', '.join(small + missing)}; raise sample_size or add data"
+        )
 
 
-def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: int,
-                    per_class: float) -> CandidateScore:
+def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: int, per_class: float) -> CandidateScore:
     """Load, extract features of the sampled train and validation splits, score and decide the strategy as ``auto``
     would (the full training split's size and median examples per class, the probe accuracy measured here);
     errors are recorded."""
@@ -129,21 +130,32 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
     collator = task.build_collator(config, processor)
     started = time.perf_counter()
     try:
-        features = {split: cached_features(model, prepared[split], split, collator, config.training,
-                                           config.transfer.feature_cache_dir)
-                    for split in ("train", "validation")}
+        features = {
+            split: cached_features(
+                model, prepared[split], split, collator, config.training, config.transfer.feature_cache_dir
+            )
+            for split in ("train", "validation")
+        }
     except FeatureCacheUnavailable as err:
         result.error = f"no fixed-size features: {err}"
         return result
     elapsed = time.perf_counter() - started
     examples = sum(len(prepared[s]) for s in ("train", "validation"))
     result.features_per_second = examples / max(elapsed, 1e-9)
-    result.peak_memory_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
-                             max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before, 0) / 1024)
+    result.peak_memory_mb = (
+        torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before, 0) / 1024
+    )
     result.feature_dim, result.scores = score_features(features["train"], features["validation"])
     result.recommended_strategy, result.recommendation_reason = decide(
-        num_train, len(data.label_names), per_class, result.scores["linear_probe_accuracy"],
-        len(features["validation"][1]), body_to_head_rate(config, task, model_config))
+        num_train,
+        len(data.label_names),
+        per_class,
+        result.scores["linear_probe_accuracy"],
+        len(features["validation"][1]),
+        body_to_head_rate(config, task, model_config),
+    )
     del model
     return result
 
@@ -159,13 +171,16 @@ def score_features(train, validation) -> tuple[int, dict[str, float]]:
     }
 
 
-def rank_candidates(base: RunConfig, extra_candidates: list | None = None, sample_size: int = 500,
-         by: str = "logme") -> tuple[list[CandidateScore], LabelledData, int]:
+def rank_candidates(
+    base: RunConfig, extra_candidates: list | None = None, sample_size: int = 500, by: str = "logme"
+) -> tuple[list[CandidateScore], LabelledData, int]:
     """Score every candidate; returns (scores best first, the sampled data, the full training set's size)."""
     candidates = list_candidates(base, extra_candidates)
     if len(candidates) < 2:
-        raise RankError(f"ranking needs at least two candidates (got {len(candidates)}: "
-                        f"{', '.join(map(candidate_name, candidates)) or 'none'}); add --models or candidates")
+        raise RankError(
+            f"ranking needs at least two candidates (got {len(candidates)}: "
+            f"{', '.join(map(candidate_name, candidates)) or 'none'}); add --models or candidates"
+        )
     if sample_size < 2 * MIN_PER_CLASS:
         raise RankError(f"sample_size must be at least {2 * MIN_PER_CLASS}, got {sample_size}")
     task = get_task(base.model.task)
@@ -196,19 +211,30 @@ def _stratified_sample(data: LabelledData, size: int, seed: int) -> LabelledData
 
 
 def report_rows(results: list[CandidateScore]) -> list[dict]:
-    return [{"rank": i + 1 if not r.error else None, "model": r.name, **r.scores, "parameters": r.parameters,
-             "feature_dim": r.feature_dim, "features_per_second": r.features_per_second,
-             "peak_memory_mb": r.peak_memory_mb, "recommended_strategy": r.recommended_strategy,
-             "recommendation_reason": r.recommendation_reason, "error": r.error}
-            for i, r in enumerate(results)]
+    return [
+        {
+            "rank": i + 1 if not r.error else None,
+            "model": r.name,
+            **r.scores,
+            "parameters": r.parameters,
+            "feature_dim": r.feature_dim,
+            "features_per_second": r.features_per_second,
+            "peak_memory_mb": r.peak_memory_mb,
+            "recommended_strategy": r.recommended_strategy,
+            "recommendation_reason": r.recommendation_reason,
+            "error": r.error,
+        }
+        for i, r in enumerate(results)
+    ]
 
 
 def save_rank_outputs(results: list[CandidateScore], folder: Path, meta: dict) -> list[Path]:
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
-    written = [write_text_atomically(folder / REPORT_FILE, json.dumps({**meta, "candidates": report_rows(results)},
-                                                                      indent=2))]
+    written = [
+        write_text_atomically(folder / REPORT_FILE, json.dumps({**meta, "candidates": report_rows(results)}, indent=2))
+    ]
     scored = [r for r in results if not r.error]
     if scored:
         written.append(plot_score_vs_cost(scored, folder / PLOT_FILE, meta["ranked_by"]))
@@ -241,4 +267,3 @@ def check_report_dir(folder: Path, overwrite: bool) -> None:
 
 def sample_notes(data: LabelledData) -> str:
     return f"train {len(data.splits['train'])}, validation {len(data.splits['validation'])} (stratified, seeded)"
-

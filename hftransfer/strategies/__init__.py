@@ -33,31 +33,53 @@ def check_options(strategy: Strategy, registered: list[Strategy]) -> None:
     taken = {f.name: owner.__name__ for owner in others for f in dataclasses.fields(owner)}
     clashes = sorted(set(strategy.option_names()) & set(taken))
     if clashes:
-        raise ValueError(f"strategy {strategy.name!r}: option(s) {', '.join(clashes)} already defined by "
-                         f"{', '.join(sorted({taken[c] for c in clashes}))}; prefix them with the strategy's name")
+        raise ValueError(
+            f"strategy {strategy.name!r}: option(s) {', '.join(clashes)} already defined by "
+            f"{', '.join(sorted({taken[c] for c in clashes}))}; prefix them with the strategy's name"
+        )
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "hftransfer.strategies", StrategyError, check_options)
 
 BUILT_IN = (
-    Strategy("auto", "linear_probe, lp_ft or full, chosen from the data's size, its examples per class and how well "
-             "the frozen features separate the classes (and, with few per class, how fast the body fine-tunes)",
-             select=freezing.everything, choose=auto.choose),
+    Strategy(
+        "auto",
+        "linear_probe, lp_ft or full, chosen from the data's size, its examples per class and how well "
+        "the frozen features separate the classes (and, with few per class, how fast the body fine-tunes)",
+        select=freezing.everything,
+        choose=auto.choose,
+    ),
     Strategy("full", "every parameter trains", select=freezing.everything, freezes=False),
     # A probe is a convex problem on fixed features: a larger step and more (cheap, cached) epochs.
-    Strategy("linear_probe", "backbone frozen, only the head trains (on cached features when possible)",
-             select=freezing.head_only, fit=probe.fit_linear_probe, frozen_backbone=True,
-             training_suggestions={"learning_rate": 1e-3, "num_train_epochs": 10}),
-    Strategy("partial", "the last unfreeze_blocks blocks and the head train", select=freezing.top_blocks_and_head,
-             needs_blocks=True, options=freezing.PartialOptions,
-             card_rows=lambda o: [("unfreeze blocks", o.unfreeze_blocks or "top half")]),
-    Strategy("gradual", "head first, then blocks unfreeze from the top at unfreeze_milestones (epochs)",
-             select=gradual.unfreeze_gradually, needs_blocks=True, options=gradual.GradualOptions,
-             multi_process=False,
-             multi_process_hint="it changes which parameters train during the run, which DistributedDataParallel "
-                                "cannot follow; with several processes use partial or lp_ft",
-             streams=False, streams_hint="its milestones are epochs, and a stream has none",
-             card_rows=lambda o: [("unfreeze milestones", o.unfreeze_milestones or "every epoch after the first")]),
+    Strategy(
+        "linear_probe",
+        "backbone frozen, only the head trains (on cached features when possible)",
+        select=freezing.head_only,
+        fit=probe.fit_linear_probe,
+        frozen_backbone=True,
+        training_suggestions={"learning_rate": 1e-3, "num_train_epochs": 10},
+    ),
+    Strategy(
+        "partial",
+        "the last unfreeze_blocks blocks and the head train",
+        select=freezing.top_blocks_and_head,
+        needs_blocks=True,
+        options=freezing.PartialOptions,
+        card_rows=lambda o: [("unfreeze blocks", o.unfreeze_blocks or "top half")],
+    ),
+    Strategy(
+        "gradual",
+        "head first, then blocks unfreeze from the top at unfreeze_milestones (epochs)",
+        select=gradual.unfreeze_gradually,
+        needs_blocks=True,
+        options=gradual.GradualOptions,
+        multi_process=False,
+        multi_process_hint="it changes which parameters train during the run, which DistributedDataParallel "
+        "cannot follow; with several processes use partial or lp_ft",
+        streams=False,
+        streams_hint="its milestones are epochs, and a stream has none",
+        card_rows=lambda o: [("unfreeze milestones", o.unfreeze_milestones or "every epoch after the first")],
+    ),
     # The fine-tuning phase keeps the task's learning rate and epochs. Kumar et al. lower the rate after the
     # probe, and on hymenoptera (where the probe alone is as good as it gets) 0.3x did no harm, but where lp_ft is
     # chosen, on data the frozen features do not separate, the backbone must move: test accuracy with the FT
@@ -66,15 +88,29 @@ BUILT_IN = (
     # with today's, data/labels.py). Fewer epochs cost accuracy too (TREC, 3 → 2 epochs at 0.3x: 0.884 → 0.846;
     # at 1x, 0.920 → 0.900): the one epoch fewer it fine-tunes by default buys its wall time (engine/schedule.py).
     # When fine-tuning does not beat the probe on validation, the probed model is kept.
-    Strategy("lp_ft", "linear probe for probe_epochs, then full fine-tuning from the probed head",
-             select=freezing.probe_then_everything, fit=probe.fit_probe_then_fine_tune,
-             streams=False, streams_hint="its probe phase is counted in epochs, and a stream has none",
-             options=probe.ProbeOptions, schedule=probe.probe_phase_schedule, card_rows=probe.card_rows),
+    Strategy(
+        "lp_ft",
+        "linear probe for probe_epochs, then full fine-tuning from the probed head",
+        select=freezing.probe_then_everything,
+        fit=probe.fit_probe_then_fine_tune,
+        streams=False,
+        streams_hint="its probe phase is counted in epochs, and a stream has none",
+        options=probe.ProbeOptions,
+        schedule=probe.probe_phase_schedule,
+        card_rows=probe.card_rows,
+    ),
     # LoRA's adapters start at zero and take larger steps than full fine-tuning (the LoRA paper's GLUE runs: 4e-4
     # to 5e-4, ten times and more the full fine-tuning rates).
-    Strategy("lora", "low-rank adapters (peft) on the backbone, the head trained in full", select=freezing.head_only,
-             adapt=lora.add_adapters, finish=lora.save_lora, training_suggestions={"learning_rate": 1e-3},
-             options=lora.LoraOptions, card_rows=lora.card_rows),
+    Strategy(
+        "lora",
+        "low-rank adapters (peft) on the backbone, the head trained in full",
+        select=freezing.head_only,
+        adapt=lora.add_adapters,
+        finish=lora.save_lora,
+        training_suggestions={"learning_rate": 1e-3},
+        options=lora.LoraOptions,
+        card_rows=lora.card_rows,
+    ),
 )
 
 

@@ -77,22 +77,34 @@ class Decision:
         return f"auto chose {self.chosen}: {self.reason} ({shown})"
 
 
-def decide(num_train: int, num_classes: int, per_class: float, probe_accuracy: float | None,
-           probe_examples: int | None = None, rate_ratio: float = 0.1) -> tuple[str, str]:
+def decide(
+    num_train: int,
+    num_classes: int,
+    per_class: float,
+    probe_accuracy: float | None,
+    probe_examples: int | None = None,
+    rate_ratio: float = 0.1,
+) -> tuple[str, str]:
     """(strategy, reason) by the rules of the module docstring; ``probe_examples``: how many validation examples
     ``probe_accuracy`` was measured on (its standard error); ``rate_ratio``: the body's fine-tuning learning rate
     over the head's."""
     if num_train >= LARGE_DATA:
         return "full", f"{num_train} training examples are enough to fine-tune every layer"
-    if probe_accuracy is not None and \
-            probe_accuracy + ONE_SIDED_95 * standard_error(probe_accuracy, probe_examples) >= SEPARABLE:
+    if (
+        probe_accuracy is not None
+        and probe_accuracy + ONE_SIDED_95 * standard_error(probe_accuracy, probe_examples) >= SEPARABLE
+    ):
         return "linear_probe", "the frozen features already separate the classes"
     if per_class < FEW_PER_CLASS and rate_ratio <= LP_FT_RATE_RATIO:
-        return "lp_ft", (f"few examples per class (median {per_class:g}) and a body that fine-tunes slowly: "
-                         "the head is trained first")
+        return "lp_ft", (
+            f"few examples per class (median {per_class:g}) and a body that fine-tunes slowly: "
+            "the head is trained first"
+        )
     if per_class < FEW_PER_CLASS:
-        return "full", (f"few examples per class (median {per_class:g}), but the body fine-tunes at the head's "
-                        "rate: a head trained first would not survive it")
+        return "full", (
+            f"few examples per class (median {per_class:g}), but the body fine-tunes at the head's "
+            "rate: a head trained first would not survive it"
+        )
     return "full", "enough examples per class to fine-tune every layer"
 
 
@@ -110,15 +122,20 @@ def choose(config, task, model, processor, data, model_config) -> Decision:
     counts = dict(enumerate(labels.sum(axis=0).tolist())) if data.multi_label else Counter(labels.tolist())
     per_class = float(statistics.median(counts.values()))
     ratio = body_to_head_rate(config, task, model_config)
-    numbers = {"training examples": len(labels), "classes": len(data.label_names), "median per class": f"{per_class:g}",
-               "body/head learning rate": f"{ratio:.2g}"}
+    numbers = {
+        "training examples": len(labels),
+        "classes": len(data.label_names),
+        "median per class": f"{per_class:g}",
+        "body/head learning rate": f"{ratio:.2g}",
+    }
     probe = None
     if data.multi_label:  # the separability probe is a single-label classifier: the rules go by size alone
         numbers["probe"] = "not measured (multi-label)"
     elif len(labels) < LARGE_DATA and "validation" in data.splits:
         probe = probe_accuracy(config, task, model, processor, data, model_config, numbers)
-    chosen, reason = decide(len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"),
-                            ratio)
+    chosen, reason = decide(
+        len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"), ratio
+    )
     return Decision(chosen, reason, numbers)
 
 
@@ -148,17 +165,27 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     try:
         weights = weights_digest(model)
         (train_x, train_y), (val_x, val_y) = [
-            cached_features(model, datasets[split], split, collator, args, config.transfer.feature_cache_dir, weights,
-                            rows=sample_rows(np.asarray(column_values(datasets[split], LABELS)), size, args.seed))
-            for split, size in sizes.items()]
+            cached_features(
+                model,
+                datasets[split],
+                split,
+                collator,
+                args,
+                config.transfer.feature_cache_dir,
+                weights,
+                rows=sample_rows(np.asarray(column_values(datasets[split], LABELS)), size, args.seed),
+            )
+            for split, size in sizes.items()
+        ]
     except FeatureCacheUnavailable as reason:
         logger.info("auto: no fixed-size features to measure (%s); deciding from the data's size", reason)
         return None
     if len(np.unique(train_y.numpy())) < 2:  # nothing to separate: a probe needs two classes to fit
         numbers["probe"] = "not measured (the training sample holds a single class)"
         return None
-    accuracy = linear_probe_accuracy(train_x.numpy().astype(np.float64), train_y.numpy(),
-                                     val_x.numpy().astype(np.float64), val_y.numpy())
+    accuracy = linear_probe_accuracy(
+        train_x.numpy().astype(np.float64), train_y.numpy(), val_x.numpy().astype(np.float64), val_y.numpy()
+    )
     numbers["probe accuracy"] = accuracy
     numbers["probe train"], numbers["probe validation"] = len(train_y), len(val_y)
     numbers["measured in s"] = round(time.perf_counter() - started, 1)

@@ -109,8 +109,9 @@ def fit_with_trainer(ctx: FitContext) -> FitResult:
 
 
 class Select(Protocol):
-    def __call__(self, model: nn.Module, layout: BlockLayout | None, options: Any,
-                 num_train_epochs: float) -> Selection: ...
+    def __call__(
+        self, model: nn.Module, layout: BlockLayout | None, options: Any, num_train_epochs: float
+    ) -> Selection: ...
 
 
 class Adapt(Protocol):
@@ -130,8 +131,15 @@ class Schedule(Protocol):
 
 
 class Choose(Protocol):
-    def __call__(self, config: RunConfig, task: Task, model: nn.Module, processor: Any, data: LabelledData,
-                 model_config: PretrainedConfig | None) -> Any: ...
+    def __call__(
+        self,
+        config: RunConfig,
+        task: Task,
+        model: nn.Module,
+        processor: Any,
+        data: LabelledData,
+        model_config: PretrainedConfig | None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,7 @@ def set_trainable(model: nn.Module, names: set[str]) -> None:
 
 def top_blocks(layout: BlockLayout, count: int) -> set[str]:
     """Parameter names of the last ``count`` blocks (all blocks and the stem when count covers everything)."""
-    names = {n for block in layout.blocks[len(layout.blocks) - count:] for n in block} if count else set()
+    names = {n for block in layout.blocks[len(layout.blocks) - count :] for n in block} if count else set()
     if count >= len(layout.blocks):
         names |= set(layout.stem)
     return names
@@ -204,13 +212,17 @@ def _layout(model: nn.Module, strategy: Strategy, transfer) -> BlockLayout | Non
         return layout_of(model)
     except BlockStructureError as err:
         if strategy.needs_blocks or transfer.layer_decay is not None:
-            raise StrategyError(f"strategy {strategy.name!r}" + (" with layer_decay" if transfer.layer_decay else "")
-                                + f" cannot be used with this model: {err}") from None
+            raise StrategyError(
+                f"strategy {strategy.name!r}"
+                + (" with layer_decay" if transfer.layer_decay else "")
+                + f" cannot be used with this model: {err}"
+            ) from None
         return None
 
 
-def apply_strategy(strategy: Strategy, model: nn.Module, transfer, options: Any = None,
-                   num_train_epochs: float = 1.0) -> tuple[nn.Module, StrategyPlan]:
+def apply_strategy(
+    strategy: Strategy, model: nn.Module, transfer, options: Any = None, num_train_epochs: float = 1.0
+) -> tuple[nn.Module, StrategyPlan]:
     """Set ``requires_grad`` as the strategy says and adapt the model; returns (model, plan). ``options``: the
     strategy's own (an instance of ``strategy.options``)."""
     layout = _layout(model, strategy, transfer)
@@ -218,13 +230,21 @@ def apply_strategy(strategy: Strategy, model: nn.Module, transfer, options: Any 
     set_trainable(model, selection.trainable)
     block_names = []
     if layout is not None:
-        block_names = [b for b, params in zip(layout.block_names, layout.blocks)
-                       if selection.trainable.issuperset(params)]
+        block_names = [
+            b for b, params in zip(layout.block_names, layout.blocks) if selection.trainable.issuperset(params)
+        ]
     note = selection.note
     if transfer.layer_decay is not None:
         note = ", ".join(filter(None, [note, f"layer_decay {transfer.layer_decay:g}"]))
-    plan = StrategyPlan(strategy.name, layout, block_names, selection.eventually, set(head_parameter_names(model)),
-                        selection.callbacks, note)
+    plan = StrategyPlan(
+        strategy.name,
+        layout,
+        block_names,
+        selection.eventually,
+        set(head_parameter_names(model)),
+        selection.callbacks,
+        note,
+    )
     if strategy.adapt is not None:
         model = strategy.adapt(model, options, plan)
     return model, plan
@@ -243,6 +263,8 @@ def resolve_unfreeze_blocks(wanted: int | None, layout: BlockLayout) -> int:
     if wanted is None:
         return math.ceil(n / 2)
     if not 1 <= wanted <= n:
-        raise StrategyError(f"unfreeze_blocks={wanted} but the backbone has {n} blocks; choose 1 to {n} "
-                            f"(blocks: {', '.join(layout.block_names)})")
+        raise StrategyError(
+            f"unfreeze_blocks={wanted} but the backbone has {n} blocks; choose 1 to {n} "
+            f"(blocks: {', '.join(layout.block_names)})"
+        )
     return wanted

@@ -96,8 +96,15 @@ def cache_key(weights: str, point: str, dataset: Dataset, split: str) -> str:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: int, device: torch.device,
-                     num_workers: int = 0, progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    model: nn.Module,
+    dataset: Dataset,
+    collator,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    progress: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) for every example, in order: the input of the head, the backbone in eval mode."""
     point, module = head_root(model)
     captured: list[torch.Tensor] = []
@@ -112,15 +119,18 @@ def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: i
     done = 0
     order = longest_first(dataset)
     try:
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator,
-                            num_workers=num_workers)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator, num_workers=num_workers
+        )
         for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
             batch_labels = batch.pop("labels").cpu()
             model(**{k: v.to(device) for k, v in batch.items()})
             grabbed = captured.pop()
             if grabbed.dim() != 2:
-                raise FeatureCacheUnavailable(f"the head input of {type(model).__name__} ({point}) has shape "
-                                              f"{tuple(grabbed.shape)}, not one vector per example")
+                raise FeatureCacheUnavailable(
+                    f"the head input of {type(model).__name__} ({point}) has shape "
+                    f"{tuple(grabbed.shape)}, not one vector per example"
+                )
             if features is None:
                 # One block for every row, filled in place. Keeping each batch's features as its own tensor left
                 # small live blocks between the next batches' freed activations: the heap (kept, not trimmed, for
@@ -128,7 +138,7 @@ def extract_features(model: nn.Module, dataset: Dataset, collator, batch_size: i
                 # (EfficientNet-Lite0, 2,700 images: +1.4 GB).
                 features = torch.empty((len(dataset), grabbed.shape[1]), dtype=torch.float32)
                 labels = torch.empty((len(dataset), *batch_labels.shape[1:]), dtype=batch_labels.dtype)
-            rows = order[done:done + len(grabbed)]  # each example's features go to its own row
+            rows = order[done : done + len(grabbed)]  # each example's features go to its own row
             features[rows], labels[rows] = grabbed, batch_labels
             done += len(grabbed)
             del grabbed
@@ -148,8 +158,9 @@ def longest_first(dataset: Dataset) -> torch.Tensor:
     return torch.arange(len(dataset)) if lengths is None else torch.argsort(lengths, descending=True, stable=True)
 
 
-def cached_features(model, dataset, split, collator, args, cache_dir: str | None, weights: str | None = None,
-                    rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+def cached_features(
+    model, dataset, split, collator, args, cache_dir: str | None, weights: str | None = None, rows=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of ``split`` (of its ``rows`` only, in that order, when given) from the cache, computing and
     storing the missing ones (rank 0 first).
 
@@ -188,15 +199,23 @@ def load_stored(path: Path, size: int) -> dict | None:
 def compute_rows(model, dataset, missing: torch.Tensor, stored: dict | None, collator, args, split) -> dict:
     """``stored`` with the features of the ``missing`` rows filled in (a new store when None)."""
     subset = dataset if len(missing) == len(dataset) else dataset.select(missing.tolist())
-    features, labels = extract_features(model, subset, collator, args.per_device_eval_batch_size, args.device,
-                                        args.dataloader_num_workers,
-                                        None if args.disable_tqdm else f"features of {split}")
+    features, labels = extract_features(
+        model,
+        subset,
+        collator,
+        args.per_device_eval_batch_size,
+        args.device,
+        args.dataloader_num_workers,
+        None if args.disable_tqdm else f"features of {split}",
+    )
     if subset is dataset:  # every row: the tensors just computed are the store
         return {"features": features, "labels": labels, "computed": torch.ones(len(dataset), dtype=torch.uint8)}
     if stored is None:
-        stored = {"features": torch.zeros((len(dataset), features.shape[1]), dtype=features.dtype),
-                  "labels": torch.zeros((len(dataset), *labels.shape[1:]), dtype=labels.dtype),
-                  "computed": torch.zeros(len(dataset), dtype=torch.uint8)}
+        stored = {
+            "features": torch.zeros((len(dataset), features.shape[1]), dtype=features.dtype),
+            "labels": torch.zeros((len(dataset), *labels.shape[1:]), dtype=labels.dtype),
+            "computed": torch.zeros(len(dataset), dtype=torch.uint8),
+        }
     stored["features"][missing], stored["labels"][missing], stored["computed"][missing] = features, labels, 1
     return stored
 
@@ -219,8 +238,11 @@ class HeadOnFeatures(nn.Module):
         logits = self.head(features)
         loss = None
         if labels is not None:  # multi-hot float targets are multi-label: a sigmoid per label, as the model's own loss
-            loss = (nn.functional.binary_cross_entropy_with_logits(logits, labels) if labels.is_floating_point()
-                    else nn.functional.cross_entropy(logits, labels))
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(logits, labels)
+                if labels.is_floating_point()
+                else nn.functional.cross_entropy(logits, labels)
+            )
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -47,8 +47,9 @@ def head_only(model: nn.Module, layout: BlockLayout | None, options: object, num
     return Selection(names, names)
 
 
-def top_blocks_and_head(model: nn.Module, layout: BlockLayout, options: PartialOptions,
-                        num_train_epochs: float) -> Selection:
+def top_blocks_and_head(
+    model: nn.Module, layout: BlockLayout, options: PartialOptions, num_train_epochs: float
+) -> Selection:
     count = resolve_unfreeze_blocks(options.unfreeze_blocks, layout)
     names = top_blocks(layout, count) | set(layout.head)
     return Selection(names, names)

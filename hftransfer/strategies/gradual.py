@@ -27,13 +27,16 @@ class GradualOptions:
 
     unfreeze_milestones: list[float] | None = field(
         default=None,
-        metadata={"help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
-                          "last one (default: every epoch after the first)."},
+        metadata={
+            "help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
+            "last one (default: every epoch after the first)."
+        },
     )
 
 
-def unfreeze_gradually(model: nn.Module, layout: BlockLayout, options: GradualOptions,
-                       num_train_epochs: float) -> Selection:
+def unfreeze_gradually(
+    model: nn.Module, layout: BlockLayout, options: GradualOptions, num_train_epochs: float
+) -> Selection:
     schedule = GradualUnfreezing(model, layout, resolve_milestones(options.unfreeze_milestones, num_train_epochs))
     note = f"more blocks unfreeze at epochs {', '.join(f'{m:g}' for m in schedule.milestones)}"
     return Selection(schedule.trainable_at(0.0), {n for n, _ in model.named_parameters()}, [schedule], note)
@@ -47,8 +50,11 @@ def resolve_milestones(milestones: list[float] | None, num_train_epochs: float) 
     if not milestones or milestones[0] <= 0:
         raise StrategyError(f"unfreeze_milestones must be epochs > 0, got {milestones}")
     if milestones[-1] >= num_train_epochs:
-        logger.warning("unfreeze_milestones %s reach past num_train_epochs=%s: some blocks will never train",
-                       milestones, num_train_epochs)
+        logger.warning(
+            "unfreeze_milestones %s reach past num_train_epochs=%s: some blocks will never train",
+            milestones,
+            num_train_epochs,
+        )
     return milestones
 
 
@@ -74,8 +80,13 @@ class GradualUnfreezing(TrainerCallback):
         self._current = count
         set_trainable(self.model, self.trainable_at(epoch))
         if count:
-            logger.info("epoch %.2f: %d of %d blocks train (from %s)", epoch, count, len(self.layout.blocks),
-                        self.layout.block_names[-count])
+            logger.info(
+                "epoch %.2f: %d of %d blocks train (from %s)",
+                epoch,
+                count,
+                len(self.layout.blocks),
+                self.layout.block_names[-count],
+            )
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._update(state.epoch or 0.0)

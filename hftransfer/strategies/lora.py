@@ -37,13 +37,16 @@ class LoraOptions:
     lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
     lora_target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
-                          "architecture (every linear layer of a transformer, every 1x1 convolution of a CNN)."},
+        metadata={
+            "help": "lora: module names (or name suffixes) that get adapters; default: chosen for the "
+            "architecture (every linear layer of a transformer, every 1x1 convolution of a CNN)."
+        },
     )
     lora_save: str = field(
         default="merged",
-        metadata={"help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter "
-                          "alone."},
+        metadata={
+            "help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -57,8 +60,11 @@ def _backbone_modules(model: nn.Module) -> dict[str, nn.Module]:
     backbone = backbone_of(model)
     head_ids = {id(p) for n, p in model.named_parameters() if n in set(head_parameter_names(model))}
     inside = {id(m) for m in backbone.modules()}
-    return {name: m for name, m in model.named_modules()
-            if id(m) in inside and isinstance(m, ADAPTABLE) and not any(id(p) in head_ids for p in m.parameters())}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if id(m) in inside and isinstance(m, ADAPTABLE) and not any(id(p) in head_ids for p in m.parameters())
+    }
 
 
 def _matches(name: str, target: str) -> bool:
@@ -74,19 +80,24 @@ def resolve_targets(model: nn.Module, wanted: list[str] | None) -> list[str]:
             hits = [name for name in modules if _matches(name, target)]
             if not hits:
                 suffixes = sorted({name.rsplit(".", 1)[-1] for name in modules})
-                raise LoraTargetError(f"lora_target_modules entry {target!r} matches no adaptable module of the "
-                                      f"backbone; valid names include: {', '.join(suffixes[:30])}")
+                raise LoraTargetError(
+                    f"lora_target_modules entry {target!r} matches no adaptable module of the "
+                    f"backbone; valid names include: {', '.join(suffixes[:30])}"
+                )
             chosen += hits
         return sorted(set(chosen))
     linear = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
     if linear:
         return linear
-    pointwise = [name for name, m in modules.items() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
-                 and m.groups == 1]
+    pointwise = [
+        name for name, m in modules.items() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
+    ]
     if pointwise:
         return pointwise
-    raise LoraTargetError(f"found no linear or 1x1-convolution layer in {type(model).__name__}'s backbone for "
-                          "LoRA; name the modules with lora_target_modules")
+    raise LoraTargetError(
+        f"found no linear or 1x1-convolution layer in {type(model).__name__}'s backbone for "
+        "LoRA; name the modules with lora_target_modules"
+    )
 
 
 def add_adapters(model: nn.Module, options: LoraOptions, plan: StrategyPlan):
@@ -95,13 +106,17 @@ def add_adapters(model: nn.Module, options: LoraOptions, plan: StrategyPlan):
 
     targets = resolve_targets(model, options.lora_target_modules)
     head_modules = sorted({name.rsplit(".", 1)[0] for name in head_parameter_names(model)})
-    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
-                        target_modules=targets, modules_to_save=head_modules)
+    config = LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=targets,
+        modules_to_save=head_modules,
+    )
     wrapped = get_peft_model(model, config)
     plan.eventually_trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
     plan.head_names = {n for n in plan.eventually_trainable if ".modules_to_save." in n}
-    plan.summary = (f"rank-{options.lora_r} adapters on {len(targets)} modules ({', '.join(_short(targets))}) "
-                    "+ head")
+    plan.summary = f"rank-{options.lora_r} adapters on {len(targets)} modules ({', '.join(_short(targets))}) + head"
     return wrapped
 
 
@@ -111,8 +126,10 @@ def _short(names: list[str], shown: int = 3) -> list[str]:
 
 
 def card_rows(options: LoraOptions) -> list[tuple[str, str]]:
-    return [("LoRA r / alpha / dropout", f"{options.lora_r} / {options.lora_alpha} / {options.lora_dropout}"),
-            ("LoRA saved as", options.lora_save)]
+    return [
+        ("LoRA r / alpha / dropout", f"{options.lora_r} / {options.lora_alpha} / {options.lora_dropout}"),
+        ("LoRA saved as", options.lora_save),
+    ]
 
 
 def save_lora(trainer, output_dir: str | Path, options: LoraOptions) -> None:

@@ -31,10 +31,12 @@ logger = logging.getLogger("hftransfer")
 class ProbeOptions:
     """The options of ``lp_ft``: its probe phase."""
 
-    probe_epochs: float = field(default=10, metadata={"help": "lp_ft: epochs of the linear probe before full "
-                                                              "fine-tuning."})
-    probe_learning_rate: float = field(default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe "
-                                                                       "phase."})
+    probe_epochs: float = field(
+        default=10, metadata={"help": "lp_ft: epochs of the linear probe before full fine-tuning."}
+    )
+    probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe phase."}
+    )
 
     def __post_init__(self) -> None:
         if self.probe_epochs <= 0:
@@ -57,8 +59,13 @@ def fit_linear_probe(ctx: FitContext) -> FitResult:
     """The head alone: on cached features when no augmentation is active, else through the frozen backbone."""
     args, transfer = ctx.config.training, ctx.config.transfer
     if transfer.cache_features and ctx.augmentation is None and not ctx.checkpoint:
-        probe = train_probe(ctx, ctx.datasets, args.num_train_epochs, transfer.head_learning_rate or args.learning_rate,
-                            through_backbone_ok=False)
+        probe = train_probe(
+            ctx,
+            ctx.datasets,
+            args.num_train_epochs,
+            transfer.head_learning_rate or args.learning_rate,
+            through_backbone_ok=False,
+        )
         if probe is not None:
             state = ctx.trainer.state  # the run's state is the probe's: its steps, epochs and evaluations
             state.log_history, state.global_step, state.epoch = probe.log_history, probe.global_step, probe.epoch
@@ -74,17 +81,25 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
     if ctx.checkpoint:
         return fit_with_trainer(ctx)
     args, trainer, model = ctx.config.training, ctx.trainer, ctx.model
-    probe_train = ctx.datasets["train"] if ctx.augmentation is None else ctx.task.prepare_datasets(
-        ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
-    probe = train_probe(ctx, {**ctx.datasets, "train": probe_train}, ctx.options.probe_epochs,
-                        ctx.options.probe_learning_rate)
+    probe_train = (
+        ctx.datasets["train"]
+        if ctx.augmentation is None
+        else ctx.task.prepare_datasets(ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
+    )
+    probe = train_probe(
+        ctx, {**ctx.datasets, "train": probe_train}, ctx.options.probe_epochs, ctx.options.probe_learning_rate
+    )
     model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
     probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     result = trainer.train()
     trainer.state.log_history = probe.log_history + trainer.state.log_history
     if args.load_best_model_at_end and _worse(trainer.state.best_metric, probe.best_metric, args.greater_is_better):
-        logger.info("fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
-                    args.metric_for_best_model, trainer.state.best_metric, probe.best_metric)
+        logger.info(
+            "fine-tuning did not beat the linear probe (%s %s vs %s): keeping the probed model",
+            args.metric_for_best_model,
+            trainer.state.best_metric,
+            probe.best_metric,
+        )
         model.load_state_dict(probed_state)
         return FitResult(result.metrics, probe.best)
     return FitResult(result.metrics, trainer.state.best_model_checkpoint)
@@ -96,8 +111,9 @@ def _worse(new: float | None, old: float | None, greater_is_better: bool | None)
     return new < old if greater_is_better in (True, None) else new > old
 
 
-def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: float,
-                through_backbone_ok: bool = True) -> ProbeResult | None:
+def train_probe(
+    ctx: FitContext, datasets: dict, epochs: float, learning_rate: float, through_backbone_ok: bool = True
+) -> ProbeResult | None:
     """Train only the head: on cached features when possible, else (lp_ft) through the frozen backbone.
 
     Returns None when the features cannot be cached and ``through_backbone_ok`` is False (the caller then
@@ -112,21 +128,36 @@ def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: f
     if args.process_index == 0:
         record_entries(args.output_dir, probe_dir.name)
     probe_args = dataclasses.replace(
-        args, output_dir=str(probe_dir), num_train_epochs=epochs, learning_rate=learning_rate,
-        push_to_hub=False, save_total_limit=1, resume_from_checkpoint=None)
+        args,
+        output_dir=str(probe_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        push_to_hub=False,
+        save_total_limit=1,
+        resume_from_checkpoint=None,
+    )
     try:
         if transfer.cache_features:
             try:
                 return _probe_on_features(ctx, datasets, probe_args, epochs)
             except FeatureCacheUnavailable as reason:
-                logger.info("features not cached (%s)%s", reason,
-                            "; the head trains through the frozen backbone" if not through_backbone_ok else "")
+                logger.info(
+                    "features not cached (%s)%s",
+                    reason,
+                    "; the head trains through the frozen backbone" if not through_backbone_ok else "",
+                )
         if not through_backbone_ok:
             return None
-        trainer = ClassificationTrainer(model=model, args=probe_args, train_dataset=datasets["train"],
-                                        eval_dataset=datasets["validation"], processing_class=ctx.processor,
-                                        data_collator=ctx.trainer.data_collator,
-                                        train_sampler=_the_runs_batches(ctx, datasets["train"]), **_metrics(ctx))
+        trainer = ClassificationTrainer(
+            model=model,
+            args=probe_args,
+            train_dataset=datasets["train"],
+            eval_dataset=datasets["validation"],
+            processing_class=ctx.processor,
+            data_collator=ctx.trainer.data_collator,
+            train_sampler=_the_runs_batches(ctx, datasets["train"]),
+            **_metrics(ctx),
+        )
         logger.info("training the head through the frozen backbone for %s epochs", epochs)
         return _probe_result(trainer, trainer.train())
     finally:
@@ -139,18 +170,28 @@ def train_probe(ctx: FitContext, datasets: dict, epochs: float, learning_rate: f
 def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: float) -> ProbeResult:
     """The head trained on features computed once (and cached on disk) instead of through the backbone."""
     started = time.perf_counter()
-    splits = feature_datasets(ctx.model, datasets, ctx.trainer.data_collator, probe_args,
-                              ctx.config.transfer.feature_cache_dir)
+    splits = feature_datasets(
+        ctx.model, datasets, ctx.trainer.data_collator, probe_args, ctx.config.transfer.feature_cache_dir
+    )
     features_s = time.perf_counter() - started
     _, head_module = head_root(ctx.model)
     # features are small: the whole batch in one step, even where images ran as micro-batches (runtime.py)
-    probe_args = dataclasses.replace(probe_args, dataloader_num_workers=0, dataloader_persistent_workers=False,
-                                     remove_unused_columns=True, gradient_accumulation_steps=1,
-                                     per_device_train_batch_size=probe_args.per_device_train_batch_size
-                                     * probe_args.gradient_accumulation_steps)
-    trainer = ClassificationTrainer(model=HeadOnFeatures(head_module), args=probe_args, train_dataset=splits.train,
-                                    eval_dataset=splits.validation,
-                                    train_sampler=_the_runs_batches(ctx, datasets["train"]), **_metrics(ctx))
+    probe_args = dataclasses.replace(
+        probe_args,
+        dataloader_num_workers=0,
+        dataloader_persistent_workers=False,
+        remove_unused_columns=True,
+        gradient_accumulation_steps=1,
+        per_device_train_batch_size=probe_args.per_device_train_batch_size * probe_args.gradient_accumulation_steps,
+    )
+    trainer = ClassificationTrainer(
+        model=HeadOnFeatures(head_module),
+        args=probe_args,
+        train_dataset=splits.train,
+        eval_dataset=splits.validation,
+        train_sampler=_the_runs_batches(ctx, datasets["train"]),
+        **_metrics(ctx),
+    )
     logger.info("training the head on cached features for %s epochs", epochs)
     result = _probe_result(trainer, trainer.train())
     # the probe's cost includes computing (or reading) the features, not only the head's epochs
@@ -169,15 +210,24 @@ def _the_runs_batches(ctx: FitContext, examples):
 
 def _metrics(ctx: FitContext) -> dict:
     """The run's metrics and loss (a multi-label pos_weight loss, when set), for the probe's own Trainer."""
-    return {"compute_metrics": ctx.task.compute_metrics, "preprocess_logits_for_metrics": reduce_logits,
-            "compute_loss_func": ctx.trainer.compute_loss_func}
+    return {
+        "compute_metrics": ctx.task.compute_metrics,
+        "preprocess_logits_for_metrics": reduce_logits,
+        "compute_loss_func": ctx.trainer.compute_loss_func,
+    }
 
 
 def _probe_result(trainer, result) -> ProbeResult:
     step = trainer.state.best_global_step
     best = f"probe step {step} of {trainer.state.global_step}" if step else None
-    return ProbeResult(result.metrics, trainer.state.log_history, best, trainer.state.best_metric,
-                       trainer.state.global_step, trainer.state.epoch)
+    return ProbeResult(
+        result.metrics,
+        trainer.state.log_history,
+        best,
+        trainer.state.best_metric,
+        trainer.state.global_step,
+        trainer.state.epoch,
+    )
 
 
 def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple[Any, str]]:
@@ -187,8 +237,10 @@ def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple
     if args.max_steps > 0:
         return chosen
     if args.num_train_epochs >= 2:
-        chosen["num_train_epochs"] = (args.num_train_epochs - 1, "the probe phase has trained the head, the main "
-                                      "work of a first epoch from a random head")
+        chosen["num_train_epochs"] = (
+            args.num_train_epochs - 1,
+            "the probe phase has trained the head, the main work of a first epoch from a random head",
+        )
     floor = probe_epochs_floor(len(data.splits["train"]), args)
     if floor > options.probe_epochs:
         chosen["probe_epochs"] = (floor, PROBE_FLOOR_REASON)

@@ -37,8 +37,9 @@ def _depth_of(name: str, depths: dict[str, int], default: int) -> int:
     return default
 
 
-def parameter_groups(model: nn.Module, plan: StrategyPlan, transfer, learning_rate: float,
-                     weight_decay: float) -> list[dict]:
+def parameter_groups(
+    model: nn.Module, plan: StrategyPlan, transfer, learning_rate: float, weight_decay: float
+) -> list[dict]:
     """Optimizer groups: one per (learning rate, weight decay), covering every parameter the run will train."""
     depths = _module_depths(plan.layout) if (plan.layout and transfer.layer_decay is not None) else None
     top = len(plan.layout.blocks) if plan.layout else 0

@@ -50,9 +50,11 @@ class ImageClassificationArguments:
     )
     augmentation: str = field(
         default="auto",
-        metadata={"help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip), strong "
-                          "(timm's RandAugment recipe + random erasing) or auto: light, but none for strategy "
-                          "linear_probe (a probe on fixed features; they are then computed once and cached)."},
+        metadata={
+            "help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip), strong "
+            "(timm's RandAugment recipe + random erasing) or auto: light, but none for strategy "
+            "linear_probe (a probe on fixed features; they are then computed once and cached)."
+        },
     )
     hflip: float = field(
         default=0.5, metadata={"help": "Horizontal-flip probability in training (0 for digits, text, …)."}
@@ -88,8 +90,10 @@ def resolve_image_column(options, columns: list[str]) -> str:
     for name in IMAGE_COLUMNS:
         if name in columns:
             return name
-    raise DataError(f"no image column given and none of {', '.join(IMAGE_COLUMNS)} found; set "
-                             f"image_column to one of: {', '.join(columns)}")
+    raise DataError(
+        f"no image column given and none of {', '.join(IMAGE_COLUMNS)} found; set "
+        f"image_column to one of: {', '.join(columns)}"
+    )
 
 
 def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledData:
@@ -110,8 +114,11 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     tables.check_not_empty(splits)
     notes += _check_images(splits, column, options.skip_corrupt_images)
     if data_args.data_dir:  # folders give one label per image: the folder's name
-        labelled = labels.encode_labels_for_model(splits, "label", model_labels) if model_labels else \
-            labels.encode_labels(splits, "label", data_args.class_names, data_args.allow_case_variant_labels)
+        labelled = (
+            labels.encode_labels_for_model(splits, "label", model_labels)
+            if model_labels
+            else labels.encode_labels(splits, "label", data_args.class_names, data_args.allow_case_variant_labels)
+        )
     else:
         labelled = multilabel.encode(splits, data_args, model_labels or None)
     labelled.columns = {"image": column}
@@ -126,11 +133,15 @@ def _check_folder_options(config, model_labels: list[str] | None) -> None:
     if data_args.train_file or data_args.dataset or config.inputs:
         raise DataError("give one data source: data_dir, train_file or dataset")
     if data_args.streaming and not model_labels:
-        raise DataError("streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already "
-                        "read an image at a time: remove streaming: true")
+        raise DataError(
+            "streaming reads a listing (train_file) or a Hub dataset; a data_dir folder is already "
+            "read an image at a time: remove streaming: true"
+        )
     if data_args.multi_label or data_args.label_separator or data_args.label_columns:
-        raise DataError("data_dir's class folders give one label per image; for several labels per image give a "
-                        "listing (train_file: CSV/JSON of image paths and label lists)")
+        raise DataError(
+            "data_dir's class folders give one label per image; for several labels per image give a "
+            "listing (train_file: CSV/JSON of image paths and label lists)"
+        )
 
 
 def _read_tables(config, model_labels: list[str] | None):
@@ -148,10 +159,11 @@ def _read_tables(config, model_labels: list[str] | None):
         check_distinct_columns(column, label_column)
     tables.require_columns(splits, [column, *multilabel.label_source_columns(data_args)])
     if data_args.train_file:  # listings hold paths relative to the listing file
-        listings = {"train": data_args.train_file, "validation": data_args.validation_file,
-                    "test": data_args.test_file}
-        splits = {s: images.resolve_listed_paths(ds, column, Path(listings[s])) if holds_paths(ds, column)
-                  else ds for s, ds in splits.items()}
+        listings = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+        splits = {
+            s: images.resolve_listed_paths(ds, column, Path(listings[s])) if holds_paths(ds, column) else ds
+            for s, ds in splits.items()
+        }
         if stream is not None and holds_paths(first, column):
             stream = images.resolve_listed_paths(stream, column, Path(listings["train"]))
     return splits, stream, column
@@ -159,8 +171,10 @@ def _read_tables(config, model_labels: list[str] | None):
 
 def check_distinct_columns(column: str, label_column: str) -> None:
     if column == label_column:
-        raise DataError(f"image_column and label_column are both {column!r}: the model would be given its answer; "
-                        "set image_column to the column of images or paths")
+        raise DataError(
+            f"image_column and label_column are both {column!r}: the model would be given its answer; "
+            "set image_column to the column of images or paths"
+        )
 
 
 def _check_images(splits, column: str, skip: bool) -> list[str]:
@@ -174,8 +188,10 @@ def _check_images(splits, column: str, skip: bool) -> list[str]:
             continue
         listed = "; ".join(f"{path} ({why})" for path, why in bad[:10]) + (" …" if len(bad) > 10 else "")
         if not skip:
-            raise DataError(f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
-                                     "Fix or remove them, or set skip_corrupt_images: true")
+            raise DataError(
+                f"{len(bad)} unreadable image file(s) in the {split} split: {listed}. "
+                "Fix or remove them, or set skip_corrupt_images: true"
+            )
         bad_paths = {path for path, _ in bad}
         # filter runs here, inside this iteration: the lambda never sees a later loop's bad_paths
         splits[split] = ds.filter(lambda batch: [p not in bad_paths for p in batch[column]], batched=True)  # noqa: B023
@@ -186,16 +202,21 @@ def _check_images(splits, column: str, skip: bool) -> list[str]:
 def build_preprocessing(config, data, model_config):
     """The checkpoint's image processor (a timm wrapper processor for timm backbones)."""
     if isinstance(model_config, TimmWrapperConfig) and config.model.timm_arch:
-        return TimmWrapperImageProcessor(pretrained_cfg=model_config.pretrained_cfg,
-                                         architecture=model_config.architecture)
+        return TimmWrapperImageProcessor(
+            pretrained_cfg=model_config.pretrained_cfg, architecture=model_config.architecture
+        )
     model_args = config.model
     try:
-        return AutoImageProcessor.from_pretrained(model_path(model_args), revision=model_args.revision,
-                                                  trust_remote_code=model_args.trust_remote_code,
-                                                  cache_dir=model_args.cache_dir)
+        return AutoImageProcessor.from_pretrained(
+            model_path(model_args),
+            revision=model_args.revision,
+            trust_remote_code=model_args.trust_remote_code,
+            cache_dir=model_args.cache_dir,
+        )
     except (OSError, ValueError) as err:
-        raise ModelSourceError(f"{model_args.model!r} has no image processor (preprocessor_config.json): "
-                               f"{err}") from err
+        raise ModelSourceError(
+            f"{model_args.model!r} has no image processor (preprocessor_config.json): {err}"
+        ) from err
 
 
 class _ImageTransform:
@@ -231,14 +252,18 @@ def prepare_datasets(config, processor, data, model_config=None, augment: bool =
         f"preprocessing: {data_config['input_size'][1]}x{data_config['input_size'][2]} {data_config['interpolation']}, "
         f"crop {data_config.get('crop_pct', 1.0):.3f} ({data_config.get('crop_mode', 'center')}), mean "
         f"{tuple(round(m, 3) for m in data_config['mean'])}, augmentation {augmentation}"
-        + ("" if augment else " (linear-probe phase)"))
+        + ("" if augment else " (linear-probe phase)")
+    )
     prepared = {}
     for split, ds in data.splits.items():
         transform = _ImageTransform(train_tf if split == "train" else eval_tf, column, channels)
         ds = ds.select_columns([column, LABELS])
         # a stream is transformed as it is read (it has no with_transform)
-        prepared[split] = ds.map(transform, batched=True, remove_columns=[column]) if streaming.is_streamed(ds) \
+        prepared[split] = (
+            ds.map(transform, batched=True, remove_columns=[column])
+            if streaming.is_streamed(ds)
             else ds.with_transform(transform)
+        )
     return prepared
 
 
@@ -259,19 +284,23 @@ def build_model(config, data, model_config):
         head_config.label_names = list(data.label_names)
         head_config.model_args = {k: v for k, v in (head_config.model_args or {}).items() if k != "num_classes"}
     return AutoModelForImageClassification.from_pretrained(
-        model_path(model_args), config=head_config,
+        model_path(model_args),
+        config=head_config,
         ignore_mismatched_sizes=True,  # the checkpoint's head (e.g. ImageNet's 1000 classes) is replaced
         dtype=torch.float32,  # fp32 master weights whatever the checkpoint's dtype (see text_classification)
-        revision=model_args.revision, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
+        revision=model_args.revision,
+        trust_remote_code=model_args.trust_remote_code,
+        cache_dir=model_args.cache_dir,
     )
-
 
 
 def collate(examples):
     targets = [e[LABELS] for e in examples]
     multi_hot = isinstance(targets[0], (list, tuple, torch.Tensor))  # multi-label: float targets for the BCE loss
-    return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-            "labels": torch.tensor(targets, dtype=torch.float32 if multi_hot else torch.long)}
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+        "labels": torch.tensor(targets, dtype=torch.float32 if multi_hot else torch.long),
+    }
 
 
 def build_collator(config, processor):
@@ -298,8 +327,12 @@ TASK = Task(
     prediction_encoder=PredictionEncoder,
     sample_payloads=sample_payloads,
     input_axes={"pixel_values": ("batch",)},
-    words=TaskWords(pipeline_example='"photo.jpg"', cli_example="photo.jpg photos/", inputs="Images",
-                    shift_examples="other cameras, lighting, framing"),
+    words=TaskWords(
+        pipeline_example='"photo.jpg"',
+        cli_example="photo.jpg photos/",
+        inputs="Images",
+        shift_examples="other cameras, lighting, framing",
+    ),
     # On a GPU, decoding and resizing run in worker processes so they overlap the accelerator's work.
     gpu_dataloader_workers=8,
     training_defaults={

@@ -37,8 +37,11 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS
-                           and not images.is_hidden(p, path))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS and not images.is_hidden(p, path)
+            )
             if not found:
                 raise DataError(f"no image files ({', '.join(sorted(images.IMAGE_EXTENSIONS))}) under {item!r}")
             paths += found

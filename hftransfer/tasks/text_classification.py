@@ -35,8 +35,12 @@ from hftransfer.tasks.text_inputs import (
 )
 
 # Column names tried, in order, when the recipe names no text column (as transformers' run_glue does).
-PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
-                ("question", "sentence"))
+PAIR_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+)
 LENGTH_SAMPLE = 2000  # training texts tokenised to choose the default max_length
 LENGTH_PERCENTILE = 99
 PARALLEL_ROWS = 100_000  # a split this long is tokenised by one process per core (tokenising_workers)
@@ -62,9 +66,11 @@ class TextClassificationArguments:
     )
     length_buckets: int = field(
         default=LENGTH_BUCKETS,
-        metadata={"help": "Training batches of similar lengths (less padding): the shuffled examples are sorted by "
-                          "length within windows of this many batches, and the batches are shuffled. 0: plain random "
-                          "batches."},
+        metadata={
+            "help": "Training batches of similar lengths (less padding): the shuffled examples are sorted by "
+            "length within windows of this many batches, and the batches are shuffled. 0: plain random "
+            "batches."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -96,8 +102,9 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     """
     data_args = config.data
     if data_args.data_dir:
-        raise DataError(f"text-classification reads files (train_file, …) or a Hub dataset, not "
-                        f"data_dir ({data_args.data_dir!r})")
+        raise DataError(
+            f"text-classification reads files (train_file, …) or a Hub dataset, not data_dir ({data_args.data_dir!r})"
+        )
     stream = None
     if data_args.streaming and not model_labels:
         splits, stream = streaming.open_splits(data_args, config.inputs)
@@ -108,8 +115,10 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
     text_columns = [c for c in (text, pair) if c]
     label_columns = multilabel.label_source_columns(data_args)
     for column in set(label_columns) & set(text_columns):
-        raise DataError(f"the text column and a label column are both {column!r}: the model would be "
-                        "given its answer; set text_column to the column of texts")
+        raise DataError(
+            f"the text column and a label column are both {column!r}: the model would be "
+            "given its answer; set text_column to the column of texts"
+        )
     tables.require_columns(splits, text_columns + label_columns)
     check_texts_present(splits, text_columns)
     labelled = multilabel.encode(splits, data_args, model_labels or None)
@@ -141,14 +150,17 @@ def check_texts_present(splits: dict, text_columns: list[str]) -> None:
                 first = pc.index(pc.is_null(values), True).as_py()
                 raise DataError(
                     f"{values.null_count} empty value(s) in text column {column!r} of the {split} split "
-                    f"(first at row {first}); fill or drop them")
+                    f"(first at row {first}); fill or drop them"
+                )
 
 
 def build_preprocessing(config, data, model_config):
     """The checkpoint's own tokenizer."""
     model_args = config.model
     tokenizer = AutoTokenizer.from_pretrained(
-        model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
+        model_path(model_args),
+        revision=model_args.revision,
+        trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir,
     )
     check_vocabulary(tokenizer, model_path(model_args))
@@ -159,9 +171,11 @@ def check_vocabulary(tokenizer, source) -> None:
     """Refuse a tokenizer that knows only its special tokens: transformers 5 builds one when a checkpoint has no
     tokenizer files, and every text then becomes [CLS] [UNK] ... [SEP]."""
     if tokenizer.vocab_size <= len(set(tokenizer.all_special_ids)):
-        raise DataError(f"the tokenizer of {str(source)!r} has no vocabulary ({tokenizer.vocab_size} tokens, all "
-                        "special): the checkpoint lacks its tokenizer files (tokenizer.json, vocab.txt, ...); add them "
-                        "or name a checkpoint that has them")
+        raise DataError(
+            f"the tokenizer of {str(source)!r} has no vocabulary ({tokenizer.vocab_size} tokens, all "
+            "special): the checkpoint lacks its tokenizer files (tokenizer.json, vocab.txt, ...); add them "
+            "or name a checkpoint that has them"
+        )
 
 
 def default_max_length(tokenizer, data, limit: int, seed: int) -> int:
@@ -187,8 +201,10 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
     # texts whole up to the model's limit, so no evaluation text is judged on a fragment. A chosen length
     # applies to every split.
     eval_length = chosen or limit
-    data.notes.append(f"max_length: {max_length} tokens" + (
-        "" if chosen else f" (derived from the training texts; evaluation up to {limit})"))
+    data.notes.append(
+        f"max_length: {max_length} tokens"
+        + ("" if chosen else f" (derived from the training texts; evaluation up to {limit})")
+    )
     text, pair = data.columns["text"], data.columns["text_pair"]
 
     def tokenizer_for(length):
@@ -196,22 +212,35 @@ def prepare_datasets(config, tokenizer, data, model_config=None, augment: bool =
             # Token ids only: the collator rebuilds the attention mask when it pads, and single texts have no
             # segment ids (all zeros, the model's default). A third of the per-row conversion and storage
             # (1,000,000 short texts: see benchmarks/data_scale.py in docs/benchmarks.md).
-            return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=length,
-                             return_attention_mask=False, return_token_type_ids=None if pair else False)
+            return tokenizer(
+                batch[text],
+                batch[pair] if pair else None,
+                truncation=True,
+                max_length=length,
+                return_attention_mask=False,
+                return_token_type_ids=None if pair else False,
+            )
+
         return tokenize
 
     prepared = {}
     for split, ds in data.splits.items():
         if streaming.is_streamed(ds):  # tokenised as it is read
-            prepared[split] = ds.map(tokenizer_for(max_length), batched=True,
-                                     remove_columns=[c for c in data.head.column_names if c != LABELS])
+            prepared[split] = ds.map(
+                tokenizer_for(max_length),
+                batched=True,
+                remove_columns=[c for c in data.head.column_names if c != LABELS],
+            )
             continue
         workers = tokenising_workers(config, len(ds))
         if workers and config.data.preprocessing_num_workers is None:
-            data.notes.append(f"preprocessing_num_workers: {workers} for {split} ({len(ds):,} rows, one process "
-                              "per core)")
+            data.notes.append(
+                f"preprocessing_num_workers: {workers} for {split} ({len(ds):,} rows, one process per core)"
+            )
         prepared[split] = ds.map(
-            tokenizer_for(max_length if split == "train" else eval_length), batched=True, num_proc=workers,
+            tokenizer_for(max_length if split == "train" else eval_length),
+            batched=True,
+            num_proc=workers,
             remove_columns=[c for c in ds.column_names if c != LABELS],
             desc=f"Tokenising {split}",
         )
@@ -239,9 +268,17 @@ def tokenising_workers(config, rows: int) -> int | None:
 def build_model(config, data, model_config=None):
     """The pretrained encoder with a fresh classification head sized for the user's labels."""
     model_args = config.model
-    head_config = without_head_code(copy.deepcopy(model_config or AutoConfig.from_pretrained(
-        model_path(model_args), revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
-        cache_dir=model_args.cache_dir)))
+    head_config = without_head_code(
+        copy.deepcopy(
+            model_config
+            or AutoConfig.from_pretrained(
+                model_path(model_args),
+                revision=model_args.revision,
+                trust_remote_code=model_args.trust_remote_code,
+                cache_dir=model_args.cache_dir,
+            )
+        )
+    )
     for key, value in data.config_fields().items():
         setattr(head_config, key, value)
     return AutoModelForSequenceClassification.from_pretrained(
@@ -273,7 +310,6 @@ def suggest_training_args(model_config) -> dict:
     return {"learning_rate": 2e-5}
 
 
-
 def build_collator(config, tokenizer):
     # Multiples of 8 let tensor cores work on fp16/bf16; on fp32 they only add padding.
     multiple = 8 if (config.training.fp16 or config.training.bf16) else None
@@ -294,16 +330,26 @@ TASK = Task(
     auto_model=AutoModelForSequenceClassification,
     auto_processor=AutoTokenizer,
     # the files a tokenizer is read from: the fast tokenizer's, or a slow one's vocabulary
-    processor_files=("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                     "tokenizer.model"),
+    processor_files=(
+        "tokenizer.json",
+        "vocab.txt",
+        "vocab.json",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer.model",
+    ),
     describe_examples=describe_examples,
     read_prediction_inputs=read_prediction_inputs,
     prediction_encoder=PredictionEncoder,
     sample_payloads=sample_payloads,
     input_axes={name: ("batch", "sequence") for name in ("input_ids", "attention_mask", "token_type_ids")},
     train_sampler=train_sampler,
-    words=TaskWords(pipeline_example='"I really enjoyed this film."', cli_example='"I really enjoyed this film."',
-                    inputs="Texts", shift_examples="other domains, writing styles, lengths"),
+    words=TaskWords(
+        pipeline_example='"I really enjoyed this film."',
+        cli_example='"I really enjoyed this film."',
+        inputs="Texts",
+        shift_examples="other domains, writing styles, lengths",
+    ),
     training_defaults={
         "learning_rate": 5e-5,  # replaced by suggest_training_args unless the user sets one
         "num_train_epochs": 3,

@@ -53,8 +53,10 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
             reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             column = options.get("column") or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
             if column not in (reader.fieldnames or []):
-                raise DataError(f"column {column!r} not in {str(path)!r}; set --column to one of: "
-                                         f"{', '.join(reader.fieldnames or [])}")
+                raise DataError(
+                    f"column {column!r} not in {str(path)!r}; set --column to one of: "
+                    f"{', '.join(reader.fieldnames or [])}"
+                )
             texts += [row[column] for row in reader if row[column] is not None]
     if not texts:
         raise DataError("no texts to classify: give texts as arguments, --text_file or --csv")
@@ -69,8 +71,11 @@ class PredictionEncoder:
         self.max_length = model_max_length(tokenizer)
 
     def __call__(self, payloads: list[str]) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer(list(payloads), truncation=True, max_length=self.max_length, padding=True,
-                                   return_tensors="pt"))
+        return dict(
+            self.tokenizer(
+                list(payloads), truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+            )
+        )
 
 
 def sample_payloads(n: int = 2) -> list[str]:

@@ -22,8 +22,23 @@ logger = logging.getLogger("hftransfer")
 
 # Never uploaded: Trainer checkpoints and logs, pickles, hidden and partial files (a probe's working folder is
 # hidden now; probe/ is where runs before the written record kept it, and a leftover one is not uploaded either).
-UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/*", "**/checkpoint-*/**", "probe/*", "probe/**", "runs/*",
-                 "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", ".*", "**/.*", "*.partial", "eval/**"]
+UPLOAD_IGNORE = [
+    "checkpoint-*",
+    "checkpoint-*/*",
+    "**/checkpoint-*/**",
+    "probe/*",
+    "probe/**",
+    "runs/*",
+    "runs/**",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.pkl",
+    ".*",
+    "**/.*",
+    "*.partial",
+    "eval/**",
+]
 SECRET_SCAN_LIMIT = 50 << 20  # bytes; larger files are weights, not text that could hold a pasted token
 
 
@@ -34,8 +49,10 @@ class PushError(HftransferError):
 def resolve_token() -> str:
     token = get_token()  # HF_TOKEN, then the token saved by `hf auth login`
     if not token:
-        raise PushError("not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN "
-                        "(tokens are never read from recipes or flags)")
+        raise PushError(
+            "not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN "
+            "(tokens are never read from recipes or flags)"
+        )
     return token
 
 
@@ -55,16 +72,23 @@ def check_no_secret(folder: Path, files: list[str], token: str) -> None:
             raise PushError(f"{name!r} in {str(folder)!r} contains your Hub token; remove it before pushing")
 
 
-def push_output_dir(folder: str | Path, repo_id: str | None = None, private: bool | None = None,
-                    revision: str | None = None, commit_message: str | None = None) -> str:
+def push_output_dir(
+    folder: str | Path,
+    repo_id: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
     """Create the repository if needed and upload the model folder; returns the commit URL."""
     # a folder that is not a model fails here, before anything is uploaded; nothing in it is loaded or run (only
     # uploaded), so code it ships needs no trust here
     root = Path(folder).expanduser()
     read_model_folder(root)
     if not (root / CARD_FILE).is_file():
-        raise PushError(f"{str(root)!r} has no model card ({CARD_FILE}); push the output_dir of `hftransfer train`, "
-                        "which writes one")
+        raise PushError(
+            f"{str(root)!r} has no model card ({CARD_FILE}); push the output_dir of `hftransfer train`, "
+            "which writes one"
+        )
     repo_id = repo_id or root.resolve().name
     token = resolve_token()
     files = files_to_upload(root)
@@ -75,7 +99,12 @@ def push_output_dir(folder: str | Path, repo_id: str | None = None, private: boo
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     logger.info("uploading %d files from %s to %s", len(files), root, repo_id)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(root), revision=revision,
-                               commit_message=commit_message or "Upload model fine-tuned with hftransfer",
-                               ignore_patterns=UPLOAD_IGNORE, repo_type="model")
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(root),
+        revision=revision,
+        commit_message=commit_message or "Upload model fine-tuned with hftransfer",
+        ignore_patterns=UPLOAD_IGNORE,
+        repo_type="model",
+    )
     return getattr(commit, "commit_url", str(commit))

@@ -18,10 +18,15 @@ from hftransfer.evaluation.report import CURVES_FILE, confusion_png_name, pr_png
 from hftransfer.files.atomic import write_text_atomically
 
 CARD_FILE = "README.md"
-CARD_METRICS = (("accuracy", "accuracy", "Accuracy"), ("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP"),
-                ("f1_macro", "f1", "F1 (macro)"),
-                ("precision_macro", "precision", "Precision (macro)"), ("recall_macro", "recall", "Recall (macro)"),
-                ("top_5_accuracy", "accuracy", "Top-5 accuracy"))
+CARD_METRICS = (
+    ("accuracy", "accuracy", "Accuracy"),
+    ("f1_micro", "f1", "F1 (micro)"),
+    ("map", "map", "mAP"),
+    ("f1_macro", "f1", "F1 (macro)"),
+    ("precision_macro", "precision", "Precision (macro)"),
+    ("recall_macro", "recall", "Recall (macro)"),
+    ("top_5_accuracy", "accuracy", "Top-5 accuracy"),
+)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 TEMPLATE = """---
@@ -125,7 +130,8 @@ def data_source(config) -> tuple[str, str]:
     data = config.data
     if data.dataset:
         return data.dataset, f"the Hub dataset [{data.dataset}](https://huggingface.co/datasets/{data.dataset})" + (
-            f" (config `{data.dataset_config}`)" if data.dataset_config else "")
+            f" (config `{data.dataset_config}`)" if data.dataset_config else ""
+        )
     if data.data_dir:
         return "imagefolder", f"a local image folder (`{Path(data.data_dir).name}`)"
     name = Path(data.train_file).name if data.train_file else "local files"
@@ -188,10 +194,18 @@ def _eval_results(config, task_name: str, reports: dict, dataset_type: str) -> l
     for split, report in reports.items():
         for key, metric_type, metric_name in CARD_METRICS:
             if key in report["summary"]:
-                results.append(EvalResult(
-                    task_type=task_name, dataset_type=dataset_type, dataset_name=dataset_type, dataset_split=split,
-                    metric_type=metric_type, metric_name=metric_name, metric_value=round(report["summary"][key], 4),
-                    dataset_config=config.data.dataset_config))
+                results.append(
+                    EvalResult(
+                        task_type=task_name,
+                        dataset_type=dataset_type,
+                        dataset_name=dataset_type,
+                        dataset_split=split,
+                        metric_type=metric_type,
+                        metric_name=metric_name,
+                        metric_value=round(report["summary"][key], 4),
+                        dataset_config=config.data.dataset_config,
+                    )
+                )
     return results
 
 
@@ -200,16 +214,32 @@ def _split_sections(reports: dict, out: Path) -> list[dict]:
     splits = []
     for split, report in reports.items():
         summary = [(k.replace("_", " "), _fmt(v)) for k, v in report["summary"].items()]
-        per_class = [{"name": name, "precision": _fmt(s["precision"]), "recall": _fmt(s["recall"]),
-                      "f1": _fmt(s["f1-score"]), "support": int(s["support"]), "threshold": _fmt(s.get("threshold")),
-                      "ap": _fmt(s.get("average_precision"))}
-                     for name, s in (report.get("per_class") or report.get("per_label") or {}).items()]
-        confused = ", ".join(f"{p['true']} → {p['predicted']} ({p['count']})"
-                             for p in report.get("most_confused", [])[:5])
+        per_class = [
+            {
+                "name": name,
+                "precision": _fmt(s["precision"]),
+                "recall": _fmt(s["recall"]),
+                "f1": _fmt(s["f1-score"]),
+                "support": int(s["support"]),
+                "threshold": _fmt(s.get("threshold")),
+                "ap": _fmt(s.get("average_precision")),
+            }
+            for name, s in (report.get("per_class") or report.get("per_label") or {}).items()
+        ]
+        confused = ", ".join(
+            f"{p['true']} → {p['predicted']} ({p['count']})" for p in report.get("most_confused", [])[:5]
+        )
         image = pr_png_name(split) if report.get("multi_label") else confusion_png_name(split)
-        splits.append({"name": split, "num_examples": report["num_examples"], "summary": summary,
-                       "per_class": per_class, "confused": confused,
-                       "image": image if (out / image).is_file() else None})
+        splits.append(
+            {
+                "name": split,
+                "num_examples": report["num_examples"],
+                "summary": summary,
+                "per_class": per_class,
+                "confused": confused,
+                "image": image if (out / image).is_file() else None,
+            }
+        )
     return splits
 
 
@@ -224,36 +254,57 @@ def _calibration_note(reports: dict) -> str:
     after = f"expected calibration error {summary['expected_calibration_error']:.3f} on {split}"
     if "temperature" not in report:
         return f" ({after})"
-    return (f", calibrated by temperature scaling on the validation split (T = {report['temperature']:.3f}; "
-            f"{after}, {summary['expected_calibration_error_before']:.3f} before)")
+    return (
+        f", calibrated by temperature scaling on the validation split (T = {report['temperature']:.3f}; "
+        f"{after}, {summary['expected_calibration_error_before']:.3f} before)"
+    )
 
 
-def build_model_card(config, task, strategy, label_names: list[str], reports: dict, strategy_description: str,
-                     model_config: dict, output_dir: str | Path, num_train: int | None = None) -> ModelCard:
+def build_model_card(
+    config,
+    task,
+    strategy,
+    label_names: list[str],
+    reports: dict,
+    strategy_description: str,
+    model_config: dict,
+    output_dir: str | Path,
+    num_train: int | None = None,
+) -> ModelCard:
     """The card for a finished run (metadata + body), not yet written."""
     out = Path(output_dir)
     model_name = config.training.hub_model_id or out.name
     dataset_type, data_text = data_source(config)
     base_model = base_model_id(config, model_config)
     card_data = _card_data(config, task, reports, model_config, model_name, base_model, dataset_type)
-    source = (f"[{base_model}](https://huggingface.co/{base_model})" if base_model
-              else f"`{config.model.model or config.model.timm_arch}`")
+    source = (
+        f"[{base_model}](https://huggingface.co/{base_model})"
+        if base_model
+        else f"`{config.model.model or config.model.timm_arch}`"
+    )
     article = "An" if task.name[0] in "aeiou" else "A"
     words = task.words
     return ModelCard.from_template(
-        card_data, template_str=TEMPLATE,
+        card_data,
+        template_str=TEMPLATE,
         model_name=model_name,
-        description=(f"{article} {task.name} model fine-tuned from {source} on {data_text} with hftransfer "
-                     f"(strategy `{config.transfer.strategy}`)."),
+        description=(
+            f"{article} {task.name} model fine-tuned from {source} on {data_text} with hftransfer "
+            f"(strategy `{config.transfer.strategy}`)."
+        ),
         repo_hint=config.training.hub_model_id or str(out),
         pipeline_tag=task.name,
         remote_code=", trust_remote_code=True" if model_config.get("auto_map") else "",
-        example_input=words.pipeline_example, cli_example=words.cli_example,
+        example_input=words.pipeline_example,
+        cli_example=words.cli_example,
         num_labels=len(label_names),
         labels=", ".join(f"`{n}`" for n in label_names[:50]) + (" …" if len(label_names) > 50 else ""),
-        data_description=data_text[0].upper() + data_text[1:] + (
-            f"; {num_train} training examples" if num_train else "") + ".",
-        inputs_word=words.inputs, shift_examples=words.shift_examples,
+        data_description=data_text[0].upper()
+        + data_text[1:]
+        + (f"; {num_train} training examples" if num_train else "")
+        + ".",
+        inputs_word=words.inputs,
+        shift_examples=words.shift_examples,
         hyperparameters=hyperparameters(config, task, strategy, strategy_description),
         splits=_split_sections(reports, out),
         curves=CURVES_FILE if (out / CURVES_FILE).is_file() else None,
@@ -266,12 +317,16 @@ def build_model_card(config, task, strategy, label_names: list[str], reports: di
     )
 
 
-def _card_data(config, task, reports: dict, model_config: dict, model_name: str, base_model: str | None,
-               dataset_type: str) -> ModelCardData:
+def _card_data(
+    config, task, reports: dict, model_config: dict, model_name: str, base_model: str | None, dataset_type: str
+) -> ModelCardData:
     """The card's metadata block (what the Hub indexes: base model, datasets, task, results, tags)."""
     return ModelCardData(
-        model_name=model_name, base_model=base_model, datasets=[config.data.dataset] if config.data.dataset else None,
-        pipeline_tag=task.name, library_name="transformers",
+        model_name=model_name,
+        base_model=base_model,
+        datasets=[config.data.dataset] if config.data.dataset else None,
+        pipeline_tag=task.name,
+        library_name="transformers",
         eval_results=_eval_results(config, task.name, reports, dataset_type) or None,
         tags=["hftransfer", task.name, f"strategy-{config.transfer.strategy}"]
         + (["timm"] if model_config.get("model_type") == "timm_wrapper" else []),

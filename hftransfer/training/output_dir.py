@@ -39,13 +39,33 @@ logger = logging.getLogger("hftransfer")
 RUN_RECORD = "hftransfer_run.json"
 # TrainingArguments that decide where training goes; the others (logging, saving, workers, precision …) may
 # differ between a run and its resumption.
-TRAJECTORY_ARGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                   "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
-                   "seed", "label_smoothing_factor", "max_grad_norm")
+TRAJECTORY_ARGS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "seed",
+    "label_smoothing_factor",
+    "max_grad_norm",
+)
 # hftransfer options that do not change the trajectory (where caches live, how long to wait, memory layout).
-RESUMABLE_CHANGES = {"overwrite_output_dir", "dry_run", "feature_cache_dir", "cache_features",
-                     "early_stopping_patience", "preprocessing_num_workers", "channels_last", "cache_dir", "candidates",
-                     "trust_remote_code"}
+RESUMABLE_CHANGES = {
+    "overwrite_output_dir",
+    "dry_run",
+    "feature_cache_dir",
+    "cache_features",
+    "early_stopping_patience",
+    "preprocessing_num_workers",
+    "channels_last",
+    "cache_dir",
+    "candidates",
+    "trust_remote_code",
+}
 
 
 class OutputDirError(HftransferError):
@@ -65,7 +85,8 @@ def check_output_dir(config) -> None:
         return
     raise OutputDirError(
         f"output_dir {str(out)!r} is not empty; choose another output_dir, pass --overwrite_output_dir to replace "
-        "the run in it, or --resume to continue it")
+        "the run in it, or --resume to continue it"
+    )
 
 
 @contextmanager
@@ -93,11 +114,16 @@ def output_dir_lock(config):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # another process holds it
-            raise OutputDirError(f"output_dir {str(out)!r} is in use by another hftransfer run that is still going; "
-                                 "wait for it to end or choose another output_dir") from None
+            raise OutputDirError(
+                f"output_dir {str(out)!r} is in use by another hftransfer run that is still going; "
+                "wait for it to end or choose another output_dir"
+            ) from None
         except OSError as err:  # a filesystem without locks (some network mounts): run, unlocked, and say so
-            logger.warning("output_dir %s cannot be locked (%s): a second run started into it would not be refused",
-                           out, err.strerror or err)
+            logger.warning(
+                "output_dir %s cannot be locked (%s): a second run started into it would not be refused",
+                out,
+                err.strerror or err,
+            )
         yield
     finally:
         os.close(handle)  # releases the lock
@@ -119,14 +145,18 @@ def _check_nothing_foreign_at_risk(out: Path) -> None:
     transformers' checkpoint rotation takes for checkpoints, and working folders under hftransfer's reserved names
     that its record does not name."""
     ours = written_here(out)
-    at_risk = sorted(entry.name for entry in out.iterdir() if entry.is_dir() and entry.name not in ours
-                     and _is_working_folder(out, entry.name))
+    at_risk = sorted(
+        entry.name
+        for entry in out.iterdir()
+        if entry.is_dir() and entry.name not in ours and _is_working_folder(out, entry.name)
+    )
     if at_risk:
         shown = ", ".join(f"{name}/" for name in at_risk[:5]) + (" …" if len(at_risk) > 5 else "")
         raise OutputDirError(
             f"output_dir {str(out)!r} holds {shown}, which hftransfer did not write but the run would delete "
             f"(transformers' checkpoint rotation removes every {PREFIX_CHECKPOINT_DIR}-<number>… folder); move "
-            "it elsewhere or choose another output_dir")
+            "it elsewhere or choose another output_dir"
+        )
 
 
 def written_here(out: Path) -> set[str]:
@@ -154,8 +184,9 @@ def _check_writable(out: Path) -> None:
     try:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
-        raise OutputDirError(f"cannot write into {str(existing)!r} (for output_dir {str(out)!r}): "
-                             f"{err.strerror or err}") from None
+        raise OutputDirError(
+            f"cannot write into {str(existing)!r} (for output_dir {str(out)!r}): {err.strerror or err}"
+        ) from None
 
 
 def start_clean(config) -> list[str]:
@@ -166,14 +197,18 @@ def start_clean(config) -> list[str]:
     if not config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint or not out.is_dir():
         return []
     ours = written_here(out)
-    stale = sorted((out / name for name in ours if (out / name).is_dir() and _is_working_folder(out, name)),
-                   key=lambda p: p.name)
+    stale = sorted(
+        (out / name for name in ours if (out / name).is_dir() and _is_working_folder(out, name)), key=lambda p: p.name
+    )
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     forget_entries(out, *(p.name for p in stale))
     if stale:
-        logger.info("overwrite_output_dir: removed %d folder(s) of the previous run (%s)", len(stale),
-                    ", ".join(p.name for p in stale[:5]) + (" …" if len(stale) > 5 else ""))
+        logger.info(
+            "overwrite_output_dir: removed %d folder(s) of the previous run (%s)",
+            len(stale),
+            ", ".join(p.name for p in stale[:5]) + (" …" if len(stale) > 5 else ""),
+        )
     return [p.name for p in stale]
 
 
@@ -192,11 +227,16 @@ def rotated_by_transformers(name: str) -> bool:
 
 # --- run records and resuming ---------------------------------------------------------------------------------
 
+
 def run_settings(config) -> dict:
     """The settings that decide a run's trajectory, flat and JSON-ready (what a resumed run must share)."""
     sections = config.to_dict()
-    settings = {k: v for section in ("model", "data", "transfer") for k, v in sections[section].items()
-                if k not in RESUMABLE_CHANGES}
+    settings = {
+        k: v
+        for section in ("model", "data", "transfer")
+        for k, v in sections[section].items()
+        if k not in RESUMABLE_CHANGES
+    }
     settings.update({k: sections["training"].get(k) for k in TRAJECTORY_ARGS})
     return json.loads(json.dumps(settings, default=str))
 
@@ -245,14 +285,18 @@ def resolve_checkpoint(config) -> str | None:
     if wanted.lower() in {"latest", "true", "yes"}:
         last = latest_complete_checkpoint(config.training.output_dir)
         if last is None:
-            raise OutputDirError(f"--resume: no complete checkpoint to resume from in {config.training.output_dir!r}; "
-                                 "start the run without --resume")
+            raise OutputDirError(
+                f"--resume: no complete checkpoint to resume from in {config.training.output_dir!r}; "
+                "start the run without --resume"
+            )
         return last
     if not Path(wanted).is_dir():
         raise OutputDirError(f"--resume: checkpoint not found: {wanted!r}")
     if not _state_is_whole(Path(wanted)):
-        raise OutputDirError(f"--resume: checkpoint {wanted!r} is incomplete (its {TRAINER_STATE_NAME} is missing or "
-                             "cut short: the run stopped while writing it); resume from an earlier one")
+        raise OutputDirError(
+            f"--resume: checkpoint {wanted!r} is incomplete (its {TRAINER_STATE_NAME} is missing or "
+            "cut short: the run stopped while writing it); resume from an earlier one"
+        )
     return wanted
 
 
@@ -262,9 +306,11 @@ def verify_checkpoint(checkpoint: str, config) -> None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise OutputDirError(f"--resume: {checkpoint!r} has no hftransfer run record ({RUN_RECORD}): it was written "
-                             "by another tool or run, so continuing it as this run cannot be checked; start afresh "
-                             "with --overwrite_output_dir or another output_dir") from None
+        raise OutputDirError(
+            f"--resume: {checkpoint!r} has no hftransfer run record ({RUN_RECORD}): it was written "
+            "by another tool or run, so continuing it as this run cannot be checked; start afresh "
+            "with --overwrite_output_dir or another output_dir"
+        ) from None
     current = run_settings(config)
     if record.get("fingerprint") == fingerprint(current):
         _check_unfinished(checkpoint)
@@ -272,8 +318,10 @@ def verify_checkpoint(checkpoint: str, config) -> None:
     stored = record.get("settings", {})
     changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     shown = "; ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} now" for k in changed[:5])
-    raise OutputDirError(f"--resume: {checkpoint!r} belongs to a run with other settings ({shown}); resume with the "
-                         "same options, or start afresh with --overwrite_output_dir")
+    raise OutputDirError(
+        f"--resume: {checkpoint!r} belongs to a run with other settings ({shown}); resume with the "
+        "same options, or start afresh with --overwrite_output_dir"
+    )
 
 
 def _check_unfinished(checkpoint: str) -> None:
@@ -281,8 +329,10 @@ def _check_unfinished(checkpoint: str) -> None:
     state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
     step, last = state.get("global_step", 0), state.get("max_steps", 0)
     if last and step >= last:
-        raise OutputDirError(f"--resume: {checkpoint!r} is the end of its run (step {step} of {last}); nothing is left "
-                             "to train. Start a new run with --overwrite_output_dir or another output_dir")
+        raise OutputDirError(
+            f"--resume: {checkpoint!r} is the end of its run (step {step} of {last}); nothing is left "
+            "to train. Start a new run with --overwrite_output_dir or another output_dir"
+        )
 
 
 def latest_complete_checkpoint(output_dir: str) -> str | None:
@@ -307,4 +357,3 @@ def _state_is_whole(checkpoint: Path) -> bool:
         return True
     except (OSError, ValueError):
         return False
-

@@ -26,8 +26,13 @@ from hftransfer.training.modelcard import build_model_card, write_model_card
 
 logger = logging.getLogger("hftransfer")
 # What the Trainer's save_metrics and save_state write at the top of output_dir.
-TRAINER_FILES = ("train_results.json", "eval_results.json", "test_results.json", "all_results.json",
-                 "trainer_state.json")
+TRAINER_FILES = (
+    "train_results.json",
+    "eval_results.json",
+    "test_results.json",
+    "all_results.json",
+    "trainer_state.json",
+)
 
 
 def budget_note(config, trainer) -> str:
@@ -38,8 +43,9 @@ def budget_note(config, trainer) -> str:
     return f"time budget {config.transfer.time_budget}: {used:.0f} s used{plan}"
 
 
-def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict,
-             push_to_hub: bool) -> None:
+def save_run(
+    config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict, push_to_hub: bool
+) -> None:
     """Write everything a finished run leaves (see the module docstring); rank 0 writes, every rank saves."""
     args = config.training
     staging = staging_dir(args.output_dir)
@@ -64,12 +70,22 @@ def save_run(config, task, strategy, trainer, data, plan, fitted, results: dict,
     record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
     trainer.save_state()
     backbone = config.model.model or config.model.timm_arch
-    written = save_eval_outputs(out, reports, Path(str(backbone)).name, trainer.state.log_history,
-                                args.metric_for_best_model)
+    written = save_eval_outputs(
+        out, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model
+    )
     record_entries(out, *written, *(out / name for name in TRAINER_FILES if (out / name).exists()))
     model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    card = build_model_card(config, task, strategy, data.label_names, reports, plan.describe(), model_config, out,
-                            num_train=None if data.streamed else len(data.splits["train"]))
+    card = build_model_card(
+        config,
+        task,
+        strategy,
+        data.label_names,
+        reports,
+        plan.describe(),
+        model_config,
+        out,
+        num_train=None if data.streamed else len(data.splits["train"]),
+    )
     record_entries(out, write_model_card(card, out))
     print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())
     print_eval_details(reports)

@@ -74,8 +74,7 @@ def option_dataclasses(task_options: type | None = None) -> list[type]:
 def make_parser(task_options: type | None = None) -> HfArgumentParser:
     """The argument parser of ``hftransfer train`` and ``python -m hftransfer.train`` for one task."""
     classes = option_dataclasses(task_options)
-    parser = OptionParser(classes, description="Fine-tune a pretrained backbone on labelled data.",
-                              epilog=LAUNCH_HELP)
+    parser = OptionParser(classes, description="Fine-tune a pretrained backbone on labelled data.", epilog=LAUNCH_HELP)
     parser.add_argument("--config", default=None, help="Recipe YAML; its values become defaults, flags win.")
     for action in parser._actions:  # the strategy registry's own names and descriptions
         if action.dest == "strategy":
@@ -87,7 +86,8 @@ LAUNCH_HELP = (
     "Resume: --resume continues from the newest complete checkpoint in output_dir, --resume PATH from that one. "
     "Launch through accelerate: hftransfer train ... --accelerate_config NAME|PATH (templates: single_gpu, "
     "multi_gpu, fsdp, deepspeed_zero2, cpu; see `hftransfer accelerate-configs`) with --num_processes N and, "
-    "for several machines, --num_machines, --machine_rank, --main_process_ip, --main_process_port.")
+    "for several machines, --num_machines, --machine_rank, --main_process_ip, --main_process_port."
+)
 
 
 def _option_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -159,27 +159,39 @@ def check_training_arguments(args: TrainingArguments) -> None:
         if getattr(args, option) < 1:
             raise ConfigError(f"{option} must be at least 1, got {getattr(args, option)}")
     if args.max_steps <= 0 and not args.num_train_epochs > 0:
-        raise ConfigError(f"num_train_epochs must be > 0 (or set max_steps), got {args.num_train_epochs}: the run "
-                          "would save an untrained model")
+        raise ConfigError(
+            f"num_train_epochs must be > 0 (or set max_steps), got {args.num_train_epochs}: the run "
+            "would save an untrained model"
+        )
     if args.weight_decay < 0 or args.warmup_steps < 0:
-        raise ConfigError(f"weight_decay and warmup_steps must be >= 0, got {args.weight_decay} and "
-                          f"{args.warmup_steps}")
+        raise ConfigError(
+            f"weight_decay and warmup_steps must be >= 0, got {args.weight_decay} and {args.warmup_steps}"
+        )
 
 
 def check_streaming(strategy, transfer: TransferArguments, args: TrainingArguments) -> None:
     """A stream has no length: the run is counted in steps, and the strategy must not need epochs."""
     if args.max_steps <= 0 and not transfer.time_budget:
-        raise ConfigError("streaming: true needs max_steps (the number of optimiser steps: a stream's length is not "
-                          "known before its end) or time_budget (the steps that fit are measured)")
+        raise ConfigError(
+            "streaming: true needs max_steps (the number of optimiser steps: a stream's length is not "
+            "known before its end) or time_budget (the steps that fit are measured)"
+        )
     if not strategy.streams:
         streaming_ones = ", ".join(s.name for s in list_strategies() if s.streams)
-        raise ConfigError(f"strategy {strategy.name} cannot train on a stream: {strategy.streams_hint}; with "
-                          f"streaming use one of {streaming_ones}")
+        raise ConfigError(
+            f"strategy {strategy.name} cannot train on a stream: {strategy.streams_hint}; with "
+            f"streaming use one of {streaming_ones}"
+        )
 
 
-def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | None = None,
-                 options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
-                 callbacks: list | None = None) -> RunConfig:
+def parse_config(
+    argv: list[str] | None = None,
+    *,
+    recipe: str | os.PathLike | None = None,
+    options: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
+    callbacks: list | None = None,
+) -> RunConfig:
     """Parse ``argv`` (flags, optionally ``--config RECIPE``) into a :class:`RunConfig`.
 
     The Python API passes ``recipe`` (a path) and ``options`` (keyword values, ``None`` meaning unset) instead of
@@ -198,25 +210,38 @@ def parse_config(argv: list[str] | None = None, *, recipe: str | os.PathLike | N
     layer = {**recipe_values, **keyword_values}
     flags = _flags_given(argv, task.options)
     explicit = frozenset(set(layer) | flags)
-    sources = _set_defaults(parser, [
-        ("hftransfer's default", BASE_TRAINING_DEFAULTS),
-        ("this machine", machine_training_defaults(task.gpu_dataloader_workers)),
-        ("output to a file or pipe", {"disable_tqdm": True} if output_is_piped() else {}),  # bars are fragments
-        (f"task {task.name}", task.training_defaults), ("this machine", _placement_defaults(argv, layer)),
-        ("follows save_strategy", _checkpoint_defaults(argv, layer, explicit)),
-        ("recipe", recipe_values), ("keyword", keyword_values)])
+    sources = _set_defaults(
+        parser,
+        [
+            ("hftransfer's default", BASE_TRAINING_DEFAULTS),
+            ("this machine", machine_training_defaults(task.gpu_dataloader_workers)),
+            ("output to a file or pipe", {"disable_tqdm": True} if output_is_piped() else {}),  # bars are fragments
+            (f"task {task.name}", task.training_defaults),
+            ("this machine", _placement_defaults(argv, layer)),
+            ("follows save_strategy", _checkpoint_defaults(argv, layer, explicit)),
+            ("recipe", recipe_values),
+            ("keyword", keyword_values),
+        ],
+    )
     sources.update(dict.fromkeys(flags, "flag"))
     config = _run_config(parser, argv, task, explicit, sources)
     config.inputs, config.callbacks = dict(inputs or {}), list(callbacks or [])
     if config.inputs:
         shown = ", ".join(f"{split} {len(ds):,} rows" for split, ds in config.inputs.items())
-        config.notes.append(f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat "
-                            "the run")
+        config.notes.append(
+            f"data: given in memory to hftransfer.finetune ({shown}); this file alone cannot repeat the run"
+        )
     return config
 
 
-def _checked_values(parser: argparse.ArgumentParser, task, argv: list[str], from_recipe: dict[str, Any],
-                    recipe_name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _checked_values(
+    parser: argparse.ArgumentParser,
+    task,
+    argv: list[str],
+    from_recipe: dict[str, Any],
+    recipe_name: str,
+    options: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The recipe's and the keywords' values, each name known and each value converted by its option's type; the
     flags' names known too."""
     names = _option_names(parser) - {"config"}
@@ -226,19 +251,27 @@ def _checked_values(parser: argparse.ArgumentParser, task, argv: list[str], from
     recipe_values = check_option_values(parser, from_recipe, recipe_name, annotations)
     keyword_values = check_option_values(parser, options, "the keyword options", annotations)
     if "hub_token" in {**recipe_values, **keyword_values} or any(
-            a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []):
-        raise ConfigError("hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
-                          "logs and shell history); set HF_TOKEN or run `hf auth login`")
+        a == "--hub_token" or a.startswith("--hub_token=") for a in argv or []
+    ):
+        raise ConfigError(
+            "hub_token is not accepted (a token in a recipe or on the command line ends up in files, "
+            "logs and shell history); set HF_TOKEN or run `hf auth login`"
+        )
     _check_flag_names(parser, argv, names)
     return recipe_values, keyword_values
 
 
-def _run_config(parser: HfArgumentParser, argv: list[str], task, explicit: frozenset[str],
-                sources: dict[str, str]) -> RunConfig:
+def _run_config(
+    parser: HfArgumentParser, argv: list[str], task, explicit: frozenset[str], sources: dict[str, str]
+) -> RunConfig:
     """The option dataclasses parsed (flags over the defaults set) and checked together."""
     try:
-        parsed = dict(zip(option_dataclasses(task.options),
-                          parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)))
+        parsed = dict(
+            zip(
+                option_dataclasses(task.options),
+                parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False),
+            )
+        )
     except ValueError as err:  # raised by __post_init__ checks, ours and transformers'
         raise ConfigError(str(err)) from None
     model_args, data_args, transfer_args, training_args = (parsed[cls] for cls in DATACLASSES)
@@ -246,10 +279,16 @@ def _run_config(parser: HfArgumentParser, argv: list[str], task, explicit: froze
     check_training_arguments(training_args)
     if data_args.streaming:
         check_streaming(strategy, transfer_args, training_args)
-    return RunConfig(model_args, data_args, transfer_args, training_args,
-                     parsed[task.options] if task.options else None, explicit,
-                     strategy_options={s.name: parsed[s.options] for s in list_strategies() if s.options},
-                     sources=sources)
+    return RunConfig(
+        model_args,
+        data_args,
+        transfer_args,
+        training_args,
+        parsed[task.options] if task.options else None,
+        explicit,
+        strategy_options={s.name: parsed[s.options] for s in list_strategies() if s.options},
+        sources=sources,
+    )
 
 
 def _set_defaults(parser: argparse.ArgumentParser, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:

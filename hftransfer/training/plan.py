@@ -15,16 +15,31 @@ from rich.table import Table
 
 from hftransfer.engine.progress import output_is_piped
 
-ALWAYS_SHOWN = {"task", "model", "timm_arch", "strategy", "output_dir", "learning_rate", "num_train_epochs",
-                "max_steps", "per_device_train_batch_size"}
+ALWAYS_SHOWN = {
+    "task",
+    "model",
+    "timm_arch",
+    "strategy",
+    "output_dir",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+}
 
 
 def plan_rows(config) -> list[tuple[str, str, str, str]]:
     """(option, value, source, reason) for every option with a source, and the few every plan shows."""
     wanted = set(config.sources) | ALWAYS_SHOWN
     rows, seen = [], set()
-    for section in (config.model, config.data, config.transfer, *config.strategy_options.values(), config.task,
-                    config.training):
+    for section in (
+        config.model,
+        config.data,
+        config.transfer,
+        *config.strategy_options.values(),
+        config.task,
+        config.training,
+    ):
         if section is None:
             continue
         for field in dataclasses.fields(section):
@@ -35,8 +50,7 @@ def plan_rows(config) -> list[tuple[str, str, str, str]]:
             value = getattr(section, option)
             if value is None and option not in config.sources:
                 continue
-            rows.append((option, _shown(value), config.sources.get(option, "default"),
-                         config.reasons.get(option, "")))
+            rows.append((option, _shown(value), config.sources.get(option, "default"), config.reasons.get(option, "")))
     return rows
 
 

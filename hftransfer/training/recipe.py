@@ -94,11 +94,31 @@ def run_unlocked(config: RunConfig) -> RunResult:
     trainer = build_trainer(config, task, model, plan, processor, datasets, compute_loss_func=loss_for(config, data))
     announce_start(config, trainer, data, plan)
     augmentation = task.training_augmentation(config) if task.training_augmentation else None
-    fitted = strategy.fit(FitContext(config, trainer, model, datasets, task, processor, data, model_config,
-                                     augmentation, checkpoint, config.options_for(strategy)))
+    fitted = strategy.fit(
+        FitContext(
+            config,
+            trainer,
+            model,
+            datasets,
+            task,
+            processor,
+            data,
+            model_config,
+            augmentation,
+            checkpoint,
+            config.options_for(strategy),
+        )
+    )
     temperature, logits_read = calibrate(config, trainer, datasets, data, plan)
-    results, reports = evaluate_splits(trainer, datasets, data, task, temperature=temperature,
-                                       tune_thresholds=config.data.threshold_objective, logits_read=logits_read)
+    results, reports = evaluate_splits(
+        trainer,
+        datasets,
+        data,
+        task,
+        temperature=temperature,
+        tune_thresholds=config.data.threshold_objective,
+        logits_read=logits_read,
+    )
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
     return RunResult(Path(config.training.output_dir), results, reports, config, trainer.model, trainer)
 
@@ -110,8 +130,9 @@ def configure_process(config: RunConfig, task: Task) -> None:
     args = config.training
     quiet_library_progress_bars()
     if args.use_cpu or not torch.cuda.is_available():
-        note = split_image_batch(args) if task.pixel_key and "gradient_accumulation_steps" not in config.explicit \
-            else None
+        note = (
+            split_image_batch(args) if task.pixel_key and "gradient_accumulation_steps" not in config.explicit else None
+        )
         if note:
             config.notes.append(note)
             logger.info(note)
@@ -133,8 +154,9 @@ def check_before_work(config: RunConfig, task: Task, strategy: Strategy) -> tupl
     check_output_dir(config)
     checkpoint = resolve_checkpoint(config)
     if not strategy.multi_process and args.world_size > 1:
-        raise StrategyError(f"strategy {strategy.name} cannot run on {args.world_size} processes: "
-                            f"{strategy.multi_process_hint}")
+        raise StrategyError(
+            f"strategy {strategy.name} cannot run on {args.world_size} processes: {strategy.multi_process_hint}"
+        )
     # The final push is hftransfer's (model card, filtered files, rank 0 only), not the Trainer's, which would
     # upload its own card and, by default, every checkpoint as it is saved.
     push_to_hub, args.push_to_hub = args.push_to_hub, False
@@ -148,8 +170,12 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
     user chose none; each is logged with its reason."""
     ignored = options_of_other_strategies(strategy, config.explicit)
     if ignored:
-        logger.warning("%s only appl%s to other strategies: ignored with strategy %s", ", ".join(ignored),
-                       "ies" if len(ignored) == 1 else "y", strategy.name)
+        logger.warning(
+            "%s only appl%s to other strategies: ignored with strategy %s",
+            ", ".join(ignored),
+            "ies" if len(ignored) == 1 else "y",
+            strategy.name,
+        )
     suggestions = task.suggest_training_args(model_config) if task.suggest_training_args else {}
     suggestions = {**suggestions, **strategy.training_suggestions}
     if strategy.learning_rate_scale != 1:
@@ -173,16 +199,18 @@ def build_backbone(config: RunConfig, task: Task, data, model_config):
 def adapt_model(config: RunConfig, strategy: Strategy, model):
     """The head the options ask for, then the strategy's freezing and adapters; returns (model, plan)."""
     head = apply_head(model, config.transfer)
-    model, plan = apply_strategy(strategy, model, config.transfer, config.options_for(strategy),
-                                 config.training.num_train_epochs)
+    model, plan = apply_strategy(
+        strategy, model, config.transfer, config.options_for(strategy), config.training.num_train_epochs
+    )
     plan.head, plan.parameters = head, parameter_counts(model)
     if strategy.freezes:
         keep_frozen_parts_in_eval(model, config.transfer.frozen_norm_stats == "update")
     return model, plan
 
 
-def build_trainer(config: RunConfig, task: Task, model, plan, processor, datasets,
-                  compute_loss_func=None) -> TransferTrainer:
+def build_trainer(
+    config: RunConfig, task: Task, model, plan, processor, datasets, compute_loss_func=None
+) -> TransferTrainer:
     """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records
     (``compute_loss_func``: a loss other than the model's own, ``engine/losses.py``)."""
     args, transfer = config.training, config.transfer
@@ -194,19 +222,33 @@ def build_trainer(config: RunConfig, task: Task, model, plan, processor, dataset
     callbacks = [*plan.callbacks, *config.callbacks]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)
-        callbacks.append(TimeBudget(parse_duration(transfer.time_budget), config.started, evaluated,
-                                    args.per_device_train_batch_size * args.gradient_accumulation_steps,
-                                    evaluations=stream_evaluations(config) if is_streamed(datasets["train"]) else None))
+        callbacks.append(
+            TimeBudget(
+                parse_duration(transfer.time_budget),
+                config.started,
+                evaluated,
+                args.per_device_train_batch_size * args.gradient_accumulation_steps,
+                evaluations=stream_evaluations(config) if is_streamed(datasets["train"]) else None,
+            )
+        )
     if transfer.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
     callbacks.append(RunRecordCallback(config))  # last: it records the checkpoints the others decided to save
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)
     return TransferTrainer(
-        model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["validation"],
-        processing_class=processor, data_collator=collator, compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=reduce_logits, callbacks=callbacks, compute_loss_func=compute_loss_func,
+        model=model,
+        args=args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        processing_class=processor,
+        data_collator=collator,
+        compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=reduce_logits,
+        callbacks=callbacks,
+        compute_loss_func=compute_loss_func,
         param_groups=partial(parameter_groups, plan=plan, transfer=transfer),
-        train_sampler=partial(task.train_sampler, config) if task.train_sampler else None)
+        train_sampler=partial(task.train_sampler, config) if task.train_sampler else None,
+    )
 
 
 def announce_start(config: RunConfig, trainer, data, plan) -> None:
@@ -217,8 +259,13 @@ def announce_start(config: RunConfig, trainer, data, plan) -> None:
     for note in data.notes:
         logger.info(note)
     trainable, total = plan.parameters
-    logger.info("strategy %s; trainable parameters: %s of %s (%.1f%%)", plan.describe(), f"{trainable:,}",
-                f"{total:,}", 100 * trainable / total)
+    logger.info(
+        "strategy %s; trainable parameters: %s of %s (%.1f%%)",
+        plan.describe(),
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

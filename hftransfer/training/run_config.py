@@ -66,8 +66,12 @@ class RunConfig:
     def _sections(self) -> list[Any]:
         return [self.transfer, *self.strategy_options.values(), self.data, self.model, self.task, self.training]
 
-    def apply_suggestions(self, suggestions: dict[str, Any], source: str = "task's default for this checkpoint",
-                          reason: str = "hftransfer's default for this checkpoint and strategy") -> dict[str, Any]:
+    def apply_suggestions(
+        self,
+        suggestions: dict[str, Any],
+        source: str = "task's default for this checkpoint",
+        reason: str = "hftransfer's default for this checkpoint and strategy",
+    ) -> dict[str, Any]:
         """Set the task's checkpoint-dependent training values the user did not choose; returns those set."""
         applied = {k: v for k, v in suggestions.items() if k not in self.explicit}
         for key, value in applied.items():
@@ -76,11 +80,15 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A YAML-ready view, grouped in the same sections a recipe may use; no secrets."""
-        training = {k: v for k, v in self.training.to_dict().items() if k not in _UNSAVED_FIELDS
-                    and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)}
+        training = {
+            k: v
+            for k, v in self.training.to_dict().items()
+            if k not in _UNSAVED_FIELDS and not k.startswith("_") and (k not in _MACHINE_FIELDS or k in self.explicit)
+        }
         task_options = dataclasses.asdict(self.task) if self.task is not None else {}
-        strategy_options = {k: v for options in self.strategy_options.values()
-                            for k, v in dataclasses.asdict(options).items()}
+        strategy_options = {
+            k: v for options in self.strategy_options.values() for k, v in dataclasses.asdict(options).items()
+        }
         return {
             "model": dataclasses.asdict(self.model),
             "data": {**dataclasses.asdict(self.data), **task_options},
@@ -93,5 +101,3 @@ class RunConfig:
         header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
         header += "".join(f"# {note}\n" for note in self.notes)
         Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-
-

@@ -21,8 +21,14 @@ def test_gpu_benchmark_dry_run_measures_every_arm(offline_checkpoints, tmp_path)
     """``benchmarks/gpu.py --dry``: tiny config-built BERT and ViT, the transformers-script arm and hftransfer's,
     each in its own process; the figures the GPU table is made of are all there and consistent."""
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, "benchmarks/gpu.py", "--dry", "--json", str(out)], cwd=REPO,
-                          capture_output=True, text=True, env=subprocess_env(), timeout=900)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--dry", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results) == {"bert-base", "vit-b16"}

@@ -56,22 +56,64 @@ def _assert_written_once(out: Path, stdout: str) -> None:
 
 
 def test_accelerate_launch_two_processes_text(tiny_bert, tmp_path):
-    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
-             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2)),
-             "test": write_rows(tmp_path / "test.csv", sentiment_rows(15, seed=3))}
+    files = {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2)),
+        "test": write_rows(tmp_path / "test.csv", sentiment_rows(15, seed=3)),
+    }
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model": str(tiny_bert), "train_file": str(files["train"]), "validation_file": str(files["validation"]),
-        "test_file": str(files["test"]), "num_train_epochs": 2, "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 4, "learning_rate": 1e-3, "disable_tqdm": True}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_bert),
+                "train_file": str(files["train"]),
+                "validation_file": str(files["validation"]),
+                "test_file": str(files["test"]),
+                "num_train_epochs": 2,
+                "per_device_train_batch_size": 8,
+                "per_device_eval_batch_size": 4,
+                "learning_rate": 1e-3,
+                "disable_tqdm": True,
+            }
+        )
+    )
     out = tmp_path / "out"
     cpu_config = resolve_config_file("cpu")
-    done = _run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cpu_config),
-                 "--num_processes", "2", "--num_cpu_threads_per_process", "1", "-m", "hftransfer.train",
-                 "--config", str(recipe), "--output_dir", str(out)], HF_DATASETS_CACHE=str(tmp_path / "cache-2"))
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(cpu_config),
+            "--num_processes",
+            "2",
+            "--num_cpu_threads_per_process",
+            "1",
+            "-m",
+            "hftransfer.train",
+            "--config",
+            str(recipe),
+            "--output_dir",
+            str(out),
+        ],
+        HF_DATASETS_CACHE=str(tmp_path / "cache-2"),
+    )
     # preprocessing ran once: rank 1 reused rank 0's cached datasets (a second fingerprint would add files)
-    _run([sys.executable, "-m", "hftransfer.train", "--config", str(recipe), "--output_dir", str(tmp_path / "one"),
-          "--max_steps", "1"], HF_DATASETS_CACHE=str(tmp_path / "cache-1"))
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "hftransfer.train",
+            "--config",
+            str(recipe),
+            "--output_dir",
+            str(tmp_path / "one"),
+            "--max_steps",
+            "1",
+        ],
+        HF_DATASETS_CACHE=str(tmp_path / "cache-1"),
+    )
     cached = [sorted(p.name for p in (tmp_path / f"cache-{n}").rglob("cache-*.arrow")) for n in (1, 2)]
     assert len(cached[0]) >= 3 and len(cached[1]) == len(cached[0])
     state = json.loads((out / "trainer_state.json").read_text())
@@ -86,22 +128,59 @@ def test_two_machines_train_as_one_run(tiny_bert, tmp_path):
     process. Each machine has its own datasets cache, as separate hosts do."""
     import socket
 
-    files = {"train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
-             "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2))}
+    files = {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2)),
+    }
     with socket.socket() as probe:  # a free port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu", "--num_processes", "2",
-               "--num_machines", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-               "--model", str(tiny_bert), "--train_file", str(files["train"]),
-               "--validation_file", str(files["validation"]), "--num_train_epochs", "2",
-               "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3",
-               "--disable_tqdm", "true", "--output_dir", str(out)]
-    machines = [subprocess.Popen([*command, "--machine_rank", str(rank)], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE,
-                                 env=subprocess_env(HF_DATASETS_CACHE=str(tmp_path / f"cache-machine{rank}")))
-                for rank in (0, 1)]
+    command = [
+        sys.executable,
+        "-m",
+        "hftransfer.cli",
+        "train",
+        "--accelerate_config",
+        "cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "2",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+        "--model",
+        str(tiny_bert),
+        "--train_file",
+        str(files["train"]),
+        "--validation_file",
+        str(files["validation"]),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--disable_tqdm",
+        "true",
+        "--output_dir",
+        str(out),
+    ]
+    machines = [
+        subprocess.Popen(
+            [*command, "--machine_rank", str(rank)],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(HF_DATASETS_CACHE=str(tmp_path / f"cache-machine{rank}")),
+        )
+        for rank in (0, 1)
+    ]
     try:
         outputs = [machine.communicate(timeout=600) for machine in machines]
     finally:
@@ -125,12 +204,40 @@ def test_hftransfer_accelerate_config_launches_two_processes_vision(timm_weights
         for i in range(count):
             make_image(root / "val" / name / f"{i}.png", colour)
     out = tmp_path / "out"
-    done = _run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
-                 "--num_processes", "2", "--task", "image-classification", "--timm_arch", "test_efficientnet",
-                 "--strategy", "full",
-                 "--weights", str(timm_weights), "--data_dir", str(root), "--output_dir", str(out),
-                 "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
-                 "--disable_tqdm", "true", "--dataloader_num_workers", "0"])
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "hftransfer.cli",
+            "train",
+            "--accelerate_config",
+            "cpu",
+            "--num_processes",
+            "2",
+            "--task",
+            "image-classification",
+            "--timm_arch",
+            "test_efficientnet",
+            "--strategy",
+            "full",
+            "--weights",
+            str(timm_weights),
+            "--data_dir",
+            str(root),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            "4",
+            "--per_device_eval_batch_size",
+            "2",
+            "--disable_tqdm",
+            "true",
+            "--dataloader_num_workers",
+            "0",
+        ]
+    )
     assert "launching: " in done.stderr and "--num_processes 2" in done.stderr
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 20 // (2 * 4) + 1  # 3 steps: 20 images, 8 per step over 2 processes
@@ -140,24 +247,52 @@ def test_hftransfer_accelerate_config_launches_two_processes_vision(timm_weights
 
 # --- the launcher, without launching ----------------------------------------------------------------------
 
+
 def test_shipped_templates_are_valid_accelerate_configs():
     from accelerate.commands.config.config_args import load_config_from_file
 
     names = {name for name, _, _ in shipped_templates()}
     assert names == {"single_gpu", "multi_gpu", "fsdp", "deepspeed_zero2", "cpu"}
-    kinds = {name: str(load_config_from_file(str(path)).distributed_type).split(".")[-1]
-             for name, path, _ in shipped_templates()}
-    assert kinds == {"single_gpu": "NO", "multi_gpu": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED",
-                     "cpu": "MULTI_GPU"}
+    kinds = {
+        name: str(load_config_from_file(str(path)).distributed_type).split(".")[-1]
+        for name, path, _ in shipped_templates()
+    }
+    assert kinds == {
+        "single_gpu": "NO",
+        "multi_gpu": "MULTI_GPU",
+        "fsdp": "FSDP",
+        "deepspeed_zero2": "DEEPSPEED",
+        "cpu": "MULTI_GPU",
+    }
 
 
 def test_launch_arguments_are_split_from_training_flags():
     config, launcher, rest = split_launch_args(
-        ["--config", "r.yaml", "--accelerate-config", "multi_gpu", "--num_processes=4", "--num_machines", "2",
-         "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500", "--bf16"])
+        [
+            "--config",
+            "r.yaml",
+            "--accelerate-config",
+            "multi_gpu",
+            "--num_processes=4",
+            "--num_machines",
+            "2",
+            "--machine_rank",
+            "1",
+            "--main_process_ip",
+            "10.0.0.1",
+            "--main_process_port",
+            "29500",
+            "--bf16",
+        ]
+    )
     assert config == "multi_gpu"
-    assert launcher == {"num_processes": "4", "num_machines": "2", "machine_rank": "1",
-                        "main_process_ip": "10.0.0.1", "main_process_port": "29500"}
+    assert launcher == {
+        "num_processes": "4",
+        "num_machines": "2",
+        "machine_rank": "1",
+        "main_process_ip": "10.0.0.1",
+        "main_process_port": "29500",
+    }
     assert rest == ["--config", "r.yaml", "--bf16"]
     with pytest.raises(LaunchError, match="--num_processes is a launcher flag"):
         split_launch_args(["--num_processes", "2", "--model", "x"])
@@ -173,8 +308,10 @@ def test_cpu_launch_plan_keeps_processes_on_cpu_and_forwards_flags(tmp_path):
     assert command[-4:] == ["-m", "hftransfer.train", "--config", "r.yaml"]
     assert plan.env["HFTRANSFER_USE_CPU"] == "1"
     # threads per process share this machine's cores among this machine's processes, not every machine's
-    threads = {machines: plan_launch("cpu", {"num_processes": "4", "num_machines": machines}, []).command
-               for machines in ("1", "2")}
+    threads = {
+        machines: plan_launch("cpu", {"num_processes": "4", "num_machines": machines}, []).command
+        for machines in ("1", "2")
+    }
     cores = os.cpu_count() or 1
     for machines, expected in (("1", max(1, cores // 4)), ("2", max(1, cores // 2))):
         command = threads[machines]
@@ -205,9 +342,27 @@ def test_launch_errors_name_the_problem(tmp_path, monkeypatch):
 
 
 def test_bad_training_flags_fail_before_any_process_starts(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "hftransfer.cli", "train", "--accelerate_config", "cpu",
-                           "--model", "x", "--output_dir", str(tmp_path / "o"), "--strategy", "nope"],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=300, cwd=REPO)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hftransfer.cli",
+            "train",
+            "--accelerate_config",
+            "cpu",
+            "--model",
+            "x",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--strategy",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 2
     assert "unknown strategy 'nope'" in done.stderr
     assert "launching" not in done.stderr

@@ -18,8 +18,18 @@ pytestmark = pytest.mark.e2e  # end to end: trains or starts processes, seconds 
 def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, capsys):
     train = write_rows(tmp_path / "train.csv", sentiment_rows(100, seed=1))
     out = tmp_path / "out"
-    flags = ["--model", str(tiny_bert), "--train_file", str(train), "--output_dir", str(out), "--learning_rate",
-             "3e-4", "--disable_tqdm", "true"]
+    flags = [
+        "--model",
+        str(tiny_bert),
+        "--train_file",
+        str(train),
+        "--output_dir",
+        str(out),
+        "--learning_rate",
+        "3e-4",
+        "--disable_tqdm",
+        "true",
+    ]
     assert cli.main(["train", *flags, "--dry_run", "true"]) == 0
     printed = capsys.readouterr().out
     assert not out.exists()  # nothing written, not even the folder

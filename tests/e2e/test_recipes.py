@@ -28,7 +28,8 @@ def test_recipes_are_found_and_shipped_with_the_package():
     assert RECIPES, "no recipes shipped"
     assert recipes_root().resolve() == (REPO / "recipes").resolve()
     assert {name for name, _, _ in shipped_recipes()} == {
-        str(p.relative_to(REPO / "recipes").with_suffix("")) for p in RECIPES}
+        str(p.relative_to(REPO / "recipes").with_suffix("")) for p in RECIPES
+    }
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -64,7 +65,21 @@ def test_offline_recipe_smoke_runs(path: Path, offline_checkpoints, tmp_path, mo
     if "examples/caltech_mosaics.py" in path.read_text():
         request.getfixturevalue("generated_data")
     out = tmp_path / "out"
-    main(["--config", str(path), "--output_dir", str(out), "--max_steps", "3", "--max_train_samples", "96",
-          "--max_eval_samples", "64", "--disable_tqdm", "true"])
+    main(
+        [
+            "--config",
+            str(path),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "3",
+            "--max_train_samples",
+            "96",
+            "--max_eval_samples",
+            "64",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     assert (out / "model.safetensors").is_file()

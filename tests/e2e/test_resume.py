@@ -26,22 +26,42 @@ KILL_SCRIPT = REPO / "tests" / "kill_at_step.py"
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
-    return {"train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
-            "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2))}
+    return {
+        "train": write_rows(tmp_path / "train.csv", sentiment_rows(64, seed=1)),
+        "validation": write_rows(tmp_path / "dev.csv", sentiment_rows(21, seed=2)),
+    }
 
 
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_bert, files, tmp_path):
     # 8 steps per epoch, a checkpoint every 4 (mid-epoch at 12), killed at step 14 of 32: resuming restores
     # model, optimizer, scheduler, RNG and the position in epoch 2's shuffled order from checkpoint-12.
     flags = tiny_run_flags(tiny_bert, tmp_path / "unused", train=files["train"], validation=files["validation"])
-    flags = flags[:flags.index("--output_dir")] + flags[flags.index("--output_dir") + 2:]
-    flags += ["--num_train_epochs", "4", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3",
-              "--save_strategy", "steps", "--save_steps", "4", "--load_best_model_at_end", "false"]
+    flags = flags[: flags.index("--output_dir")] + flags[flags.index("--output_dir") + 2 :]
+    flags += [
+        "--num_train_epochs",
+        "4",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "5e-3",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "4",
+        "--load_best_model_at_end",
+        "false",
+    ]
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
 
     def train(*extra, script=("-m", "hftransfer.train")):
-        return subprocess.run([sys.executable, *script, *flags, *extra], capture_output=True, text=True,
-                              env=subprocess_env(), timeout=600, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, *script, *flags, *extra],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=600,
+            cwd=REPO,
+        )
 
     assert train("--output_dir", str(uninterrupted)).returncode == 0
     dead = train("--output_dir", str(killed), script=(str(KILL_SCRIPT), "14"))
@@ -73,8 +93,20 @@ def test_resume_flag_and_checkpoint_schedule(tmp_path):
     config = parse_config(["--model", "m", "--output_dir", str(tmp_path), "--resume"])
     assert config.training.resume_from_checkpoint == "latest"
     assert "resume_from_checkpoint" not in config.to_dict()["training"]  # repeating a run does not resume it
-    config = parse_config(["--model", "m", "--output_dir", str(tmp_path), "--resume", str(tmp_path / "checkpoint-3"),
-                           "--save_strategy", "steps", "--save_steps", "50"])
+    config = parse_config(
+        [
+            "--model",
+            "m",
+            "--output_dir",
+            str(tmp_path),
+            "--resume",
+            str(tmp_path / "checkpoint-3"),
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "50",
+        ]
+    )
     assert config.training.resume_from_checkpoint == str(tmp_path / "checkpoint-3")
     # a checkpoint every 50 steps is evaluated every 50 steps, so the best one can be chosen
     assert (config.training.eval_strategy.value, config.training.eval_steps) == ("steps", 50)
@@ -85,9 +117,16 @@ def test_resume_flag_and_checkpoint_schedule(tmp_path):
 
 
 def _run_config(tiny_bert, files, out, **options):
-    return make_config(model=tiny_bert, train_file=files["train"], validation_file=files["validation"],
-                       output_dir=out, num_train_epochs=1, per_device_train_batch_size=16, disable_tqdm="true",
-                       **options)
+    return make_config(
+        model=tiny_bert,
+        train_file=files["train"],
+        validation_file=files["validation"],
+        output_dir=out,
+        num_train_epochs=1,
+        per_device_train_batch_size=16,
+        disable_tqdm="true",
+        **options,
+    )
 
 
 def test_failure_while_saving_the_final_model_keeps_the_previous_one(tiny_bert, files, tmp_path, monkeypatch):
@@ -129,6 +168,10 @@ def test_publish_directory_replaces_files_and_drops_stale_weights(tmp_path):
     # the previous model's publication recorded pytorch_model.bin (files/written.py): only that one may go
     published = publish_directory(staging, target, replaceable={"pytorch_model.bin", "config.json"})
     assert [p.name for p in published][-1] == "model.safetensors"  # weights last
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "eval_report.json", "model-of-mine.safetensors",
-                                                         "model.safetensors"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "config.json",
+        "eval_report.json",
+        "model-of-mine.safetensors",
+        "model.safetensors",
+    ]
     assert (target / "config.json").read_text() == "new"

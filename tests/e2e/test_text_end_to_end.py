@@ -29,14 +29,30 @@ def test_full_run_writes_a_pipeline_ready_model(tiny_bert, text_files, tmp_path)
     out = tmp_path / "out"
     main(tiny_run_flags(tiny_bert, out, **text_files))
 
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", CONFIG_FILE,
-                 REPORT_FILE, "all_results.json", "eval_results.json", "test_results.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        CONFIG_FILE,
+        REPORT_FILE,
+        "all_results.json",
+        "eval_results.json",
+        "test_results.json",
+    ):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("eval_accuracy", "eval_f1_macro", "eval_f1_weighted", "eval_precision_macro", "eval_recall_weighted",
-                "test_accuracy", "test_f1_macro"):
+    for key in (
+        "eval_accuracy",
+        "eval_f1_macro",
+        "eval_f1_weighted",
+        "eval_precision_macro",
+        "eval_recall_weighted",
+        "test_accuracy",
+        "test_f1_macro",
+    ):
         assert 0.0 <= results[key] <= 1.0, key
     report = json.loads((out / REPORT_FILE).read_text())
     assert set(report) == {"validation", "test"}
@@ -69,8 +85,10 @@ def test_linear_probe_trains_only_the_head(tiny_bert, text_files, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     out = tmp_path / "out"
-    main(tiny_run_flags(tiny_bert, out, train=text_files["train"]) + ["--strategy", "linear_probe",
-                                                                       "--learning_rate", "1e-2"])
+    main(
+        tiny_run_flags(tiny_bert, out, train=text_files["train"])
+        + ["--strategy", "linear_probe", "--learning_rate", "1e-2"]
+    )
     before = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     after = AutoModelForSequenceClassification.from_pretrained(out)
     old, new = before.state_dict(), after.state_dict()
@@ -83,16 +101,25 @@ def test_dynamic_padding_and_derived_max_length(tiny_bert, tmp_path):
     rows = [{"text": " ".join(["word"] * (3 + i % 20)), "label": "ab"[i % 2]} for i in range(297)]
     rows += [{"text": " ".join(["word"] * 110), "label": "ab"[i % 2]} for i in range(3)]
     train, dev = write_rows(tmp_path / "t.csv", rows), write_rows(tmp_path / "d.csv", rows[:10])
-    config = parse_config(["--model", str(tiny_bert), "--train_file", str(train), "--validation_file", str(dev),
-                           "--output_dir", str(tmp_path / "o")])
+    config = parse_config(
+        [
+            "--model",
+            str(tiny_bert),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     data = load_data(config)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     model_config = AutoConfig.from_pretrained(tiny_bert)  # 128 positions: the model's limit
     prepared = prepare_datasets(config, tokenizer, data, model_config)
     longest = max(len(ids) for ids in prepared["train"]["input_ids"])
     assert longest == 32  # the outliers are truncated, the rest kept whole
-    assert any("max_length: 32 tokens (derived from the training texts; evaluation up to 128)" in n
-               for n in data.notes)
+    assert any("max_length: 32 tokens (derived from the training texts; evaluation up to 128)" in n for n in data.notes)
     long_dev = [{"text": " ".join(["word"] * 110), "label": "a"}, {"text": "word", "label": "b"}]
     config.data.validation_file = str(write_rows(tmp_path / "long_dev.csv", long_dev))
     evaluated = prepare_datasets(config, tokenizer, load_data(config), model_config)["validation"]
@@ -113,8 +140,10 @@ def test_missing_model_path_fails_before_training(text_files, tmp_path):
 
 
 def test_offline_hub_id_says_so_plainly(text_files, tmp_path):
-    with pytest.raises(ModelSourceError, match="cannot fetch Hub model 'google-bert/bert-base-uncased': the Hub is "
-                                               "unreachable \\(HF_HUB_OFFLINE=1\\)"):
+    with pytest.raises(
+        ModelSourceError,
+        match="cannot fetch Hub model 'google-bert/bert-base-uncased': the Hub is unreachable \\(HF_HUB_OFFLINE=1\\)",
+    ):
         main(tiny_run_flags("google-bert/bert-base-uncased", tmp_path / "o", **text_files))
 
 
@@ -124,8 +153,14 @@ def test_folder_that_is_not_a_model(text_files, tmp_path):
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([os.path.join(VENV_BIN, args[0]), *args[1:]], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [os.path.join(VENV_BIN, args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_cli_lists_tasks_and_recipes():
@@ -137,8 +172,16 @@ def test_cli_lists_tasks_and_recipes():
 
 
 def test_cli_bad_input_is_one_clear_line(tmp_path):
-    result = cli("hftransfer", "train", "--model", "m", "--train_file", str(tmp_path / "missing.csv"),
-                 "--output_dir", str(tmp_path / "o"))
+    result = cli(
+        "hftransfer",
+        "train",
+        "--model",
+        "m",
+        "--train_file",
+        str(tmp_path / "missing.csv"),
+        "--output_dir",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 2
     assert "hftransfer: error: " in result.stderr and "Traceback" not in result.stderr
     unknown = cli("hftransfer", "train", "--task", "nope")
@@ -151,14 +194,38 @@ def test_recipe_runs_through_cli_module_and_accelerate(tiny_bert, text_files, tm
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(
         f"# tiny\nmodel: {tiny_bert}\ntrain_file: {text_files['train']}\nvalidation_file: {text_files['validation']}\n"
-        "num_train_epochs: 1\nper_device_train_batch_size: 16\ndisable_tqdm: true\n", encoding="utf-8")
+        "num_train_epochs: 1\nper_device_train_batch_size: 16\ndisable_tqdm: true\n",
+        encoding="utf-8",
+    )
     by_cli = cli("hftransfer", "train", str(recipe), "--output_dir", str(tmp_path / "a"), "--max_steps", "2")
     assert by_cli.returncode == 0, by_cli.stderr[-2000:]
-    by_module = cli("python", "-m", "hftransfer.train", "--config", str(recipe), "--output_dir", str(tmp_path / "b"),
-                    "--max_steps", "2")
+    by_module = cli(
+        "python",
+        "-m",
+        "hftransfer.train",
+        "--config",
+        str(recipe),
+        "--output_dir",
+        str(tmp_path / "b"),
+        "--max_steps",
+        "2",
+    )
     assert by_module.returncode == 0, by_module.stderr[-2000:]
-    by_accelerate = cli("accelerate", "launch", "--num_processes", "1", "--cpu", "-m", "hftransfer.train",
-                        "--config", str(recipe), "--output_dir", str(tmp_path / "c"), "--max_steps", "2")
+    by_accelerate = cli(
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "1",
+        "--cpu",
+        "-m",
+        "hftransfer.train",
+        "--config",
+        str(recipe),
+        "--output_dir",
+        str(tmp_path / "c"),
+        "--max_steps",
+        "2",
+    )
     assert by_accelerate.returncode == 0, by_accelerate.stderr[-2000:]
     for name in "abc":
         assert (tmp_path / name / "model.safetensors").is_file()
@@ -181,8 +248,10 @@ def test_half_precision_checkpoint_trains_with_fp32_weights(tiny_bert, text_file
 def test_early_stopping_stops_when_the_metric_stalls(tiny_bert, text_files, tmp_path):
     out = tmp_path / "out"
     # a vanishing learning rate (Adam steps of about 1e-12) cannot improve macro-F1 after the first evaluation
-    main(tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
-         + ["--num_train_epochs", "10", "--learning_rate", "1e-12", "--early_stopping_patience", "2"])
+    main(
+        tiny_run_flags(tiny_bert, out, train=text_files["train"], validation=text_files["validation"])
+        + ["--num_train_epochs", "10", "--learning_rate", "1e-12", "--early_stopping_patience", "2"]
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_f1_macro" in entry]
     assert len(evaluations) == 3 and state["epoch"] == 3  # the first, then two without improvement

@@ -29,17 +29,37 @@ MIN_SST2_ACCURACY = 0.84
 
 
 def train(*args: str) -> dict:
-    result = subprocess.run([HFTRANSFER, "train", *args, "--disable_tqdm", "true"], capture_output=True, text=True,
-                            cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=1500)
+    result = subprocess.run(
+        [HFTRANSFER, "train", *args, "--disable_tqdm", "true"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-1500:])  # the summary table, shown with pytest -s
     return result
 
 
 def sst2_flags(out: Path) -> list[str]:
-    return ["--model", str(minilm_path()), "--train_file", str(SST2 / "train.tsv"), "--validation_file",
-            str(SST2 / "dev.tsv"), "--class_names", "negative", "positive", "--max_train_samples", str(TRAIN_PHRASES),
-            "--num_train_epochs", "1", "--output_dir", str(out)]
+    return [
+        "--model",
+        str(minilm_path()),
+        "--train_file",
+        str(SST2 / "train.tsv"),
+        "--validation_file",
+        str(SST2 / "dev.tsv"),
+        "--class_names",
+        "negative",
+        "positive",
+        "--max_train_samples",
+        str(TRAIN_PHRASES),
+        "--num_train_epochs",
+        "1",
+        "--output_dir",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +138,11 @@ def test_efficientnet_lite0_hymenoptera_reaches_090_val_accuracy(tmp_path):
     assert summary["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-12)
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)
-        assert (summary[f"precision_{average}"], summary[f"recall_{average}"], summary[f"f1_{average}"]) == \
-            pytest.approx((p, r, f), abs=1e-12)
+        assert (
+            summary[f"precision_{average}"],
+            summary[f"recall_{average}"],
+            summary[f"f1_{average}"],
+        ) == pytest.approx((p, r, f), abs=1e-12)
     labels = report["confusion_matrix"]["labels"]
     assert confusion_matrix(truth, predicted, labels=labels).tolist() == report["confusion_matrix"]["matrix"]
     export(out)
@@ -162,8 +185,15 @@ def test_efficientnet_lite0_hymenoptera_linear_probe_reaches_090(tmp_path, lite0
     was found never to beat the probe on this set, so it kept the probe: four minutes to test the probe again.)"""
     strategy = "linear_probe"
     out = tmp_path / strategy
-    result = train(lite0_recipe, "--strategy", strategy, "--output_dir", str(out),
-                   "--feature_cache_dir", str(tmp_path / "features"))
+    result = train(
+        lite0_recipe,
+        "--strategy",
+        strategy,
+        "--output_dir",
+        str(out),
+        "--feature_cache_dir",
+        str(tmp_path / "features"),
+    )
     assert "training the head on cached features" in result.stderr
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_accuracy"] >= 0.90, results
@@ -171,10 +201,24 @@ def test_efficientnet_lite0_hymenoptera_linear_probe_reaches_090(tmp_path, lite0
 
 # --- backbone ranking agrees with what fine-tuning shows -------------------------------------------------------
 
+
 def _rank(tmp_path, *argv) -> list[dict]:
-    result = subprocess.run([HFTRANSFER, "rank", *argv, "--report_dir", str(tmp_path / "rank"),
-                             "--feature_cache_dir", str(tmp_path / "cache")], capture_output=True, text=True,
-                            cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+    result = subprocess.run(
+        [
+            HFTRANSFER,
+            "rank",
+            *argv,
+            "--report_dir",
+            str(tmp_path / "rank"),
+            "--feature_cache_dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-2500:])
     return json.loads((tmp_path / "rank" / "rank_report.json").read_text())["candidates"]
@@ -208,9 +252,24 @@ def test_rank_prefers_pretrained_minilm_to_a_random_bert_of_its_size(tmp_path):
     torch.manual_seed(0)
     BertModel(AutoConfig.from_pretrained(minilm_path())).save_pretrained(random_bert)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(random_bert)
-    rows = _rank(tmp_path, "--task", "text-classification", "--model", str(minilm_path()), "--models",
-                 str(random_bert), "--train_file", str(SST2 / "train.tsv"), "--validation_file",
-                 str(SST2 / "dev.tsv"), "--class_names", "negative", "positive", "--sample_size", "500")
+    rows = _rank(
+        tmp_path,
+        "--task",
+        "text-classification",
+        "--model",
+        str(minilm_path()),
+        "--models",
+        str(random_bert),
+        "--train_file",
+        str(SST2 / "train.tsv"),
+        "--validation_file",
+        str(SST2 / "dev.tsv"),
+        "--class_names",
+        "negative",
+        "positive",
+        "--sample_size",
+        "500",
+    )
     assert rows[0]["model"] == str(minilm_path())
     for score in ("logme", "knn_accuracy"):
         assert rows[0][score] > rows[1][score], score
@@ -247,8 +306,13 @@ def _baseline_and_report(out: Path, train_listing: Path, split: str = "test") ->
 def test_minilm_goemotions_multi_label_beats_the_constant_predictor(tmp_path):
     """The shipped multi-label recipe with every default, on 3,000 training comments, scored on the 2,000 test ones."""
     out = tmp_path / "goemotions"
-    train("recipes/text_classification/minilm_goemotions_multilabel.yaml", "--output_dir", str(out),
-          "--max_train_samples", str(GOEMOTIONS_TRAIN))
+    train(
+        "recipes/text_classification/minilm_goemotions_multilabel.yaml",
+        "--output_dir",
+        str(out),
+        "--max_train_samples",
+        str(GOEMOTIONS_TRAIN),
+    )
     report, baseline = _baseline_and_report(out, GOEMOTIONS / "train.jsonl")
     summary = report["summary"]
     print("goemotions test:", {k: round(v, 4) for k, v in summary.items()}, "constant:", baseline["f1_micro"])
@@ -269,10 +333,21 @@ def test_efficientnet_lite0_caltech_mosaics_multi_label(tmp_path):
     subprocess.run([sys.executable, "examples/offline_models.py"], cwd=REPO, check=True, capture_output=True)
     listings = make_mosaics(tmp_path / "mosaics")
     out = tmp_path / "mosaics-out"
-    train("recipes/image_classification/efficientnet_lite0_caltech_mosaics.yaml", "--output_dir", str(out),
-          "--train_file", str(listings["train"]), "--validation_file", str(listings["validation"]),
-          "--test_file", str(listings["test"]), "--strategy", "linear_probe",
-          "--feature_cache_dir", str(tmp_path / "features"))
+    train(
+        "recipes/image_classification/efficientnet_lite0_caltech_mosaics.yaml",
+        "--output_dir",
+        str(out),
+        "--train_file",
+        str(listings["train"]),
+        "--validation_file",
+        str(listings["validation"]),
+        "--test_file",
+        str(listings["test"]),
+        "--strategy",
+        "linear_probe",
+        "--feature_cache_dir",
+        str(tmp_path / "features"),
+    )
     report, baseline = _baseline_and_report(out, listings["train"])
     summary = report["summary"]
     print("mosaics test:", {k: round(v, 4) for k, v in summary.items()}, "constant:", baseline["f1_micro"])
