@@ -1,5 +1,5 @@
-"""Defaults against the evidence: today's fixed recipe, a linear probe, lp_ft and the new default on every set in
-../shared/data, each scored on its own test split.
+"""Defaults against the evidence: a fixed recipe (the task's epochs and rates, full fine-tuning), a linear probe,
+lp_ft and the default (``strategy: auto``) on every set in ../shared/data, each scored on its own test split.
 
 Arms (each a real ``hftransfer train`` in its own process, with an empty feature cache and datasets cache, so
 no arm reuses another's work; the same training rows for every arm):

@@ -15,7 +15,7 @@
   phase (a pass over the training set and the head's epochs on its features), so ``lp_ft`` costs no more than
   ``full``. ``benchmarks/defaults.py``, ``auto`` (lp_ft) with the task's epochs / one less, against ``full``:
   TREC 0.920 in 5:05 / 0.900 in 3:22, ``full`` 0.724 in 3:58-4:04; GTSRB 0.812 in 8:32 / 0.784 in 6:24, ``full``
-  0.797 in 6:53-7:18 (the runs with the task's epochs came before auto's measurement was made faster). The epoch
+  0.797 in 6:53-7:18 (the runs with the task's epochs measured with a slower version of auto's probe). The epoch
   costs about 2 points of accuracy on both; without it ``lp_ft`` takes 13-25% longer than ``full``.
 - A probe's best epoch on a tiny validation split (fewer than ``SMALL_VALIDATION`` examples) is picked by the
   validation loss: accuracy or F1 on 49 images moves in steps of 2 points and ties over most of a probe's many

@@ -83,9 +83,8 @@ BUILT_IN = (
     # The fine-tuning phase keeps the task's learning rate and epochs. Kumar et al. lower the rate after the
     # probe, and on hymenoptera (where the probe alone is as good as it gets) 0.3x did no harm, but where lp_ft is
     # chosen, on data the frozen features do not separate, the backbone must move: test accuracy with the FT
-    # phase at 0.3x / 1x the task's rate, benchmarks/defaults.py: TREC 0.884 / 0.918, GTSRB 0.702 / 0.805 (full
-    # fine-tuning: 0.798 and 0.797; GTSRB's later 0.771 at 1x came from a larger carved validation split, 0.812
-    # with today's, data/labels.py). Fewer epochs cost accuracy too (TREC, 3 → 2 epochs at 0.3x: 0.884 → 0.846;
+    # phase at 0.3x / 1x the task's rate, benchmarks/defaults.py: TREC 0.884 / 0.918, GTSRB 0.702 / 0.805-0.812
+    # (full fine-tuning: 0.798 and 0.797). Fewer epochs cost accuracy too (TREC, 3 → 2 epochs at 0.3x: 0.884 → 0.846;
     # at 1x, 0.920 → 0.900): the one epoch fewer it fine-tunes by default buys its wall time (engine/schedule.py).
     # When fine-tuning does not beat the probe on validation, the probed model is kept.
     Strategy(

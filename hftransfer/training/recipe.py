@@ -124,9 +124,8 @@ def run_unlocked(config: RunConfig) -> RunResult:
 
 
 def configure_process(config: RunConfig, task: Task) -> None:
-    """Settings every later step runs under, set before the first heavy one (``auto``'s feature pass ran before
-    them at first: GTSRB, 1,000 images, 46 s with glibc's allocator defaults and larger evaluation batches; 23 s
-    under them)."""
+    """Settings every later step runs under, set before the first heavy one (``auto``'s feature pass: GTSRB, 1,000
+    images, 23 s under them, 46 s with glibc's allocator defaults and larger evaluation batches)."""
     args = config.training
     quiet_library_progress_bars()
     if args.use_cpu or not torch.cuda.is_available():
