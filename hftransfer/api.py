@@ -12,6 +12,7 @@ from pathlib import Path
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
+from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
@@ -19,7 +20,7 @@ from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
 from hftransfer.strategies import register_strategy
 from hftransfer.strategies.base import Selection, Strategy
-from hftransfer.tasks import register_task
+from hftransfer.tasks import get_task, register_task
 from hftransfer.training.hub import push_output_dir
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import RunResult, run
@@ -53,12 +54,15 @@ def finetune(
     validation=None,
     test=None,
     callbacks: list | None = None,
+    processing_class=None,
     **options,
 ) -> RunResult:
     """Train, evaluate and save a model, as ``hftransfer train RECIPE --option value …`` does.
 
     ``recipe`` is a recipe file or a shipped recipe's name; ``options`` are any of ``hftransfer train``'s
-    options (``task=``, ``model=``, ``learning_rate=`` …). ``train``, ``validation`` and ``test`` are the data:
+    options (``task=``, ``model=``, ``learning_rate=`` …). ``model`` is a Hub id, a folder, or a loaded
+    ``transformers.PreTrainedModel`` (its processor: ``processing_class``, else the one of the checkpoint it was
+    loaded from). ``train``, ``validation`` and ``test`` are the data:
     each a path (a file; for ``train`` also an image folder), or data already in memory: a pandas ``DataFrame``, a
     ``datasets.Dataset`` (a ``DatasetDict`` as ``train`` brings its other splits), or for images a list of
     ``(PIL image or path, label)`` pairs. ``callbacks``: ``transformers.TrainerCallback`` objects the Trainer calls.
@@ -66,7 +70,19 @@ def finetune(
     config, the trained model and its Trainer.
     """
     inputs = _data_inputs(train, validation, test, options)
-    return run(_config(recipe, options, inputs, _checked_callbacks(callbacks)))
+    model = options.get("model")
+    check_model_value(model)
+    if not is_model_object(model):
+        return run(_config(recipe, options, inputs, _checked_callbacks(callbacks)))
+    config = _config(recipe, {**options, "model": None}, inputs, _checked_callbacks(callbacks))
+    with model_folder(model, processing_class, get_task(config.model.task).auto_processor) as folder:
+        config.model.model = str(folder)
+        config.sources["model"] = "keyword (a model object)"
+        config.notes.append(
+            f"model: a {type(model).__name__} given to hftransfer.finetune (loaded from "
+            f"{getattr(model, 'name_or_path', '') or 'no checkpoint'}); this file alone cannot repeat the run"
+        )
+        return run(config)
 
 
 def evaluate(

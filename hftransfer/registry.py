@@ -27,7 +27,8 @@ logger = logging.getLogger("hftransfer")
 
 
 class Named(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
 
 RecordT = TypeVar("RecordT", bound=Named)

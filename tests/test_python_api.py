@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
+import torch
 from conftest import COLOURS, run_example, sentiment_rows, write_rows
 from PIL import Image
 from transformers import TrainerCallback
@@ -27,9 +28,10 @@ class Steps(TrainerCallback):
 
 
 def tiny(tiny_bert, tmp_path, **options):
-    return hftransfer.finetune(
-        model=str(tiny_bert), output_dir=str(tmp_path / "o"), strategy="full", max_steps=3, disable_tqdm=True, **options
+    defaults = dict(
+        model=str(tiny_bert), output_dir=str(tmp_path / "o"), strategy="full", max_steps=3, disable_tqdm=True
     )
+    return hftransfer.finetune(**{**defaults, **options})
 
 
 @pytest.mark.e2e
@@ -131,3 +133,34 @@ def test_the_dataframe_example_runs(tmp_path):
     assert "predictions:" in done.stdout and "by epoch: 1:" in done.stdout
     assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"] >= 0.5
     assert Path(tmp_path / "out" / CONFIG_FILE).is_file()
+
+
+@pytest.mark.e2e
+def test_a_loaded_model_object_trains_from_its_own_weights(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    loaded = AutoModel.from_pretrained(tiny_bert)
+    with torch.no_grad():  # weights the checkpoint on disk does not have: the run must start from the object's
+        loaded.embeddings.word_embeddings.weight.mul_(2)
+    frame = pd.DataFrame(sentiment_rows(64, seed=1))
+    result = tiny(tiny_bert, tmp_path, train=frame, model=loaded, learning_rate=1e-9)
+    trained = load_file(result.output_dir / "model.safetensors")["bert.embeddings.word_embeddings.weight"]
+    assert torch.allclose(trained, loaded.embeddings.word_embeddings.weight, atol=1e-6)
+    assert result.model.config.id2label == {0: "negative", 1: "positive"}
+    saved = (result.output_dir / CONFIG_FILE).read_text()
+    assert f"model: a BertModel given to hftransfer.finetune (loaded from {tiny_bert})" in saved
+    assert not list(Path(result.config.model.model).parent.glob(Path(result.config.model.model).name))  # removed
+
+
+def test_a_model_object_without_a_processor_or_of_the_wrong_kind_is_refused(tiny_bert, tmp_path):
+    from transformers import AutoConfig, BertModel
+
+    config = AutoConfig.from_pretrained(tiny_bert)
+    config._name_or_path = ""  # as a config built in code has it
+    built = BertModel(config)  # no checkpoint it came from, so no tokenizer to find
+    with pytest.raises(hftransfer.HftransferError, match="was not loaded from a checkpoint; pass processing_class="):
+        tiny(tiny_bert, tmp_path, train=pd.DataFrame(sentiment_rows(32)), model=built)
+    with pytest.raises(hftransfer.HftransferError, match="model= takes a Hub id, a folder or a transformers"):
+        tiny(tiny_bert, tmp_path, train=pd.DataFrame(sentiment_rows(32)), model=torch.nn.Linear(2, 2))
+    assert not (tmp_path / "o").exists()

@@ -24,6 +24,7 @@ from hftransfer.artifacts.predict import sigmoid
 from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, open_run
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
+from hftransfer.files.atomic import write_text_atomically
 
 logger = logging.getLogger("hftransfer")
 
@@ -121,7 +122,7 @@ def export_run(
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
                 shutil.copy2(run.path / name, staging / name)
-        (staging / EXPORT_REPORT).write_text(json.dumps(check, indent=2), encoding="utf-8")
+        write_text_atomically(staging / EXPORT_REPORT, json.dumps(check, indent=2))
         _replace_export(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

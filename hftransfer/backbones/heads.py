@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 
 from hftransfer.config.options import HEAD_ACTIVATIONS
 from hftransfer.errors import HftransferError
+from hftransfer.files.atomic import write_text_atomically
 
 DEFAULT_HIDDEN_SIZES = [512]
 MODELING_FILE = "modeling_hftransfer_head.py"
@@ -99,12 +100,12 @@ def write_head_code(model: nn.Module, output_dir: str | Path) -> bool:
     out = Path(output_dir)
     base = type(model).__name__
     auto_class = _auto_class_for(model)
-    (out / MODELING_FILE).write_text(modeling_code(base), encoding="utf-8")
+    write_text_atomically(out / MODELING_FILE, modeling_code(base))
     config_path = out / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = {auto_class: f"{MODELING_FILE[:-3]}.{CLASS_PREFIX}{base}"}
     config["architectures"] = [f"{CLASS_PREFIX}{base}"]
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomically(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return True
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from hftransfer.files.atomic import write_atomically
+
 CACHE_ENV = "HFTRANSFER_IMAGE_CHECK_CACHE"
 
 
@@ -70,9 +72,8 @@ def _save(cache_file: Path, verified: dict[str, list[int]]) -> None:
     be written (read-only home) only means the next run checks again."""
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(verified), encoding="utf-8")
-        os.replace(partial, cache_file)
+        text = json.dumps(verified)
+        write_atomically(cache_file, lambda partial: partial.write_text(text, encoding="utf-8"), shared=True)
     except OSError:
         pass
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hftransfer.files.atomic import partial_path
+from hftransfer.files.atomic import write_atomically
 
 DPI = 100
 ANNOTATE_UP_TO = 20  # classes; beyond that the counts in the cells would not be legible
@@ -125,12 +125,10 @@ def _shorten(name: str, limit: int = 28) -> str:
 
 def _save(fig, path) -> Path:
     plt = _pyplot()
-    path = Path(path)
-    partial = partial_path(path)
-    fig.savefig(partial, format="png", dpi=DPI)  # fixed size: no bbox_inches="tight"
-    plt.close(fig)
-    os.replace(partial, path)
-    return path
+    try:
+        return write_atomically(path, lambda partial: fig.savefig(partial, format="png", dpi=DPI))  # fixed size
+    finally:
+        plt.close(fig)
 
 
 def plot_pr_curves(curves: list[dict], path: str | os.PathLike, title: str) -> Path:
@@ -143,9 +141,4 @@ def plot_pr_curves(curves: list[dict], path: str | os.PathLike, title: str) -> P
     ax.grid(alpha=0.3)
     ax.legend(title="label (positives)", fontsize=8, loc="lower left")
     fig.tight_layout()
-    path = Path(path)
-    partial = partial_path(path)
-    fig.savefig(partial, format="png", dpi=DPI)
-    plt.close(fig)
-    os.replace(partial, path)
-    return path
+    return _save(fig, path)

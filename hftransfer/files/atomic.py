@@ -9,21 +9,31 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 
-def partial_path(path: str | os.PathLike) -> Path:
+def partial_path(path: str | os.PathLike, shared: bool = False) -> Path:
+    """The hidden name a file is written under before its rename; ``shared``: one per process, for files that
+    several processes may write at once (caches)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.partial")
+    return path.with_name(f".{path.name}.{os.getpid()}.partial" if shared else f".{path.name}.partial")
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    path, partial = Path(path), partial_path(path)
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object], shared: bool = False) -> Path:
+    """``write(partial)`` writes the file under its partial name, which is then renamed to ``path``; whatever
+    happens, no partial file is left behind. Every file hftransfer writes whole goes through here."""
+    path = Path(path)
+    partial = partial_path(path, shared)
     try:
-        partial.write_text(text, encoding="utf-8")
+        write(partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    return write_atomically(path, lambda partial: partial.write_text(text, encoding="utf-8"))
 
 
 # Files that make up a saved model's weights; a new model that no longer has one (sharded → single file,

@@ -28,7 +28,7 @@ from hftransfer.errors import HftransferError
 from hftransfer.evaluation import transferability
 from hftransfer.files.atomic import write_text_atomically
 from hftransfer.strategies.auto import body_to_head_rate, decide
-from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features
+from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features
 from hftransfer.tasks import get_task
 from hftransfer.training.parse import RunConfig
 
@@ -114,33 +114,26 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
     try:
         model_config = (task.load_model_config or load_model_config)(config)
         processor = task.build_preprocessing(config, data, model_config)
-        view = LabelledData(splits=dict(data.splits), label_names=data.label_names, columns=data.columns)
-        prepared = task.prepare_datasets(config, processor, view, model_config, augment=False)
         model = task.build_model(config, data, model_config)
     except Exception as err:  # any loading failure: report this candidate, rank the others
         result.error = f"{type(err).__name__}: {err}"
         logger.warning("skipping candidate %s: %s", result.name, result.error)
         return result
     device = config.training.device
-    model.to(device).eval()
+    model.eval()
     result.parameters = sum(p.numel() for p in model.parameters())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    collator = task.build_collator(config, processor)
     started = time.perf_counter()
-    try:
-        features = {
-            split: cached_features(
-                model, prepared[split], split, collator, config.training, config.transfer.feature_cache_dir
-            )
-            for split in ("train", "validation")
-        }
+    view = LabelledData(splits=dict(data.splits), label_names=data.label_names, columns=data.columns)
+    try:  # the same pipeline as auto's measurement: preparation, memory format, device, cache
+        features = frozen_features(model, config, task, processor, view, model_config)
     except FeatureCacheUnavailable as err:
         result.error = f"no fixed-size features: {err}"
         return result
     elapsed = time.perf_counter() - started
-    examples = sum(len(prepared[s]) for s in ("train", "validation"))
+    examples = sum(len(features[s][1]) for s in ("train", "validation"))
     result.features_per_second = examples / max(elapsed, 1e-9)
     result.peak_memory_mb = (
         torch.cuda.max_memory_allocated(device) / 2**20

@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftransfer.data.labels import LABELS, column_values
-from hftransfer.engine.performance import apply_performance_options
 from hftransfer.engine.schedule import HEAD_LEARNING_RATE
 from hftransfer.evaluation.transferability import linear_probe_accuracy
-from hftransfer.strategies.features import FeatureCacheUnavailable, cached_features, weights_digest
+from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features
 
 logger = logging.getLogger("hftransfer")
 
@@ -154,32 +153,21 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     sample of the validation split's. The features go to the cache, where a probe strategy chosen next finds
     them and computes only the rows the samples left out."""
     started = time.perf_counter()
-    args = config.training
-    notes = list(data.notes)  # preparing says what it did; the training's own preparation will say it again
-    datasets = task.prepare_datasets(config, processor, data, model_config, augment=False)
-    data.notes[:] = notes
-    # the memory format training will use (channels_last on CPU: GTSRB, 1,000 images, 75 s in NCHW)
-    collator = apply_performance_options(model, task.build_collator(config, processor), task, config.transfer, args)
-    model.to(args.device)
     sizes = {"train": PROBE_TRAIN, "validation": PROBE_VALIDATION}
     try:
-        weights = weights_digest(model)
-        (train_x, train_y), (val_x, val_y) = [
-            cached_features(
-                model,
-                datasets[split],
-                split,
-                collator,
-                args,
-                config.transfer.feature_cache_dir,
-                weights,
-                rows=sample_rows(np.asarray(column_values(datasets[split], LABELS)), size, args.seed),
-            )
-            for split, size in sizes.items()
-        ]
+        features = frozen_features(
+            model,
+            config,
+            task,
+            processor,
+            data,
+            model_config,
+            sample=lambda split, labels: sample_rows(np.asarray(labels), sizes[split], config.training.seed),
+        )
     except FeatureCacheUnavailable as reason:
         logger.info("auto: no fixed-size features to measure (%s); deciding from the data's size", reason)
         return None
+    (train_x, train_y), (val_x, val_y) = features["train"], features["validation"]
     if len(np.unique(train_y.numpy())) < 2:  # nothing to separate: a probe needs two classes to fit
         numbers["probe"] = "not measured (the training sample holds a single class)"
         return None

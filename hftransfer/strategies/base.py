@@ -110,24 +110,24 @@ def fit_with_trainer(ctx: FitContext) -> FitResult:
 
 class Select(Protocol):
     def __call__(
-        self, model: nn.Module, layout: BlockLayout | None, options: Any, num_train_epochs: float
+        self, model: nn.Module, layout: BlockLayout | None, options: Any, num_train_epochs: float, /
     ) -> Selection: ...
 
 
 class Adapt(Protocol):
-    def __call__(self, model: nn.Module, options: Any, plan: StrategyPlan) -> nn.Module: ...
+    def __call__(self, model: nn.Module, options: Any, plan: StrategyPlan, /) -> nn.Module: ...
 
 
 class Fit(Protocol):
-    def __call__(self, ctx: FitContext) -> FitResult: ...
+    def __call__(self, ctx: FitContext, /) -> FitResult: ...
 
 
 class Finish(Protocol):
-    def __call__(self, trainer: TransferTrainer, staging_dir: Path, options: Any) -> None: ...
+    def __call__(self, trainer: TransferTrainer, staging_dir: Path, options: Any, /) -> None: ...
 
 
 class Schedule(Protocol):
-    def __call__(self, config: RunConfig, options: Any, data: LabelledData) -> dict[str, tuple[Any, str]]: ...
+    def __call__(self, config: RunConfig, options: Any, data: LabelledData, /) -> dict[str, tuple[Any, str]]: ...
 
 
 class Choose(Protocol):
@@ -139,6 +139,7 @@ class Choose(Protocol):
         processor: Any,
         data: LabelledData,
         model_config: PretrainedConfig | None,
+        /,
     ) -> Any: ...
 
 
@@ -248,6 +249,13 @@ def apply_strategy(
     if strategy.adapt is not None:
         model = strategy.adapt(model, options, plan)
     return model, plan
+
+
+def require_layout(layout: BlockLayout | None, strategy: str) -> BlockLayout:
+    """The layout a block-wise strategy needs (``needs_blocks``: ``apply_strategy`` refuses a model without one)."""
+    if layout is None:
+        raise StrategyError(f"strategy {strategy!r} needs a backbone that splits into blocks")
+    return layout
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:

@@ -28,7 +28,10 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hftransfer.backbones.blocks import head_parameter_names
 from hftransfer.data.buckets import token_lengths
+from hftransfer.data.labels import LABELS, column_values
 from hftransfer.data.streaming import is_streamed
+from hftransfer.engine.performance import apply_performance_options
+from hftransfer.files.atomic import write_atomically
 
 logger = logging.getLogger("hftransfer")
 
@@ -222,9 +225,8 @@ def compute_rows(model, dataset, missing: torch.Tensor, stored: dict | None, col
 
 def save_stored(stored: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({key: value.contiguous() for key, value in stored.items()}, str(partial))
-    os.replace(partial, path)  # atomic: a reader never sees half a file
+    tensors = {key: value.contiguous() for key, value in stored.items()}
+    write_atomically(path, lambda partial: save_file(tensors, str(partial)), shared=True)  # never half a file
 
 
 class HeadOnFeatures(nn.Module):
@@ -259,3 +261,30 @@ def feature_datasets(model, datasets, collator, args, cache_dir) -> FeatureSplit
         features, labels = cached_features(model, datasets[split], split, collator, args, cache_dir, weights)
         splits[split] = Dataset.from_dict({"features": features.numpy(), "labels": labels.numpy()}).with_format("torch")
     return FeatureSplits(splits["train"], splits["validation"])
+
+
+def frozen_features(
+    model: nn.Module, config, task, processor, data, model_config, sample=None, splits=("train", "validation")
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{split: (features, labels)}`` of the frozen backbone: the one feature pipeline of ``auto``'s measurement and
+    ``hftransfer rank`` (the probe strategies read the same cache, ``feature_datasets``).
+
+    The examples are prepared without augmentation, collated in the training's memory format (channels_last on a
+    CPU: GTSRB, 1,000 images, 75 s in NCHW) on the training's device, and go through the on-disk cache, so a probe
+    strategy chosen next computes only the rows not read here. ``sample(split, labels) -> rows``, when given,
+    picks the rows of each split to read. Preparing here leaves ``data.notes`` as it was: the training's own
+    preparation says what it did."""
+    args = config.training
+    notes = list(data.notes)
+    datasets = task.prepare_datasets(config, processor, data, model_config, augment=False)
+    data.notes[:] = notes
+    collator = apply_performance_options(model, task.build_collator(config, processor), task, config.transfer, args)
+    model.to(args.device)
+    weights = weights_digest(model)
+    found = {}
+    for split in splits:
+        rows = sample(split, column_values(datasets[split], LABELS)) if sample else None
+        found[split] = cached_features(
+            model, datasets[split], split, collator, args, config.transfer.feature_cache_dir, weights, rows=rows
+        )
+    return found

@@ -14,7 +14,7 @@ from torch import nn
 
 from hftransfer.backbones.blocks import BlockLayout, head_parameter_names
 from hftransfer.config.options import ConfigError
-from hftransfer.strategies.base import Selection, resolve_unfreeze_blocks, top_blocks
+from hftransfer.strategies.base import Selection, require_layout, resolve_unfreeze_blocks, top_blocks
 
 
 @dataclass
@@ -48,8 +48,9 @@ def head_only(model: nn.Module, layout: BlockLayout | None, options: object, num
 
 
 def top_blocks_and_head(
-    model: nn.Module, layout: BlockLayout, options: PartialOptions, num_train_epochs: float
+    model: nn.Module, layout: BlockLayout | None, options: PartialOptions, num_train_epochs: float
 ) -> Selection:
+    layout = require_layout(layout, "partial")
     count = resolve_unfreeze_blocks(options.unfreeze_blocks, layout)
     names = top_blocks(layout, count) | set(layout.head)
     return Selection(names, names)

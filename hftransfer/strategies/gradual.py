@@ -16,7 +16,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from hftransfer.backbones.blocks import BlockLayout
-from hftransfer.strategies.base import Selection, StrategyError, set_trainable, top_blocks
+from hftransfer.strategies.base import Selection, StrategyError, require_layout, set_trainable, top_blocks
 
 logger = logging.getLogger("hftransfer")
 
@@ -35,8 +35,9 @@ class GradualOptions:
 
 
 def unfreeze_gradually(
-    model: nn.Module, layout: BlockLayout, options: GradualOptions, num_train_epochs: float
+    model: nn.Module, layout: BlockLayout | None, options: GradualOptions, num_train_epochs: float
 ) -> Selection:
+    layout = require_layout(layout, "gradual")
     schedule = GradualUnfreezing(model, layout, resolve_milestones(options.unfreeze_milestones, num_train_epochs))
     note = f"more blocks unfreeze at epochs {', '.join(f'{m:g}' for m in schedule.milestones)}"
     return Selection(schedule.trainable_at(0.0), {n for n, _ in model.named_parameters()}, [schedule], note)

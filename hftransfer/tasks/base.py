@@ -9,9 +9,15 @@ task registers (``tasks/__init__.py``) without touching the core.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from hftransfer.errors import HftransferError
+
+if TYPE_CHECKING:  # for hints only
+    from transformers import PreTrainedModel
+
+    from hftransfer.data.labels import LabelledData
+    from hftransfer.training.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,24 @@ class TaskWords:
     shift_examples: str
 
 
+class LoadData(Protocol):
+    def __call__(self, config: RunConfig, model_labels: list[str] | None = None, /) -> LabelledData: ...
+
+
+class BuildPreprocessing(Protocol):
+    def __call__(self, config: RunConfig, data: LabelledData, model_config: Any, /) -> Any: ...
+
+
+class PrepareDatasets(Protocol):
+    def __call__(
+        self, config: RunConfig, processor: Any, data: LabelledData, model_config: Any = None, augment: bool = True, /
+    ) -> dict[str, Any]: ...
+
+
+class BuildModel(Protocol):
+    def __call__(self, config: RunConfig, data: LabelledData, model_config: Any, /) -> PreTrainedModel: ...
+
+
 @dataclass(frozen=True)
 class Task:
     """Everything the recipe needs to know about one task.
@@ -36,11 +60,12 @@ class Task:
         name: registry key, e.g. ``"text-classification"``; also the ``transformers.pipeline`` tag.
         description: one line shown by ``hftransfer tasks``.
         options: a dataclass of this task's own options (fields become recipe keys and flags), or None.
-        load_data: ``(config) -> LabelledData``; reads files, folders or a Hub dataset and fixes the labels.
-        build_preprocessing: ``(config, data, model_config) -> processor``: tokenizer / image processor
-            derived from the checkpoint.
-        prepare_datasets: ``(config, processor, data) -> dict of split -> Dataset`` ready for the Trainer.
-        build_model: ``(config, data, model_config) -> PreTrainedModel`` with a head for ``data.label_names``.
+        load_data: reads files, folders, memory or a Hub dataset and fixes the labels (``LoadData``; with
+            ``model_labels``, evaluation of a trained model: its label ids, no carving).
+        build_preprocessing: the tokenizer / image processor derived from the checkpoint (``BuildPreprocessing``).
+        prepare_datasets: split -> Dataset ready for the Trainer (``PrepareDatasets``; ``augment=False``: the
+            training split transformed like evaluation's).
+        build_model: the ``PreTrainedModel`` with a head for ``data.label_names`` (``BuildModel``).
         build_collator: ``(config, processor) -> collate function``.
         compute_metrics: ``EvalPrediction -> dict`` used by the Trainer every evaluation.
         training_defaults: ``TrainingArguments`` values this task prefers over transformers' defaults
@@ -51,7 +76,7 @@ class Task:
             training examples are transformed exactly like evaluation ones (then frozen features can be cached).
             ``prepare_datasets`` takes ``augment=False`` to build un-augmented training examples.
         load_model_config: resolves the backbone's config, the first and cheapest proof that it exists;
-            default ``hftransfer.models.load_model_config`` (a Hub id or a local transformers folder).
+            default ``hftransfer.backbones.checkpoints.load_model_config`` (a Hub id or a local folder).
         auto_model, auto_processor: the ``Auto*`` classes that load a finished run's model and processor.
         processor_files: files of which a saved run needs at least one for its processor; a folder with none is
             refused (transformers 5 builds an empty tokenizer from nothing, which predicts garbage).
@@ -73,10 +98,10 @@ class Task:
     name: str
     description: str
     options: type | None
-    load_data: Callable[..., Any]
-    build_preprocessing: Callable[..., Any]
-    prepare_datasets: Callable[..., Any]
-    build_model: Callable[..., Any]
+    load_data: LoadData
+    build_preprocessing: BuildPreprocessing
+    prepare_datasets: PrepareDatasets
+    build_model: BuildModel
     build_collator: Callable[..., Any]
     compute_metrics: Callable[..., dict]
     training_defaults: dict[str, Any] = field(default_factory=dict)

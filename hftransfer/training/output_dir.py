@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
-from hftransfer.files.atomic import staging_dir
+from hftransfer.files.atomic import staging_dir, write_text_atomically
 from hftransfer.files.written import (
     WORKING_DIR_PREFIX,
     WRITTEN_RECORD,
@@ -273,7 +273,7 @@ class RunRecordCallback(TrainerCallback):
             if folder.is_dir():
                 self.config.save(folder / CONFIG_FILE)
                 record = {"fingerprint": fingerprint(self.settings), "settings": self.settings}
-                (folder / RUN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+                write_text_atomically(folder / RUN_RECORD, json.dumps(record, indent=2))
         return control
 
 

@@ -7,13 +7,13 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import TrainingArguments
 
 from hftransfer.config.options import DataArguments, ModelArguments, TransferArguments
+from hftransfer.files.atomic import write_text_atomically
 
 # Never written to the resolved config: secrets, and values that only make sense for one process or one
 # invocation (repeating a run from its saved config starts it afresh, it does not resume it).
@@ -100,4 +100,4 @@ class RunConfig:
         """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
         header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
         header += "".join(f"# {note}\n" for note in self.notes)
-        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        write_text_atomically(path, header + yaml.safe_dump(self.to_dict(), sort_keys=False))

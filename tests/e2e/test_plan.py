@@ -45,7 +45,9 @@ def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, c
     chosen = {option: value for option, (value, source, why) in rows.items() if why}
     assert {"strategy", "probe_epochs", "head_learning_rate", "num_train_epochs"} <= set(chosen), rows  # lp_ft
 
-    run(parse_config(flags))  # the real run settles the same way
+    capsys.readouterr()
+    run(parse_config([*flags, "--time_budget", "10m"]))  # the real run settles the same way
+    summary = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     saved_text = (out / "hftransfer_config.yaml").read_text()
     saved = yaml.safe_load(saved_text)
     card = (out / "README.md").read_text()
@@ -54,4 +56,11 @@ def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, c
         assert str(values[option]) == value, (option, values[option], value)
         if option in {"strategy", "per_device_eval_batch_size"}:
             continue  # said in auto's own note / a machine setting, not saved as a note
-        assert f"# {option}: " in saved_text and f"{option}: " in card, option
+        assert f"# {option}: " in saved_text and f"{option}: " in card and f"{option}: " in summary, option
+    # every note (auto's decision, the schedule's choices, how the time budget was spent) in all three
+    notes = [line[2:] for line in saved_text.splitlines() if line.startswith("# ") and ": " in line][1:]
+    assert any(note.startswith("auto chose lp_ft") for note in notes)
+    assert any(note.startswith("time budget 10m: ") for note in notes)
+    for note in notes:
+        assert " ".join(note.split()) in summary, note
+        assert note.split(" (")[0] in card, note
