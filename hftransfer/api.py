@@ -144,14 +144,17 @@ def rank(
     sample_size: int = 500,
     by: str = "logme",
     report_dir: str | Path | None = None,
+    train=None,
+    validation=None,
     **options,
 ) -> list[CandidateScore]:
     """Score candidate backbones on the data from frozen features, best first (``hftransfer rank``).
 
-    ``report_dir`` also writes ``rank_report.json`` and the plot there.
+    ``train`` and ``validation`` take what ``finetune``'s do (paths or data in memory); ``report_dir`` also writes
+    ``rank_report.json`` and the plot there.
     """
     _require_int("sample_size", sample_size)
-    base = _config(recipe, options)
+    base = _config(recipe, options, _data_inputs(train, validation, None, options))
     results, data, num_train = rank_candidates(base, models, sample_size, by)
     if report_dir is not None:
         save_rank_outputs(

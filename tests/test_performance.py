@@ -172,7 +172,7 @@ def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels
     from transformers import TrainingArguments
 
     from hftransfer.config.options import TransferArguments
-    from hftransfer.engine.performance import ChannelsLastCollator, apply_performance_options
+    from hftransfer.engine.performance import ChannelsLastCollator, apply_performance_options, default_channels_last
     from hftransfer.engine.runtime import OPT_OUT, configure_cpu_run
     from hftransfer.tasks import get_task
 
@@ -199,7 +199,8 @@ def test_cpu_defaults_evaluate_in_training_sized_batches_and_run_images_channels
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     image, text = TransferArguments(), TransferArguments()
     collator = apply_performance_options(conv, lambda rows: rows, get_task("image-classification"), image, args())
-    assert image.channels_last is True and isinstance(collator, ChannelsLastCollator)
+    assert isinstance(collator, ChannelsLastCollator) and image.channels_last is None  # applied, config untouched
     assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
-    apply_performance_options(torch.nn.Linear(2, 2), None, get_task("text-classification"), text, args())
-    assert text.channels_last is False
+    assert default_channels_last(get_task("image-classification"), args())
+    plain = apply_performance_options(torch.nn.Linear(2, 2), None, get_task("text-classification"), text, args())
+    assert plain is None and not default_channels_last(get_task("text-classification"), args())

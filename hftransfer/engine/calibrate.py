@@ -60,7 +60,7 @@ def calibrate(config, trainer, datasets: dict, data, plan) -> tuple[float | None
             f"the scores are kept as trained"
         )
         logger.info(note)
-        config.notes.append(note)
+        config.outcomes.append(note)
         return None, read
     fold_temperature(layers, temperature)
     trainer.model.config.hftransfer_calibration = {

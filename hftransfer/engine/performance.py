@@ -38,6 +38,12 @@ def check_performance_options(task, transfer, args) -> None:
         )
 
 
+def default_channels_last(task, args) -> bool:
+    """Image models on a CPU: oneDNN's convolutions run NHWC natively (EfficientNet-Lite0: 1.8x faster steps);
+    GPUs: not measured yet."""
+    return bool(task.pixel_key) and (args.use_cpu or not torch.cuda.is_available())
+
+
 def apply_performance_options(model: nn.Module, collator, task, transfer, args):
     """Applies channels_last to the model and its batches; returns the collator to use."""
     if args.activation_checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
@@ -46,9 +52,8 @@ def apply_performance_options(model: nn.Module, collator, task, transfer, args):
             "checkpointable blocks); train without it, or lower per_device_train_batch_size and raise "
             "gradient_accumulation_steps to save memory instead"
         )
-    if transfer.channels_last is None:  # on a CPU oneDNN's convolutions run NHWC natively; GPUs: not measured yet
-        transfer.channels_last = bool(task.pixel_key) and (args.use_cpu or not torch.cuda.is_available())
-    if transfer.channels_last:
+    channels_last = default_channels_last(task, args) if transfer.channels_last is None else transfer.channels_last
+    if channels_last:
         model.to(memory_format=torch.channels_last)
         collator = ChannelsLastCollator(collator, task.pixel_key)
     return collator

@@ -56,7 +56,7 @@ def print_summary(
         f"final train loss {train_metrics.get('train_loss', float('nan')):.4f}",
         f"best checkpoint: {best_checkpoint or '(last)'} by {config.training.metric_for_best_model}",
         *data.notes,
-        *getattr(config, "notes", []),
+        *config.all_notes(),
         f"saved to: {config.training.output_dir}",
     ]
     for line in lines:

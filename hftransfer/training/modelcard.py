@@ -182,7 +182,7 @@ def hyperparameters(config, task, strategy, strategy_description: str) -> list[t
             rows.append((key.replace("_", " "), value))
     if strategy.card_rows is not None:
         rows += strategy.card_rows(config.options_for(strategy))
-    rows += [("chosen for this data", note) for note in getattr(config, "notes", [])]
+    rows += [("chosen for this data", note) for note in config.all_notes()]
     if task.training_augmentation is not None:
         rows.append(("training augmentation", task.training_augmentation(config) or "none"))
     return [(key, _setting(value)) for key, value in rows]

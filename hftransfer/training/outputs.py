@@ -65,7 +65,7 @@ def save_run(
         strategy.finish(trainer, staging, config.options_for(strategy))
     write_head_code(trainer.model, staging)
     if config.transfer.time_budget:  # before the config and the card are written: both say how it was spent
-        config.notes.append(budget_note(config, trainer))
+        config.outcomes.append(budget_note(config, trainer))
     config.save(staging / CONFIG_FILE)
     record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
     trainer.save_state()

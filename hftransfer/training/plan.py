@@ -9,11 +9,31 @@ every option that one of them set, and the notes that go with them, in the order
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
 from hftransfer.engine.progress import output_is_piped
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The settled run, frozen: every option's value as the saved config writes it, the rows ``--dry_run`` prints
+    (option, value, source, reason) and the notes on the decisions. Made once every decision is made and before
+    anything trains; the saved config, the model card and the summary are rendered from it."""
+
+    resolved: str  # the YAML body of hftransfer_config.yaml
+    rows: tuple[tuple[str, str, str, str], ...]
+    notes: tuple[str, ...]
+
+
+def settle(config) -> Plan:
+    """Freeze the run's decisions: the config refuses further choices, and the plan records them."""
+    plan = Plan(config.resolved_yaml(), tuple(plan_rows(config)), tuple(config.notes))
+    config.settled = plan
+    return plan
+
 
 ALWAYS_SHOWN = {
     "task",
@@ -61,14 +81,14 @@ def _shown(value) -> str:
     return str(value)
 
 
-def print_plan(config, data, console: Console | None = None) -> None:
+def print_plan(config, plan: Plan, data, console: Console | None = None) -> None:
     """The plan table, then the notes on the data and on the choices; says that nothing was trained."""
     console = console or Console(width=140 if output_is_piped() else None)  # a file gets the width of a screen
     table = Table(title=f"hftransfer plan · {config.model.task} · dry run: nothing trained or written")
     for column in ("option", "value", "source", "why"):
         table.add_column(column, overflow="fold")
-    for row in plan_rows(config):
+    for row in plan.rows:
         table.add_row(*row)
     console.print(table)
-    for note in [*data.notes, *config.notes]:
+    for note in [*data.notes, *plan.notes]:
         console.print(f"- {note}", highlight=False)

@@ -25,7 +25,11 @@ from hftransfer.data.streaming import is_streamed
 from hftransfer.engine.budget import TimeBudget
 from hftransfer.engine.calibrate import calibrate
 from hftransfer.engine.losses import loss_for, start_at_label_priors
-from hftransfer.engine.performance import apply_performance_options, check_performance_options
+from hftransfer.engine.performance import (
+    apply_performance_options,
+    check_performance_options,
+    default_channels_last,
+)
 from hftransfer.engine.progress import quiet_library_progress_bars
 from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
 from hftransfer.engine.schedule import schedule_for, stream_evaluations
@@ -48,7 +52,7 @@ from hftransfer.training.output_dir import (
 )
 from hftransfer.training.outputs import save_run
 from hftransfer.training.parse import RunConfig, parse_config
-from hftransfer.training.plan import print_plan
+from hftransfer.training.plan import Plan, print_plan, settle
 
 logger = logging.getLogger("hftransfer")
 
@@ -63,6 +67,7 @@ class RunResult:
     config: RunConfig
     model: Any = None  # the trained model, as saved (the best checkpoint's weights, calibrated)
     trainer: Any = None  # the Trainer that trained it (its state, log history and evaluate/predict)
+    plan: Plan | None = None  # every decision, settled before training (what --dry_run prints)
 
 
 def run(config: RunConfig) -> RunResult:
@@ -84,9 +89,10 @@ def run_unlocked(config: RunConfig) -> RunResult:
     apply_training_defaults(config, task, strategy, model_config, data)
     if checkpoint:
         verify_checkpoint(checkpoint, config)
-    if config.transfer.dry_run:  # the plan is settled: show it, train nothing
-        print_plan(config, data)
-        return RunResult(Path(config.training.output_dir), {}, {}, config)
+    settled = settle(config)  # every decision is made: from here on, nothing changes the config
+    if config.transfer.dry_run:
+        print_plan(config, settled, data)
+        return RunResult(Path(config.training.output_dir), {}, {}, config, plan=settled)
     with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
         datasets = task.prepare_datasets(config, processor, data, model_config)
     model, plan = adapt_model(config, strategy, model)
@@ -120,7 +126,7 @@ def run_unlocked(config: RunConfig) -> RunResult:
         logits_read=logits_read,
     )
     save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
-    return RunResult(Path(config.training.output_dir), results, reports, config, trainer.model, trainer)
+    return RunResult(Path(config.training.output_dir), results, reports, config, trainer.model, trainer, settled)
 
 
 def configure_process(config: RunConfig, task: Task) -> None:
@@ -144,6 +150,10 @@ def configure_process(config: RunConfig, task: Task) -> None:
             config.reasons["per_device_eval_batch_size"] = "no larger than training's: it reuses their memory"
     if args.dataloader_num_workers == 0:
         args.dataloader_persistent_workers = False  # nothing to keep alive (torch refuses the combination)
+    if config.transfer.channels_last is None and task.pixel_key:
+        chosen = default_channels_last(task, args)
+        why = "convolutions on a CPU run fastest in NHWC" if chosen else "not measured on this accelerator yet"
+        config.choose("channels_last", chosen, "this machine", why, note=False)
 
 
 def check_before_work(config: RunConfig, task: Task, strategy: Strategy) -> tuple[str | None, bool]:
@@ -182,6 +192,10 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
         suggestions["learning_rate"] = base * strategy.learning_rate_scale
     for key, value in config.apply_suggestions(suggestions).items():
         logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
+    if data.streamed and config.training.world_size > 1:
+        # Each process reads the stream and keeps its own batches (accelerate shards it). Dispatching, its default
+        # for streams, concatenates the first process's batches, which fails for batches padded to their own length.
+        config.training.accelerator_config.dispatch_batches = False
     for key, (value, reason) in schedule_for(config, strategy, data).items():
         if key not in config.explicit:
             config.choose(key, value, "chosen for this data and strategy", reason)
@@ -213,11 +227,6 @@ def build_trainer(
     """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records
     (``compute_loss_func``: a loss other than the model's own, ``engine/losses.py``)."""
     args, transfer = config.training, config.transfer
-    if is_streamed(datasets["train"]) and args.world_size > 1:
-        # Each process reads the stream and keeps its own batches (accelerate shards it). Dispatching, its default
-        # for streams, concatenates the first process's batches, which fails for batches padded to their own
-        # length.
-        args.accelerator_config.dispatch_batches = False
     callbacks = [*plan.callbacks, *config.callbacks]
     if transfer.time_budget:
         evaluated = sum(len(datasets[s]) for s in ("validation", "test") if s in datasets)

@@ -36,6 +36,9 @@ class RunConfig:
     # each registered strategy's own options (an instance of its Strategy.options dataclass), by strategy name
     strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)  # decisions made for the user (saved as comments)
+    # what the run measured once the plan was settled (the temperature fitted, how the time budget was spent)
+    outcomes: list[str] = dataclasses.field(default_factory=list)
+    settled: Any = None  # the frozen Plan (training/plan.py), once every decision is made
     started: float = dataclasses.field(default_factory=time.monotonic)  # when the run began (for time_budget)
     # Given through the Python API, never saved: splits already in memory, and the caller's TrainerCallbacks.
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -47,7 +50,9 @@ class RunConfig:
 
     def choose(self, option: str, value: Any, source: str, reason: str, note: bool = True) -> None:
         """Set an option the user left unset to the value hftransfer chose for this run, recording its source and
-        reason (and, with ``note``, a line in the saved config's header)."""
+        reason (and, with ``note``, a line in the saved config's header). Refused once the plan is settled."""
+        if self.settled is not None:
+            raise RuntimeError(f"{option}: a choice after the plan was settled (decisions belong before training)")
         section = next(s for s in self._sections() if s is not None and hasattr(s, option))
         setattr(section, option, value)
         self.sources[option], self.reasons[option] = source, reason
@@ -96,8 +101,18 @@ class RunConfig:
             "training": training,
         }
 
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def all_notes(self) -> list[str]:
+        """The decisions' notes, then what the run measured: what the saved config, the card and the summary say."""
+        notes = list(self.settled.notes) if self.settled is not None else list(self.notes)
+        return notes + self.outcomes
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly."""
+        """Write the fully resolved config so ``hftransfer train PATH`` repeats the run exactly: the settled plan's
+        values when there is one (nothing after settling changes them; tests/e2e/test_plan.py)."""
         header = "# Resolved hftransfer config. Repeat this run with:  hftransfer train <this file>\n"
-        header += "".join(f"# {note}\n" for note in self.notes)
-        write_text_atomically(path, header + yaml.safe_dump(self.to_dict(), sort_keys=False))
+        header += "".join(f"# {note}\n" for note in self.all_notes())
+        body = self.settled.resolved if self.settled is not None else self.resolved_yaml()
+        write_text_atomically(path, header + body)

@@ -37,7 +37,8 @@ def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, c
 
     config = parse_config([*flags, "--dry_run", "true"])
     planned = run(config).config
-    rows = {option: (value, source, why) for option, value, source, why in plan_rows(planned)}
+    planned_rows = list(plan_rows(planned))
+    rows = {option: (value, source, why) for option, value, source, why in planned_rows}
     assert rows["learning_rate"] == ("0.0003", "flag", "")
     assert rows["strategy"][1] == "strategy auto" and rows["strategy"][2]  # chosen, with its reason
     assert rows["per_device_train_batch_size"][1] == "task text-classification"
@@ -46,9 +47,12 @@ def test_dry_run_prints_every_decision_and_writes_nothing(tiny_bert, tmp_path, c
     assert {"strategy", "probe_epochs", "head_learning_rate", "num_train_epochs"} <= set(chosen), rows  # lp_ft
 
     capsys.readouterr()
-    run(parse_config([*flags, "--time_budget", "10m"]))  # the real run settles the same way
+    result = run(parse_config([*flags, "--time_budget", "10m"]))  # the real run settles the same way
     summary = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     saved_text = (out / "hftransfer_config.yaml").read_text()
+    # settled once, before training: nothing after it changed the config, and the saved file is the plan's
+    assert result.plan.resolved == result.config.resolved_yaml() and saved_text.endswith(result.plan.resolved)
+    assert [row for row in result.plan.rows if row[3]] == [row for row in planned_rows if row[3]]
     saved = yaml.safe_load(saved_text)
     card = (out / "README.md").read_text()
     values = {k: v for section in saved.values() for k, v in section.items()}
