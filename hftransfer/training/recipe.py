@@ -4,23 +4,26 @@ evaluate → save.
 Runs the same way from ``hftransfer train RECIPE.yaml``, ``python -m hftransfer.train --config RECIPE.yaml``,
 ``accelerate launch -m hftransfer.train --config RECIPE.yaml`` and ``hftransfer.train(...)`` in Python. Every
 step of a task comes from the task registry and every step of a strategy from the strategy registry, so this
-file does not change when either is added. ``run`` reads top to bottom; each step is a function below it.
+file does not change when either is added. ``run_unlocked`` reads top to bottom: a ``FineTuning`` settles every
+decision, trains, evaluates, and ``save_run`` writes what it leaves; each step is a function below.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import EarlyStoppingCallback, set_seed
 
 from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
+from hftransfer.data.labels import LabelledData
 from hftransfer.data.streaming import is_streamed
 from hftransfer.engine.budget import TimeBudget
 from hftransfer.engine.calibrate import calibrate
@@ -36,7 +39,15 @@ from hftransfer.engine.schedule import schedule_for, stream_evaluations
 from hftransfer.engine.trainer import TransferTrainer
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
 from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
-from hftransfer.strategies.base import FitContext, Strategy, StrategyError, apply_strategy, parameter_counts
+from hftransfer.strategies.base import (
+    FitContext,
+    FitResult,
+    Strategy,
+    StrategyError,
+    StrategyPlan,
+    apply_strategy,
+    parameter_counts,
+)
 from hftransfer.strategies.freezing import keep_frozen_parts_in_eval
 from hftransfer.strategies.rates import parameter_groups
 from hftransfer.tasks import get_task
@@ -77,56 +88,112 @@ def run(config: RunConfig) -> RunResult:
 
 
 def run_unlocked(config: RunConfig) -> RunResult:
-    """The run itself: every step, top to bottom."""
-    task, strategy = get_task(config.model.task), get_strategy(config.transfer.strategy)
-    checkpoint, push_to_hub = check_before_work(config, task, strategy)
-    configure_process(config, task)
-    model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof the backbone exists
-    data = task.load_data(config)
-    processor = task.build_preprocessing(config, data, model_config)
-    model = build_backbone(config, task, data, model_config)
-    strategy = resolve_strategy(strategy, config, task, model, processor, data, model_config)  # auto decides here
-    apply_training_defaults(config, task, strategy, model_config, data)
-    if checkpoint:
-        verify_checkpoint(checkpoint, config)
-    settled = settle(config)  # every decision is made: from here on, nothing changes the config
+    """The run itself: settle every decision, then train, evaluate and save."""
+    run = FineTuning(config, get_task(config.model.task), get_strategy(config.transfer.strategy))
+    plan = run.settle()
     if config.transfer.dry_run:
-        print_plan(config, settled, data)
-        return RunResult(Path(config.training.output_dir), {}, {}, config, plan=settled)
-    with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
-        datasets = task.prepare_datasets(config, processor, data, model_config)
-    model, plan = adapt_model(config, strategy, model)
-    start_at_label_priors(model, plan, data)
-    trainer = build_trainer(config, task, model, plan, processor, datasets, compute_loss_func=loss_for(config, data))
-    announce_start(config, trainer, data, plan)
-    augmentation = task.training_augmentation(config) if task.training_augmentation else None
-    fitted = strategy.fit(
-        FitContext(
-            config,
-            trainer,
-            model,
-            datasets,
-            task,
-            processor,
-            data,
-            model_config,
-            augmentation,
-            checkpoint,
-            config.options_for(strategy),
+        print_plan(config, plan, run.data)
+        return RunResult(Path(config.training.output_dir), {}, {}, config, plan=plan)
+    fitted = run.train()
+    results, reports = run.evaluate()
+    save_run(
+        config,
+        run.task,
+        run.strategy,
+        run.trainer,
+        run.data,
+        run.strategy_plan,
+        fitted,
+        results,
+        reports,
+        run.push_to_hub,
+    )
+    return RunResult(Path(config.training.output_dir), results, reports, config, run.trainer.model, run.trainer, plan)
+
+
+@dataclass
+class FineTuning:
+    """One run's objects, each made once by the step that owns it (the shape of torchtune's recipe classes):
+    ``settle`` checks, reads the data, builds the backbone and makes every decision; ``train`` prepares the
+    examples, applies the strategy and fits; ``evaluate`` calibrates and scores every split."""
+
+    config: RunConfig
+    task: Task
+    strategy: Strategy  # the one named; ``settle`` replaces ``auto`` by the one it chooses
+    checkpoint: str | None = None  # the checkpoint resumed
+    push_to_hub: bool = False
+    model_config: Any = None
+    data: LabelledData | None = None
+    processor: Any = None  # the task's tokenizer or image processor
+    model: nn.Module | None = None
+    datasets: dict[str, Any] = field(default_factory=dict)
+    strategy_plan: StrategyPlan | None = None
+    trainer: TransferTrainer | None = None
+
+    def settle(self) -> Plan:
+        """Everything that can be refused, then the facts the decisions need, then the decisions, frozen."""
+        config, task = self.config, self.task
+        self.checkpoint, self.push_to_hub = check_before_work(config, task, self.strategy)
+        configure_process(config, task)
+        self.model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof it exists
+        self.data = task.load_data(config)
+        self.processor = task.build_preprocessing(config, self.data, self.model_config)
+        self.model = build_backbone(config, task, self.data, self.model_config)
+        self.strategy = resolve_strategy(  # auto decides here
+            self.strategy, config, task, self.model, self.processor, self.data, self.model_config
         )
-    )
-    temperature, logits_read = calibrate(config, trainer, datasets, data, plan)
-    results, reports = evaluate_splits(
-        trainer,
-        datasets,
-        data,
-        task,
-        temperature=temperature,
-        tune_thresholds=config.data.threshold_objective,
-        logits_read=logits_read,
-    )
-    save_run(config, task, strategy, trainer, data, plan, fitted, results, reports, push_to_hub)
-    return RunResult(Path(config.training.output_dir), results, reports, config, trainer.model, trainer, settled)
+        apply_training_defaults(config, task, self.strategy, self.model_config, self.data)
+        if self.checkpoint:
+            verify_checkpoint(self.checkpoint, config)
+        return settle(config)  # from here on, nothing changes the config
+
+    def train(self) -> FitResult:
+        config, task, data = self.config, self.task, self.data
+        with config.training.main_process_first(desc="preprocessing"):  # rank 0 fills the cache, the others reuse it
+            self.datasets = task.prepare_datasets(config, self.processor, data, self.model_config)
+        self.model, self.strategy_plan = adapt_model(config, self.strategy, self.model)
+        start_at_label_priors(self.model, self.strategy_plan, data)
+        self.trainer = build_trainer(
+            config,
+            task,
+            self.model,
+            self.strategy_plan,
+            self.processor,
+            self.datasets,
+            compute_loss_func=loss_for(config, data),
+        )
+        announce_start(config, self.trainer, data, self.strategy_plan)
+        return self.strategy.fit(self.fit_context())
+
+    def fit_context(self) -> FitContext:
+        """The typed view of this run a strategy's ``fit`` receives."""
+        task = self.task
+        return FitContext(
+            self.config,
+            self.trainer,
+            self.model,
+            self.datasets,
+            task,
+            self.processor,
+            self.data,
+            self.model_config,
+            task.training_augmentation(self.config) if task.training_augmentation else None,
+            self.checkpoint,
+            self.config.options_for(self.strategy),
+        )
+
+    def evaluate(self) -> tuple[dict, dict]:
+        """(metrics, reports) of every split, after fitting the temperature on validation."""
+        temperature, logits_read = calibrate(self.config, self.trainer, self.datasets, self.data, self.strategy_plan)
+        return evaluate_splits(
+            self.trainer,
+            self.datasets,
+            self.data,
+            self.task,
+            temperature=temperature,
+            tune_thresholds=self.config.data.threshold_objective,
+            logits_read=logits_read,
+        )
 
 
 def configure_process(config: RunConfig, task: Task) -> None:
