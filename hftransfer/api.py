@@ -12,6 +12,7 @@ from pathlib import Path
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
+from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP
 from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
@@ -116,13 +117,14 @@ def predict(
     *,
     top_k: int = 5,
     batch_size: int = 32,
-    onnx: bool = False,
+    onnx: bool | str = False,
     text_file: str | None = None,
     csv: str | None = None,
     column: str | None = None,
     trust_remote_code: bool = False,
 ) -> list[Prediction]:
-    """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``)."""
+    """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``);
+    ``onnx``: True or ``"fp32"`` runs the ONNX export, ``"int8"`` its quantized model."""
     _require_int("top_k", top_k)
     _require_int("batch_size", batch_size)
     items = _prediction_items(inputs, text_file or csv)
@@ -179,11 +181,16 @@ def export(
     atol: float = ATOL,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    quantize: str | None = None,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
 ) -> Path:
-    """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder."""
+    """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder.
+    ``quantize="int8"`` adds ``model_int8.onnx``, kept only within ``max_accuracy_drop`` of PyTorch."""
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0:
         raise HftransferError(f"atol must be a number > 0, got {atol!r}")
-    return export_run(model_dir, format, output, atol, overwrite, trust_remote_code)
+    if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)):
+        raise HftransferError(f"max_accuracy_drop must be a number, got {max_accuracy_drop!r}")
+    return export_run(model_dir, format, output, atol, overwrite, trust_remote_code, quantize, max_accuracy_drop)
 
 
 def push(

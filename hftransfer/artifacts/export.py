@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from hftransfer.artifacts.predict import sigmoid
-from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, open_run
+from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, add_int8, check_quantize_options
+from hftransfer.artifacts.run_dir import INT8_FILE, ONNX_DIR, ONNX_FILE, FinishedRun, open_run
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
@@ -46,7 +47,7 @@ _KEPT_FILES = (
     "spiece.model",
     "label_names.json",
 )
-_ONNX_FILES = (ONNX_FILE, f"{ONNX_FILE}.data", EXPORT_REPORT)  # what an export writes besides the kept files
+_ONNX_FILES = (ONNX_FILE, f"{ONNX_FILE}.data", INT8_FILE, EXPORT_REPORT)  # what an export writes besides the kept files
 
 
 class ExportError(HftransferError):
@@ -86,24 +87,17 @@ def export_run(
     atol: float = ATOL,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    quantize: str | None = None,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
 ) -> Path:
-    """Export the run's model; returns the folder with ``model.onnx`` and the files to run it."""
+    """Export the run's model; returns the folder with ``model.onnx`` (and, with ``quantize="int8"``,
+    ``model_int8.onnx``, see ``artifacts/quantize.py``) and the files to run it."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    check_quantize_options(quantize, max_accuracy_drop)
     run = open_run(run_dir, trust_remote_code=trust_remote_code)
     target = Path(output) if output else run.path / ONNX_DIR
-    if target.exists() and not target.is_dir():
-        raise ExportError(f"{str(target)!r} exists and is not a folder")
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise ExportError(
-            f"{str(target)!r} already exists; pass --overwrite to replace its export or --output elsewhere"
-        )
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ExportError(
-            "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hftransfer[export]'"
-        ) from None
+    _check_target(target, overwrite)
     model, encode = run.load_model(), run.task.prediction_encoder(run.load_processor())
     payloads, source = real_payloads(run)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +113,8 @@ def export_run(
             staging / ONNX_FILE, model, encode, payloads, atol, thresholds=run.thresholds() if run.multi_label else None
         )
         check["inputs"] = source
+        if quantize:
+            check["quantized"] = add_int8(run, model, encode, staging / ONNX_FILE, max_accuracy_drop)
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
                 shutil.copy2(run.path / name, staging / name)
@@ -127,7 +123,33 @@ def export_run(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("ONNX model written to %s (max |logit difference| %.2e on %s)", target, check["max_abs_diff"], source)
+    if quantize:
+        int8 = check["quantized"]["variants"]["onnx_int8"]
+        logger.info(
+            "%s: %s, %.1f MiB, %s %s",
+            INT8_FILE,
+            check["quantized"]["quantization"],
+            int8["file_mb"],
+            check["quantized"]["metric"],
+            int8[check["quantized"]["metric"]],
+        )
     return target
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    """Refused before any work: a target that is a file, or an earlier export not to be replaced; no runtime."""
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{str(target)!r} exists and is not a folder")
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise ExportError(
+            f"{str(target)!r} already exists; pass --overwrite to replace its export or --output elsewhere"
+        )
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ExportError(
+            "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hftransfer[export]'"
+        ) from None
 
 
 def parity_check(

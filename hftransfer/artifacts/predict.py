@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, FinishedRun, RunDirError, open_run
+from hftransfer.artifacts.run_dir import (
+    INT8_FILE,
+    ONNX_DIR,
+    ONNX_FILE,
+    ONNX_VARIANTS,
+    FinishedRun,
+    RunDirError,
+    open_run,
+)
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
 
@@ -54,6 +62,12 @@ class OnnxBackend:
         return self.session.run(["logits"], {n: inputs[n].numpy() for n in self.names})[0]
 
 
+def _require_variant(folder: Path, name: str, run: Path) -> None:
+    if not (folder / name).is_file():
+        how = " --quantize int8" if name == INT8_FILE else ""
+        raise RunDirError(f"{str(folder)!r} has no {name}; run `hftransfer export {run}{how}` first")
+
+
 @dataclass
 class Prediction:
     input: str
@@ -61,19 +75,20 @@ class Prediction:
     scores: list[float]
 
 
-def open_predictor(path: str | Path, onnx: bool = False, trust_remote_code: bool = False):
-    """(run, backend): an ONNX export folder (or ``--onnx`` on a run with one) runs on ONNX Runtime."""
+def open_predictor(path: str | Path, onnx: bool | str = False, trust_remote_code: bool = False):
+    """(run, backend): an ONNX export folder (or ``--onnx [fp32|int8]`` on a run with one) runs on ONNX Runtime."""
     root = Path(path).expanduser()
+    variant = "fp32" if onnx is True or onnx is False else onnx
+    if variant not in ONNX_VARIANTS:
+        raise PredictError(f"unknown ONNX variant {onnx!r}; valid: {', '.join(ONNX_VARIANTS)}")
+    name = ONNX_VARIANTS[variant]
     if (root / ONNX_FILE).is_file():
-        return open_run(root, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(root / ONNX_FILE)
+        _require_variant(root, name, root.parent)
+        return open_run(root, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(root / name)
     if onnx:
-        if not (root / ONNX_DIR / ONNX_FILE).is_file():
-            raise RunDirError(
-                f"{str(root)!r} has no ONNX export ({ONNX_DIR}/{ONNX_FILE}); run "
-                f"`hftransfer export {root} --format onnx` first"
-            )
+        _require_variant(root / ONNX_DIR, name, root)
         run = open_run(root / ONNX_DIR, require_weights=False, trust_remote_code=trust_remote_code)
-        return run, OnnxBackend(root / ONNX_DIR / ONNX_FILE)
+        return run, OnnxBackend(root / ONNX_DIR / name)
     run = open_run(root, trust_remote_code=trust_remote_code)
     return run, TorchBackend(run)
 
@@ -84,7 +99,7 @@ def predict_inputs(
     options: dict | None = None,
     top_k: int = 5,
     batch_size: int = 32,
-    onnx: bool = False,
+    onnx: bool | str = False,
     trust_remote_code: bool = False,
 ) -> list[Prediction]:
     """Top-k predictions for every input (multi-label: every label above its threshold, whatever ``top_k``); every

@@ -30,6 +30,8 @@ from hftransfer.training.parse import RunConfig, parse_config
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"  # hftransfer export --quantize int8
+ONNX_VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE}
 
 
 @dataclass

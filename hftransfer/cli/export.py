@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hftransfer.artifacts.export import ATOL, FORMATS, export_run
+from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, QUANTIZATIONS
 from hftransfer.cli.evaluate import TRUST_HELP
 
 
@@ -25,6 +26,22 @@ def export_command(argv: list[str]) -> int:
         help="replace an earlier export's files in --output (other files there are kept)",
     )
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        choices=QUANTIZATIONS,
+        help="also write model_int8.onnx (dynamic int8 for text, static int8 calibrated on training examples for "
+        "images), kept only within --max_accuracy_drop of PyTorch on the run's validation (and test) split",
+    )
+    parser.add_argument(
+        "--max_accuracy_drop",
+        type=float,
+        default=MAX_ACCURACY_DROP,
+        help="largest accepted drop of the quantized model's accuracy (micro-F1 for multi-label), as a fraction",
+    )
     a = parser.parse_args(argv)
-    print(f"exported to {export_run(a.model_dir, a.format, a.output, a.atol, a.overwrite, a.trust_remote_code)}")
+    target = export_run(
+        a.model_dir, a.format, a.output, a.atol, a.overwrite, a.trust_remote_code, a.quantize, a.max_accuracy_drop
+    )
+    print(f"exported to {target}")
     return 0

@@ -8,7 +8,19 @@ from rich.console import Console
 from rich.table import Table
 
 from hftransfer.artifacts.predict import check_output_path, predict_inputs, write_predictions
+from hftransfer.artifacts.run_dir import ONNX_VARIANTS
 from hftransfer.cli.evaluate import TRUST_HELP
+
+
+class OnnxVariant(argparse.Action):
+    """``--onnx`` alone (fp32), ``--onnx int8``; a value that is no variant is the first input (``--onnx bee.jpg``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values in ONNX_VARIANTS or values == self.const:
+            setattr(namespace, self.dest, values)
+            return
+        setattr(namespace, self.dest, self.const)
+        namespace.onnx_inputs = [*getattr(namespace, "onnx_inputs", []), values]
 
 
 def predict_command(argv: list[str]) -> int:
@@ -23,11 +35,19 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--column", default=None, help="the text column of --csv (default: text, sentence …)")
     parser.add_argument("--top_k", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--onnx", action="store_true", help="run MODEL_DIR/onnx/model.onnx on ONNX Runtime")
+    parser.add_argument(
+        "--onnx",
+        nargs="?",
+        const="fp32",
+        default=False,
+        action=OnnxVariant,
+        help="run the ONNX export on ONNX Runtime: MODEL_DIR/onnx/model.onnx, or with int8 its model_int8.onnx",
+    )
     parser.add_argument("--output", default=None, help="write predictions to a .csv, .json or .jsonl file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_intermixed_args(argv)  # inputs may come before or after the options
+    a.inputs = [*getattr(a, "onnx_inputs", []), *a.inputs]
     output = check_output_path(a.output, a.overwrite)  # before any work
     predictions = predict_inputs(
         a.model_dir,

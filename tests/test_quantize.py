@@ -1,0 +1,68 @@
+"""int8 exports: written beside the fp32 one, scored against PyTorch on the run's own splits, refused past the
+allowed drop with nothing left behind, measured for size and speed, and runnable by predict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hftransfer
+import hftransfer.artifacts.quantize as quantize
+import hftransfer.cli.main as cli
+from hftransfer.artifacts.run_dir import INT8_FILE, ONNX_DIR
+
+pytest.importorskip("onnxruntime")
+
+
+def test_bad_quantize_options_are_refused_before_any_work(text_run, capsys):
+    with pytest.raises(hftransfer.HftransferError, match="unknown quantization 'int4'; valid: int8"):
+        hftransfer.export(text_run, quantize="int4")
+    with pytest.raises(hftransfer.HftransferError, match="max_accuracy_drop is a fraction in"):
+        hftransfer.export(text_run, quantize="int8", max_accuracy_drop=5)
+    with pytest.raises(SystemExit) as refused:  # argparse's own one line, exit 2
+        cli.main(["export", str(text_run), "--quantize", "fp4"])
+    assert refused.value.code == 2 and "invalid choice: 'fp4'" in capsys.readouterr().err
+    assert not (text_run / ONNX_DIR).exists()
+
+
+@pytest.mark.e2e
+def test_int8_export_is_checked_measured_and_predicts(text_run, tmp_path, capsys):
+    out = hftransfer.export(text_run, output=tmp_path / "onnx", quantize="int8", max_accuracy_drop=0.5)
+    report = json.loads((out / "export_report.json").read_text())["quantized"]
+    assert report["quantization"].startswith("dynamic int8") and report["metric"] == "accuracy"
+    variants = report["variants"]
+    assert set(variants) == {"pytorch", "onnx_fp32", "onnx_int8"}
+    for figures in variants.values():
+        assert 0 <= figures["accuracy"]["validation"] <= 1 and figures["file_mb"] > 0
+        assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p95"] and figures["throughput_per_s"] > 0
+    assert variants["onnx_int8"]["file_mb"] < variants["onnx_fp32"]["file_mb"]
+    assert abs(variants["onnx_fp32"]["accuracy"]["validation"] - variants["pytorch"]["accuracy"]["validation"]) < 1e-9
+    predictions = hftransfer.predict(out, ["a wonderful film", "a dull mess"], onnx="int8", top_k=1)
+    assert [len(p.labels) for p in predictions] == [1, 1]
+    assert cli.main(["predict", str(out), "--onnx", "int8", "a wonderful film", "--top_k", "1"]) == 0
+    assert cli.main(["predict", str(text_run), "--onnx", "a wonderful film"]) == 2  # the run's own onnx/ has none
+    assert "has no model.onnx" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_an_int8_model_that_loses_accuracy_is_refused_and_nothing_stays(text_run, tmp_path, monkeypatch):
+    real = quantize.onnx_logits
+
+    def flipped_int8(path):  # a quantization that broke the model: every prediction inverted
+        logits_of = real(path)
+        return (lambda inputs: -logits_of(inputs)) if path.name == INT8_FILE else logits_of
+
+    monkeypatch.setattr(quantize, "onnx_logits", flipped_int8)
+    target = tmp_path / "onnx"
+    accuracy = json.loads((text_run / "eval_results.json").read_text())["eval_accuracy"]  # PyTorch's, on validation
+    if accuracy <= 0.51:  # two classes: inverted predictions score 1 - accuracy
+        pytest.skip("the tiny run is at chance: inverting its predictions does not lower its accuracy")
+    with pytest.raises(
+        hftransfer.HftransferError,
+        match=r"int8 export refused: validation accuracy .* against "
+        r"PyTorch's .*, past max_accuracy_drop 0.01",
+    ):
+        hftransfer.export(text_run, output=target, quantize="int8")
+    assert not target.exists() or not any(target.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx-")]  # no staging folder left
