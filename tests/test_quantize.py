@@ -36,6 +36,7 @@ def test_int8_export_is_checked_measured_and_predicts(text_run, tmp_path, capsys
     for figures in variants.values():
         assert 0 <= figures["accuracy"]["validation"] <= 1 and figures["file_mb"] > 0
         assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p95"] and figures["throughput_per_s"] > 0
+        assert 0 < figures["model_ms_p50"] <= figures["model_ms_p95"]
     assert variants["onnx_int8"]["file_mb"] < variants["onnx_fp32"]["file_mb"]
     assert abs(variants["onnx_fp32"]["accuracy"]["validation"] - variants["pytorch"]["accuracy"]["validation"]) < 1e-9
     predictions = hftransfer.predict(out, ["a wonderful film", "a dull mess"], onnx="int8", top_k=1)
