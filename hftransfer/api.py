@@ -73,9 +73,10 @@ def finetune(
     inputs = _data_inputs(train, validation, test, options)
     model = options.get("model")
     check_model_value(model)
-    if not is_model_object(model):
-        return run(_config(recipe, options, inputs, _checked_callbacks(callbacks)))
-    config = _config(recipe, {**options, "model": None}, inputs, _checked_callbacks(callbacks))
+    given = is_model_object(model)
+    config = _config(recipe, {**options, "model": None} if given else options, inputs, _checked_callbacks(callbacks))
+    if not given:
+        return run(config)
     with model_folder(model, processing_class, get_task(config.model.task).auto_processor) as folder:
         config.model.model = str(folder)
         config.sources["model"] = "keyword (a model object)"

@@ -27,7 +27,7 @@ import torch
 
 from hftransfer.artifacts.predict import sigmoid
 from hftransfer.artifacts.run_dir import INT8_FILE, FinishedRun
-from hftransfer.data.labels import LABELS, column_values
+from hftransfer.data.labels import LABELS, LabelledData, column_values
 from hftransfer.errors import HftransferError
 
 QUANTIZATIONS = ("int8",)
@@ -48,16 +48,20 @@ def check_quantize_options(quantize: str | None, max_accuracy_drop: float) -> No
         raise QuantizeError(f"max_accuracy_drop is a fraction in [0, 1) (0.01 is one point), got {max_accuracy_drop}")
 
 
-def labelled_splits(run: FinishedRun) -> dict[str, tuple[list, np.ndarray]]:
-    """``{split: (payloads, labels)}`` of the run's validation and test splits, the training data the run read."""
+def run_data(run: FinishedRun) -> LabelledData:
+    """The data the run read, read once for both the gate's splits and the calibration examples."""
     if run.config is None or run.task.describe_examples is None:
         raise QuantizeError("an int8 export is checked on the run's validation data, and this folder has no run config")
     try:
-        data = run.task.load_data(run.config, model_labels=run.label_names)
+        return run.task.load_data(run.config, model_labels=run.label_names)
     except HftransferError as err:
         raise QuantizeError(
             f"an int8 export is checked on the run's validation data, which is not at hand: {err}"
         ) from None
+
+
+def labelled_splits(run: FinishedRun, data: LabelledData) -> dict[str, tuple[list, np.ndarray]]:
+    """``{split: (payloads, labels)}`` of the run's validation and test splits."""
     if data.columns.get("text_pair"):
         raise QuantizeError(
             "int8 export of text-pair models is not supported yet (its accuracy check reads single texts)"
@@ -72,9 +76,8 @@ def labelled_splits(run: FinishedRun) -> dict[str, tuple[list, np.ndarray]]:
     return found
 
 
-def calibration_payloads(run: FinishedRun, limit: int = CALIBRATION_EXAMPLES) -> list:
+def calibration_payloads(run: FinishedRun, data: LabelledData, limit: int = CALIBRATION_EXAMPLES) -> list:
     """Examples of the run's training split (seeded), for the static quantization's activation ranges."""
-    data = run.task.load_data(run.config, model_labels=run.label_names)
     split = "train" if "train" in data.splits else next(iter(data.splits))
     examples = run.task.describe_examples(data, split)
     return random.Random(0).sample(examples, min(limit, len(examples)))
@@ -187,9 +190,11 @@ def file_mb(path: Path) -> float:
 def add_int8(run: FinishedRun, model, encode, fp32: Path, max_accuracy_drop: float) -> dict:
     """Quantize the checked fp32 export beside it (``INT8_FILE``), score it against PyTorch on the run's own
     splits, refuse it past ``max_accuracy_drop``, and measure every variant; returns the report's entry."""
-    splits = labelled_splits(run)
+    data = run_data(run)
+    splits = labelled_splits(run, data)
     static = run.task.pixel_key is not None
-    mode = quantize_int8(fp32, fp32.with_name(INT8_FILE), static, encode, calibration_payloads(run) if static else [])
+    calibration = calibration_payloads(run, data) if static else []
+    mode = quantize_int8(fp32, fp32.with_name(INT8_FILE), static, encode, calibration)
     thresholds = run.thresholds() if run.multi_label else None
     metric = "micro_f1" if thresholds is not None else "accuracy"
     variants = {

@@ -16,7 +16,7 @@ class OnnxVariant(argparse.Action):
     """``--onnx`` alone (fp32), ``--onnx int8``; a value that is no variant is the first input (``--onnx bee.jpg``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if values in ONNX_VARIANTS or values == self.const:
+        if values in ONNX_VARIANTS:  # --onnx alone passes const, fp32
             setattr(namespace, self.dest, values)
             return
         setattr(namespace, self.dest, self.const)

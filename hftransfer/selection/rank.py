@@ -126,9 +126,8 @@ def score_candidate(base: RunConfig, candidate, data: LabelledData, num_train: i
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    view = LabelledData(splits=dict(data.splits), label_names=data.label_names, columns=data.columns)
-    try:  # the same pipeline as auto's measurement: preparation, memory format, device, cache
-        features = frozen_features(model, config, task, processor, view, model_config)
+    try:  # the same pipeline as auto's measurement (which leaves the shared data's notes as they were)
+        features = frozen_features(model, config, task, processor, data, model_config)
     except FeatureCacheUnavailable as err:
         result.error = f"no fixed-size features: {err}"
         return result

@@ -64,10 +64,6 @@ class RunConfig:
         """The strategy's own options (None for a strategy without any)."""
         return self.strategy_options.get(strategy.name)
 
-    def value(self, option: str) -> Any:
-        """An option's value, whichever section holds it."""
-        return getattr(next(s for s in self._sections() if s is not None and hasattr(s, option)), option)
-
     def _sections(self) -> list[Any]:
         return [self.transfer, *self.strategy_options.values(), self.data, self.model, self.task, self.training]
 
