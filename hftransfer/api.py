@@ -74,6 +74,11 @@ def finetune(
     model = options.get("model")
     check_model_value(model)
     given = is_model_object(model)
+    if processing_class is not None and not given:
+        raise HftransferError(
+            f"processing_class goes with a model object (model=<PreTrainedModel>), got model={model!r}: a Hub id "
+            "or a folder brings its own tokenizer or image processor"
+        )
     config = _config(recipe, {**options, "model": None} if given else options, inputs, _checked_callbacks(callbacks))
     if not given:
         return run(config)

@@ -173,6 +173,8 @@ def test_a_model_object_without_a_processor_or_of_the_wrong_kind_is_refused(tiny
     built = BertModel(config)  # no checkpoint it came from, so no tokenizer to find
     with pytest.raises(hftransfer.HftransferError, match="was not loaded from a checkpoint; pass processing_class="):
         tiny(tiny_bert, tmp_path, train=pd.DataFrame(sentiment_rows(32)), model=built)
+    with pytest.raises(hftransfer.HftransferError, match="processing_class goes with a model object"):
+        tiny(tiny_bert, tmp_path, train=pd.DataFrame(sentiment_rows(32)), processing_class=object())
     with pytest.raises(hftransfer.HftransferError, match="model= takes a Hub id, a folder or a transformers"):
         tiny(tiny_bert, tmp_path, train=pd.DataFrame(sentiment_rows(32)), model=torch.nn.Linear(2, 2))
     assert not (tmp_path / "o").exists()
