@@ -102,17 +102,19 @@ def evaluate(
     max_samples: int | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    onnx: bool | str = False,
     **columns,
 ) -> dict:
     """Evaluate a trained model (``hftransfer eval``); returns the report (its folder under ``report_dir``).
 
     ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
+    ``onnx``: True or ``"fp32"`` scores the ONNX export, ``"int8"`` its quantized model (on ONNX Runtime).
     """
     _require_int("batch_size", batch_size)
     if max_samples is not None:
         _require_int("max_samples", max_samples)
     report, folder = evaluate_run(
-        model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite, trust_remote_code
+        model_dir, data, split, output_dir, columns, batch_size, max_samples, overwrite, trust_remote_code, onnx
     )
     return {**report, "report_dir": str(folder)}
 

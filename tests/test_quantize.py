@@ -10,6 +10,7 @@ import pytest
 import hftransfer
 import hftransfer.artifacts.quantize as quantize
 import hftransfer.cli.main as cli
+from hftransfer.artifacts.export_card import record_in_card
 from hftransfer.artifacts.run_dir import INT8_FILE, ONNX_DIR
 
 pytest.importorskip("onnxruntime")
@@ -44,6 +45,25 @@ def test_int8_export_is_checked_measured_and_predicts(text_run, tmp_path, capsys
     assert cli.main(["predict", str(out), "--onnx", "int8", "a wonderful film", "--top_k", "1"]) == 0
     assert cli.main(["predict", str(text_run), "--onnx", "a wonderful film"]) == 2  # the run's own onnx/ has none
     assert "has no model.onnx" in capsys.readouterr().err
+    # the card lists each variant with its measured figures
+    section = (text_run / "README.md").read_text().split("<!-- hftransfer:exports -->")[1]
+    assert section.count("| ONNX int8 |") == 1 and f"{variants['onnx_int8']['file_mb']:.1f}" in section
+    # eval scores the int8 model the gate scored, on the same split, with the same figure
+    report = hftransfer.evaluate(out, onnx="int8")
+    assert report["summary"]["accuracy"] == pytest.approx(variants["onnx_int8"]["accuracy"]["validation"])
+    assert report["source"]["model"].endswith(INT8_FILE) and report["report_dir"].endswith("-onnx-int8")
+    assert cli.main(["eval", str(out), "--onnx", "int8", "--overwrite"]) == 0
+
+
+def test_a_new_export_replaces_the_cards_section_and_keeps_the_rest(tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text("# my model\n\nnotes the user wrote\n")
+    report = {"max_abs_diff": 2e-6, "inputs": "16 examples", "onnxruntime": "1.x"}
+    record_in_card(tmp_path, tmp_path / "onnx", report, INT8_FILE, "model.onnx")
+    record_in_card(tmp_path, tmp_path / "onnx", {**report, "max_abs_diff": 3e-6}, INT8_FILE, "model.onnx")
+    text = card.read_text()
+    assert text.startswith("# my model\n\nnotes the user wrote\n") and text.count("## Exported models") == 1
+    assert "`onnx/model.onnx`: ONNX fp32, its logits within 3.0e-06" in text
 
 
 @pytest.mark.e2e

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, TrainingArguments
 
+from hftransfer.artifacts.onnx_module import OnnxClassifier
+from hftransfer.artifacts.predict import onnx_model
 from hftransfer.artifacts.run_dir import FinishedRun, RunDirError, eval_data_config, open_run, pick_split
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
@@ -54,38 +56,38 @@ def evaluate_run(
     max_samples: int | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    onnx: bool | str = False,
 ):
     """Evaluate a finished run on a labelled split; writes the report and the confusion matrix PNG.
 
     Returns (report, folder written). Without ``data`` the run's own data is reloaded (validation by default).
+    ``onnx``: the ONNX export (True, ``"fp32"``) or its int8 model (``"int8"``) is scored, into ``…-onnx-int8``.
     """
     if batch_size < 1:
         raise RunDirError(f"batch_size must be at least 1, got {batch_size}")
     if max_samples is not None and max_samples < 1:
         raise RunDirError(f"max_samples must be at least 1, got {max_samples}")
-    run = open_run(path, trust_remote_code=trust_remote_code)
+    folder, onnx_file = onnx_model(path, onnx)
+    run = open_run(folder, require_weights=onnx_file is None, trust_remote_code=trust_remote_code)
     quiet_library_progress_bars()
-    target = _eval_target(run, data, split, output_dir, columns or {}, max_samples, overwrite)
+    suffix = f"-onnx-{onnx_file.stem.removeprefix('model').strip('_') or 'fp32'}" if onnx_file else ""
+    reports_in = Path(path).expanduser() / "eval"  # the folder named: the run's, not its onnx/ inside
+    target = _eval_target(
+        run,
+        data,
+        split,
+        output_dir or _default_folder(reports_in, data, split, suffix),
+        columns or {},
+        max_samples,
+        overwrite,
+    )
     processor = run.load_processor()
     model_config = AutoConfig.from_pretrained(run.path, trust_remote_code=run.trust_remote_code)
+    model = OnnxClassifier(onnx_file, run.multi_label) if onnx_file else run.load_model()
     prepared = run.task.prepare_datasets(target.config, processor, target.loaded, model_config, augment=False)
     staging = Path(tempfile.mkdtemp(prefix=".eval-"))
     try:
-        args = TrainingArguments(
-            output_dir=str(staging),
-            per_device_eval_batch_size=batch_size,
-            report_to="none",
-            remove_unused_columns=target.config.training.remove_unused_columns,
-            dataloader_pin_memory=False,
-            disable_tqdm=output_is_piped(),
-        )
-        trainer = ClassificationTrainer(
-            model=run.load_model(),
-            args=args,
-            data_collator=run.task.build_collator(target.config, processor),
-            compute_metrics=run.task.compute_metrics,
-            preprocess_logits_for_metrics=reduce_logits,
-        )
+        trainer = _evaluation_trainer(run, target, model, processor, staging, batch_size)
         temperature = (run.model_config.get("hftransfer_calibration") or {}).get("temperature")
         _, reports = evaluate_splits(
             trainer, prepared, target.loaded, run.task, splits=("validation",), temperature=temperature
@@ -94,7 +96,7 @@ def evaluate_run(
         report["source"] = {
             "data": data or "the run's own data",
             "split": target.label,
-            "model": str(run.path),
+            "model": str(onnx_file or run.path),
             "notes": list(target.loaded.notes),
         }
         for note in target.loaded.notes if data is not None else ():
@@ -104,6 +106,25 @@ def evaluate_run(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report, target.folder
+
+
+def _evaluation_trainer(run: FinishedRun, target: EvalTarget, model, processor, staging: Path, batch_size: int):
+    """The Trainer that only predicts: the run's collator and metrics, batches of ``batch_size``."""
+    args = TrainingArguments(
+        output_dir=str(staging),
+        per_device_eval_batch_size=batch_size,
+        report_to="none",
+        remove_unused_columns=target.config.training.remove_unused_columns,
+        dataloader_pin_memory=False,
+        disable_tqdm=output_is_piped(),
+    )
+    return ClassificationTrainer(
+        model=model,
+        args=args,
+        data_collator=run.task.build_collator(target.config, processor),
+        compute_metrics=run.task.compute_metrics,
+        preprocess_logits_for_metrics=reduce_logits,
+    )
 
 
 def _eval_target(run: FinishedRun, data, split, output_dir, columns, max_samples, overwrite) -> EvalTarget:
@@ -131,14 +152,19 @@ def _eval_target(run: FinishedRun, data, split, output_dir, columns, max_samples
     source = _source_name(data)
     flat_folder = data is not None and not hub and list(loaded.splits) == ["train"]  # root/<class>/*, no splits
     label = source if from_file or flat_folder else (split or "test") if hub else chosen
-    default = run.path / "eval" / _slug(source if source == label else f"{source}-{label}")
-    folder = Path(output_dir).expanduser() if output_dir else default
+    folder = Path(output_dir(label) if callable(output_dir) else output_dir).expanduser()
     check_report_folder(folder, label, overwrite)
     raw = loaded.splits[chosen]
     if max_samples is not None and len(raw) > max_samples:
         raw = raw.shuffle(seed=0).select(range(max_samples))
     loaded.splits = {"validation": raw}  # evaluation preprocessing (no augmentation, no training truncation)
     return EvalTarget(loaded, config, label, folder)
+
+
+def _default_folder(reports_in: Path, data: str | None, split: str | None, suffix: str):
+    """``label -> MODEL_DIR/eval/<data>-<split><suffix>``, the report's folder once the split's label is known."""
+    source = _source_name(data)
+    return lambda label: reports_in / _slug((source if source == label else f"{source}-{label}") + suffix)
 
 
 def _source_name(data: str | None) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hftransfer.artifacts.export_card import record_in_card
 from hftransfer.artifacts.predict import sigmoid
 from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, add_int8, check_quantize_options
 from hftransfer.artifacts.run_dir import INT8_FILE, ONNX_DIR, ONNX_FILE, FinishedRun, open_run
@@ -122,6 +123,7 @@ def export_run(
         _replace_export(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    record_in_card(run.path, target, check, INT8_FILE, ONNX_FILE)
     logger.info("ONNX model written to %s (max |logit difference| %.2e on %s)", target, check["max_abs_diff"], source)
     if quantize:
         int8 = check["quantized"]["variants"]["onnx_int8"]

@@ -75,8 +75,9 @@ class Prediction:
     scores: list[float]
 
 
-def open_predictor(path: str | Path, onnx: bool | str = False, trust_remote_code: bool = False):
-    """(run, backend): an ONNX export folder (or ``--onnx [fp32|int8]`` on a run with one) runs on ONNX Runtime."""
+def onnx_model(path: str | Path, onnx: bool | str) -> tuple[Path, Path | None]:
+    """(folder to open as the run, ONNX file to run or None for PyTorch): an ONNX export folder runs its export;
+    a run folder runs PyTorch, or with ``onnx`` (True or ``"fp32"``, ``"int8"``) its export in ``onnx/``."""
     root = Path(path).expanduser()
     variant = "fp32" if onnx is True or onnx is False else onnx
     if variant not in ONNX_VARIANTS:
@@ -84,12 +85,19 @@ def open_predictor(path: str | Path, onnx: bool | str = False, trust_remote_code
     name = ONNX_VARIANTS[variant]
     if (root / ONNX_FILE).is_file():
         _require_variant(root, name, root.parent)
-        return open_run(root, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(root / name)
+        return root, root / name
     if onnx:
         _require_variant(root / ONNX_DIR, name, root)
-        run = open_run(root / ONNX_DIR, require_weights=False, trust_remote_code=trust_remote_code)
-        return run, OnnxBackend(root / ONNX_DIR / name)
-    run = open_run(root, trust_remote_code=trust_remote_code)
+        return root / ONNX_DIR, root / ONNX_DIR / name
+    return root, None
+
+
+def open_predictor(path: str | Path, onnx: bool | str = False, trust_remote_code: bool = False):
+    """(run, backend): an ONNX export folder (or ``--onnx [fp32|int8]`` on a run with one) runs on ONNX Runtime."""
+    folder, onnx_file = onnx_model(path, onnx)
+    if onnx_file is not None:
+        return open_run(folder, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(onnx_file)
+    run = open_run(folder, trust_remote_code=trust_remote_code)
     return run, TorchBackend(run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hftransfer.artifacts.evaluate import evaluate_run
+from hftransfer.artifacts.run_dir import ONNX_VARIANTS
 from hftransfer.evaluation.console import print_eval_report
 
 TRUST_HELP = "run Python code the model folder ships (config.json auto_map); off by default, only for folders you trust"
@@ -32,6 +33,14 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--image_column", default=None)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_samples", type=int, default=None, help="evaluate a seeded random subset")
+    parser.add_argument(
+        "--onnx",
+        nargs="?",
+        const="fp32",
+        default=False,
+        choices=list(ONNX_VARIANTS),
+        help="score the ONNX export on ONNX Runtime (MODEL_DIR/onnx/model.onnx), or with int8 its model_int8.onnx",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in output_dir")
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_args(argv)
@@ -46,6 +55,7 @@ def eval_command(argv: list[str]) -> int:
         a.max_samples,
         a.overwrite,
         a.trust_remote_code,
+        a.onnx,
     )
     print_eval_report(
         report,
