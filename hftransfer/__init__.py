@@ -9,7 +9,8 @@ Python API (``hftransfer/api.py``)::
     hftransfer.predict(result.output_dir, ["bee.jpg"])
     hftransfer.evaluate(result.output_dir, data="photos_2025/")
     hftransfer.rank(recipe, models=["timm/resnet50.a1_in1k"])
-    hftransfer.export(result.output_dir)
+    hftransfer.export(result.output_dir, quantize="int8")
+    hftransfer.distill(result.output_dir, student_layers=3)
     hftransfer.register_strategy(hftransfer.Strategy("bitfit", "biases and the head train", select=...))
 
 The functions are imported on first use, so ``import hftransfer`` stays light.
@@ -23,6 +24,7 @@ API = (
     "predict",
     "rank",
     "export",
+    "distill",
     "push",
     "register_strategy",
     "register_task",

@@ -17,6 +17,7 @@ from hftransfer.backbones.in_memory import check_model_value, is_model_object, m
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
+from hftransfer.distillation.recipe import DistillOptions, distill_run
 from hftransfer.errors import HftransferError
 from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
 from hftransfer.strategies import register_strategy
@@ -32,6 +33,7 @@ __all__ = [
     "predict",
     "rank",
     "export",
+    "distill",
     "push",
     "register_strategy",
     "register_task",
@@ -179,6 +181,30 @@ def rank(
             },
         )
     return results
+
+
+def distill(
+    teacher_dir: str | Path,
+    *,
+    student: str | None = None,
+    student_layers: int | None = None,
+    unlabeled_file: str | None = None,
+    unlabeled_dir: str | None = None,
+    distill_temperature: float = DistillOptions.temperature,
+    distill_alpha: float = DistillOptions.alpha,
+    **options,
+) -> RunResult:
+    """Train a smaller student on a finished run's soft targets and labels (``hftransfer distill``).
+
+    The student is the teacher cut to ``student_layers`` layers (default: half), or ``student``, a checkpoint sharing
+    the teacher's tokenizer or image preprocessing. It trains on the teacher's own data, plus ``unlabeled_file``
+    (texts) or ``unlabeled_dir`` (images) labelled by the teacher. ``options``: any of ``finetune``'s
+    (``output_dir=``, ``num_train_epochs=`` …) for the student's run. Returns the student's run, as ``finetune``.
+    """
+    if student_layers is not None:
+        _require_int("student_layers", student_layers)
+    chosen = DistillOptions(student, student_layers, unlabeled_file, unlabeled_dir, distill_temperature, distill_alpha)
+    return distill_run(teacher_dir, chosen, keywords=options)
 
 
 def export(

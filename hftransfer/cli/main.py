@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from hftransfer.cli.distill import distill_command
 from hftransfer.cli.evaluate import eval_command
 from hftransfer.cli.export import export_command
 from hftransfer.cli.listing import accelerate_configs_command, recipes_command, strategies_command, tasks_command
@@ -33,6 +34,10 @@ COMMANDS = {
     "predict": (predict_command, 'classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | "some text"'),
     "export": (export_command, "export to ONNX, checked against PyTorch: hftransfer export OUTPUT_DIR --format onnx"),
     "rank": (rank_command, "rank candidate backbones on your data: hftransfer rank RECIPE --models A B [--then_train]"),
+    "distill": (
+        distill_command,
+        "train a smaller student on a run's soft targets: hftransfer distill OUTPUT_DIR [--student_layers N]",
+    ),
     "push": (push_command, "upload a finished run to the Hub: hftransfer push OUTPUT_DIR --repo-id user/name"),
 }
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -81,15 +81,16 @@ class RunResult:
     plan: Plan | None = None  # every decision, settled before training (what --dry_run prints)
 
 
-def run(config: RunConfig) -> RunResult:
+def run(config: RunConfig, recipe: Callable[..., FineTuning] | None = None) -> RunResult:
     """Train, evaluate and save one run (holding output_dir's lock throughout)."""
     with output_dir_lock(config):
-        return run_unlocked(config)
+        return run_unlocked(config, recipe)
 
 
-def run_unlocked(config: RunConfig) -> RunResult:
-    """The run itself: settle every decision, then train, evaluate and save."""
-    run = FineTuning(config, get_task(config.model.task), get_strategy(config.transfer.strategy))
+def run_unlocked(config: RunConfig, recipe: Callable[..., FineTuning] | None = None) -> RunResult:
+    """The run itself: settle every decision, then train, evaluate and save. ``recipe``: a ``FineTuning`` subclass
+    (``distillation/recipe.py``), called as ``FineTuning`` is."""
+    run = (recipe or FineTuning)(config, get_task(config.model.task), get_strategy(config.transfer.strategy))
     plan = run.settle()
     if config.transfer.dry_run:
         print_plan(config, plan, run.data)
@@ -136,7 +137,7 @@ class FineTuning:
         self.checkpoint, self.push_to_hub = check_before_work(config, task, self.strategy)
         configure_process(config, task)
         self.model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof it exists
-        self.data = task.load_data(config)
+        self.data = self.read_data()
         self.processor = task.build_preprocessing(config, self.data, self.model_config)
         self.model = build_backbone(config, task, self.data, self.model_config)
         self.strategy = resolve_strategy(  # auto decides here
@@ -153,17 +154,27 @@ class FineTuning:
             self.datasets = task.prepare_datasets(config, self.processor, data, self.model_config)
         self.model, self.strategy_plan = adapt_model(config, self.strategy, self.model)
         start_at_label_priors(self.model, self.strategy_plan, data)
-        self.trainer = build_trainer(
+        self.trainer = self.make_trainer()
+        announce_start(config, self.trainer, data, self.strategy_plan)
+        return self.strategy.fit(self.fit_context())
+
+    def read_data(self) -> LabelledData:
+        return self.task.load_data(self.config)
+
+    def make_trainer(self, trainer_class: type[TransferTrainer] = TransferTrainer, **extra) -> TransferTrainer:
+        """The run's Trainer; ``extra``: what a ``trainer_class`` of a subclass takes besides."""
+        config = self.config
+        return build_trainer(
             config,
-            task,
+            self.task,
             self.model,
             self.strategy_plan,
             self.processor,
             self.datasets,
-            compute_loss_func=loss_for(config, data),
+            compute_loss_func=loss_for(config, self.data),
+            trainer_class=trainer_class,
+            **extra,
         )
-        announce_start(config, self.trainer, data, self.strategy_plan)
-        return self.strategy.fit(self.fit_context())
 
     def fit_context(self) -> FitContext:
         """The typed view of this run a strategy's ``fit`` receives."""
@@ -289,10 +300,19 @@ def adapt_model(config: RunConfig, strategy: Strategy, model):
 
 
 def build_trainer(
-    config: RunConfig, task: Task, model, plan, processor, datasets, compute_loss_func=None
+    config: RunConfig,
+    task: Task,
+    model,
+    plan,
+    processor,
+    datasets,
+    compute_loss_func=None,
+    trainer_class: type[TransferTrainer] = TransferTrainer,
+    **extra,
 ) -> TransferTrainer:
     """A Trainer with the strategy's parameter groups and callbacks, early stopping and run records
-    (``compute_loss_func``: a loss other than the model's own, ``engine/losses.py``)."""
+    (``compute_loss_func``: a loss other than the model's own, ``engine/losses.py``; ``extra``: ``trainer_class``'s
+    own arguments)."""
     args, transfer = config.training, config.transfer
     callbacks = [*plan.callbacks, *config.callbacks]
     if transfer.time_budget:
@@ -310,7 +330,7 @@ def build_trainer(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=transfer.early_stopping_patience))
     callbacks.append(RunRecordCallback(config))  # last: it records the checkpoints the others decided to save
     collator = apply_performance_options(model, task.build_collator(config, processor), task, transfer, args)
-    return TransferTrainer(
+    return trainer_class(
         model=model,
         args=args,
         train_dataset=datasets["train"],
@@ -323,6 +343,7 @@ def build_trainer(
         compute_loss_func=compute_loss_func,
         param_groups=partial(parameter_groups, plan=plan, transfer=transfer),
         train_sampler=partial(task.train_sampler, config) if task.train_sampler else None,
+        **extra,
     )
 
 
