@@ -72,8 +72,13 @@ def exported(run: Path) -> dict:
     try:
         hftransfer("export", str(run), "--quantize", "int8", "--overwrite")
     except RuntimeError as err:
-        return {"refused": str(err).splitlines()[-1]}
+        return {"refused": _last_error(err)}
     return json.loads((run / "onnx" / "export_report.json").read_text())["quantized"]
+
+
+def _last_error(err: Exception) -> str:
+    """The one line hftransfer printed for a refusal (``hftransfer: error: …``)."""
+    return str(err).strip().splitlines()[-1].removeprefix("hftransfer: error: ")
 
 
 def rows(name: str, model: str, measured: dict, baseline: dict | None) -> list[dict]:
@@ -96,11 +101,11 @@ def rows(name: str, model: str, measured: dict, baseline: dict | None) -> list[d
                 for k in ("file_mb", "latency_ms_p50", "latency_ms_p95", "model_ms_p50", "throughput_per_s")
             },
         }
-        reference = baseline or row
-        row["size_ratio"] = row["file_mb"] / reference["file_mb"]
-        row["speedup_batch1"] = reference["latency_ms_p50"] / row["latency_ms_p50"]
-        row["speedup_model_only"] = reference["model_ms_p50"] / row["model_ms_p50"]
-        row["throughput_ratio"] = row["throughput_per_s"] / reference["throughput_per_s"]
+        baseline = baseline or row  # the teacher's own rows: against its first, PyTorch fp32
+        row["size_ratio"] = row["file_mb"] / baseline["file_mb"]
+        row["speedup_batch1"] = baseline["latency_ms_p50"] / row["latency_ms_p50"]
+        row["speedup_model_only"] = baseline["model_ms_p50"] / row["model_ms_p50"]
+        row["throughput_ratio"] = row["throughput_per_s"] / baseline["throughput_per_s"]
         found.append(row)
     return found
 
@@ -115,7 +120,7 @@ def measure_set(name: str, work: Path, reuse: bool) -> dict:
         walls["student"] = trained(student, ["distill", str(teacher), *spec["distill"]], reuse)
         table += rows(name, f"student ({' '.join(spec['distill'])})", exported(student), baseline)
     except RuntimeError as err:  # a teacher distill cannot cut: said in the table, the rest still measured
-        table.append({"set": name, "model": "student", "refused": str(err).strip().splitlines()[-1]})
+        table.append({"set": name, "model": "student", "refused": _last_error(err)})
     return {"walls_s": walls, "rows": table}
 
 

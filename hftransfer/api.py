@@ -110,7 +110,7 @@ def evaluate(
     """Evaluate a trained model (``hftransfer eval``); returns the report (its folder under ``report_dir``).
 
     ``columns``: ``label_column``, ``text_column``, ``text_pair_column`` or ``image_column`` of ``data``.
-    ``onnx``: True or ``"fp32"`` scores the ONNX export, ``"int8"`` its quantized model (on ONNX Runtime).
+    ``onnx``: True or ``"fp32"`` scores the ONNX export, ``"int8"`` / ``"fp16"`` its quantized model (ONNX Runtime).
     """
     _require_int("batch_size", batch_size)
     if max_samples is not None:
@@ -134,7 +134,7 @@ def predict(
     trust_remote_code: bool = False,
 ) -> list[Prediction]:
     """Top-k labels with their scores for images (paths, folders, globs) or texts (``hftransfer predict``);
-    ``onnx``: True or ``"fp32"`` runs the ONNX export, ``"int8"`` its quantized model."""
+    ``onnx``: True or ``"fp32"`` runs the ONNX export, ``"int8"`` / ``"fp16"`` its quantized model."""
     _require_int("top_k", top_k)
     _require_int("batch_size", batch_size)
     items = _prediction_items(inputs, text_file or csv)
@@ -219,7 +219,8 @@ def export(
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
 ) -> Path:
     """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder.
-    ``quantize="int8"`` adds ``model_int8.onnx``, kept only within ``max_accuracy_drop`` of PyTorch."""
+    ``quantize="int8"`` adds ``model_int8.onnx`` (``"fp16"``: ``model_fp16.onnx``), kept only within
+    ``max_accuracy_drop`` of PyTorch."""
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0:
         raise HftransferError(f"atol must be a number > 0, got {atol!r}")
     if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)):

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 
 def test_bad_quantize_options_are_refused_before_any_work(text_run, capsys):
-    with pytest.raises(hftransfer.HftransferError, match="unknown quantization 'int4'; valid: int8"):
+    with pytest.raises(hftransfer.HftransferError, match="unknown quantization 'int4'; valid: int8, fp16"):
         hftransfer.export(text_run, quantize="int4")
     with pytest.raises(hftransfer.HftransferError, match="max_accuracy_drop is a fraction in"):
         hftransfer.export(text_run, quantize="int8", max_accuracy_drop=5)
@@ -59,8 +59,8 @@ def test_a_new_export_replaces_the_cards_section_and_keeps_the_rest(tmp_path):
     card = tmp_path / "README.md"
     card.write_text("# my model\n\nnotes the user wrote\n")
     report = {"max_abs_diff": 2e-6, "inputs": "16 examples", "onnxruntime": "1.x"}
-    record_in_card(tmp_path, tmp_path / "onnx", report, INT8_FILE, "model.onnx")
-    record_in_card(tmp_path, tmp_path / "onnx", {**report, "max_abs_diff": 3e-6}, INT8_FILE, "model.onnx")
+    record_in_card(tmp_path, tmp_path / "onnx", report)
+    record_in_card(tmp_path, tmp_path / "onnx", {**report, "max_abs_diff": 3e-6})
     text = card.read_text()
     assert text.startswith("# my model\n\nnotes the user wrote\n") and text.count("## Exported models") == 1
     assert "`onnx/model.onnx`: ONNX fp32, its logits within 3.0e-06" in text
@@ -87,3 +87,34 @@ def test_an_int8_model_that_loses_accuracy_is_refused_and_nothing_stays(text_run
         hftransfer.export(text_run, output=target, quantize="int8")
     assert not target.exists() or not any(target.iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx-")]  # no staging folder left
+
+
+@pytest.mark.e2e
+def test_fp16_export_halves_the_file_keeps_the_scores_and_predicts(text_run, tmp_path):
+    out = hftransfer.export(text_run, output=tmp_path / "onnx", quantize="fp16")
+    report = json.loads((out / "export_report.json").read_text())["quantized"]
+    assert report["kind"] == "fp16" and set(report["variants"]) == {"pytorch", "onnx_fp32", "onnx_fp16"}
+    fp16, fp32 = report["variants"]["onnx_fp16"], report["variants"]["onnx_fp32"]
+    assert 0.4 < fp16["file_mb"] / fp32["file_mb"] < 0.6
+    assert abs(fp16["accuracy"]["validation"] - fp32["accuracy"]["validation"]) <= 0.01
+    assert not (out / INT8_FILE).exists() and (out / "model_fp16.onnx").is_file()
+    assert [len(p.labels) for p in hftransfer.predict(out, ["a wonderful film"], onnx="fp16", top_k=1)] == [1]
+    with pytest.raises(
+        hftransfer.HftransferError, match=r"has no model_int8.onnx; run `hftransfer export .* --quantize int8`"
+    ):
+        hftransfer.predict(out, ["a wonderful film"], onnx="int8")
+
+
+@pytest.mark.e2e
+def test_a_run_with_a_carved_validation_split_is_checked_on_that_split(tiny_bert, files, tmp_path):
+    """The gate rebuilds the run's splits as it read them: a validation split carved from train is carved again."""
+    from conftest import tiny_run_flags
+
+    from hftransfer.training.recipe import main
+
+    run = tmp_path / "run"
+    main(tiny_run_flags(tiny_bert, run, train=files["train"]))
+    out = hftransfer.export(run, quantize="int8", max_accuracy_drop=0.5)
+    scores = json.loads((out / "export_report.json").read_text())["quantized"]["variants"]["pytorch"]["accuracy"]
+    validation = json.loads((run / "eval_results.json").read_text())["eval_accuracy"]
+    assert list(scores) == ["validation"] and scores["validation"] == pytest.approx(validation)

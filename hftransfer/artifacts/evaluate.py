@@ -61,7 +61,7 @@ def evaluate_run(
     """Evaluate a finished run on a labelled split; writes the report and the confusion matrix PNG.
 
     Returns (report, folder written). Without ``data`` the run's own data is reloaded (validation by default).
-    ``onnx``: the ONNX export (True, ``"fp32"``) or its int8 model (``"int8"``) is scored, into ``…-onnx-int8``.
+    ``onnx``: the ONNX export (True, ``"fp32"``) or its quantized model (``"int8"``, ``"fp16"``) is scored.
     """
     if batch_size < 1:
         raise RunDirError(f"batch_size must be at least 1, got {batch_size}")

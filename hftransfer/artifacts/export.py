@@ -22,8 +22,8 @@ import torch
 
 from hftransfer.artifacts.export_card import record_in_card
 from hftransfer.artifacts.predict import sigmoid
-from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, add_int8, check_quantize_options
-from hftransfer.artifacts.run_dir import INT8_FILE, ONNX_DIR, ONNX_FILE, FinishedRun, open_run
+from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, add_quantized, check_quantize_options
+from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, ONNX_VARIANTS, FinishedRun, open_run
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
@@ -48,7 +48,11 @@ _KEPT_FILES = (
     "spiece.model",
     "label_names.json",
 )
-_ONNX_FILES = (ONNX_FILE, f"{ONNX_FILE}.data", INT8_FILE, EXPORT_REPORT)  # what an export writes besides the kept files
+_ONNX_FILES = (
+    *ONNX_VARIANTS.values(),
+    f"{ONNX_FILE}.data",
+    EXPORT_REPORT,
+)  # what an export writes besides the kept files
 
 
 class ExportError(HftransferError):
@@ -91,8 +95,8 @@ def export_run(
     quantize: str | None = None,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
 ) -> Path:
-    """Export the run's model; returns the folder with ``model.onnx`` (and, with ``quantize="int8"``,
-    ``model_int8.onnx``, see ``artifacts/quantize.py``) and the files to run it."""
+    """Export the run's model; returns the folder with ``model.onnx`` (and, with ``quantize="int8"`` or ``"fp16"``,
+    ``model_int8.onnx`` or ``model_fp16.onnx``, see ``artifacts/quantize.py``) and the files to run it."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     check_quantize_options(quantize, max_accuracy_drop)
@@ -115,7 +119,7 @@ def export_run(
         )
         check["inputs"] = source
         if quantize:
-            check["quantized"] = add_int8(run, model, encode, staging / ONNX_FILE, max_accuracy_drop)
+            check["quantized"] = add_quantized(run, model, encode, staging / ONNX_FILE, quantize, max_accuracy_drop)
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
                 shutil.copy2(run.path / name, staging / name)
@@ -123,17 +127,17 @@ def export_run(
         _replace_export(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record_in_card(run.path, target, check, INT8_FILE, ONNX_FILE)
+    record_in_card(run.path, target, check)
     logger.info("ONNX model written to %s (max |logit difference| %.2e on %s)", target, check["max_abs_diff"], source)
     if quantize:
-        int8 = check["quantized"]["variants"]["onnx_int8"]
+        made = check["quantized"]["variants"][f"onnx_{quantize}"]
         logger.info(
             "%s: %s, %.1f MiB, %s %s",
-            INT8_FILE,
+            ONNX_VARIANTS[quantize],
             check["quantized"]["quantization"],
-            int8["file_mb"],
+            made["file_mb"],
             check["quantized"]["metric"],
-            int8[check["quantized"]["metric"]],
+            made[check["quantized"]["metric"]],
         )
     return target
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hftransfer.artifacts.run_dir import ONNX_VARIANTS
 from hftransfer.files.atomic import write_text_atomically
 from hftransfer.training.modelcard import CARD_FILE
 
 START, END = "<!-- hftransfer:exports -->", "<!-- /hftransfer:exports -->"
-_NAMES = {"pytorch": "PyTorch (fp32)", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX int8"}
+_NAMES = {"pytorch": "PyTorch (fp32)", **{f"onnx_{kind}": f"ONNX {kind}" for kind in ONNX_VARIANTS}}
 
 
 def export_section(report: dict, files: dict[str, str]) -> str:
-    """The section's markdown; ``files``: ``{variant: path shown}`` (``pytorch``, ``onnx_fp32``, ``onnx_int8``)."""
+    """The section's markdown; ``files``: ``{variant: path shown}`` (``pytorch``, ``onnx_fp32``, ``onnx_int8`` …)."""
     quantized = report.get("quantized")
     lines = [START, "## Exported models", ""]
     if not quantized:
@@ -32,8 +33,8 @@ def export_section(report: dict, files: dict[str, str]) -> str:
     metric = quantized["metric"]
     splits = list(next(iter(quantized["variants"].values()))[metric])
     lines += [
-        f"Measured by `hftransfer export --quantize int8` on the machine that exported (ONNX Runtime "
-        f"{report['onnxruntime']}); int8: {quantized['quantization']}, kept within "
+        f"Measured by `hftransfer export --quantize {quantized.get('kind', 'int8')}` on the machine that exported "
+        f"(ONNX Runtime {report['onnxruntime']}); {quantized['quantization']}, kept within "
         f"{quantized['max_accuracy_drop'] * 100:g} point(s) of PyTorch. Latency: one input at a time, preprocessing "
         "included.",
         "",
@@ -52,13 +53,16 @@ def export_section(report: dict, files: dict[str, str]) -> str:
     return "\n".join([*lines, END])
 
 
-def record_in_card(run_path: Path, target: Path, report: dict, int8_file: str, onnx_file: str) -> Path | None:
+def record_in_card(run_path: Path, target: Path, report: dict) -> Path | None:
     """Add (or replace) the section in the run's card; None when the run has no card (a plain transformers folder)."""
     card = run_path / CARD_FILE
     if not card.is_file():
         return None
     shown = os.path.relpath(target, run_path) if target.resolve().is_relative_to(run_path.resolve()) else str(target)
-    files = {"pytorch": "model.safetensors", "onnx_fp32": f"{shown}/{onnx_file}", "onnx_int8": f"{shown}/{int8_file}"}
+    files = {
+        "pytorch": "model.safetensors",
+        **{f"onnx_{kind}": f"{shown}/{file}" for kind, file in ONNX_VARIANTS.items()},
+    }
     section = export_section(report, files)
     text = card.read_text(encoding="utf-8")
     if START in text and END in text:

@@ -1,5 +1,6 @@
-"""An ONNX export as a ``torch.nn.Module``, so ``hftransfer eval --onnx [fp32|int8]`` scores it with the same Trainer
-pass, metrics, calibration figures and report as the PyTorch model, and the two reports can be compared line by line.
+"""An ONNX export as a ``torch.nn.Module``, so ``hftransfer eval --onnx [fp32|int8|fp16]`` scores it with the same
+Trainer pass, metrics, calibration figures and report as the PyTorch model, and the two reports compare line by
+line.
 
 The module has no weights: ``forward`` hands the tensors to ONNX Runtime (on the CPU, where the exports are meant to
 run) and returns the logits with the loss the PyTorch head computes (cross-entropy, or binary cross-entropy for a

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from hftransfer.artifacts.run_dir import (
-    INT8_FILE,
     ONNX_DIR,
     ONNX_FILE,
     ONNX_VARIANTS,
@@ -64,7 +63,9 @@ class OnnxBackend:
 
 def _require_variant(folder: Path, name: str, run: Path) -> None:
     if not (folder / name).is_file():
-        how = " --quantize int8" if name == INT8_FILE else ""
+        how = next(
+            (f" --quantize {kind}" for kind, file in ONNX_VARIANTS.items() if file == name and kind != "fp32"), ""
+        )
         raise RunDirError(f"{str(folder)!r} has no {name}; run `hftransfer export {run}{how}` first")
 
 

@@ -1,4 +1,4 @@
-"""int8 exports (``hftransfer export RUN --quantize int8``), kept only when they score as well as PyTorch.
+"""Quantized exports (``hftransfer export RUN --quantize int8|fp16``), kept only when they score as well as PyTorch.
 
 ONNX Runtime's own quantization tools (``onnxruntime.quantization``; Optimum's quantizer wraps the same calls
 behind its own configs, and nothing here needs more than they offer):
@@ -8,6 +8,10 @@ behind its own configs, and nothing here needs more than they offer):
   their matrix products, with no calibration data needed;
 - an image model: **static** int8 in QDQ form, weights per channel, activation ranges calibrated on examples drawn
   (seeded) from the run's own training split: convolutions need fixed activation ranges to run in int8.
+
+``fp16`` (ONNX Runtime's ``float16`` converter, inputs and outputs kept fp32) halves the file for GPUs, whose
+tensor cores run it fast; ONNX Runtime's CPU provider has few fp16 kernels and casts around the rest, so on a CPU it
+is slower than fp32, as its measured latency shows. int8 is the CPU's format.
 
 **The gate.** The quantized model and the PyTorch model both score the run's validation split (and its test split
 when it has one): accuracy for single-label runs, micro-F1 at the saved thresholds for multi-label ones. A drop past
@@ -26,11 +30,11 @@ import numpy as np
 import torch
 
 from hftransfer.artifacts.predict import sigmoid
-from hftransfer.artifacts.run_dir import INT8_FILE, FinishedRun
+from hftransfer.artifacts.run_dir import ONNX_VARIANTS, FinishedRun
 from hftransfer.data.labels import LABELS, LabelledData, column_values
 from hftransfer.errors import HftransferError
 
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = ("int8", "fp16")
 MAX_ACCURACY_DROP = 0.01
 CALIBRATION_EXAMPLES = 64
 LATENCY_RUNS, THROUGHPUT_BATCH, THROUGHPUT_RUNS = 50, 32, 5
@@ -51,20 +55,25 @@ def check_quantize_options(quantize: str | None, max_accuracy_drop: float) -> No
 def run_data(run: FinishedRun) -> LabelledData:
     """The data the run read, read once for both the gate's splits and the calibration examples."""
     if run.config is None or run.task.describe_examples is None:
-        raise QuantizeError("an int8 export is checked on the run's validation data, and this folder has no run config")
-    try:
-        return run.task.load_data(run.config, model_labels=run.label_names)
+        raise QuantizeError(
+            "a quantized export is checked on the run's validation data, and this folder has no run config"
+        )
+    try:  # rebuilt as the run read it: a validation split carved from train is carved again
+        data = run.task.load_data(run.config)
     except HftransferError as err:
         raise QuantizeError(
-            f"an int8 export is checked on the run's validation data, which is not at hand: {err}"
+            f"a quantized export is checked on the run's validation data, which is not at hand: {err}"
         ) from None
+    if data.label_names != run.label_names:
+        raise QuantizeError(f"the run's data now has labels {data.label_names}, the model {run.label_names}")
+    return data
 
 
 def labelled_splits(run: FinishedRun, data: LabelledData) -> dict[str, tuple[list, np.ndarray]]:
     """``{split: (payloads, labels)}`` of the run's validation and test splits."""
     if data.columns.get("text_pair"):
         raise QuantizeError(
-            "int8 export of text-pair models is not supported yet (its accuracy check reads single texts)"
+            "quantized export of text-pair models is not supported yet (its accuracy check reads single texts)"
         )
     found = {}
     for split in ("validation", "test"):
@@ -72,7 +81,7 @@ def labelled_splits(run: FinishedRun, data: LabelledData) -> dict[str, tuple[lis
             labels = np.asarray(column_values(data.splits[split], LABELS))
             found[split] = (run.task.describe_examples(data, split), labels)
     if not found:
-        raise QuantizeError("the run's data has no validation split to check the int8 export on")
+        raise QuantizeError("the run's data has no validation split to check the quantized export on")
     return found
 
 
@@ -187,44 +196,59 @@ def file_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files if p.is_file()) / 2**20
 
 
-def add_int8(run: FinishedRun, model, encode, fp32: Path, max_accuracy_drop: float) -> dict:
-    """Quantize the checked fp32 export beside it (``INT8_FILE``), score it against PyTorch on the run's own
-    splits, refuse it past ``max_accuracy_drop``, and measure every variant; returns the report's entry."""
-    data = run_data(run)
-    splits = labelled_splits(run, data)
+def quantized_model(kind: str, run: FinishedRun, data: LabelledData, fp32: Path, encode) -> str:
+    """Write the ``kind`` model beside the fp32 one; returns how it was made."""
+    out = fp32.with_name(ONNX_VARIANTS[kind])
+    if kind == "fp16":
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(out))
+        return "fp16 weights and activations (inputs and outputs fp32)"
     static = run.task.pixel_key is not None
     calibration = calibration_payloads(run, data) if static else []
-    mode = quantize_int8(fp32, fp32.with_name(INT8_FILE), static, encode, calibration)
+    return quantize_int8(fp32, out, static, encode, calibration)
+
+
+def add_quantized(run: FinishedRun, model, encode, fp32: Path, kind: str, max_accuracy_drop: float) -> dict:
+    """Quantize the checked fp32 export beside it (``ONNX_VARIANTS[kind]``), score it against PyTorch on the run's
+    own splits, refuse it past ``max_accuracy_drop``, and measure every variant; returns the report's entry."""
+    data = run_data(run)
+    splits = labelled_splits(run, data)
+    mode = quantized_model(kind, run, data, fp32, encode)
     thresholds = run.thresholds() if run.multi_label else None
     metric = "micro_f1" if thresholds is not None else "accuracy"
-    variants = {
-        "pytorch": torch_logits(model),
-        "onnx_fp32": onnx_logits(fp32),
-        "onnx_int8": onnx_logits(fp32.with_name(INT8_FILE)),
-    }
+    name, path = f"onnx_{kind}", fp32.with_name(ONNX_VARIANTS[kind])
+    variants = {"pytorch": torch_logits(model), "onnx_fp32": onnx_logits(fp32), name: onnx_logits(path)}
     scores = {
-        name: {
+        variant: {
             split: score(logits_of, payloads, labels, encode, thresholds)
             for split, (payloads, labels) in splits.items()
         }
-        for name, logits_of in variants.items()
+        for variant, logits_of in variants.items()
     }
     for split in splits:
-        before, after = scores["pytorch"][split], scores["onnx_int8"][split]
+        before, after = scores["pytorch"][split], scores[name][split]
         if before - after > max_accuracy_drop:
             raise QuantizeError(
-                f"int8 export refused: {split} {metric} {after:.4f} against PyTorch's {before:.4f}, a drop of "
+                f"{kind} export refused: {split} {metric} {after:.4f} against PyTorch's {before:.4f}, a drop of "
                 f"{(before - after) * 100:.1f} points, past max_accuracy_drop {max_accuracy_drop:g}; nothing was "
                 "written"
             )
     sizes = {
         "pytorch": sum(p.stat().st_size for p in run.path.glob("model*.safetensors")) / 2**20,
         "onnx_fp32": file_mb(fp32),
-        "onnx_int8": file_mb(fp32.with_name(INT8_FILE)),
+        name: file_mb(path),
     }
     sample = next(iter(splits.values()))[0][:THROUGHPUT_BATCH]
     measured = {
-        name: {"file_mb": sizes[name], metric: scores[name], **speed(logits_of, sample, encode)}
-        for name, logits_of in variants.items()
+        variant: {"file_mb": sizes[variant], metric: scores[variant], **speed(logits_of, sample, encode)}
+        for variant, logits_of in variants.items()
     }
-    return {"quantization": mode, "metric": metric, "max_accuracy_drop": max_accuracy_drop, "variants": measured}
+    return {
+        "kind": kind,
+        "quantization": mode,
+        "metric": metric,
+        "max_accuracy_drop": max_accuracy_drop,
+        "variants": measured,
+    }

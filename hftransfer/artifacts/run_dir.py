@@ -31,7 +31,8 @@ from hftransfer.training.parse import RunConfig, parse_config
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"  # hftransfer export --quantize int8
-ONNX_VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE}
+FP16_FILE = "model_fp16.onnx"  # hftransfer export --quantize fp16
+ONNX_VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE, "fp16": FP16_FILE}
 
 
 @dataclass

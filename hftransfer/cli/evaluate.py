@@ -39,7 +39,8 @@ def eval_command(argv: list[str]) -> int:
         const="fp32",
         default=False,
         choices=list(ONNX_VARIANTS),
-        help="score the ONNX export on ONNX Runtime (MODEL_DIR/onnx/model.onnx), or with int8 its model_int8.onnx",
+        help="score the ONNX export on ONNX Runtime (MODEL_DIR/onnx/model.onnx), or with int8 / fp16 its quantized "
+        "model",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in output_dir")
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)

@@ -30,8 +30,9 @@ def export_command(argv: list[str]) -> int:
         "--quantize",
         default=None,
         choices=QUANTIZATIONS,
-        help="also write model_int8.onnx (dynamic int8 for text, static int8 calibrated on training examples for "
-        "images), kept only within --max_accuracy_drop of PyTorch on the run's validation (and test) split",
+        help="also write model_int8.onnx (the CPU's: dynamic int8 for text, static int8 calibrated on training "
+        "examples for images) or model_fp16.onnx (for GPUs), kept only within --max_accuracy_drop of PyTorch on the "
+        "run's validation (and test) split",
     )
     parser.add_argument(
         "--max_accuracy_drop",

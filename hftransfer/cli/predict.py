@@ -41,7 +41,8 @@ def predict_command(argv: list[str]) -> int:
         const="fp32",
         default=False,
         action=OnnxVariant,
-        help="run the ONNX export on ONNX Runtime: MODEL_DIR/onnx/model.onnx, or with int8 its model_int8.onnx",
+        help="run the ONNX export on ONNX Runtime: MODEL_DIR/onnx/model.onnx, or with int8 / fp16 its model_int8.onnx "
+        "/ model_fp16.onnx",
     )
     parser.add_argument("--output", default=None, help="write predictions to a .csv, .json or .jsonl file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")

@@ -11,6 +11,7 @@ from conftest import REPO, subprocess_env
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import deploy
 from gpu import peak_flops
 from process_stats import run_measured
 
@@ -59,3 +60,22 @@ def test_peak_memory_is_measured_per_child_process():
     assert big.returncode == 0 and big.stdout.strip() == str(float(64 * 2**20))
     assert big.peak_rss_mib > 512
     assert small.peak_rss_mib < 100 < big.peak_rss_mib
+
+
+def test_deploy_table_ratios_are_against_the_teachers_pytorch_row():
+    def figures(scale: float) -> dict:
+        found = {"file_mb": 80 * scale, "latency_ms_p50": 10 * scale, "latency_ms_p95": 12 * scale}
+        return found | {"model_ms_p50": 8 * scale, "throughput_per_s": 100 / scale, "accuracy": {"test": 0.9}}
+
+    def measured(*scales: float) -> dict:
+        return {"metric": "accuracy", "variants": dict(zip(deploy.VARIANTS, map(figures, scales)))}
+
+    teacher = deploy.rows("text", "teacher", measured(1.0, 0.5, 0.25), None)  # PyTorch, ONNX fp32, ONNX int8
+    student = deploy.rows("text", "student", measured(0.5, 0.25, 0.125), teacher[0])
+    assert [r["size_ratio"] for r in teacher] == [1.0, 0.5, 0.25] and teacher[2]["speedup_batch1"] == 4.0
+    assert student[0]["size_ratio"] == 0.5 and student[2]["speedup_batch1"] == 8.0
+    assert student[0]["throughput_ratio"] == 2.0 and student[0]["split"] == "test"
+    refused = deploy.rows("image", "student", {"refused": "no layers to cut"}, None)
+    table = deploy.markdown({"text": {"rows": teacher + student}, "image": {"rows": refused}})
+    assert "| text | student | ONNX int8 | 0.9000 (test) | 10.0 | 0.12 | 1.2 / 1.5 | 8.0× |" in table
+    assert "refused: no layers to cut" in table
