@@ -117,6 +117,27 @@ def test_minilm_lora_within_3_points_of_full(sst2_full, tmp_path):
     assert classifier("a gripping , beautifully acted and deeply moving film")[0]["label"] == "positive"
 
 
+def test_minilm_distilled_to_3_layers_within_3_points_of_its_teacher(sst2_full, tmp_path):
+    """``hftransfer distill`` with its defaults (half the layers, soft targets at T 2 and weight 0.5) on the teacher's
+    10,000 phrases, for the teacher's one epoch; the student is an ordinary run that quantizes."""
+    out = tmp_path / "minilm-sst2-student"
+    result = subprocess.run(
+        [HFTRANSFER, "distill", str(sst2_full), "--output_dir", str(out), "--num_train_epochs", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=1500,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    student = json.loads((out / "all_results.json").read_text())["eval_accuracy"]
+    teacher = json.loads((sst2_full / "all_results.json").read_text())["eval_accuracy"]
+    print("distilled student:", student, "teacher:", teacher)
+    assert student >= teacher - 0.03, (student, teacher)
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 3
+    assert "against the teacher's" in (out / "README.md").read_text()
+
+
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="../shared/data/hymenoptera not present")
 def test_efficientnet_lite0_hymenoptera_reaches_090_val_accuracy(tmp_path):
     """The README's quickstart recipe as shipped: offline ImageNet weights, renamed with the shipped key map."""
