@@ -12,6 +12,7 @@ DEFAULTS = DistillOptions()
 def distill_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="hftransfer distill",
+        allow_abbrev=False,  # the rest of the line is the student run's train options: none is read as ours
         description=(
             "Train a smaller student on a finished run's soft targets and labels, on the run's own data (and on "
             "unlabelled data the teacher labels). Any `hftransfer train` option (--output_dir, --num_train_epochs "
