@@ -12,7 +12,8 @@ import torch
 from conftest import NEUTRAL, make_config, make_image, write_rows
 
 from hftransfer.data.tables import DataError
-from hftransfer.evaluation.multilabel import MIN_POSITIVES, constant_baseline, multilabel_metrics, tune_thresholds
+from hftransfer.evaluation.multilabel import constant_baseline, multilabel_metrics
+from hftransfer.evaluation.thresholds import MIN_POSITIVES, choose_thresholds, fitted, tune_thresholds
 from hftransfer.training.recipe import main
 
 TOPICS = {"sports": ["goal", "match", "team"], "food": ["pizza", "pasta", "salad"], "music": ["song", "guitar", "band"]}
@@ -339,3 +340,29 @@ def test_every_strategy_trains_a_multi_label_head(tiny_bert, tmp_path, strategy)
     report = json.loads((out / "eval_report.json").read_text())["validation"]
     assert report["multi_label"] and 0 <= report["summary"]["expected_calibration_error"] <= 1
     assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
+
+
+def _scored(n: int, labels: int, shift: float, seed: int = 1):
+    """Targets (20% positive) and sigmoid scores that separate them; ``shift`` lowers every score (a model whose
+    best threshold is far below 0.5)."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random((n, labels)) < 0.2
+    logits = np.where(targets, 2.0, -2.0) + rng.normal(0, 1.5, (n, labels)) - shift
+    return targets, 1 / (1 + np.exp(-logits))
+
+
+def test_a_small_validation_split_keeps_05_where_tuning_only_fits_its_noise():
+    """Scores already centred on 0.5, 160 examples (the photo set where tuned thresholds cost 2 points): 0.5 stays."""
+    choice = choose_thresholds(*_scored(160, 5, shift=0.0), "micro")
+    assert choice.policy == "flat" and choice.confidence["global"] < 0.95, choice
+
+
+def test_tuned_thresholds_are_kept_where_they_beat_05_beyond_chance():
+    targets, scores = _scored(160, 5, shift=3.0)  # every score pushed down: 0.5 misses most positives
+    choice = choose_thresholds(targets, scores, "micro")
+    assert choice.policy == "global" and choice.out_of_fold["global"] > choice.out_of_fold["flat"] + 0.05, choice
+    assert np.allclose(fitted("global", targets, scores, "micro"), fitted("global", targets, scores, "micro")[0])
+    # labels of different scales: one global threshold cannot serve both, per-label thresholds win
+    low, high = _scored(2000, 2, shift=2.5, seed=2), _scored(2000, 2, shift=-2.5, seed=3)
+    mixed = (np.hstack([low[0], high[0]]), np.hstack([low[1], high[1]]))
+    assert choose_thresholds(*mixed, "micro").policy == "per_label"

@@ -9,7 +9,9 @@ exactly to a handful of positives is noise), chosen for the run's ``threshold_ob
 default) maximises the micro-F1 of all labels, ``macro`` each label's own F1. Rarer labels keep the global
 threshold. GoEmotions (28 labels, MiniLM on 3,000 comments), test micro-F1 / macro-F1: 0.5 for every label
 0.456 / 0.147; ``micro`` 0.517 / 0.292; ``macro`` 0.385 / 0.332. The thresholds are saved in the model's
-``config.json`` (``label_thresholds``) and used by ``hftransfer predict`` and ``eval``.
+``config.json`` (``label_thresholds``) and used by ``hftransfer predict`` and ``eval``. Which thresholds are kept
+(0.5 for every label, one global, or per label) is decided on out-of-fold evidence (``thresholds.py``): a tuned
+threshold is kept only where it beats the simpler choice beyond chance, so a small validation split keeps 0.5.
 
 Metrics (scikit-learn): micro, macro and samples averaged precision/recall/F1, subset accuracy (every label
 right), Hamming loss, and mAP (mean over labels of average precision: threshold-free, so it ranks checkpoints
@@ -31,10 +33,8 @@ from sklearn.metrics import (
 
 from hftransfer.config.options import THRESHOLD_OBJECTIVES
 from hftransfer.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
+from hftransfer.evaluation.thresholds import DEFAULT_THRESHOLD, POLICY_NOTES, choose_thresholds, fitted
 
-MIN_POSITIVES = 5
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
-DEFAULT_THRESHOLD = 0.5
 WORST_ERRORS = 25
 PR_CURVES = 6  # labels shown in the precision-recall figure (the most frequent)
 
@@ -68,53 +68,6 @@ def compute_multilabel_metrics(eval_prediction) -> dict[str, float]:
     """``compute_metrics`` during training: scores arrive as sigmoids (``reduce_logits``), judged at 0.5."""
     scores = np.asarray(eval_prediction.predictions, dtype=np.float64)
     return multilabel_metrics(np.asarray(eval_prediction.label_ids), scores, DEFAULT_THRESHOLD)
-
-
-def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
-    """The grid, plus the scores' own quantiles: a model whose scores all lie between 0.4 and 0.6 (short training,
-    a rare label) needs thresholds between the grid's steps."""
-    quantiles = np.quantile(scores, np.linspace(0.02, 0.98, 49))
-    return np.unique(np.concatenate([THRESHOLD_GRID, np.round(quantiles, 4)]))
-
-
-def tune_thresholds(
-    targets: np.ndarray, scores: np.ndarray, objective: str = "micro"
-) -> tuple[np.ndarray, float, np.ndarray]:
-    """(threshold per label, the global threshold, which labels were tuned on their own).
-
-    ``micro``: starting from the global threshold, each label in turn (most frequent first) takes the threshold
-    that maximises the micro-F1 of all labels; the result is never below the global threshold's micro-F1 on
-    validation. ``macro``: each label takes the threshold that maximises its own F1 (macro-F1's objective; it
-    lowers the thresholds of weakly predicted labels, trading precision, and micro-F1, for their recall).
-    """
-    if objective not in THRESHOLD_OBJECTIVES:
-        raise ValueError(f"unknown threshold objective {objective!r}; valid: {', '.join(THRESHOLD_OBJECTIVES)}")
-    targets = np.asarray(targets).astype(bool)
-    candidates = candidate_thresholds(scores)
-    global_f1 = [f1_score(targets, scores >= t, average="micro", zero_division=0) for t in candidates]
-    global_threshold = float(candidates[int(np.argmax(global_f1))])
-    thresholds = np.full(targets.shape[1], global_threshold)
-    support = targets.sum(axis=0)
-    tuned = support >= MIN_POSITIVES
-    counts = _counts(targets, scores >= thresholds)  # per label: true positives, false positives, false negatives
-    for label in sorted(np.flatnonzero(tuned), key=lambda j: -support[j]):
-        options = candidate_thresholds(scores[:, label])
-        per_option = np.array([_label_counts(targets[:, label], scores[:, label] >= t) for t in options])
-        # macro: this label's own F1; micro: the F1 of all labels, whose counts stay but for this label's
-        judged = per_option if objective == "macro" else per_option + (counts.sum(axis=0) - counts[label])
-        tp, fp, fn = judged.T
-        choice = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
-        thresholds[label] = float(options[choice])
-        counts[label] = per_option[choice]
-    return thresholds, global_threshold, tuned
-
-
-def _label_counts(truth: np.ndarray, predicted: np.ndarray) -> tuple[int, int, int]:
-    return int((truth & predicted).sum()), int((~truth & predicted).sum()), int((truth & ~predicted).sum())
-
-
-def _counts(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    return np.array([_label_counts(targets[:, j], predicted[:, j]) for j in range(targets.shape[1])])
 
 
 def per_label_table(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, names: list[str]) -> dict:
@@ -292,12 +245,15 @@ def _fit_thresholds(model_config, validation, names: list[str], objective: str) 
         thresholds = np.full(len(names), DEFAULT_THRESHOLD)
         note = f"{DEFAULT_THRESHOLD} for every label (no validation split)"
     else:
-        thresholds, global_threshold, tuned = tune_thresholds(
-            np.asarray(validation.label_ids), np.asarray(validation.predictions, dtype=np.float64), objective
-        )
+        targets = np.asarray(validation.label_ids).astype(bool)
+        scores = np.asarray(validation.predictions, dtype=np.float64)
+        choice = choose_thresholds(targets, scores, objective)
+        thresholds = fitted(choice.policy, targets, scores, objective)
+        shown = ", ".join(f"{policy} {value:.3f}" for policy, value in choice.out_of_fold.items())
         note = (
-            f"tuned on validation for {objective}-F1: {int(tuned.sum())} of {len(names)} labels on their own "
-            f"(at least {MIN_POSITIVES} positives), the rest at the global {global_threshold:.2f} (best micro-F1)"
+            f"{POLICY_NOTES[choice.policy].format(global_threshold=thresholds.max())}: out-of-fold {objective}-F1 on "
+            f"validation {shown}; a more complex choice is kept only when it beats the simpler one in at least 95% "
+            "of bootstrap resamples"
         )
     setattr(model_config, THRESHOLDS_KEY, {name: float(t) for name, t in zip(names, thresholds)})
     return thresholds, note
