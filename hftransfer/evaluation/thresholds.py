@@ -87,12 +87,19 @@ class ThresholdChoice:
     confidence: dict[str, float]  # how often (bootstrap) each policy beat the one kept before it
 
 
+def every_policy(targets: np.ndarray, scores: np.ndarray, objective: str) -> dict[str, np.ndarray]:
+    """``{policy: each label's threshold}``, fitted on (targets, scores): one tuning serves global and per-label."""
+    thresholds, global_threshold, _ = tune_thresholds(targets, scores, objective)
+    return {
+        "flat": np.full(scores.shape[1], DEFAULT_THRESHOLD),
+        "global": np.full(scores.shape[1], global_threshold),
+        "per_label": thresholds,
+    }
+
+
 def fitted(policy: str, targets: np.ndarray, scores: np.ndarray, objective: str) -> np.ndarray:
     """Each label's threshold under ``policy``, fitted on (targets, scores)."""
-    if policy == "flat":
-        return np.full(scores.shape[1], DEFAULT_THRESHOLD)
-    thresholds, global_threshold, _ = tune_thresholds(targets, scores, objective)
-    return np.full(scores.shape[1], global_threshold) if policy == "global" else thresholds
+    return every_policy(targets, scores, objective)[policy]
 
 
 def out_of_fold_predictions(targets: np.ndarray, scores: np.ndarray, objective: str, seed: int = 0) -> dict:
@@ -101,8 +108,8 @@ def out_of_fold_predictions(targets: np.ndarray, scores: np.ndarray, objective: 
     predicted = {policy: np.zeros(scores.shape, dtype=bool) for policy in POLICIES}
     for k in range(FOLDS):
         held, fit = fold == k, fold != k
-        for policy in POLICIES:
-            predicted[policy][held] = scores[held] >= fitted(policy, targets[fit], scores[fit], objective)
+        for policy, thresholds in every_policy(targets[fit], scores[fit], objective).items():
+            predicted[policy][held] = scores[held] >= thresholds
     return predicted
 
 
