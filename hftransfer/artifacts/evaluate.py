@@ -67,10 +67,10 @@ def evaluate_run(
         raise RunDirError(f"batch_size must be at least 1, got {batch_size}")
     if max_samples is not None and max_samples < 1:
         raise RunDirError(f"max_samples must be at least 1, got {max_samples}")
-    folder, onnx_file = onnx_model(path, onnx)
+    folder, onnx_file, variant = onnx_model(path, onnx)
     run = open_run(folder, require_weights=onnx_file is None, trust_remote_code=trust_remote_code)
     quiet_library_progress_bars()
-    suffix = f"-onnx-{onnx_file.stem.removeprefix('model').strip('_') or 'fp32'}" if onnx_file else ""
+    suffix = f"-onnx-{variant}" if onnx_file else ""
     reports_in = Path(path).expanduser() / "eval"  # the folder named: the run's, not its onnx/ inside
     target = _eval_target(
         run,

@@ -22,7 +22,14 @@ import torch
 
 from hftransfer.artifacts.export_card import record_in_card
 from hftransfer.artifacts.predict import sigmoid
-from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP, add_quantized, check_quantize_options
+from hftransfer.artifacts.quantize import (
+    MAX_ACCURACY_DROP,
+    add_quantized,
+    check_quantize_options,
+    onnx_logits,
+    run_data,
+    torch_logits,
+)
 from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, ONNX_VARIANTS, FinishedRun, open_run
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
@@ -70,11 +77,13 @@ class LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).logits
 
 
-def real_payloads(run: FinishedRun, limit: int = CHECK_EXAMPLES) -> tuple[list, str]:
-    """Inputs to check the export with: the run's own validation examples when its data is at hand."""
+def real_payloads(run: FinishedRun, data=None, limit: int = CHECK_EXAMPLES) -> tuple[list, str]:
+    """Inputs to check the export with: the run's own validation examples when its data is at hand (``data``: the
+    run's data when it was read already, for a quantized export's check)."""
     if run.config is not None and run.task.describe_examples is not None:
         try:
-            data = run.task.load_data(run.config, model_labels=run.label_names)
+            if data is None:
+                data = run.task.load_data(run.config, model_labels=run.label_names)
             split = "validation" if "validation" in data.splits else next(iter(data.splits))
             examples = run.task.describe_examples(data, split)[:limit]
             if data.columns.get("text_pair"):
@@ -104,7 +113,8 @@ def export_run(
     target = Path(output) if output else run.path / ONNX_DIR
     _check_target(target, overwrite)
     model, encode = run.load_model(), run.task.prediction_encoder(run.load_processor())
-    payloads, source = real_payloads(run)
+    data = run_data(run) if quantize else None  # read once, for the quantization's check and the parity check
+    payloads, source = real_payloads(run, data)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
     try:
@@ -119,7 +129,9 @@ def export_run(
         )
         check["inputs"] = source
         if quantize:
-            check["quantized"] = add_quantized(run, model, encode, staging / ONNX_FILE, quantize, max_accuracy_drop)
+            check["quantized"] = add_quantized(
+                run, data, model, encode, staging / ONNX_FILE, quantize, max_accuracy_drop
+            )
         for name in _KEPT_FILES:
             if (run.path / name).is_file():
                 shutil.copy2(run.path / name, staging / name)
@@ -167,14 +179,11 @@ def parity_check(
     have sigmoid scores at or above their thresholds."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+    onnx_of, torch_of = onnx_logits(onnx_path), torch_logits(model)
     worst, agree, total = 0.0, 0, 0
     for batch in (payloads, payloads[:1]):  # all at once (padded texts) and one alone
         inputs = encode(batch)
-        with torch.no_grad():
-            expected = model(**inputs).logits.float().numpy()
-        got = session.run(["logits"], {n: inputs[n].numpy() for n in names})[0]
+        expected, got = torch_of(inputs), onnx_of(inputs)
         worst = max(worst, float(np.abs(got - expected).max()))
         agree += int(_same_predictions(got, expected, thresholds).sum())
         total += len(batch)

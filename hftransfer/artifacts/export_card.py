@@ -33,7 +33,7 @@ def export_section(report: dict, files: dict[str, str]) -> str:
     metric = quantized["metric"]
     splits = list(next(iter(quantized["variants"].values()))[metric])
     lines += [
-        f"Measured by `hftransfer export --quantize {quantized.get('kind', 'int8')}` on the machine that exported "
+        f"Measured by `hftransfer export --quantize {quantized['kind']}` on the machine that exported "
         f"(ONNX Runtime {report['onnxruntime']}); {quantized['quantization']}, kept within "
         f"{quantized['max_accuracy_drop'] * 100:g} point(s) of PyTorch. Latency: one input at a time, preprocessing "
         "included.",

@@ -20,7 +20,6 @@ from hftransfer.artifacts.run_dir import (
     ONNX_DIR,
     ONNX_FILE,
     ONNX_VARIANTS,
-    FinishedRun,
     RunDirError,
     open_run,
 )
@@ -37,9 +36,10 @@ class PredictError(HftransferError):
 class TorchBackend:
     name = "pytorch"
 
-    def __init__(self, run: FinishedRun):
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = run.load_model().to(self.device)
+    def __init__(self, model, device: str | None = None):
+        """``device``: where the model runs (default: a GPU when there is one)."""
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device)
 
     @torch.no_grad()
     def logits(self, inputs: dict) -> np.ndarray:
@@ -49,24 +49,26 @@ class TorchBackend:
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, onnx_path: Path):
+    def __init__(self, onnx_path: Path, providers: list[str] | None = None):
+        """``providers``: ONNX Runtime's execution providers (default: every one available)."""
         try:
             import onnxruntime as ort
         except ImportError:
             raise PredictError("running an ONNX model needs onnxruntime: pip install 'hftransfer[export]'") from None
-        self.session = ort.InferenceSession(str(onnx_path), providers=ort.get_available_providers())
+        self.session = ort.InferenceSession(str(onnx_path), providers=providers or ort.get_available_providers())
         self.names = [i.name for i in self.session.get_inputs()]
 
     def logits(self, inputs: dict) -> np.ndarray:
         return self.session.run(["logits"], {n: inputs[n].numpy() for n in self.names})[0]
 
 
-def _require_variant(folder: Path, name: str, run: Path) -> None:
-    if not (folder / name).is_file():
-        how = next(
-            (f" --quantize {kind}" for kind, file in ONNX_VARIANTS.items() if file == name and kind != "fp32"), ""
-        )
-        raise RunDirError(f"{str(folder)!r} has no {name}; run `hftransfer export {run}{how}` first")
+def _require_variant(folder: Path, variant: str, run: Path) -> Path:
+    """The variant's file in ``folder``; refused, with the export command that writes it, when it is missing."""
+    path = folder / ONNX_VARIANTS[variant]
+    if not path.is_file():
+        how = "" if variant == "fp32" else f" --quantize {variant}"
+        raise RunDirError(f"{str(folder)!r} has no {path.name}; run `hftransfer export {run}{how}` first")
+    return path
 
 
 @dataclass
@@ -76,30 +78,28 @@ class Prediction:
     scores: list[float]
 
 
-def onnx_model(path: str | Path, onnx: bool | str) -> tuple[Path, Path | None]:
-    """(folder to open as the run, ONNX file to run or None for PyTorch): an ONNX export folder runs its export;
-    a run folder runs PyTorch, or with ``onnx`` (True or ``"fp32"``, ``"int8"``) its export in ``onnx/``."""
+def onnx_model(path: str | Path, onnx: bool | str) -> tuple[Path, Path | None, str]:
+    """(folder to open as the run, ONNX file to run or None for PyTorch, the ONNX variant): an ONNX export folder
+    runs its export; a run folder runs PyTorch, or with ``onnx`` (True or ``"fp32"``, ``"int8"``, ``"fp16"``) its
+    export in ``onnx/``."""
     root = Path(path).expanduser()
     variant = "fp32" if onnx is True or onnx is False else onnx
     if variant not in ONNX_VARIANTS:
         raise PredictError(f"unknown ONNX variant {onnx!r}; valid: {', '.join(ONNX_VARIANTS)}")
-    name = ONNX_VARIANTS[variant]
     if (root / ONNX_FILE).is_file():
-        _require_variant(root, name, root.parent)
-        return root, root / name
+        return root, _require_variant(root, variant, root.parent), variant
     if onnx:
-        _require_variant(root / ONNX_DIR, name, root)
-        return root / ONNX_DIR, root / ONNX_DIR / name
-    return root, None
+        return root / ONNX_DIR, _require_variant(root / ONNX_DIR, variant, root), variant
+    return root, None, variant
 
 
 def open_predictor(path: str | Path, onnx: bool | str = False, trust_remote_code: bool = False):
     """(run, backend): an ONNX export folder (or ``--onnx [fp32|int8]`` on a run with one) runs on ONNX Runtime."""
-    folder, onnx_file = onnx_model(path, onnx)
+    folder, onnx_file, _ = onnx_model(path, onnx)
     if onnx_file is not None:
         return open_run(folder, require_weights=False, trust_remote_code=trust_remote_code), OnnxBackend(onnx_file)
     run = open_run(folder, trust_remote_code=trust_remote_code)
-    return run, TorchBackend(run)
+    return run, TorchBackend(run.load_model())
 
 
 def predict_inputs(

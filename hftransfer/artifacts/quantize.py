@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from hftransfer.artifacts.predict import sigmoid
+from hftransfer.artifacts.predict import OnnxBackend, TorchBackend, sigmoid
 from hftransfer.artifacts.run_dir import ONNX_VARIANTS, FinishedRun
 from hftransfer.data.labels import LABELS, LabelledData, column_values
 from hftransfer.errors import HftransferError
@@ -39,6 +38,7 @@ MAX_ACCURACY_DROP = 0.01
 CALIBRATION_EXAMPLES = 64
 LATENCY_RUNS, THROUGHPUT_BATCH, THROUGHPUT_RUNS = 50, 32, 5
 SCORE_BATCH = 32
+CPU_ONLY = ["CPUExecutionProvider"]
 
 
 class QuantizeError(HftransferError):
@@ -53,7 +53,7 @@ def check_quantize_options(quantize: str | None, max_accuracy_drop: float) -> No
 
 
 def run_data(run: FinishedRun) -> LabelledData:
-    """The data the run read, read once for both the gate's splits and the calibration examples."""
+    """The data the run read, read once for the gate's splits, the calibration examples and the parity check."""
     if run.config is None or run.task.describe_examples is None:
         raise QuantizeError(
             "a quantized export is checked on the run's validation data, and this folder has no run config"
@@ -176,19 +176,13 @@ def speed(logits_of, payloads: list, encode) -> dict:
 
 
 def torch_logits(model):
-    @torch.no_grad()
-    def logits_of(inputs: dict) -> np.ndarray:
-        return model(**inputs).logits.float().numpy()
-
-    return logits_of
+    """``inputs -> logits`` of the PyTorch model, on the CPU the exports are measured on."""
+    return TorchBackend(model, "cpu").logits
 
 
 def onnx_logits(path: Path):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return lambda inputs: session.run(["logits"], {n: inputs[n].numpy() for n in names})[0]
+    """``inputs -> logits`` of an ONNX model on ONNX Runtime's CPU provider."""
+    return OnnxBackend(path, CPU_ONLY).logits
 
 
 def file_mb(path: Path) -> float:
@@ -210,10 +204,12 @@ def quantized_model(kind: str, run: FinishedRun, data: LabelledData, fp32: Path,
     return quantize_int8(fp32, out, static, encode, calibration)
 
 
-def add_quantized(run: FinishedRun, model, encode, fp32: Path, kind: str, max_accuracy_drop: float) -> dict:
+def add_quantized(
+    run: FinishedRun, data: LabelledData, model, encode, fp32: Path, kind: str, max_accuracy_drop: float
+) -> dict:
     """Quantize the checked fp32 export beside it (``ONNX_VARIANTS[kind]``), score it against PyTorch on the run's
-    own splits, refuse it past ``max_accuracy_drop``, and measure every variant; returns the report's entry."""
-    data = run_data(run)
+    own splits (``data``: ``run_data``'s), refuse it past ``max_accuracy_drop``, and measure every variant; returns
+    the report's entry."""
     splits = labelled_splits(run, data)
     mode = quantized_model(kind, run, data, fp32, encode)
     thresholds = run.thresholds() if run.multi_label else None

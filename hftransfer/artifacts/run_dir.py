@@ -48,6 +48,12 @@ class FinishedRun:
     def multi_label(self) -> bool:
         return self.model_config.get("problem_type") == "multi_label_classification"
 
+    @property
+    def trained_in_memory(self) -> bool:
+        """The recorded config names no data source: the run read data given to the Python API, not saved."""
+        data = self.config.data if self.config is not None else None
+        return data is not None and not (data.train_file or data.dataset or data.data_dir)
+
     def thresholds(self) -> "list[float]":
         """Multi-label: each label's decision threshold (0.5 where the model records none)."""
         saved = saved_thresholds(self.model_config, self.label_names)
@@ -129,7 +135,7 @@ def eval_data_config(run: FinishedRun, data: str | None, split: str | None, colu
             "evaluate the output_dir of `hftransfer train`"
         )
     config = copy.deepcopy(run.config)
-    if data is None and not (config.data.train_file or config.data.dataset or config.data.data_dir):
+    if data is None and run.trained_in_memory:
         raise RunDirError(
             f"{str(run.path)!r} was trained on data given in memory (Python API), so its own data cannot "
             "be reloaded; evaluate it with --data PATH (data= in Python)"

@@ -10,6 +10,7 @@ quantizes); its notes, saved config and card name the teacher, how the student w
 
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +19,7 @@ from typing import Any
 
 from hftransfer.artifacts.run_dir import FinishedRun, open_run
 from hftransfer.backbones.in_memory import model_folder
-from hftransfer.distillation.student import StudentError, check_same_inputs, cut_teacher, layer_list
+from hftransfer.distillation.student import StudentError, check_same_inputs, cut_teacher
 from hftransfer.distillation.unlabeled import add_to_train, read_unlabeled, teacher_labels
 from hftransfer.engine.distillation import DistillationTrainer
 from hftransfer.training.parse import parse_config
@@ -58,6 +59,7 @@ class Distillation(FineTuning):
 
     teacher: Any = None  # the teacher's FinishedRun
     teacher_model: Any = None
+    teacher_processor: Any = None
     options: DistillOptions | None = None
     unlabeled: list | None = None
     unlabeled_source: str = ""
@@ -66,7 +68,7 @@ class Distillation(FineTuning):
         data = super().read_data()
         if self.unlabeled:
             run = self.teacher
-            encode = run.task.prediction_encoder(run.load_processor())
+            encode = run.task.prediction_encoder(self.teacher_processor)
             labels = teacher_labels(
                 self.teacher_model, encode, self.unlabeled, run.thresholds() if run.multi_label else None
             )
@@ -107,8 +109,6 @@ def gap_note(teacher: FinishedRun, metrics: dict) -> str:
 
 
 def _teacher_metrics(path: Path) -> dict:
-    import json
-
     for name in ("all_results.json", "eval_results.json"):
         if (path / name).is_file():
             return json.loads((path / name).read_text())
@@ -130,8 +130,7 @@ def distill_run(
             f"{str(teacher.path)!r} is not an hftransfer run (no hftransfer_config.yaml): distillation trains on the "
             "teacher's data, which its saved config names"
         )
-    data = teacher.config.data
-    if not (data.train_file or data.dataset or data.data_dir):
+    if teacher.trained_in_memory:
         raise StudentError(
             f"{str(teacher.path)!r} was trained on data given in memory (Python API): its saved config cannot name "
             "the data to distil on"
@@ -154,6 +153,7 @@ def distill_run(
             Distillation,
             teacher=teacher,
             teacher_model=teacher_model,
+            teacher_processor=processor,
             options=options,
             unlabeled=unlabeled,
             unlabeled_source=options.unlabeled_file or options.unlabeled_dir or "",
@@ -172,14 +172,12 @@ def _student(teacher: FinishedRun, teacher_model, processor, options: DistillOpt
             ) from None
         check_same_inputs(processor, theirs, options.student)
         return options.student, f"{options.student} (a checkpoint)"
-    total = len(layer_list(teacher_model)[2])
-    n = options.student_layers or max(1, total // 2)
-    cut, kept = cut_teacher(teacher_model, n)
+    cut, kept = cut_teacher(teacher_model, options.student_layers)
     folder = stack.enter_context(model_folder(cut, processor, teacher.task.auto_processor))
+    total, shown = teacher_model.config.num_hidden_layers, ", ".join(map(str, kept))
     return (
         str(folder),
-        f"the teacher cut to {n} of its {total} layers (kept: {', '.join(map(str, kept))}; this file alone cannot "
-        "repeat the run)",
+        f"the teacher cut to {len(kept)} of its {total} layers (kept: {shown}; this file alone cannot repeat the run)",
     )
 
 

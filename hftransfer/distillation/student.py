@@ -43,9 +43,10 @@ def layer_list(model) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
     )
 
 
-def cut_teacher(teacher, n: int):
-    """A copy of ``teacher`` with ``n`` of its layers (their indices returned too); its config says so."""
+def cut_teacher(teacher, n: int | None = None):
+    """A copy of ``teacher`` with ``n`` of its layers (default: half), and their indices; its config says so."""
     total = len(layer_list(teacher)[2])
+    n = max(1, total // 2) if n is None else n
     if not 1 <= n < total:
         raise StudentError(f"--student_layers {n}: the teacher has {total} layers; a student keeps 1 to {total - 1}")
     student = copy.deepcopy(teacher)

@@ -34,7 +34,7 @@ class DistillationTrainer(TransferTrainer):
 
     def __init__(self, *args, teacher: torch.nn.Module, temperature: float, alpha: float, multi_label: bool, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval().requires_grad_(False).to(self.args.device)  # once, not every step
         self.temperature, self.alpha, self.multi_label = temperature, alpha, multi_label
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -42,7 +42,6 @@ class DistillationTrainer(TransferTrainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         hard, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         logits = outputs["logits"]
-        self.teacher.to(logits.device)
         with torch.no_grad():
             taught = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
         if self.compute_loss_func is not None and num_items_in_batch is not None:
