@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from hftransfer.cli.audit import audit_command
 from hftransfer.cli.distill import distill_command
 from hftransfer.cli.evaluate import eval_command
 from hftransfer.cli.export import export_command
@@ -34,6 +35,10 @@ COMMANDS = {
     "predict": (predict_command, 'classify inputs: hftransfer predict OUTPUT_DIR photo.jpg photos/ | "some text"'),
     "export": (export_command, "export to ONNX, checked against PyTorch: hftransfer export OUTPUT_DIR --format onnx"),
     "rank": (rank_command, "rank candidate backbones on your data: hftransfer rank RECIPE --models A B [--then_train]"),
+    "audit": (
+        audit_command,
+        "find label errors, duplicates and leaks, outliers: hftransfer audit RECIPE [--report_dir DIR]",
+    ),
     "distill": (
         distill_command,
         "train a smaller student on a run's soft targets: hftransfer distill OUTPUT_DIR [--student_layers N]",

@@ -141,6 +141,13 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only this many validation/test examples (seeded random subset)."}
     )
+    exclude_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "A list of examples to leave out, one 'split:id' per line (as hftransfer audit writes them: "
+            "train:cats/003.jpg, test:17); the summary says how many were dropped."
+        },
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for preprocessing with datasets.map."}
     )
@@ -222,6 +229,8 @@ class DataArguments:
             raise ConfigError(
                 f"unknown validation_groups {self.validation_groups!r}; valid: {', '.join(VALIDATION_GROUPS)}"
             )
+        if self.exclude_file and self.streaming:
+            raise ConfigError("exclude_file drops examples of loaded splits; it cannot go with streaming: true")
         if self.multi_label is False and (self.label_separator or self.label_columns):
             raise ConfigError(
                 "label_separator and label_columns describe several labels per example; they cannot "

@@ -23,7 +23,7 @@ from hftransfer.backbones.checkpoints import ModelSourceError, model_path
 from hftransfer.backbones.checkpoints import load_model_config as load_transformers_config
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
-from hftransfer.data import image_check, images, labels, multilabel, streaming, tables
+from hftransfer.data import image_check, images, labels, multilabel, source_ids, streaming, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
 from hftransfer.data.transforms import AUGMENTATIONS, build_transforms, data_config_for
@@ -109,8 +109,10 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
         _check_folder_options(config, model_labels)
         splits = images.load_image_folder(data_args.data_dir, require_train=model_labels is None, notes=notes)
         column = "image"
+        paths = {split: source_ids.relative_paths(ds["image"], data_args.data_dir) for split, ds in splits.items()}
+        splits = source_ids.identify(splits, data_args, notes, paths)
     else:
-        splits, stream, column = _read_tables(config, model_labels)
+        splits, stream, column = _read_tables(config, model_labels, notes)
     tables.check_not_empty(splits)
     notes += _check_images(splits, column, options.skip_corrupt_images)
     if data_args.data_dir:  # folders give one label per image: the folder's name
@@ -144,9 +146,9 @@ def _check_folder_options(config, model_labels: list[str] | None) -> None:
         )
 
 
-def _read_tables(config, model_labels: list[str] | None):
+def _read_tables(config, model_labels: list[str] | None, notes: list[str]):
     """(splits, the training stream or None, the image column) of listings, tables, a Hub dataset or memory; the
-    paths of a listing resolved against its own folder."""
+    paths of a listing resolved against its own folder, after its ids were taken from them as written."""
     data_args = config.data
     stream = None
     if data_args.streaming and not model_labels:
@@ -158,6 +160,9 @@ def _read_tables(config, model_labels: list[str] | None):
     for label_column in multilabel.label_source_columns(data_args):
         check_distinct_columns(column, label_column)
     tables.require_columns(splits, [column, *multilabel.label_source_columns(data_args)])
+    if stream is None:
+        written = {s: labels.column_values(ds, column) for s, ds in splits.items() if holds_paths(ds, column)}
+        splits = source_ids.identify(splits, data_args, notes, written)
     if data_args.train_file:  # listings hold paths relative to the listing file
         listings = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
         splits = {

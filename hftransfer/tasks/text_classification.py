@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
-from hftransfer.data import labels, multilabel, streaming, tables
+from hftransfer.data import labels, multilabel, source_ids, streaming, tables
 from hftransfer.data.buckets import LengthBuckets, token_lengths
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
@@ -121,7 +121,11 @@ def load_data(config, model_labels: list[str] | None = None) -> labels.LabelledD
         )
     tables.require_columns(splits, text_columns + label_columns)
     check_texts_present(splits, text_columns)
+    notes: list[str] = []
+    if stream is None:
+        splits = source_ids.identify(splits, data_args, notes)
     labelled = multilabel.encode(splits, data_args, model_labels or None)
+    labelled.notes.extend(notes)
     labelled.columns = {"text": text, "text_pair": pair}
     if stream is not None:
         return streaming.finish(labelled, stream, data_args, config.training.seed, TextsPresent(text_columns))

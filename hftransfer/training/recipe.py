@@ -23,6 +23,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
+from hftransfer.data import leaks
 from hftransfer.data.labels import LabelledData
 from hftransfer.data.streaming import is_streamed
 from hftransfer.engine.budget import TimeBudget
@@ -138,6 +139,7 @@ class FineTuning:
         configure_process(config, task)
         self.model_config = (task.load_model_config or load_model_config)(config)  # the cheapest proof it exists
         self.data = self.read_data()
+        check_data(config, self.data)
         self.processor = task.build_preprocessing(config, self.data, self.model_config)
         self.model = build_backbone(config, task, self.data, self.model_config)
         self.strategy = resolve_strategy(  # auto decides here
@@ -205,6 +207,15 @@ class FineTuning:
             tune_thresholds=self.config.data.threshold_objective,
             logits_read=logits_read,
         )
+
+
+def check_data(config: RunConfig, data: LabelledData) -> None:
+    """The cheap checks of every run: exact copies across splits, classes too small to validate. Their warnings
+    go to the log, the summary, the saved config and the model card."""
+    for note in (leaks.exact_leaks(data), leaks.classes_too_small(data)):
+        if note:
+            logger.warning(note)
+            config.notes.append(note)
 
 
 def configure_process(config: RunConfig, task: Task) -> None:

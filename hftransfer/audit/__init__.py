@@ -1,0 +1,1 @@
+"""``hftransfer audit``: label errors, duplicates and train/test leaks, outliers and class balance of a data set."""

@@ -1,0 +1,137 @@
+"""``hftransfer audit``: read the data as ``train`` would, embed every example once with the frozen backbone, then
+find likely label errors, duplicates and leaks, outliers and class imbalance, and write the report and the page."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from hftransfer.audit import balance, duplicates, label_issues, outliers, page, report
+from hftransfer.audit.examples import PooledExamples, pool
+from hftransfer.audit.features import audit_features
+from hftransfer.audit.neighbours import nearest
+from hftransfer.backbones.checkpoints import load_model_config
+from hftransfer.data.labels import LABELS, column_values
+from hftransfer.data.source_ids import id_of, split_of
+from hftransfer.errors import HftransferError
+from hftransfer.files.atomic import write_text_atomically
+from hftransfer.tasks import get_task
+
+logger = logging.getLogger("hftransfer")
+
+NEIGHBOURS = 10  # for the outlier score; the page shows the first few
+
+
+class AuditError(HftransferError):
+    """An audit that cannot start: the report folder holds one, or the data cannot be audited."""
+
+
+@dataclass
+class Audit:
+    report: dict
+    folder: Path
+    written: list[Path]
+
+
+def check_report_dir(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise AuditError(f"report_dir {str(folder)!r} is a file; name a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise AuditError(f"{str(folder)!r} is not empty; pass --overwrite or choose another --report_dir")
+
+
+def run_audit(config, report_dir: str | Path, overwrite: bool = False, fix_suggestions: str | None = None) -> Audit:
+    """Audit the data ``config`` names with its backbone; the report lands in ``report_dir``."""
+    folder = Path(report_dir).expanduser()
+    check_report_dir(folder, overwrite)
+    if fix_suggestions and Path(fix_suggestions).expanduser().exists() and not overwrite:
+        raise AuditError(f"{fix_suggestions!r} exists; pass --overwrite or name another file")
+    started = time.perf_counter()
+    task = get_task(config.model.task)
+    data = task.load_data(config)
+    if data.streamed:
+        raise AuditError("a streamed training split is read once per pass; audit it without streaming: true")
+    model_config = (task.load_model_config or load_model_config)(config)
+    processor = task.build_preprocessing(config, data, model_config)
+    model = task.build_model(config, data, model_config)
+    features = np.concatenate(list(audit_features(model, config, task, processor, data, model_config).values()))
+    examples = pool(data)
+    validation = column_values(data.splits["validation"], LABELS)
+    found = find_everything(examples, features, data.label_names, data.multi_label, config.training.seed, validation)
+    found["meta"] = {
+        "date": date.today().isoformat(),
+        "task": config.model.task,
+        "backbone": config.model.model or config.model.timm_arch,
+        "examples": len(examples.sources),
+        "seconds": round(time.perf_counter() - started, 1),
+        "data_notes": list(data.notes),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [
+        report.write_report(found, folder),
+        write_text_atomically(folder / report.EXCLUDE_FILE, report.exclude_lines(found)),
+        write_text_atomically(folder / report.PAGE_FILE, page.render(found, examples)),
+    ]
+    if fix_suggestions:
+        written.append(write_text_atomically(Path(fix_suggestions).expanduser(), report.suggestions_table(found)))
+    return Audit(found, folder, written)
+
+
+def find_everything(
+    examples: PooledExamples, features: np.ndarray, names: list[str], multi_label: bool, seed: int, validation
+) -> dict:
+    """The report's sections from the pooled examples and their features (``validation``: the label ids of the
+    split that will pick the best checkpoint, carved as training carves it)."""
+    neighbours = nearest(features, NEIGHBOURS)
+    if multi_label:
+        scores = label_issues.score_multi_labels(features, np.stack(examples.labels), seed)
+    else:
+        scores = label_issues.score_labels(features, examples.labels.astype(int), len(names), seed)
+    threshold = duplicates.NEAR_THRESHOLD[examples.modality]
+    distance = outliers.outlier_scores(neighbours)
+    far, fence = outliers.outlier_rows(distance)
+    counts = balance.class_counts([split_of(s) for s in examples.sources], list(examples.labels), names, multi_label)
+    validation_counts = balance.class_counts(["validation"] * len(validation), validation, names, multi_label)
+    return {
+        "label_issues": issue_records(examples, scores, names, multi_label),
+        "duplicates": duplicates.duplicate_records(examples.sources, examples.keys, neighbours, threshold),
+        "outliers": [_where(examples, row) | {"score": round(float(distance[row]), 4), "rows": (row,)} for row in far],
+        "class_counts": counts,
+        "imbalance_ratio": balance.imbalance_ratio(counts.get("train", {})),
+        "too_small_to_validate": balance.too_small(validation_counts.get("validation", {})),
+        "method": {
+            "label_issues": "cleanlab confident learning on out-of-fold probabilities (audit/label_issues.py)",
+            "near_duplicate_similarity": threshold,
+            "outlier_fence": round(fence, 4),
+            "folds": label_issues.FOLDS,
+        },
+        "neighbours": neighbours,
+    }
+
+
+def issue_records(examples: PooledExamples, scores, names: list[str], multi_label: bool) -> list[dict]:
+    rows = np.flatnonzero(scores.flagged)
+    rows = rows[np.argsort(scores.quality[rows], kind="stable")]
+
+    def named(value):
+        return [names[i] for i in np.flatnonzero(np.asarray(value) > 0.5)] if multi_label else names[int(value)]
+
+    return [
+        _where(examples, row)
+        | {
+            "given": named(examples.labels[row]),
+            "suggested": named(scores.suggested[row]),
+            "score": round(1.0 - float(scores.quality[row]), 4),
+            "rows": (int(row),),
+        }
+        for row in rows
+    ]
+
+
+def _where(examples: PooledExamples, row: int) -> dict:
+    return {"split": split_of(examples.sources[row]), "id": id_of(examples.sources[row])}

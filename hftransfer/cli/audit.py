@@ -1,0 +1,61 @@
+"""``hftransfer audit RECIPE|--options [--report_dir DIR]``: label errors, duplicates and leaks, outliers, balance."""
+
+from __future__ import annotations
+
+import argparse
+
+from hftransfer.audit.run import Audit, run_audit
+from hftransfer.config.recipes import find_recipe
+from hftransfer.training.parse import parse_config
+
+
+def make_audit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hftransfer audit",
+        add_help=False,
+        allow_abbrev=False,
+        description=(
+            "Audit labelled data with a frozen backbone: likely label errors (cleanlab on out-of-fold "
+            "probabilities), exact and near duplicates and train/validation/test leaks, outliers and class "
+            "balance. Writes audit_report.json, audit.html and exclude.txt (for train --exclude_file). Every "
+            "other option is one of `hftransfer train`'s (task, model, data, columns, seed …)."
+        ),
+    )
+    parser.add_argument("--report_dir", default="hftransfer-audit", help="where the report, page and list go")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier audit in report_dir")
+    parser.add_argument(
+        "--fix_suggestions",
+        default=None,
+        help="also write the suggested relabels to this CSV (split, id, given, suggested, score) for review; "
+        "nothing is relabelled",
+    )
+    return parser
+
+
+def audit_command(argv: list[str]) -> int:
+    parser = make_audit_parser()
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        return 0
+    a, remaining = parser.parse_known_args(argv)
+    if remaining and not remaining[0].startswith("-"):
+        remaining = ["--config", find_recipe(remaining[0]), *remaining[1:]]
+    result = run_audit(parse_config(remaining), a.report_dir, a.overwrite, a.fix_suggestions)
+    print(summary_lines(result))
+    return 0
+
+
+def summary_lines(result: Audit) -> str:
+    found = result.report
+    leaks = [r for r in found["duplicates"] if r["a"]["split"] != r["b"]["split"]]
+    lines = [
+        f"hftransfer audit · {found['meta']['examples']} examples · {found['meta']['seconds']} s",
+        f"  leaks across splits: {len(leaks)} ({sum(r['exact'] for r in leaks)} exact)",
+        f"  duplicates inside a split: {len(found['duplicates']) - len(leaks)}",
+        f"  likely label errors: {len(found['label_issues'])}",
+        f"  outliers: {len(found['outliers'])}",
+        f"  imbalance ratio (train): {found['imbalance_ratio'] or 'n/a'}",
+        f"  classes too small to validate: {', '.join(found['too_small_to_validate']) or 'none'}",
+    ]
+    lines += [f"  {path}" for path in result.written]
+    return "\n".join(lines)
