@@ -13,7 +13,7 @@ import pytest
 from conftest import make_class_folder, make_config, make_image, sentiment_rows, tiny_run_flags, write_rows
 
 import hftransfer.cli.main as cli
-from hftransfer.audit.duplicates import duplicate_records, exact_pairs
+from hftransfer.audit.duplicates import NearRule, duplicate_records, exact_pairs
 from hftransfer.audit.label_issues import score_labels
 from hftransfer.audit.neighbours import nearest
 from hftransfer.audit.outliers import outlier_rows, outlier_scores
@@ -96,7 +96,7 @@ def test_exact_pairs_put_the_earlier_split_first_and_leaks_before_duplicates_ins
     keys = ["x", "x", "y", "z", "y"]
     assert exact_pairs(sources, keys) == [(1, 0), (2, 4)]
     features = np.random.default_rng(0).normal(size=(5, 8))
-    records = duplicate_records(sources, keys, nearest(features, 2), threshold=1.1)
+    records = duplicate_records(sources, keys, nearest(features, 2), NearRule(1.1, 1.1))
     assert [(r["a"], r["b"], r["exact"]) for r in records] == [
         ({"split": "train", "id": "0"}, {"split": "test", "id": "0"}, True),
         ({"split": "train", "id": "1"}, {"split": "train", "id": "2"}, True),

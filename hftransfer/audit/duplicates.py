@@ -7,14 +7,29 @@ listed first; then pairs inside one split, most similar first.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from hftransfer.audit.neighbours import Neighbours
+from hftransfer.data.fingerprints import perceptual_hash
 from hftransfer.data.source_ids import SPLITS, id_of, split_of
 
-# Cosine similarity of centred features above which two examples are reported as near duplicates, from
-# benchmarks/audit.py: planted altered copies (resized and re-encoded images, re-cased or re-punctuated texts)
-# against the most similar pairs of distinct examples.
-NEAR_THRESHOLD = {"image": 0.95, "text": 0.97}
+
+@dataclass(frozen=True)
+class NearRule:
+    """Two examples are near duplicates at or above ``certain`` cosine similarity (centred features), or from
+    ``candidate`` up when ``same_picture`` (perceptual hashes) confirms it."""
+
+    certain: float
+    candidate: float
+
+
+# From benchmarks/audit.py (docs/audit.md). Images (EfficientNet-Lite0, Caltech-101): copies resized to 85% and
+# re-encoded lie at 0.885-1.0, real duplicates in the set from 0.90 up, different photos of one subject (a face, a
+# soccer ball) from 0.897 down; perceptual hashes put every copy within 2 bits and those photos 12 or more apart.
+# Texts (MiniLM, TREC-50): re-cased and re-punctuated copies are exact once normalised; reworded questions ("What
+# organization …" / "Which organization …") lie at 0.985-0.996, the closest different questions below 0.97.
+NEAR_RULES = {"image": NearRule(certain=0.95, candidate=0.85), "text": NearRule(certain=0.97, candidate=0.97)}
+HASH_BITS_APART = 4
 
 
 def split_rank(source: str) -> int:
@@ -34,23 +49,45 @@ def exact_pairs(sources: list[str], keys: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
-def near_pairs(neighbours: Neighbours, threshold: float, exact: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
-    """Each example and its nearest neighbour when they are at least ``threshold`` similar (and not an exact pair)."""
+def near_pairs(
+    neighbours: Neighbours, rule: NearRule, exact: list[tuple[int, int]], same_picture=None
+) -> list[tuple[int, int, float]]:
+    """Each example and its nearest neighbour when ``rule`` calls them near duplicates (and not an exact pair)."""
     seen = {tuple(sorted(pair)) for pair in exact}
     found = []
     for row, (other, similarity) in enumerate(zip(neighbours.index[:, 0], neighbours.similarity[:, 0])):
         pair = (min(row, int(other)), max(row, int(other)))
-        if similarity >= threshold and pair not in seen:
+        if similarity < rule.candidate or pair in seen:
+            continue
+        if similarity >= rule.certain or (same_picture is not None and same_picture(*pair)):
             seen.add(pair)
             found.append((*pair, float(similarity)))
     return found
 
 
-def duplicate_records(sources: list[str], keys: list[str], neighbours: Neighbours, threshold: float) -> list[dict]:
+class SamePicture:
+    """Whether two images' perceptual hashes lie within HASH_BITS_APART bits (each image hashed once)."""
+
+    def __init__(self, shown: list):
+        self.shown, self.hashes = shown, {}
+
+    def hash(self, row: int):
+        if row not in self.hashes:
+            self.hashes[row] = perceptual_hash(self.shown[row])
+        return self.hashes[row]
+
+    def __call__(self, a: int, b: int) -> bool:
+        return int((self.hash(a) != self.hash(b)).sum()) <= HASH_BITS_APART
+
+
+def duplicate_records(
+    sources: list[str], keys: list[str], neighbours: Neighbours, rule: NearRule, same_picture=None
+) -> list[dict]:
     """The report's ``duplicates``: leaks first, then by similarity."""
     exact = exact_pairs(sources, keys)
     records = [_record(sources, a, b, 1.0, True) for a, b in exact]
-    records += [_record(sources, a, b, s, False) for a, b, s in near_pairs(neighbours, threshold, exact)]
+    near = near_pairs(neighbours, rule, exact, same_picture)
+    records += [_record(sources, a, b, s, False) for a, b, s in near]
     return sorted(records, key=lambda r: (r["a"]["split"] == r["b"]["split"], -r["similarity"], not r["exact"]))
 
 

@@ -23,7 +23,7 @@ from hftransfer.files.atomic import write_text_atomically
 
 REPORT_FILE, EXCLUDE_FILE, PAGE_FILE = "audit_report.json", "exclude.txt", "audit.html"
 PRIVATE = "rows"  # the examples' positions in the pooled table, for the page only
-INTERNAL = {"neighbours"}  # what the page needs and the report does not carry
+INTERNAL = {"neighbours", "label_quality"}  # what the page needs and the report does not carry
 
 
 def public(records: list[dict]) -> list[dict]:

@@ -92,26 +92,37 @@ def find_everything(
         scores = label_issues.score_multi_labels(features, np.stack(examples.labels), seed)
     else:
         scores = label_issues.score_labels(features, examples.labels.astype(int), len(names), seed)
-    threshold = duplicates.NEAR_THRESHOLD[examples.modality]
+    rule = duplicates.NEAR_RULES[examples.modality]
+    same_picture = duplicates.SamePicture(examples.shown) if examples.modality == "image" else None
     distance = outliers.outlier_scores(neighbours)
     far, fence = outliers.outlier_rows(distance)
     counts = balance.class_counts([split_of(s) for s in examples.sources], list(examples.labels), names, multi_label)
     validation_counts = balance.class_counts(["validation"] * len(validation), validation, names, multi_label)
     return {
         "label_issues": issue_records(examples, scores, names, multi_label),
-        "duplicates": duplicates.duplicate_records(examples.sources, examples.keys, neighbours, threshold),
+        "duplicates": duplicates.duplicate_records(examples.sources, examples.keys, neighbours, rule, same_picture),
         "outliers": [_where(examples, row) | {"score": round(float(distance[row]), 4), "rows": (row,)} for row in far],
         "class_counts": counts,
         "imbalance_ratio": balance.imbalance_ratio(counts.get("train", {})),
         "too_small_to_validate": balance.too_small(validation_counts.get("validation", {})),
         "method": {
             "label_issues": "cleanlab confident learning on out-of-fold probabilities (audit/label_issues.py)",
-            "near_duplicate_similarity": threshold,
+            "near_duplicates": near_rule_words(rule, same_picture is not None),
             "outlier_fence": round(fence, 4),
             "folds": label_issues.FOLDS,
         },
         "neighbours": neighbours,
+        "label_quality": scores.quality,  # every example's, for benchmarks/audit.py (the report lists the flagged)
     }
+
+
+def near_rule_words(rule: duplicates.NearRule, hashed: bool) -> str:
+    words = f"cosine similarity of centred features at least {rule.certain}"
+    if hashed:
+        words += (
+            f", or at least {rule.candidate} with perceptual hashes at most {duplicates.HASH_BITS_APART} bits apart"
+        )
+    return words
 
 
 def issue_records(examples: PooledExamples, scores, names: list[str], multi_label: bool) -> list[dict]:

@@ -11,6 +11,7 @@ model reads), so every selection of rows keeps its ids without bookkeeping of it
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from datasets import Dataset
@@ -35,8 +36,8 @@ def with_row_ids(splits: dict[str, Dataset], values: dict[str, list[str]] | None
 
 def relative_paths(paths: list[str], root: str) -> list[str]:
     """Image paths relative to the folder the user named (``data_dir``), with ``/`` separators."""
-    base = Path(root).expanduser().resolve()
-    return [Path(path).resolve().relative_to(base).as_posix() for path in paths]
+    base = os.path.abspath(Path(root).expanduser())  # not resolved: a linked file keeps the path it is listed by
+    return [Path(os.path.relpath(os.path.abspath(path), base)).as_posix() for path in paths]
 
 
 def split_of(source: str) -> str:
