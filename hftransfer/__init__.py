@@ -9,6 +9,7 @@ Python API (``hftransfer/api.py``)::
     hftransfer.predict(result.output_dir, ["bee.jpg"])
     hftransfer.evaluate(result.output_dir, data="photos_2025/")
     hftransfer.rank(recipe, models=["timm/resnet50.a1_in1k"])
+    hftransfer.audit(recipe, report_dir="audit")  # label errors, leaks, outliers; then finetune(exclude_file=...)
     hftransfer.export(result.output_dir, quantize="int8")
     hftransfer.distill(result.output_dir, student_layers=3)
     hftransfer.register_strategy(hftransfer.Strategy("bitfit", "biases and the head train", select=...))
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 API = (
     "finetune",
+    "audit",
     "evaluate",
     "predict",
     "rank",

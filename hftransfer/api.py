@@ -13,6 +13,7 @@ from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
 from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP
+from hftransfer.audit.run import Audit, run_audit
 from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
@@ -29,6 +30,7 @@ from hftransfer.training.recipe import RunResult, run
 
 __all__ = [
     "finetune",
+    "audit",
     "evaluate",
     "predict",
     "rank",
@@ -181,6 +183,27 @@ def rank(
             },
         )
     return results
+
+
+def audit(
+    recipe: str | Path | None = None,
+    *,
+    report_dir: str | Path = "hftransfer-audit",
+    overwrite: bool = False,
+    fix_suggestions: str | Path | None = None,
+    train=None,
+    validation=None,
+    test=None,
+    **options,
+) -> Audit:
+    """Find likely label errors, duplicates and leaks across splits, outliers and class imbalance
+    (``hftransfer audit``); ``report_dir`` receives ``audit_report.json``, ``audit.html`` and ``exclude.txt``.
+
+    The data and backbone options are ``finetune``'s (a recipe, ``train=``/``validation=``/``test=`` paths or data
+    in memory, ``model=``, columns …). Returns the report (``.report``, as the JSON holds it) and the files written.
+    """
+    config = _config(recipe, options, _data_inputs(train, validation, test, options))
+    return run_audit(config, report_dir, overwrite, str(fix_suggestions) if fix_suggestions else None)
 
 
 def distill(

@@ -14,7 +14,7 @@ from conftest import make_class_folder, make_config, make_image, sentiment_rows,
 
 import hftransfer.cli.main as cli
 from hftransfer.audit.duplicates import NearRule, duplicate_records, exact_pairs
-from hftransfer.audit.label_issues import score_labels
+from hftransfer.audit.label_issues import score_labels, score_multi_labels
 from hftransfer.audit.neighbours import nearest
 from hftransfer.audit.outliers import outlier_rows, outlier_scores
 from hftransfer.data.fingerprints import text_key
@@ -121,6 +121,18 @@ def test_label_scores_rank_flipped_labels_first():
     assert len(top & set(flipped.tolist())) >= 22  # precision@K
     assert np.isin(flipped, np.flatnonzero(scores.flagged)).mean() >= 0.9  # cleanlab's estimated set holds them
     assert (scores.suggested[flipped] == labels[flipped]).mean() >= 0.9
+
+
+def test_multi_label_scores_find_dropped_and_added_labels():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, (300, 3))
+    features = targets @ rng.normal(scale=3.0, size=(3, 16)) + rng.normal(size=(300, 16))
+    noisy = targets.copy()
+    wrong = rng.choice(300, 20, replace=False)
+    noisy[wrong, 0] = 1 - noisy[wrong, 0]  # one label added or dropped
+    scores = score_multi_labels(features, noisy.astype(float), seed=0)
+    assert len(set(np.argsort(scores.quality)[:20].tolist()) & set(wrong.tolist())) >= 16
+    assert (scores.suggested[wrong] == targets[wrong]).all(axis=1).mean() >= 0.8
 
 
 def test_outliers_are_the_points_far_from_every_other():
@@ -257,3 +269,20 @@ def test_audit_page_renders_in_headless_chromium(leaky_photos, timm_weights, tmp
 
     pixels = np.asarray(Image.open(BytesIO(shot)).convert("L"), dtype=float)
     assert pixels.std() > 10  # the thumbnail rendered, not a blank box
+
+
+@pytest.mark.e2e
+def test_python_api_audits_data_held_in_memory_by_row_number(tiny_bert, tmp_path):
+    import pandas as pd
+
+    import hftransfer
+
+    train = pd.DataFrame(sentiment_rows(60, seed=1))
+    test = pd.concat([pd.DataFrame(sentiment_rows(9, seed=5)), train.iloc[[7]]], ignore_index=True)
+    found = hftransfer.audit(model=str(tiny_bert), train=train, test=test, report_dir=tmp_path / "audit")
+    assert found.report["duplicates"][0]["a"] == {"split": "train", "id": "7"}
+    assert found.report["duplicates"][0]["b"] == {"split": "test", "id": "9"}
+    assert found.report == json.loads((tmp_path / "audit" / "audit_report.json").read_text())
+    assert {path.name for path in found.written} == {"audit_report.json", "exclude.txt", "audit.html"}
+    with pytest.raises(hftransfer.HftransferError, match="not empty; pass --overwrite"):
+        hftransfer.audit(model=str(tiny_bert), train=train, report_dir=tmp_path / "audit")

@@ -52,16 +52,21 @@ def exact_pairs(sources: list[str], keys: list[str]) -> list[tuple[int, int]]:
 def near_pairs(
     neighbours: Neighbours, rule: NearRule, exact: list[tuple[int, int]], same_picture=None
 ) -> list[tuple[int, int, float]]:
-    """Each example and its nearest neighbour when ``rule`` calls them near duplicates (and not an exact pair)."""
+    """Each example with every one of its nearest neighbours that ``rule`` calls a near duplicate (exact pairs
+    left out). Not the nearest alone: a test photo copied into train whose test split holds a second copy of it
+    has that copy as its nearest neighbour (seen in Caltech-101)."""
     seen = {tuple(sorted(pair)) for pair in exact}
     found = []
-    for row, (other, similarity) in enumerate(zip(neighbours.index[:, 0], neighbours.similarity[:, 0])):
-        pair = (min(row, int(other)), max(row, int(other)))
-        if similarity < rule.candidate or pair in seen:
-            continue
-        if similarity >= rule.certain or (same_picture is not None and same_picture(*pair)):
-            seen.add(pair)
-            found.append((*pair, float(similarity)))
+    for row in range(len(neighbours.index)):
+        for other, similarity in zip(neighbours.index[row], neighbours.similarity[row]):
+            if similarity < rule.candidate:
+                break  # most similar first: the rest are further
+            pair = (min(row, int(other)), max(row, int(other)))
+            if pair in seen:
+                continue
+            if similarity >= rule.certain or (same_picture is not None and same_picture(*pair)):
+                seen.add(pair)
+                found.append((*pair, float(similarity)))
     return found
 
 

@@ -30,13 +30,17 @@ def public(records: list[dict]) -> list[dict]:
     return [{key: value for key, value in record.items() if key != PRIVATE} for record in records]
 
 
-def write_report(report: dict, folder: Path) -> Path:
-    shown = {
+def public_report(found: dict) -> dict:
+    """The findings as ``audit_report.json`` holds them (no page-only keys)."""
+    return {
         key: public(value) if isinstance(value, list) and key != "too_small_to_validate" else value
-        for key, value in report.items()
+        for key, value in found.items()
         if key not in INTERNAL
     }
-    return write_text_atomically(folder / REPORT_FILE, json.dumps(shown, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_report(report: dict, folder: Path) -> Path:
+    return write_text_atomically(folder / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def exclude_lines(report: dict) -> str:

@@ -24,7 +24,7 @@ from hftransfer.tasks import get_task
 
 logger = logging.getLogger("hftransfer")
 
-NEIGHBOURS = 10  # for the outlier score; the page shows the first few
+NEIGHBOURS = 10  # the outlier score averages them, near duplicates are sought among them, the page shows 4
 
 
 class AuditError(HftransferError):
@@ -33,7 +33,7 @@ class AuditError(HftransferError):
 
 @dataclass
 class Audit:
-    report: dict
+    report: dict  # what audit_report.json holds
     folder: Path
     written: list[Path]
 
@@ -72,14 +72,15 @@ def run_audit(config, report_dir: str | Path, overwrite: bool = False, fix_sugge
         "data_notes": list(data.notes),
     }
     folder.mkdir(parents=True, exist_ok=True)
+    shown = report.public_report(found)
     written = [
-        report.write_report(found, folder),
+        report.write_report(shown, folder),
         write_text_atomically(folder / report.EXCLUDE_FILE, report.exclude_lines(found)),
         write_text_atomically(folder / report.PAGE_FILE, page.render(found, examples)),
     ]
     if fix_suggestions:
         written.append(write_text_atomically(Path(fix_suggestions).expanduser(), report.suggestions_table(found)))
-    return Audit(found, folder, written)
+    return Audit(shown, folder, written)
 
 
 def find_everything(
