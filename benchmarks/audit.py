@@ -13,7 +13,7 @@ fine-tuned from it would read them (the head's input: BERT's pooler, the CNN's p
 cleanlab's label quality. Leaks: the planted train/test pairs the report lists, and the cross-split pairs it lists
 that were not planted ("unplanted": a real duplicate in the original data, or a false leak). The similarities of
 the planted altered copies and of the closest unplanted train/test pairs are printed: they set the near-duplicate
-thresholds (audit/duplicates.py).
+thresholds (auditing/duplicates.py).
 
     python examples/offline_models.py && python benchmarks/audit.py          # both sets, about 5 min on 2 cores
     python benchmarks/audit.py --sets text --seeds 0 1
@@ -145,9 +145,9 @@ def ranking_scores(order_sources: list[str], flipped: set[str]) -> dict:
 
 
 def measure(kind: str, seed: int, work: Path) -> dict:
-    from hftransfer.audit.examples import pool
-    from hftransfer.audit.features import audit_features
-    from hftransfer.audit.run import find_everything
+    from hftransfer.auditing.examples import pool
+    from hftransfer.auditing.features import audit_features
+    from hftransfer.auditing.run import find_everything
     from hftransfer.backbones.checkpoints import load_model_config
     from hftransfer.data.labels import LABELS, column_values
     from hftransfer.strategies.features import frozen_features
@@ -233,7 +233,7 @@ def _pair(record: dict) -> tuple[str, str]:
 def planted_similarities(features: np.ndarray, planted: set, sources: list[str], keys: list[str]) -> dict:
     """The planted copies' similarity to their originals, and the five most similar train/test pairs that are
     neither planted nor exact duplicates (what a near-duplicate threshold must stay above)."""
-    from hftransfer.audit.neighbours import unit_rows
+    from hftransfer.auditing.neighbours import unit_rows
 
     unit = unit_rows(features)
     row = {source: i for i, source in enumerate(sources)}

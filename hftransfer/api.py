@@ -13,7 +13,7 @@ from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
 from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP
-from hftransfer.audit.run import Audit, run_audit
+from hftransfer.auditing.run import Audit, run_audit
 from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
 from hftransfer.config.recipes import find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory

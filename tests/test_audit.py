@@ -13,11 +13,11 @@ import pytest
 from conftest import make_class_folder, make_config, make_image, sentiment_rows, tiny_run_flags, write_rows
 
 import hftransfer.cli.main as cli
-from hftransfer.audit.duplicates import NearRule, duplicate_records, exact_pairs
-from hftransfer.audit.label_issues import score_labels, score_multi_labels
-from hftransfer.audit.neighbours import nearest
-from hftransfer.audit.outliers import outlier_rows, outlier_scores
-from hftransfer.data.fingerprints import text_key
+from hftransfer.auditing.duplicates import duplicate_records, exact_pairs
+from hftransfer.auditing.label_issues import score_labels, score_multi_labels
+from hftransfer.auditing.neighbours import nearest
+from hftransfer.auditing.outliers import outlier_rows, outlier_scores
+from hftransfer.data.fingerprints import NearRule, text_key
 from hftransfer.data.leaks import classes_too_small, exact_leaks
 from hftransfer.data.source_ids import SOURCE
 from hftransfer.data.tables import DataError
@@ -286,3 +286,49 @@ def test_python_api_audits_data_held_in_memory_by_row_number(tiny_bert, tmp_path
     assert {path.name for path in found.written} == {"audit_report.json", "exclude.txt", "audit.html"}
     with pytest.raises(hftransfer.HftransferError, match="not empty; pass --overwrite"):
         hftransfer.audit(model=str(tiny_bert), train=train, report_dir=tmp_path / "audit")
+
+
+def test_auto_measurement_warns_of_near_copies_of_validation_images():
+    from hftransfer.strategies.auto import warn_of_near_copies
+
+    config = make_config(task="image-classification", timm_arch="test_efficientnet")
+    rng = np.random.default_rng(0)
+    train, validation = rng.normal(size=(50, 32)), rng.normal(size=(10, 32))
+    warn_of_near_copies(config, train, validation)
+    assert not any(note.startswith("leak:") for note in config.notes)
+    validation[3] = train[7] + rng.normal(scale=0.01, size=32)
+    warn_of_near_copies(config, train, validation)
+    assert config.notes[-1].startswith("leak: 1 of the 10 validation images auto measured has a near copy")
+
+
+@pytest.mark.e2e
+def test_train_with_auto_warns_of_an_altered_copy_in_validation(leaky_photos, timm_weights, tmp_path):
+    from PIL import Image
+
+    copied = leaky_photos / "val" / "red" / "copied.png"
+    pixels = np.asarray(Image.open(copied)).copy()
+    pixels[0, 0] = 0  # one pixel: no longer byte-identical, so the exact check misses it
+    Image.fromarray(pixels).save(copied)
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--task",
+        "image-classification",
+        "--timm_arch",
+        "test_efficientnet",
+        "--weights",
+        str(timm_weights),
+    ]
+    argv += [
+        "--data_dir",
+        str(leaky_photos),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--disable_tqdm",
+        "true",
+    ]
+    assert cli.main(argv) == 0
+    card = (out / "README.md").read_text()
+    assert "leak: 1 of the 13 validation images auto measured has a near copy" in card

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hftransfer.audit.run import Audit, run_audit
+from hftransfer.auditing.run import Audit, run_audit
 from hftransfer.config.recipes import find_recipe
 from hftransfer.training.parse import parse_config
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,23 @@ from PIL import Image
 from hftransfer.data.labels import column_values
 
 _SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class NearRule:
+    """Two examples are near duplicates at or above ``certain`` cosine similarity (centred features), or from
+    ``candidate`` up when ``same_picture`` (perceptual hashes) confirms it."""
+
+    certain: float
+    candidate: float
+
+
+# From benchmarks/audit.py (docs/audit.md). Images (EfficientNet-Lite0, Caltech-101): copies resized to 85% and
+# re-encoded lie at 0.86-1.0, real duplicates in the set from 0.90 up, different photos of one subject (a face, a
+# soccer ball) from 0.897 down; perceptual hashes put every copy within 2 bits and those photos 12 or more apart.
+# Texts (MiniLM, TREC-50): re-cased and re-punctuated copies are exact once normalised; reworded questions ("What
+# organization …" / "Which organization …") lie at 0.985-0.996, the closest different questions below 0.97.
+NEAR_RULES = {"image": NearRule(certain=0.95, candidate=0.85), "text": NearRule(certain=0.97, candidate=0.97)}
 
 
 def text_key(text: str) -> str:
@@ -64,3 +82,15 @@ def perceptual_hash(value) -> np.ndarray:
     grey = np.asarray(open_image(value).convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
     low = dctn(grey, norm="ortho")[:8, :8].ravel()[1:]
     return low > np.median(low)
+
+
+def near_copies(reference: np.ndarray, queries: np.ndarray, threshold: float) -> np.ndarray:
+    """For each query row, whether some reference row lies at or above ``threshold`` cosine similarity (features
+    centred on both sets' mean, as the audit compares them)."""
+    mean = np.concatenate([reference, queries]).mean(0)
+
+    def unit(rows):
+        rows = rows - mean
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    return (unit(queries) @ unit(reference).T).max(1) >= threshold

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hftransfer.data.fingerprints import NEAR_RULES, near_copies
 from hftransfer.data.labels import LABELS, column_values
 from hftransfer.engine.schedule import HEAD_LEARNING_RATE
 from hftransfer.evaluation.transferability import linear_probe_accuracy
@@ -171,6 +172,8 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     if len(np.unique(train_y.numpy())) < 2:  # nothing to separate: a probe needs two classes to fit
         numbers["probe"] = "not measured (the training sample holds a single class)"
         return None
+    if task.pixel_key is not None:  # the audit's image rule holds for these features (text reads a pooler here)
+        warn_of_near_copies(config, train_x.numpy(), val_x.numpy())
     accuracy = linear_probe_accuracy(
         train_x.numpy().astype(np.float64), train_y.numpy(), val_x.numpy().astype(np.float64), val_y.numpy()
     )
@@ -178,6 +181,22 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
     numbers["probe train"], numbers["probe validation"] = len(train_y), len(val_y)
     numbers["measured in s"] = round(time.perf_counter() - started, 1)
     return accuracy
+
+
+def warn_of_near_copies(config, train_x: np.ndarray, val_x: np.ndarray) -> None:
+    """The features measured anyway show validation images with a near copy among the training ones: a leak the
+    exact check (file bytes) misses, such as a resized or re-encoded copy. Said in the log, summary and card."""
+    rule = NEAR_RULES["image"]
+    copies = int(near_copies(train_x, val_x, rule.certain).sum())
+    if copies:
+        note = (
+            f"leak: {copies} of the {len(val_x)} validation images auto measured {'has' if copies == 1 else 'have'} "
+            "a near copy (cosine similarity "
+            f"at least {rule.certain}) among the {len(train_x)} training images it measured; the validation score "
+            "overstates the model. hftransfer audit checks every example"
+        )
+        logger.warning(note)
+        config.notes.append(note)
 
 
 def sample_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -7,29 +7,12 @@ listed first; then pairs inside one split, most similar first.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
-from hftransfer.audit.neighbours import Neighbours
-from hftransfer.data.fingerprints import perceptual_hash
+from hftransfer.auditing.neighbours import Neighbours
+from hftransfer.data.fingerprints import NearRule, perceptual_hash
 from hftransfer.data.source_ids import SPLITS, id_of, split_of
 
-
-@dataclass(frozen=True)
-class NearRule:
-    """Two examples are near duplicates at or above ``certain`` cosine similarity (centred features), or from
-    ``candidate`` up when ``same_picture`` (perceptual hashes) confirms it."""
-
-    certain: float
-    candidate: float
-
-
-# From benchmarks/audit.py (docs/audit.md). Images (EfficientNet-Lite0, Caltech-101): copies resized to 85% and
-# re-encoded lie at 0.885-1.0, real duplicates in the set from 0.90 up, different photos of one subject (a face, a
-# soccer ball) from 0.897 down; perceptual hashes put every copy within 2 bits and those photos 12 or more apart.
-# Texts (MiniLM, TREC-50): re-cased and re-punctuated copies are exact once normalised; reworded questions ("What
-# organization …" / "Which organization …") lie at 0.985-0.996, the closest different questions below 0.97.
-NEAR_RULES = {"image": NearRule(certain=0.95, candidate=0.85), "text": NearRule(certain=0.97, candidate=0.97)}
-HASH_BITS_APART = 4
+HASH_BITS_APART = 4  # perceptual-hash bits (of 63) within which two images are the same picture
 
 
 def split_rank(source: str) -> int:

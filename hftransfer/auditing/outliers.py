@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hftransfer.audit.neighbours import Neighbours
+from hftransfer.auditing.neighbours import Neighbours
 
 FENCE_IQRS = 3.0
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hftransfer.audit import balance, duplicates, label_issues, outliers, page, report
-from hftransfer.audit.examples import PooledExamples, pool
-from hftransfer.audit.features import audit_features
-from hftransfer.audit.neighbours import nearest
+from hftransfer.auditing import balance, duplicates, label_issues, outliers, page, report
+from hftransfer.auditing.examples import PooledExamples, pool
+from hftransfer.auditing.features import audit_features
+from hftransfer.auditing.neighbours import nearest
 from hftransfer.backbones.checkpoints import load_model_config
+from hftransfer.data.fingerprints import NEAR_RULES, NearRule
 from hftransfer.data.labels import LABELS, column_values
 from hftransfer.data.source_ids import id_of, split_of
 from hftransfer.errors import HftransferError
@@ -93,7 +94,7 @@ def find_everything(
         scores = label_issues.score_multi_labels(features, np.stack(examples.labels), seed)
     else:
         scores = label_issues.score_labels(features, examples.labels.astype(int), len(names), seed)
-    rule = duplicates.NEAR_RULES[examples.modality]
+    rule = NEAR_RULES[examples.modality]
     same_picture = duplicates.SamePicture(examples.shown) if examples.modality == "image" else None
     distance = outliers.outlier_scores(neighbours)
     far, fence = outliers.outlier_rows(distance)
@@ -107,7 +108,7 @@ def find_everything(
         "imbalance_ratio": balance.imbalance_ratio(counts.get("train", {})),
         "too_small_to_validate": balance.too_small(validation_counts.get("validation", {})),
         "method": {
-            "label_issues": "cleanlab confident learning on out-of-fold probabilities (audit/label_issues.py)",
+            "label_issues": "cleanlab confident learning on out-of-fold probabilities (auditing/label_issues.py)",
             "near_duplicates": near_rule_words(rule, same_picture is not None),
             "outlier_fence": round(fence, 4),
             "folds": label_issues.FOLDS,
@@ -117,7 +118,7 @@ def find_everything(
     }
 
 
-def near_rule_words(rule: duplicates.NearRule, hashed: bool) -> str:
+def near_rule_words(rule: NearRule, hashed: bool) -> str:
     words = f"cosine similarity of centred features at least {rule.certain}"
     if hashed:
         words += (

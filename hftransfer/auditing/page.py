@@ -8,7 +8,7 @@ import base64
 import html
 import io
 
-from hftransfer.audit.examples import PooledExamples
+from hftransfer.auditing.examples import PooledExamples
 from hftransfer.data.images import open_image, to_mode
 from hftransfer.data.source_ids import id_of, split_of
 
