@@ -13,9 +13,10 @@ from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.export import ATOL, export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
 from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP
+from hftransfer.auditing.finished_run import open_audited_run
 from hftransfer.auditing.run import Audit, run_audit
 from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
-from hftransfer.config.recipes import find_recipe
+from hftransfer.config.recipes import CONFIG_FILE, find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
 from hftransfer.distillation.recipe import DistillOptions, distill_run
@@ -191,6 +192,7 @@ def audit(
     report_dir: str | Path = "hftransfer-audit",
     overwrite: bool = False,
     fix_suggestions: str | Path | None = None,
+    run: str | Path | None = None,
     train=None,
     validation=None,
     test=None,
@@ -200,10 +202,17 @@ def audit(
     (``hftransfer audit``); ``report_dir`` receives ``audit_report.json``, ``audit.html`` and ``exclude.txt``.
 
     The data and backbone options are ``finetune``'s (a recipe, ``train=``/``validation=``/``test=`` paths or data
-    in memory, ``model=``, columns …). Returns the report (``.report``, as the JSON holds it) and the files written.
+    in memory, ``model=``, columns …); ``run``: a finished run whose data and backbone the audit reads and whose
+    predictions join on the examples it did not train on. Returns the report (``.report``, as the JSON holds it)
+    and the files written.
     """
+    finished = open_audited_run(str(run)) if run is not None else None
+    if finished is not None:
+        if recipe is not None:
+            raise HftransferError("run= reads the run's own recipe; give either a recipe or run=")
+        recipe = finished.path / CONFIG_FILE
     config = _config(recipe, options, _data_inputs(train, validation, test, options))
-    return run_audit(config, report_dir, overwrite, str(fix_suggestions) if fix_suggestions else None)
+    return run_audit(config, report_dir, overwrite, str(fix_suggestions) if fix_suggestions else None, finished)
 
 
 def distill(

@@ -214,6 +214,13 @@ def test_audit_reports_a_planted_leak_and_train_drops_it_with_exclude_file(tiny_
     printed = capsys.readouterr().out
     assert "exclude_file: 1 example(s) dropped" in printed and "leak:" not in printed
 
+    # the finished run's predictions join the evidence; its data is read from its own config
+    assert cli.main(["audit", "--run", str(out), "--report_dir", str(tmp_path / "with-run")]) == 0
+    with_run = json.loads((tmp_path / "with-run" / "audit_report.json").read_text())
+    assert with_run["meta"]["run"] == str(out) and "averaged with the run's own" in with_run["method"]["label_issues"]
+    assert all(r["a"]["split"] == r["b"]["split"] for r in with_run["duplicates"])  # the run left the leak out
+    assert with_run["meta"]["data_notes"][0].startswith("exclude_file: 1 example(s) dropped")
+
 
 @pytest.fixture
 def leaky_photos(tmp_path):

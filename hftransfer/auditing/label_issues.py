@@ -41,8 +41,20 @@ def standardised(features: np.ndarray) -> np.ndarray:
     return (features - mean) / np.where(std > 1e-8, std, 1.0)
 
 
-def score_labels(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int) -> LabelScores:
-    """Single-label sets: ``labels`` are class ids."""
+def blend(probabilities: np.ndarray, model: np.ndarray | None, held_out: np.ndarray | None) -> np.ndarray:
+    """``probabilities`` averaged with a finished model's on the rows it never trained on (``audit --run``)."""
+    if model is None or held_out is None:
+        return probabilities
+    mixed = probabilities.copy()
+    mixed[held_out] = (probabilities[held_out] + model[held_out]) / 2
+    return mixed
+
+
+def score_labels(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int, model=None, held_out=None
+) -> LabelScores:
+    """Single-label sets: ``labels`` are class ids; ``model``: a finished run's probabilities, used on the rows
+    ``held_out`` marks."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -52,13 +64,13 @@ def score_labels(features: np.ndarray, labels: np.ndarray, num_classes: int, see
         first = regression_probabilities(x, labels, num_classes, seed)
         flagged = find_label_issues(labels, first)
         second = regression_probabilities(x, labels, num_classes, seed, left_out=flagged)
-        probabilities = (second + neighbour_probabilities(x, labels, num_classes, seed)) / 2
+        probabilities = blend((second + neighbour_probabilities(x, labels, num_classes, seed)) / 2, model, held_out)
         quality = get_label_quality_scores(labels, probabilities)
         flagged = find_label_issues(labels, probabilities)
     return LabelScores(quality, flagged, probabilities, probabilities.argmax(1))
 
 
-def score_multi_labels(features: np.ndarray, targets: np.ndarray, seed: int) -> LabelScores:
+def score_multi_labels(features: np.ndarray, targets: np.ndarray, seed: int, model=None, held_out=None) -> LabelScores:
     """Multi-label sets: ``targets`` are multi-hot rows."""
     from cleanlab.filter import find_label_issues
     from cleanlab.multilabel_classification.rank import get_label_quality_scores
@@ -73,6 +85,7 @@ def score_multi_labels(features: np.ndarray, targets: np.ndarray, seed: int) -> 
         for fit, held in KFold(FOLDS, shuffle=True, random_state=seed).split(x):
             model = OneVsRestClassifier(LogisticRegression(C=REGULARISATION, max_iter=2000))
             probabilities[held] = model.fit(x[fit], targets[fit]).predict_proba(x[held])
+        probabilities = blend(probabilities, model, held_out)
         given = [np.flatnonzero(row).tolist() for row in targets]
         quality = get_label_quality_scores(given, probabilities)
         flagged = find_label_issues(given, probabilities, multi_label=True)

@@ -14,6 +14,7 @@ import numpy as np
 from hftransfer.auditing import balance, duplicates, label_issues, outliers, page, report
 from hftransfer.auditing.examples import PooledExamples, pool
 from hftransfer.auditing.features import audit_features
+from hftransfer.auditing.finished_run import run_probabilities
 from hftransfer.auditing.neighbours import nearest
 from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.data.fingerprints import NEAR_RULES, NearRule
@@ -46,8 +47,11 @@ def check_report_dir(folder: Path, overwrite: bool) -> None:
         raise AuditError(f"{str(folder)!r} is not empty; pass --overwrite or choose another --report_dir")
 
 
-def run_audit(config, report_dir: str | Path, overwrite: bool = False, fix_suggestions: str | None = None) -> Audit:
-    """Audit the data ``config`` names with its backbone; the report lands in ``report_dir``."""
+def run_audit(
+    config, report_dir: str | Path, overwrite: bool = False, fix_suggestions: str | None = None, finished=None
+) -> Audit:
+    """Audit the data ``config`` names with its backbone; the report lands in ``report_dir``. ``finished``: a
+    finished run (``audit --run``) whose predictions join on the examples it did not train on."""
     folder = Path(report_dir).expanduser()
     check_report_dir(folder, overwrite)
     if fix_suggestions and Path(fix_suggestions).expanduser().exists() and not overwrite:
@@ -63,11 +67,16 @@ def run_audit(config, report_dir: str | Path, overwrite: bool = False, fix_sugge
     features = np.concatenate(list(audit_features(model, config, task, processor, data, model_config).values()))
     examples = pool(data)
     validation = column_values(data.splits["validation"], LABELS)
-    found = find_everything(examples, features, data.label_names, data.multi_label, config.training.seed, validation)
+    model = None if finished is None else run_probabilities(finished, examples.shown, data.label_names)
+    held_out = np.concatenate([np.full(len(ds), split != "train") for split, ds in data.splits.items()])
+    found = find_everything(
+        examples, features, data.label_names, data.multi_label, config.training.seed, validation, (model, held_out)
+    )
     found["meta"] = {
         "date": date.today().isoformat(),
         "task": config.model.task,
         "backbone": config.model.model or config.model.timm_arch,
+        "run": None if finished is None else str(finished.path),
         "examples": len(examples.sources),
         "seconds": round(time.perf_counter() - started, 1),
         "data_notes": list(data.notes),
@@ -85,15 +94,22 @@ def run_audit(config, report_dir: str | Path, overwrite: bool = False, fix_sugge
 
 
 def find_everything(
-    examples: PooledExamples, features: np.ndarray, names: list[str], multi_label: bool, seed: int, validation
+    examples: PooledExamples,
+    features: np.ndarray,
+    names: list[str],
+    multi_label: bool,
+    seed: int,
+    validation,
+    run_signal: tuple = (None, None),
 ) -> dict:
     """The report's sections from the pooled examples and their features (``validation``: the label ids of the
-    split that will pick the best checkpoint, carved as training carves it)."""
+    split that will pick the best checkpoint, carved as training carves it; ``run_signal``: a finished run's
+    probabilities and the rows it did not train on)."""
     neighbours = nearest(features, NEIGHBOURS)
     if multi_label:
-        scores = label_issues.score_multi_labels(features, np.stack(examples.labels), seed)
+        scores = label_issues.score_multi_labels(features, np.stack(examples.labels), seed, *run_signal)
     else:
-        scores = label_issues.score_labels(features, examples.labels.astype(int), len(names), seed)
+        scores = label_issues.score_labels(features, examples.labels.astype(int), len(names), seed, *run_signal)
     rule = NEAR_RULES[examples.modality]
     same_picture = duplicates.SamePicture(examples.shown) if examples.modality == "image" else None
     distance = outliers.outlier_scores(neighbours)
@@ -108,7 +124,8 @@ def find_everything(
         "imbalance_ratio": balance.imbalance_ratio(counts.get("train", {})),
         "too_small_to_validate": balance.too_small(validation_counts.get("validation", {})),
         "method": {
-            "label_issues": "cleanlab confident learning on out-of-fold probabilities (auditing/label_issues.py)",
+            "label_issues": "cleanlab confident learning on out-of-fold probabilities (auditing/label_issues.py)"
+            + ("" if run_signal[0] is None else ", averaged with the run's own on its validation and test examples"),
             "near_duplicates": near_rule_words(rule, same_picture is not None),
             "outlier_fence": round(fence, 4),
             "folds": label_issues.FOLDS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hftransfer.auditing.finished_run import AuditRunError, open_audited_run, run_config_argv
 from hftransfer.auditing.run import Audit, run_audit
 from hftransfer.config.recipes import find_recipe
 from hftransfer.training.parse import parse_config
@@ -29,6 +30,12 @@ def make_audit_parser() -> argparse.ArgumentParser:
         help="also write the suggested relabels to this CSV (split, id, given, suggested, score) for review; "
         "nothing is relabelled",
     )
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="a finished run (hftransfer train's output_dir): its data and backbone are the audit's (your flags "
+        "still win), and its predictions join the evidence on the examples it did not train on",
+    )
     return parser
 
 
@@ -40,7 +47,12 @@ def audit_command(argv: list[str]) -> int:
     a, remaining = parser.parse_known_args(argv)
     if remaining and not remaining[0].startswith("-"):
         remaining = ["--config", find_recipe(remaining[0]), *remaining[1:]]
-    result = run_audit(parse_config(remaining), a.report_dir, a.overwrite, a.fix_suggestions)
+    finished = open_audited_run(a.run) if a.run else None
+    if finished is not None:
+        if "--config" in remaining:
+            raise AuditRunError("--run reads the run's own recipe; give either a recipe or --run")
+        remaining = [*run_config_argv(finished), *remaining]
+    result = run_audit(parse_config(remaining), a.report_dir, a.overwrite, a.fix_suggestions, finished)
     print(summary_lines(result))
     return 0
 
