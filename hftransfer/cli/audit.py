@@ -6,7 +6,7 @@ import argparse
 
 from hftransfer.auditing.finished_run import AuditRunError, open_audited_run, run_config_argv
 from hftransfer.auditing.run import Audit, run_audit
-from hftransfer.config.recipes import find_recipe
+from hftransfer.cli.command_args import split_command_args
 from hftransfer.training.parse import parse_config
 
 
@@ -40,13 +40,10 @@ def make_audit_parser() -> argparse.ArgumentParser:
 
 
 def audit_command(argv: list[str]) -> int:
-    parser = make_audit_parser()
-    if "-h" in argv or "--help" in argv:
-        parser.print_help()
+    parsed = split_command_args(make_audit_parser(), argv)
+    if parsed is None:
         return 0
-    a, remaining = parser.parse_known_args(argv)
-    if remaining and not remaining[0].startswith("-"):
-        remaining = ["--config", find_recipe(remaining[0]), *remaining[1:]]
+    a, remaining = parsed
     finished = open_audited_run(a.run) if a.run else None
     if finished is not None:
         if "--config" in remaining:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hftransfer.config.recipes import find_recipe
+from hftransfer.cli.command_args import split_command_args
 from hftransfer.selection.rank import (
     SCORES,
     RankError,
@@ -69,13 +69,10 @@ def make_rank_parser() -> argparse.ArgumentParser:
 
 
 def rank_command(argv: list[str]) -> int:
-    parser = make_rank_parser()
-    if "-h" in argv or "--help" in argv:
-        parser.print_help()
+    parsed = split_command_args(make_rank_parser(), argv)
+    if parsed is None:
         return 0
-    a, remaining = parser.parse_known_args(argv)
-    if remaining and not remaining[0].startswith("-"):
-        remaining = ["--config", find_recipe(remaining[0]), *remaining[1:]]
+    a, remaining = parsed
     base = parse_config(remaining)
     report_dir = Path(a.report_dir)
     check_report_dir(report_dir, a.overwrite)
