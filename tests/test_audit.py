@@ -339,3 +339,16 @@ def test_train_with_auto_warns_of_an_altered_copy_in_validation(leaky_photos, ti
     assert cli.main(argv) == 0
     card = (out / "README.md").read_text()
     assert "leak: 1 of the 13 validation images auto measured has a near copy" in card
+
+
+@pytest.mark.e2e
+def test_multi_label_audit_reports_label_lists(tiny_bert, tmp_path):
+    rows = [dict(r, label=r["label"] + (";loud" if i % 3 == 0 else "")) for i, r in enumerate(sentiment_rows(60))]
+    train = write_rows(tmp_path / "train.csv", rows)
+    argv = ["audit", "--model", str(tiny_bert), "--train_file", str(train), "--label_separator", ";"]
+    assert cli.main([*argv, "--report_dir", str(tmp_path / "audit")]) == 0
+    report = json.loads((tmp_path / "audit" / "audit_report.json").read_text())
+    assert report["class_counts"]["train"] == {"loud": 20, "negative": 30, "positive": 30}
+    for issue in report["label_issues"]:
+        assert isinstance(issue["given"], list) and isinstance(issue["suggested"], list)
+    assert "<svg" in (tmp_path / "audit" / "audit.html").read_text()

@@ -83,8 +83,8 @@ def score_multi_labels(features: np.ndarray, targets: np.ndarray, seed: int, mod
     with warnings.catch_warnings():  # a label absent from a fold's fit is predicted as constant, with a warning
         warnings.simplefilter("ignore")
         for fit, held in KFold(FOLDS, shuffle=True, random_state=seed).split(x):
-            model = OneVsRestClassifier(LogisticRegression(C=REGULARISATION, max_iter=2000))
-            probabilities[held] = model.fit(x[fit], targets[fit]).predict_proba(x[held])
+            classifier = OneVsRestClassifier(LogisticRegression(C=REGULARISATION, max_iter=2000))
+            probabilities[held] = classifier.fit(x[fit], targets[fit]).predict_proba(x[held])
         probabilities = blend(probabilities, model, held_out)
         given = [np.flatnonzero(row).tolist() for row in targets]
         quality = get_label_quality_scores(given, probabilities)
