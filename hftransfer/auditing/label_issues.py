@@ -10,6 +10,8 @@ features as they are. Measured better (TREC-50 and Caltech-101 with flipped labe
 - averaged with a k-nearest-neighbour vote (k 10, similarity-weighted), which sees local structure a linear model
   misses.
 
+The report lists as many suspects as cleanlab estimates are wrong, from the top of the ranking.
+
 Multi-label sets get one regression per label and cleanlab's multi-label ranking (one round).
 """
 
@@ -66,7 +68,9 @@ def score_labels(
         second = regression_probabilities(x, labels, num_classes, seed, left_out=flagged)
         probabilities = blend((second + neighbour_probabilities(x, labels, num_classes, seed)) / 2, model, held_out)
         quality = get_label_quality_scores(labels, probabilities)
-        flagged = find_label_issues(labels, probabilities)
+        # cleanlab's estimate of how many labels are wrong, taken from the top of the ranking above (TREC-50, 10%
+        # flipped: precision 0.57 / recall 0.96, against 0.40 / 0.82 for its default selection of as many)
+        flagged = find_label_issues(labels, probabilities, filter_by="low_self_confidence")
     return LabelScores(quality, flagged, probabilities, probabilities.argmax(1))
 
 
