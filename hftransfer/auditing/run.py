@@ -65,12 +65,13 @@ def run_audit(
     processor = task.build_preprocessing(config, data, model_config)
     model = task.build_model(config, data, model_config)
     features = np.concatenate(list(audit_features(model, config, task, processor, data, model_config).values()))
+    del model  # the backbone's work is done; a finished run's model may load next
     examples = pool(data)
     validation = column_values(data.splits["validation"], LABELS)
-    model = None if finished is None else run_probabilities(finished, examples.shown, data.label_names)
+    from_run = None if finished is None else run_probabilities(finished, examples.shown, data.label_names)
     held_out = np.concatenate([np.full(len(ds), split != "train") for split, ds in data.splits.items()])
     found = find_everything(
-        examples, features, data.label_names, data.multi_label, config.training.seed, validation, (model, held_out)
+        examples, features, data.label_names, data.multi_label, config.training.seed, validation, (from_run, held_out)
     )
     found["meta"] = {
         "date": date.today().isoformat(),
