@@ -352,3 +352,14 @@ def test_multi_label_audit_reports_label_lists(tiny_bert, tmp_path):
     for issue in report["label_issues"]:
         assert isinstance(issue["given"], list) and isinstance(issue["suggested"], list)
     assert "<svg" in (tmp_path / "audit" / "audit.html").read_text()
+
+
+def test_audit_refuses_too_few_examples_before_any_model_runs(tmp_path):
+    from hftransfer.auditing.run import AuditError, run_audit
+
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(6))
+    config = make_config(task="text-classification", model=str(tmp_path / "never-loaded"), train_file=str(train))
+    config.data.validation_fraction = 0.34
+    with pytest.raises(AuditError, match="6 examples .* too few to audit"):
+        run_audit(config, tmp_path / "audit")
+    assert not (tmp_path / "audit").exists()

@@ -97,9 +97,11 @@ def score_multi_labels(features: np.ndarray, targets: np.ndarray, seed: int, mod
 
 
 def folds(labels: np.ndarray, seed: int):
+    """Stratified folds; fewer than FOLDS when even the largest class is smaller (scikit-learn refuses that)."""
     from sklearn.model_selection import StratifiedKFold
 
-    return StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+    count = min(FOLDS, int(np.bincount(labels).max()))
+    return StratifiedKFold(count, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
 
 
 def regression_probabilities(x, labels, num_classes: int, seed: int, left_out=None) -> np.ndarray:

@@ -47,6 +47,20 @@ def check_report_dir(folder: Path, overwrite: bool) -> None:
         raise AuditError(f"{str(folder)!r} is not empty; pass --overwrite or choose another --report_dir")
 
 
+MIN_EXAMPLES = 10  # out-of-fold probabilities need at least two folds of a few examples
+
+
+def check_enough(data) -> None:
+    """Enough examples, and a class with two, to fit on some and score the others; checked before the backbone runs."""
+    labels = np.asarray([value for ds in data.splits.values() for value in column_values(ds, LABELS)])
+    largest = int(labels.sum(0).max() if data.multi_label else np.bincount(labels.astype(int)).max())
+    if len(labels) < MIN_EXAMPLES or largest < 2:
+        raise AuditError(
+            f"{len(labels)} examples (the largest class {largest}) are too few to audit: out-of-fold predictions "
+            f"need at least {MIN_EXAMPLES} examples and a class with 2"
+        )
+
+
 def run_audit(
     config, report_dir: str | Path, overwrite: bool = False, fix_suggestions: str | None = None, finished=None
 ) -> Audit:
@@ -61,6 +75,7 @@ def run_audit(
     data = task.load_data(config)
     if data.streamed:
         raise AuditError("a streamed training split is read once per pass; audit it without streaming: true")
+    check_enough(data)
     model_config = (task.load_model_config or load_model_config)(config)
     processor = task.build_preprocessing(config, data, model_config)
     model = task.build_model(config, data, model_config)
