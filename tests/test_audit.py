@@ -214,6 +214,11 @@ def test_audit_reports_a_planted_leak_and_train_drops_it_with_exclude_file(tiny_
     printed = capsys.readouterr().out
     assert "exclude_file: 1 example(s) dropped" in printed and "leak:" not in printed
 
+    # evaluating the run on other data does not apply its exclude list there (train:5 would drop that file's row 5)
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--data", str(leaky_text["test_file"]), "--output", str(tmp_path / "ev")]) == 0
+    assert "(20 examples)" in capsys.readouterr().out
+
     # the finished run's predictions join the evidence; its data is read from its own config
     assert cli.main(["audit", "--run", str(out), "--report_dir", str(tmp_path / "with-run")]) == 0
     with_run = json.loads((tmp_path / "with-run" / "audit_report.json").read_text())

@@ -140,8 +140,8 @@ def eval_data_config(run: FinishedRun, data: str | None, split: str | None, colu
             f"{str(run.path)!r} was trained on data given in memory (Python API), so its own data cannot "
             "be reloaded; evaluate it with --data PATH (data= in Python)"
         )
-    if data is not None:
-        config.data.data_dir = config.data.train_file = config.data.dataset = None
+    if data is not None:  # other data: the run's exclude list names examples of its own data, not of these
+        config.data.data_dir = config.data.train_file = config.data.dataset = config.data.exclude_file = None
         config.data.validation_file = config.data.test_file = None
         config.data.validation_split = config.data.test_split = None
         source = Path(data).expanduser()
