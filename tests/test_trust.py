@@ -458,8 +458,16 @@ def test_output_dir_mistakes_through_the_real_command(tiny_bert, files, tmp_path
 @pytest.mark.e2e
 def test_ctrl_c_stops_training_with_one_line(tiny_bert, files, tmp_path):
     flags = tiny_run_flags(tiny_bert, tmp_path / "o", **files) + ["--num_train_epochs", "500"]
+    handler = signal.getsignal(signal.SIGINT)
     process = subprocess.Popen(
-        [HFTRANSFER, "train", *flags], stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO
+        [HFTRANSFER, "train", *flags],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(PYTHONUNBUFFERED="1"),
+        cwd=REPO,
+        # Ctrl-C as a terminal delivers it: the child starts with the default disposition, whatever the test
+        # process inherited or set (an ignored SIGINT is inherited across exec and Python then keeps ignoring it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     deadline = time.monotonic() + 240
@@ -470,7 +478,9 @@ def test_ctrl_c_stops_training_with_one_line(tiny_bert, files, tmp_path):
     time.sleep(2)
     process.send_signal(signal.SIGINT)
     rest = process.communicate(timeout=120)[1]
-    assert process.returncode == 130, "".join(seen)[-2000:] + rest[-2000:]
+    assert process.returncode == 130, f"returncode {process.returncode}, parent's SIGINT handler {handler}\n" + (
+        "".join(seen)[-2000:] + rest[-2000:]
+    )
     assert rest.strip().splitlines()[-1] == "hftransfer: interrupted" and "Traceback" not in rest
 
 
