@@ -133,7 +133,7 @@ def predict_inputs(
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start : start + batch_size]
         logits = backend.logits(encode([payload for _, payload in chunk]))
-        scores = sigmoid(logits) if run.multi_label else _softmax(logits)
+        scores = sigmoid(logits) if run.multi_label else softmax(logits)
         for (name, _), row in zip(chunk, scores):
             ids = choose(row)
             results.append(Prediction(name, [run.label_names[i] for i in ids], [float(row[i]) for i in ids]))
@@ -155,7 +155,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hftransfer.artifacts.predict import TorchBackend, sigmoid
+from hftransfer.artifacts.predict import TorchBackend, sigmoid, softmax
 from hftransfer.artifacts.run_dir import FinishedRun, open_run
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
@@ -49,9 +49,5 @@ def run_probabilities(run: FinishedRun, shown: list, label_names: list[str]) -> 
     found = []
     for start in range(0, len(shown), BATCH):
         logits = backend.logits(encode(shown[start : start + BATCH]))
-        if run.multi_label:
-            found.append(sigmoid(logits))
-        else:
-            shifted = np.exp(logits - logits.max(1, keepdims=True))
-            found.append(shifted / shifted.sum(1, keepdims=True))
+        found.append(sigmoid(logits) if run.multi_label else softmax(logits))
     return np.concatenate(found)
