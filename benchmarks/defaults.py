@@ -9,6 +9,15 @@ no arm reuses another's work; the same training rows for every arm):
   file by file; no calibration), pinned option by option so it stays what it was.
 - ``linear_probe``, ``lp_ft``: those strategies with the same pinned settings.
 - ``auto``: nothing set but the data, the backbone and where to write: the new defaults.
+- ``class_weights``, ``smoothing``: ``auto`` with ``imbalance: class_weights`` / ``label_smoothing_factor: 0.1``,
+  the alternatives measured on the long-tailed, noisy variants.
+- ``today``: ``auto`` run by the code of ``--today_code`` (a commit; default ``TODAY_CODE``, the last commit before
+  the horizon, imbalance and noise defaults), checked out in a git worktree: the defaults they replaced, exactly.
+
+Sets: the shared sets as they are (subsampled where a full run would not fit), and long-tailed, noisy variants
+(``benchmarks/messy_sets.py``: a 10:1 tail, 10-15% of the training labels flipped, a clean balanced test split),
+built from ``--seed`` like the training run (``--seed 43`` gives another variant and another run; its results are
+stored as ``ARM@43``).
 
     python examples/offline_models.py && python benchmarks/defaults.py [--sets trec caltech101] [--arms auto]
 
@@ -27,7 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from messy_sets import caltech_variant, trec_variant  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+TODAY_CODE = "dd692a9"  # the defaults before the data-fitted horizon, imbalance and noise handling
 DATA = REPO.parent / "shared" / "data"
 HFTRANSFER = str(Path(sys.executable).parent / "hftransfer")
 TEXT_MODEL = ["--model", "pretrained/all-MiniLM-L6-v2"]
@@ -69,8 +82,11 @@ SETS = {
     "caltech101": [*IMAGE_MODEL, "--data_dir", "FOLDERS:caltech101:train=train:1000,test=test"],
     "gtsrb32": [*IMAGE_MODEL, "--data_dir", "FOLDERS:gtsrb32:train=train:1000,test=test"],
     "orl_faces": [*IMAGE_MODEL, "--data_dir", f"{DATA}/orl_faces"],
+    # messy variants (messy_sets.py), built per seed: (flags before the data, builder(data, folder, seed))
+    "trec_lt_noisy": (TEXT_MODEL, trec_variant),
+    "caltech101_lt_noisy": (IMAGE_MODEL, caltech_variant),
 }
-TEXT_SETS = {"sst2", "trec", "20newsgroups"}
+TEXT_SETS = {"sst2", "trec", "20newsgroups", "trec_lt_noisy"}
 
 # The fixed recipe of every arm but auto, pinned so that changing hftransfer's defaults does not change it.
 TODAY = ["--calibrate", "false", "--validation_fraction", "0.1", "--validation_groups", "none"]
@@ -128,7 +144,12 @@ ARMS = {
         ],
     },
     "auto": {"text": [], "image": []},
+    "today": {"text": [], "image": []},
+    # auto with one default changed: the alternatives measured for long-tailed, noisy labels
+    "class_weights": {"text": ["--imbalance", "class_weights"], "image": ["--imbalance", "class_weights"]},
+    "smoothing": {"text": ["--label_smoothing_factor", "0.1"], "image": ["--label_smoothing_factor", "0.1"]},
 }
+AUTO_ARMS = {"auto", "today", "class_weights", "smoothing"}  # no pinned recipe: the defaults decide
 
 
 def sample_rows(spec: str, tmp: Path) -> str:
@@ -165,18 +186,31 @@ def sample_folders(spec: str, tmp: Path) -> str:
     return str(root)
 
 
-def materialise(flags: list[str], tmp: Path) -> list[str]:
+def materialise(spec, tmp: Path, seed: int) -> list[str]:
+    if isinstance(spec, tuple):  # a messy variant, built for this seed
+        flags, build = spec
+        return [*flags, *build(DATA, tmp / "variant", seed)]
     return [
         sample_rows(f, tmp) if f.startswith("SAMPLE:") else sample_folders(f, tmp) if f.startswith("FOLDERS:") else f
-        for f in flags
+        for f in spec
     ]
 
 
-def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> dict:
+def code_checkout(commit: str) -> Path:
+    """A git worktree of ``commit`` (made once, under the system's temp folder), with this checkout's pretrained
+    weights linked in."""
+    folder = Path(tempfile.gettempdir()) / f"hftransfer-{commit}"
+    if not folder.is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), commit], cwd=REPO, check=True)
+        (folder / "pretrained").symlink_to(REPO / "pretrained")
+    return folder
+
+
+def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None, seed: int = 42, today: str = "") -> dict:
     """One ``hftransfer train`` in a fresh process and caches; returns its test metrics and wall time (its log
     goes to ``logs/SET-ARM.log`` when ``logs`` is given)."""
     with tempfile.TemporaryDirectory() as tmp:
-        flags = materialise(SETS[name], Path(tmp))
+        flags = materialise(SETS[name], Path(tmp), seed)
         kind = "text" if name in TEXT_SETS else "image"
         out = Path(tmp) / "out"
         env = {
@@ -185,14 +219,15 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
             "HFTRANSFER_FEATURE_CACHE": f"{tmp}/features",
             "HF_DATASETS_CACHE": f"{tmp}/datasets",
         }
+        code = code_checkout(today or TODAY_CODE) if arm == "today" else REPO
         command = [
-            HFTRANSFER,
+            *([HFTRANSFER] if arm != "today" else [sys.executable, "-m", "hftransfer.cli"]),
             "train",
             *flags,
-            *(TODAY if arm != "auto" else []),
+            *(TODAY if arm not in AUTO_ARMS else []),
             *ARMS[arm][kind],
             "--seed",
-            "42",
+            str(seed),
             *extra,
             "--output_dir",
             str(out),
@@ -200,7 +235,7 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
             "true",
         ]  # --extra wins (--seed 43 …)
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=code, env=env)
         wall = time.perf_counter() - started
         if logs is not None:
             logs.mkdir(parents=True, exist_ok=True)
@@ -209,6 +244,7 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
             return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", "wall_s": wall}
         results = json.loads((out / "all_results.json").read_text())
         config_text = (out / "hftransfer_config.yaml").read_text()
+        recall = class_recall(json.loads((out / "eval_report.json").read_text())["test"], flags)
     decision = next((line.split("auto chose ")[1] for line in config_text.splitlines() if "auto chose " in line), None)
     chosen = decision.split(":")[0] if decision else None
     return {
@@ -216,30 +252,68 @@ def run_arm(name: str, arm: str, extra: list[str], logs: Path | None = None) -> 
         "f1_macro": results["test_f1_macro"],
         "ece": results.get("test_expected_calibration_error"),
         "wall_s": wall,
-        "strategy": chosen if arm == "auto" else arm,
+        "strategy": chosen if arm in AUTO_ARMS else arm,
         "epochs_run": results.get("epoch"),
         "validation_accuracy": results.get("eval_accuracy"),
         "ece_before_calibration": results.get("test_expected_calibration_error_before"),
         "decision": decision,
+        **recall,
+        **{key: results[f"test_{key}"] for key in ADJUSTMENT_KEYS if f"test_{key}" in results},
     }
 
 
+ADJUSTMENT_KEYS = ("accuracy_before_adjustment", "f1_macro_before_adjustment")
+
+
+def class_recall(report: dict, flags: list[str]) -> dict:
+    """The test split's worst class recall and, where the training labels can be counted, the mean recall of the
+    third of the classes with the fewest training examples (the tail)."""
+    recall = {name: scores["recall"] for name, scores in report["per_class"].items()}
+    shown = {"worst_recall": min(recall.values())}
+    counts = train_label_counts(flags)
+    if counts:
+        tail = sorted(recall, key=lambda name: counts.get(name, 0))[: max(1, len(recall) // 3)]
+        shown["tail_recall"] = sum(recall[name] for name in tail) / len(tail)
+    return shown
+
+
+def train_label_counts(flags: list[str]) -> dict[str, int]:
+    """Training examples per class of a ``--train_file`` TSV or a ``--data_dir`` with a ``train`` folder."""
+    import pandas as pd
+
+    if "--train_file" in flags:
+        table = pd.read_csv(flags[flags.index("--train_file") + 1], sep="\t", keep_default_na=False)
+        return table["label"].astype(str).value_counts().to_dict() if "label" in table else {}
+    if "--data_dir" in flags:
+        train = Path(flags[flags.index("--data_dir") + 1]) / "train"
+        return {c.name: sum(1 for _ in c.iterdir()) for c in train.iterdir() if c.is_dir()} if train.is_dir() else {}
+    return {}
+
+
 def print_table(results: dict) -> None:
-    print(f"\n{'set':14s} {'arm':13s} {'chosen':13s} {'test acc':>8s} {'macro-F1':>8s} {'ECE':>6s} {'wall':>7s}")
+    print(f"\n{'set':20s} {'arm':13s} {'chosen':13s} {'test acc':>8s} {'macro-F1':>8s} {'ECE':>6s} {'wall':>7s}")
     for name in SETS:
-        for arm in ARMS:
-            r = results.get(name, {}).get(arm)
-            if r is None:
-                continue
+        for arm in stored_arms(results.get(name, {})):
+            r = results[name][arm]
             if "error" in r:
-                print(f"{name:14s} {arm:13s} error: {r['error'][:80]}")
+                print(f"{name:20s} {arm:13s} error: {r['error'][:80]}")
                 continue
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
             print(
-                f"{name:14s} {arm:13s} {str(r.get('strategy') or arm):13s} {r['accuracy']:8.3f} "
+                f"{name:20s} {arm:13s} {str(r.get('strategy') or arm):13s} {r['accuracy']:8.3f} "
                 f"{r['f1_macro']:8.3f} {ece:>6s} {minutes:4d}:{seconds:02d}"
             )
+
+
+def stored_arms(stored: dict) -> list[str]:
+    """The arms stored for a set in ``ARMS`` order, seed 42's (plain names) before other seeds' (``ARM@SEED``)."""
+
+    def order(key: str) -> tuple[int, int]:
+        arm, _, seed = key.partition("@")
+        return (list(ARMS).index(arm) if arm in ARMS else len(ARMS), int(seed or 42))
+
+    return sorted(stored, key=order)
 
 
 def markdown_table(results: dict) -> str:
@@ -249,9 +323,9 @@ def markdown_table(results: dict) -> str:
     rows = ["| set | arm | chosen | test accuracy | macro-F1 | ECE | wall |", "|---|---|---|---|---|---|---|"]
     sessions = sorted({str(r.get("session")) for arms in results.values() for r in arms.values()})
     for name in SETS:
-        for arm in ARMS:
-            r = results.get(name, {}).get(arm)
-            if r is None or "error" in r:
+        for arm in stored_arms(results.get(name, {})):
+            r = results[name][arm]
+            if "error" in r:
                 continue
             ece = f"{r['ece']:.3f}" if r.get("ece") is not None else "-"
             minutes, seconds = divmod(round(r["wall_s"]), 60)
@@ -272,6 +346,8 @@ def main() -> None:
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "defaults.json"))
     parser.add_argument("--markdown", action="store_true", help="print the stored results as a Markdown table")
     parser.add_argument("--logs", type=Path, help="write each arm's output to LOGS/SET-ARM.log")
+    parser.add_argument("--seed", type=int, default=42, help="training and variant seed (not 42: ARM@SEED)")
+    parser.add_argument("--today_code", default=TODAY_CODE, help="the commit whose defaults the today arm runs")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more flags for every arm")
     args = parser.parse_args()
     path = Path(args.json)
@@ -281,10 +357,12 @@ def main() -> None:
         return
     for name in args.sets:
         for arm in args.arms:
-            print(f"{name} · {arm} …", flush=True)
-            results.setdefault(name, {})[arm] = run_arm(name, arm, args.extra, args.logs)
+            key = arm if args.seed == 42 else f"{arm}@{args.seed}"
+            print(f"{name} · {key} …", flush=True)
+            logs = args.logs / str(args.seed) if args.logs else None
+            results.setdefault(name, {})[key] = run_arm(name, arm, args.extra, logs, args.seed, args.today_code)
             path.write_text(json.dumps(results, indent=2))
-            print_table({name: {arm: results[name][arm]}})
+            print_table({name: {key: results[name][key]}})
     print_table(results)
 
 

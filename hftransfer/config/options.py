@@ -16,6 +16,7 @@ from hftransfer.errors import HftransferError
 HEADS = ("linear", "mlp")
 HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 FROZEN_NORM_STATS = ("keep", "update")
+IMBALANCE_CHOICES = ("auto", "logit_adjustment", "class_weights", "none")
 THRESHOLD_OBJECTIVES = ("micro", "macro")  # multi-label decision thresholds (evaluation/multilabel.py)
 VALIDATION_GROUPS = ("auto", "none")  # carving whole groups of files named alike (data/groups.py)
 
@@ -326,6 +327,15 @@ class TransferArguments:
             "evaluation, calibration and saving."
         },
     )
+    imbalance: str = field(
+        default="auto",
+        metadata={
+            "help": "Long-tailed classes: logit_adjustment (after training, each class's logit lowered by its log "
+            "prior in train: equal readiness to predict every class), class_weights (a balanced class-weighted "
+            "loss), none, or auto (logit_adjustment when the largest training class is at least 3x the "
+            "smallest). Single-label only; multi-label uses pos_weight."
+        },
+    )
     calibrate: bool = field(
         default=True,
         metadata={
@@ -354,7 +364,12 @@ class TransferArguments:
     )
 
     def __post_init__(self) -> None:
-        choices = {"frozen_norm_stats": FROZEN_NORM_STATS, "head": HEADS, "head_activation": HEAD_ACTIVATIONS}
+        choices = {
+            "frozen_norm_stats": FROZEN_NORM_STATS,
+            "head": HEADS,
+            "head_activation": HEAD_ACTIVATIONS,
+            "imbalance": IMBALANCE_CHOICES,
+        }
         for option, valid in choices.items():
             if getattr(self, option) not in valid:
                 raise ConfigError(f"unknown {option} {getattr(self, option)!r}; valid: {', '.join(valid)}")

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from hftransfer.artifacts.run_dir import FinishedRun, open_run
+from hftransfer.backbones.blocks import head_parameter_names
 from hftransfer.backbones.in_memory import model_folder
 from hftransfer.distillation.student import StudentError, check_same_inputs, cut_teacher
 from hftransfer.distillation.unlabeled import add_to_train, read_unlabeled, teacher_labels
 from hftransfer.engine.distillation import DistillationTrainer
+from hftransfer.engine.imbalance import undo_prior_adjustment
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import FineTuning, RunResult, run
 
@@ -141,6 +143,8 @@ def distill_run(
         else None
     )
     teacher_model, processor = teacher.load_model(), teacher.load_processor()
+    # the student learns the teacher's trained scores; its own run adjusts for its own training priors
+    undo_prior_adjustment(teacher_model, set(head_parameter_names(teacher_model)), teacher_model.config.num_labels)
     with ExitStack() as stack:
         student, description = _student(teacher, teacher_model, processor, options, stack)
         config = parse_config(argv or [], options={**_teacher_options(teacher, student), **(keywords or {})})

@@ -14,11 +14,12 @@ import copy
 import numpy as np
 import torch
 
+from hftransfer.engine.imbalance import ADJUSTMENT_KEY
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation.multilabel import THRESHOLDS_KEY
 
 # what the teacher's run measured about itself, not true of a student cut from it
-RUN_OUTCOME_KEYS = ("hftransfer_calibration", THRESHOLDS_KEY)
+RUN_OUTCOME_KEYS = ("hftransfer_calibration", THRESHOLDS_KEY, ADJUSTMENT_KEY)
 
 
 class StudentError(HftransferError):

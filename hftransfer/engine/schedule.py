@@ -17,6 +17,15 @@
   TREC 0.920 in 5:05 / 0.900 in 3:22, ``full`` 0.724 in 3:58-4:04; GTSRB 0.812 in 8:32 / 0.784 in 6:24, ``full``
   0.797 in 6:53-7:18 (the runs with the task's epochs measured with a slower version of auto's probe). The epoch
   costs about 2 points of accuracy on both; without it ``lp_ft`` takes 13-25% longer than ``full``.
+- A horizon fitted to the data for fine-tuning: a fixed number of epochs gives a small set few optimiser steps
+  (1,000 photos at batch 32: 29 steps an epoch after the carved validation, 145 in the image recipe's 5 epochs),
+  and such runs end while the validation score is still climbing. A fine-tuning run (any strategy that trains
+  the body) takes at least ``MIN_FINE_TUNING_STEPS`` optimiser steps, in whole epochs, at most
+  ``MAX_HORIZON_FACTOR`` times the epochs it would have run (so a run costs at most that many times what the
+  fixed recipe cost), with the learning-rate schedule spread over the whole horizon. Early stopping then ends a
+  run whose validation ``metric_for_best_model`` has not improved for ``PATIENCE`` evaluations (the best
+  checkpoint is kept either way), so a run that has converged stops early and one that has not goes on.
+  Evidence: ``benchmarks/defaults.py`` (docs/training.md).
 - A probe's best epoch on a tiny validation split (fewer than ``SMALL_VALIDATION`` examples) is picked by the
   validation loss: accuracy or F1 on 49 images moves in steps of 2 points and ties over most of a probe's many
   epochs, so the first of the tied epochs won (hymenoptera, 49 carved images: 0.935 test accuracy by macro-F1,
@@ -35,6 +44,9 @@ from hftransfer.data.labels import SMALL_VALIDATION
 HEAD_LEARNING_RATE = 1e-3
 MIN_PROBE_STEPS = 500
 MAX_PROBE_EPOCHS = 100
+MIN_FINE_TUNING_STEPS = 300
+MAX_HORIZON_FACTOR = 3
+PATIENCE = 3
 STREAM_EVALUATIONS = 10
 STREAM_BUDGET_STEPS = 1_000_000
 
@@ -69,7 +81,43 @@ def schedule_for(config, strategy, data) -> dict[str, tuple[Any, str]]:
         floor = probe_epochs_floor(len(data.splits["train"]), args)
         if floor > args.num_train_epochs:
             chosen["num_train_epochs"] = (floor, PROBE_FLOOR_REASON)
+    elif not getattr(data, "streamed", False):
+        chosen.update(fine_tuning_horizon(config, data, chosen))
     return chosen
+
+
+def fine_tuning_horizon(config, data, chosen: dict) -> dict[str, tuple[Any, str]]:
+    """The epochs (and early stopping) of a fine-tuning run whose user set neither epochs nor steps (see the
+    module docstring); ``chosen``: what this schedule has chosen so far (``lp_ft``'s epochs)."""
+    args = config.training
+    if args.max_steps > 0 or {"num_train_epochs", "max_steps"} & set(config.explicit):
+        return {}
+    horizon: dict[str, tuple[Any, str]] = {}
+    planned = chosen.get("num_train_epochs", (args.num_train_epochs, ""))[0]
+    steps_per_epoch = steps_in_epoch(len(data.splits["train"]), args)
+    floor = min(math.ceil(MIN_FINE_TUNING_STEPS / steps_per_epoch), MAX_HORIZON_FACTOR * math.ceil(planned))
+    if floor > planned:
+        horizon["num_train_epochs"] = (
+            floor,
+            f"{steps_per_epoch} optimiser steps an epoch: at least {MIN_FINE_TUNING_STEPS} steps for fine-tuning "
+            f"on a small set (at most {MAX_HORIZON_FACTOR}x the {planned:g} epochs planned), early stopping ends it "
+            "once it has converged",
+        )
+    evaluated = args.eval_strategy != IntervalStrategy.NO and args.load_best_model_at_end
+    unset = config.transfer.early_stopping_patience is None and "early_stopping_patience" not in config.explicit
+    if evaluated and unset and "validation" in data.splits:
+        horizon["early_stopping_patience"] = (
+            PATIENCE,
+            f"stop when validation {args.metric_for_best_model} has not improved for {PATIENCE} evaluations (the "
+            "best checkpoint is kept)",
+        )
+    return horizon
+
+
+def steps_in_epoch(num_train: int, args) -> int:
+    """Optimiser steps in one epoch of ``num_train`` examples."""
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    return max(math.ceil(num_train / batch), 1)
 
 
 PROBE_FLOOR_REASON = (
@@ -80,8 +128,7 @@ PROBE_FLOOR_REASON = (
 
 def probe_epochs_floor(num_train: int, args) -> int:
     """Whole epochs that give a probe at least ``MIN_PROBE_STEPS`` optimiser steps (at most ``MAX_PROBE_EPOCHS``)."""
-    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-    steps_per_epoch = max(math.ceil(num_train / batch), 1)
+    steps_per_epoch = steps_in_epoch(num_train, args)
     return min(math.ceil(MIN_PROBE_STEPS / steps_per_epoch), MAX_PROBE_EPOCHS)
 
 

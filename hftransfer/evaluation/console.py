@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from hftransfer.data.balance import balance_line
 from hftransfer.data.streaming import is_streamed
 
 METRIC_ROWS = (
@@ -16,6 +17,8 @@ METRIC_ROWS = (
     "f1_samples",
     "precision_macro",
     "recall_macro",
+    "worst_class_recall",
+    "f1_macro_before_adjustment",
     "subset_accuracy",
     "hamming_loss",
     "loss",
@@ -55,6 +58,7 @@ def print_summary(
         f"{train_metrics.get('train_samples_per_second', 0):.1f} samples/s, "
         f"final train loss {train_metrics.get('train_loss', float('nan')):.4f}",
         f"best checkpoint: {best_checkpoint or '(last)'} by {config.training.metric_for_best_model}",
+        *([balance] if (balance := balance_line(data)) else []),
         *data.notes,
         *config.all_notes(),
         f"saved to: {config.training.output_dir}",
@@ -89,6 +93,9 @@ def print_eval_details(reports: dict, console: Console | None = None, errors_sho
         if report.get("multi_label"):
             print_multilabel_errors(split, report, console, errors_shown)
             continue
+        if report.get("weakest_classes"):
+            weakest = ", ".join(f"{c['class']} {c['recall']:.2f} of {c['support']}" for c in report["weakest_classes"])
+            console.print(f"{split} weakest classes (recall): {weakest}", highlight=False)
         if report["most_confused"]:
             pairs = "; ".join(f"{p['true']} → {p['predicted']} {p['count']}" for p in report["most_confused"][:3])
             console.print(f"{split} most confused (true → predicted): {pairs}", highlight=False)

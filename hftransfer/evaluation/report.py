@@ -36,12 +36,14 @@ def is_multi_hot(labels) -> bool:
     return labels is not None and labels.ndim == 2 and labels.is_floating_point()
 
 
-def reduce_logits(logits, labels=None, temperature: float | None = None) -> torch.Tensor:
+def reduce_logits(logits, labels=None, temperature: float | None = None, shift=None) -> torch.Tensor:
     """``preprocess_logits_for_metrics``: logits ``[B, C]`` -> ``[B, 2k]`` (top-k ids, then their probabilities).
 
     Ids are carried as floats next to the probabilities (exact below 2**24 classes) so one tensor is gathered.
     With ``temperature`` (a model whose logits were divided by it), ``k`` more columns hold the same classes'
-    probabilities before that division, so one pass gives the scores before and after calibration.
+    probabilities before that division, so one pass gives the scores before and after calibration. With ``shift``
+    (a model whose logits were lowered by it: ``engine/imbalance.py``), one more column holds the class the model
+    predicted before that adjustment.
     """
     if isinstance(logits, tuple):  # some models return (logits, hidden_states, ...)
         logits = logits[0]
@@ -53,6 +55,9 @@ def reduce_logits(logits, labels=None, temperature: float | None = None) -> torc
     columns = [top_ids.float(), top_probs]
     if temperature is not None:
         columns.append((logits.float() * temperature).softmax(dim=-1).gather(-1, top_ids))
+    if shift is not None:
+        unadjusted = logits.float() + torch.as_tensor(shift, dtype=torch.float32, device=logits.device)
+        columns.append(unadjusted.argmax(dim=-1, keepdim=True).float())
     return torch.cat(columns, dim=-1)
 
 
@@ -149,15 +154,33 @@ def build_report(
         calibration = {"bins": bins, "num_bins": CALIBRATION_BINS}
     if loss is not None:
         summary["loss"] = float(loss)
+    per_class = per_class_scores(labels, predicted, label_names)
+    weakest = weakest_classes(per_class)
+    if weakest:
+        summary["worst_class_recall"] = weakest[0]["recall"]
     return {
         "num_examples": int(len(labels)),
         "summary": summary,
-        "per_class": per_class_scores(labels, predicted, label_names),
+        "weakest_classes": weakest,
+        "per_class": per_class,
         "confusion_matrix": {"labels": label_names, "matrix": matrix.tolist()},
         "most_confused": most_confused_pairs(matrix, label_names),
         "worst_errors": worst_errors(predictions, label_names, examples),
         "calibration": calibration,
     }
+
+
+WEAKEST_SHOWN = 3
+
+
+def weakest_classes(per_class: dict, limit: int = WEAKEST_SHOWN) -> list[dict]:
+    """The classes with the lowest recall (among those the split holds), lowest first."""
+    held = [(name, scores) for name, scores in per_class.items() if scores["support"] > 0]
+    held.sort(key=lambda item: (item[1]["recall"], item[1]["support"]))
+    return [
+        {"class": name, "recall": float(scores["recall"]), "support": int(scores["support"])}
+        for name, scores in held[:limit]
+    ]
 
 
 def _finite(value) -> float | None:
@@ -187,6 +210,7 @@ def evaluate_splits(
     temperature: float | None = None,
     tune_thresholds: str | None = None,
     logits_read: dict | None = None,
+    shift=None,
 ) -> tuple[dict, dict]:
     """Predict each split once; returns (Trainer-style metrics ``eval_*``/``test_*``, report per split).
 
@@ -198,35 +222,26 @@ def evaluate_splits(
 
     ``logits_read``: ``{split: (logits before temperature, labels)}`` already read from this model (calibration
     reads the validation split's): those splits are scored from them, not predicted again.
+
+    ``shift``: the model's logits were lowered by it after training (logit adjustment); each report then also
+    holds the scores the model had before, from the same pass (``before_adjustment``).
     """
     if data.multi_label:  # scores per label and decision thresholds (evaluation/multilabel.py)
         return evaluate_multilabel_splits(trainer, prepared, data, task, splits, tune=tune_thresholds)
     metrics, reports = {}, {}
     saved = trainer.preprocess_logits_for_metrics
-    if temperature is not None:
-        trainer.preprocess_logits_for_metrics = partial(reduce_logits, temperature=temperature)
+    if temperature is not None or shift is not None:
+        trainer.preprocess_logits_for_metrics = partial(reduce_logits, temperature=temperature, shift=shift)
     try:
         for split in (s for s in splits if s in prepared):
             prefix = SPLIT_PREFIXES.get(split, split)
             if split in (logits_read or {}):  # read already (calibration's pass): scored, not predicted again
-                prediction = prediction_from_logits(trainer, *logits_read[split], prefix, temperature)
+                prediction = prediction_from_logits(trainer, *logits_read[split], prefix, temperature, shift)
             else:
                 prediction = trainer.predict(prepared[split], metric_key_prefix=prefix)
-            reduced = np.asarray(prediction.predictions)
-            k = reduced.shape[1] // (3 if temperature is not None else 2)
             examples = task.describe_examples(data, split) if task.describe_examples else None
-            report = build_report(
-                Predictions.from_reduced(reduced[:, : 2 * k], prediction.label_ids),
-                data.label_names,
-                examples,
-                loss=prediction.metrics.get(f"{prefix}_loss"),
-            )
-            if temperature is not None:
-                before = Predictions.from_reduced(
-                    np.concatenate([reduced[:, :k], reduced[:, 2 * k :]], axis=1), prediction.label_ids
-                )
-                add_calibration_before(report, before, temperature)
-            for key in ("top_5_accuracy", "expected_calibration_error", "expected_calibration_error_before"):
+            report = report_of(prediction, data.label_names, examples, prefix, temperature, shift)
+            for key in SUMMARY_METRICS:
                 if report["summary"].get(key) is not None:
                     prediction.metrics[f"{prefix}_{key}"] = report["summary"][key]
             metrics.update(prediction.metrics)
@@ -236,15 +251,52 @@ def evaluate_splits(
     return metrics, reports
 
 
+def report_of(prediction, label_names: list[str], examples, prefix: str, temperature, shift) -> dict:
+    """One split's report from its reduced predictions (columns as ``reduce_logits`` wrote them)."""
+    reduced = np.asarray(prediction.predictions)
+    if shift is not None:
+        reduced, unadjusted = reduced[:, :-1], reduced[:, -1].astype(int)
+    k = reduced.shape[1] // (3 if temperature is not None else 2)
+    report = build_report(
+        Predictions.from_reduced(reduced[:, : 2 * k], prediction.label_ids),
+        label_names,
+        examples,
+        loss=prediction.metrics.get(f"{prefix}_loss"),
+    )
+    if temperature is not None:
+        before = Predictions.from_reduced(
+            np.concatenate([reduced[:, :k], reduced[:, 2 * k :]], axis=1), prediction.label_ids
+        )
+        add_calibration_before(report, before, temperature)
+    if shift is not None:
+        add_scores_before_adjustment(report, prediction.label_ids, unadjusted, label_names)
+    return report
+
+
+# the report's figures that also go into the run's metrics (``eval_*``, ``test_*``)
+SUMMARY_METRICS = (
+    "top_5_accuracy",
+    "expected_calibration_error",
+    "expected_calibration_error_before",
+    "worst_class_recall",
+    "accuracy_before_adjustment",
+    "f1_macro_before_adjustment",
+    "worst_class_recall_before_adjustment",
+)
+
+
 def prediction_from_logits(
-    trainer, logits: np.ndarray, labels: np.ndarray, prefix: str, temperature: float | None
+    trainer, logits: np.ndarray, labels: np.ndarray, prefix: str, temperature: float | None, shift=None
 ) -> PredictionOutput:
-    """What ``trainer.predict`` returns for a split whose logits (before ``temperature``) are known: the reduced
-    predictions, the task's metrics and the loss the Trainer reports (the model's cross-entropy, label smoothing
-    included), on the logits the calibrated model gives."""
+    """What ``trainer.predict`` returns for a split whose logits (before ``temperature`` and ``shift``) are known:
+    the reduced predictions, the task's metrics and the loss the Trainer reports (the model's cross-entropy, label
+    smoothing included), on the logits the calibrated (and adjusted) model gives."""
     scaled = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / (temperature or 1.0)
-    reduced = reduce_logits(scaled, temperature=temperature).numpy()
-    metrics = trainer.compute_metrics(EvalPrediction(predictions=reduced, label_ids=labels))
+    if shift is not None:
+        scaled = scaled - torch.as_tensor(shift, dtype=torch.float32)
+    reduced = reduce_logits(scaled, temperature=temperature, shift=shift).numpy()
+    scored = reduced[:, :-1] if shift is not None else reduced  # the task's metrics read the adjusted columns
+    metrics = trainer.compute_metrics(EvalPrediction(predictions=scored, label_ids=labels))
     loss = torch.nn.functional.cross_entropy(
         scaled,
         torch.from_numpy(np.asarray(labels, dtype=np.int64)),
@@ -252,6 +304,18 @@ def prediction_from_logits(
     )
     metrics = {f"{prefix}_{key}": value for key, value in {"loss": float(loss), **metrics}.items()}
     return PredictionOutput(predictions=reduced, label_ids=labels, metrics=metrics)
+
+
+def add_scores_before_adjustment(report: dict, labels, unadjusted: np.ndarray, label_names: list[str]) -> None:
+    """The accuracy, macro-F1 and worst class recall the model had before its logits were adjusted for the
+    classes' priors (the trade the adjustment made: rare classes' recall against frequent ones' precision)."""
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    before = classification_metrics(labels, unadjusted)
+    weakest = weakest_classes(per_class_scores(labels, unadjusted, label_names))
+    report["summary"]["accuracy_before_adjustment"] = before["accuracy"]
+    report["summary"]["f1_macro_before_adjustment"] = before["f1_macro"]
+    if weakest:
+        report["summary"]["worst_class_recall_before_adjustment"] = weakest[0]["recall"]
 
 
 def add_calibration_before(report: dict, before: Predictions, temperature: float) -> None:

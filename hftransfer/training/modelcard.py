@@ -26,6 +26,7 @@ CARD_METRICS = (
     ("precision_macro", "precision", "Precision (macro)"),
     ("recall_macro", "recall", "Recall (macro)"),
     ("top_5_accuracy", "accuracy", "Top-5 accuracy"),
+    ("worst_class_recall", "recall", "Recall of the weakest class"),
 )
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -174,6 +175,10 @@ def hyperparameters(config, task, strategy, strategy_description: str) -> list[t
         ("label smoothing", args.label_smoothing_factor),
         ("mixed precision", "bf16" if args.bf16 else "fp16" if args.fp16 else "no (fp32)"),
         ("best checkpoint by", args.metric_for_best_model),
+        ("early stopping", f"after {transfer.early_stopping_patience} evaluations without improvement")
+        if transfer.early_stopping_patience
+        else ("early stopping", "no"),
+        ("imbalance", transfer.imbalance),
         ("seed", args.seed),
     ]
     for key in ("layer_decay", "head_learning_rate", "head", "head_hidden_sizes", "pooling"):

@@ -28,6 +28,7 @@ from hftransfer.data.labels import LabelledData
 from hftransfer.data.streaming import is_streamed
 from hftransfer.engine.budget import TimeBudget
 from hftransfer.engine.calibrate import calibrate
+from hftransfer.engine.imbalance import adjust_for_priors, class_weighted_loss, resolve_imbalance
 from hftransfer.engine.losses import loss_for, start_at_label_priors
 from hftransfer.engine.performance import (
     apply_performance_options,
@@ -146,6 +147,7 @@ class FineTuning:
             self.strategy, config, task, self.model, self.processor, self.data, self.model_config
         )
         apply_training_defaults(config, task, self.strategy, self.model_config, self.data)
+        resolve_imbalance(config, self.data)
         if self.checkpoint:
             verify_checkpoint(self.checkpoint, config)
         return settle(config)  # from here on, nothing changes the config
@@ -173,7 +175,7 @@ class FineTuning:
             self.strategy_plan,
             self.processor,
             self.datasets,
-            compute_loss_func=loss_for(config, self.data),
+            compute_loss_func=loss_for(config, self.data) or class_weighted_loss(config, self.data),
             trainer_class=trainer_class,
             **extra,
         )
@@ -196,8 +198,10 @@ class FineTuning:
         )
 
     def evaluate(self) -> tuple[dict, dict]:
-        """(metrics, reports) of every split, after fitting the temperature on validation."""
+        """(metrics, reports) of every split, after fitting the temperature on validation and adjusting for the
+        classes' priors (``imbalance``)."""
         temperature, logits_read = calibrate(self.config, self.trainer, self.datasets, self.data, self.strategy_plan)
+        shift = adjust_for_priors(self.config, self.trainer.model, self.data, self.strategy_plan.head_names)
         return evaluate_splits(
             self.trainer,
             self.datasets,
@@ -206,6 +210,7 @@ class FineTuning:
             temperature=temperature,
             tune_thresholds=self.config.data.threshold_objective,
             logits_read=logits_read,
+            shift=shift,
         )
 
 

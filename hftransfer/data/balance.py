@@ -1,0 +1,30 @@
+"""How the training split's examples spread over the classes (single-label data)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hftransfer.data.labels import LABELS, column_values
+
+
+def train_class_counts(data) -> np.ndarray:
+    """Training examples per class, in label order."""
+    labels = np.asarray(column_values(data.splits["train"], LABELS), dtype=np.int64)
+    return np.bincount(labels, minlength=len(data.label_names))
+
+
+def imbalance_ratio(counts: np.ndarray) -> float:
+    """Largest class over smallest (inf when a class has no example)."""
+    counts = np.asarray(counts)
+    return float(counts.max() / counts.min()) if counts.min() > 0 else float("inf")
+
+
+def balance_line(data) -> str | None:
+    """The summary's line on the training classes' balance (None for multi-label or streamed data)."""
+    if data.multi_label or data.streamed:
+        return None
+    counts = train_class_counts(data)
+    return (
+        f"classes in train: {int(counts.min())} to {int(counts.max())} examples, imbalance ratio "
+        f"{imbalance_ratio(counts):.1f}"
+    )
