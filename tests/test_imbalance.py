@@ -177,3 +177,15 @@ def test_a_long_tailed_run_adjusts_reports_and_saves_its_choices(tiny_bert, tmp_
     assert config[ADJUSTMENT_KEY]["train_counts"] == sorted(config[ADJUSTMENT_KEY]["train_counts"], reverse=True)
     card = (out / "README.md").read_text()
     assert "logit adjustment" in card and "Recall of the weakest class" in card
+
+
+def test_label_smoothing_trains_a_probe_on_cached_features(tiny_bert, tmp_path):
+    """Label smoothing (an option for noisy labels) with a probe on cached features: Trainer reads the problem type
+    from the model's config, which the head-on-features module lacked (every such run failed)."""
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(40, seed=1))
+    out = tmp_path / "out"
+    main(
+        tiny_run_flags(tiny_bert, out, train=train)
+        + ["--strategy", "linear_probe", "--label_smoothing_factor", "0.1", "--feature_cache_dir", str(tmp_path / "f")]
+    )
+    assert "label_smoothing_factor: 0.1" in (out / "hftransfer_config.yaml").read_text()

@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from datasets import Dataset
@@ -232,9 +233,12 @@ def save_stored(stored: dict, path: Path) -> None:
 class HeadOnFeatures(nn.Module):
     """The model's own head (shared parameters) applied to cached features, with the classification loss."""
 
-    def __init__(self, head: nn.Module):
+    def __init__(self, head: nn.Module, problem_type: str | None = None):
         super().__init__()
         self.head = head
+        # what Trainer reads of a model's config: with label_smoothing_factor it checks the problem type (and
+        # failed on a module without a config: every probe on cached features with label smoothing)
+        self.config = SimpleNamespace(problem_type=problem_type)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         logits = self.head(features)

@@ -185,7 +185,7 @@ def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: floa
         per_device_train_batch_size=probe_args.per_device_train_batch_size * probe_args.gradient_accumulation_steps,
     )
     trainer = ClassificationTrainer(
-        model=HeadOnFeatures(head_module),
+        model=HeadOnFeatures(head_module, getattr(getattr(ctx.model, "config", None), "problem_type", None)),
         args=probe_args,
         train_dataset=splits.train,
         eval_dataset=splits.validation,
