@@ -21,6 +21,7 @@ from hftransfer.engine.imbalance import (
     ClassWeightedLoss,
     adjust_for_priors,
     class_weighted_loss,
+    prior_shift,
     resolve_imbalance,
     undo_prior_adjustment,
 )
@@ -48,7 +49,7 @@ def config_for(tmp_path, **options):
 
 def test_a_long_tail_gets_logit_adjustment_and_a_balanced_set_nothing(tmp_path):
     tail, balanced = labelled([60, 30, 10]), labelled([40, 35, 30])
-    assert imbalance_ratio(train_class_counts(tail)) == 6 and imbalance_ratio(np.array([3, 0])) == float("inf")
+    assert imbalance_ratio(train_class_counts(tail)) == 6 and imbalance_ratio(np.array([3, 0, 1])) == 3
     config = config_for(tmp_path)
     resolve_imbalance(config, tail)
     assert config.transfer.imbalance == "logit_adjustment" and "imbalance ratio 6.0" in config.reasons["imbalance"]
@@ -56,6 +57,7 @@ def test_a_long_tail_gets_logit_adjustment_and_a_balanced_set_nothing(tmp_path):
     config = config_for(tmp_path)
     resolve_imbalance(config, balanced)
     assert config.transfer.imbalance == "none" and "1.3" in config.reasons["imbalance"]
+    assert any(note.startswith("imbalance: none") for note in config.notes)  # said in the config, card, summary
     config = config_for(tmp_path, imbalance="class_weights")
     resolve_imbalance(config, tail)
     assert config.transfer.imbalance == "class_weights"  # the user's choice is kept
@@ -91,6 +93,7 @@ def test_logit_adjustment_is_folded_into_the_bias_and_can_be_undone(tmp_path):
     assert undo_prior_adjustment(model, {"0.weight", "0.bias"}, 3)
     assert torch.allclose(model(x).detach(), before, atol=1e-6) and not hasattr(model.config, ADJUSTMENT_KEY)
     assert adjust_for_priors(config_for(tmp_path, imbalance="none"), model, data, {"0.bias"}) is None
+    assert prior_shift(np.array([9, 0, 1]))[1] == 0  # a class train lacks is not raised above the others
 
 
 def test_the_class_weighted_loss_weighs_every_class_alike(tmp_path):

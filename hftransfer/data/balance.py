@@ -14,9 +14,9 @@ def train_class_counts(data) -> np.ndarray:
 
 
 def imbalance_ratio(counts: np.ndarray) -> float:
-    """Largest class over smallest (inf when a class has no example)."""
-    counts = np.asarray(counts)
-    return float(counts.max() / counts.min()) if counts.min() > 0 else float("inf")
+    """Largest class over smallest, among the classes with examples (1 when none has any)."""
+    held = np.asarray(counts)[np.asarray(counts) > 0]
+    return float(held.max() / held.min()) if len(held) else 1.0
 
 
 def balance_line(data) -> str | None:
@@ -24,7 +24,8 @@ def balance_line(data) -> str | None:
     if data.multi_label or data.streamed:
         return None
     counts = train_class_counts(data)
+    missing = int((counts == 0).sum())
     return (
-        f"classes in train: {int(counts.min())} to {int(counts.max())} examples, imbalance ratio "
-        f"{imbalance_ratio(counts):.1f}"
+        f"classes in train: {int(counts[counts > 0].min())} to {int(counts.max())} examples, imbalance ratio "
+        f"{imbalance_ratio(counts):.1f}" + (f"; {missing} without any" if missing else "")
     )

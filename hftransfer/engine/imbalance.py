@@ -9,7 +9,8 @@ frequent one to be predicted, so its recall is low, and more so the rarer it is.
   adjusted softmax is the model's posterior under equal class priors, the Bayes-optimal rule for the mean recall
   over classes; the scores stay calibrated for data whose classes are equally frequent. The shift is folded into
   the output bias, as the temperature is, so every export and ``pipeline`` gives the adjusted scores, and nothing
-  in training changes. The prior is the training split's, counted before anything is excluded or augmented.
+  in training changes. The prior is the training split's as trained (after ``exclude_file`` and
+  ``max_train_samples``); a class train lacks is left unadjusted.
 - ``class_weights``: cross-entropy with each class weighted ``examples / (classes * examples of the class)``
   (scikit-learn's "balanced"), so every class weighs the same in the loss.
 - ``none``: the model as trained.
@@ -55,15 +56,19 @@ def resolve_imbalance(config, data) -> None:
         config.choose("imbalance", "logit_adjustment", "chosen for this data", reason)
     else:
         reason = f"classes close to balanced (training imbalance ratio {ratio:.1f} < {LONG_TAIL_RATIO:g})"
-        config.choose("imbalance", "none", "chosen for this data", reason, note=False)
+        config.choose("imbalance", "none", "chosen for this data", reason)
     logger.info("imbalance: %s (%s)", config.transfer.imbalance, reason)
 
 
 def prior_shift(counts: np.ndarray) -> np.ndarray:
-    """``log(prior)`` per class, centred (mean 0, so the biases keep their scale); a class train lacks counts as
-    one example."""
-    log_prior = np.log(np.maximum(counts, 1) / max(int(counts.sum()), 1))
-    return log_prior - log_prior.mean()
+    """``log(prior)`` per class, centred over the classes train holds (mean 0, so the biases keep their scale); a
+    class train lacks gets 0: its head never saw an example, and dividing by a prior of 0 would make it win."""
+    counts = np.asarray(counts, dtype=np.float64)
+    held = counts > 0
+    shift = np.zeros_like(counts)
+    log_prior = np.log(counts[held] / counts.sum())
+    shift[held] = log_prior - log_prior.mean()
+    return shift
 
 
 @torch.no_grad()
