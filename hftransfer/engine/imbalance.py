@@ -40,9 +40,10 @@ ADJUSTMENT_KEY = "hftransfer_prior_adjustment"  # in the saved model's config: w
 
 def resolve_imbalance(config, data) -> None:
     """Settle ``imbalance: auto`` for this data (recorded with its reason, shown in the plan and card)."""
-    if config.transfer.imbalance != "auto" or data.streamed:
-        if data.streamed and config.transfer.imbalance == "auto":
-            config.choose("imbalance", "none", "chosen for this data", "streamed data: its classes are not counted")
+    if config.transfer.imbalance != "auto":
+        return
+    if data.streamed:
+        config.choose("imbalance", "none", "chosen for this data", "streamed data: its classes are not counted")
         return
     if data.multi_label:
         config.choose("imbalance", "none", "chosen for this data", "multi-label: pos_weight and per-label thresholds")
@@ -83,8 +84,7 @@ def adjust_for_priors(config, model, data, head_names: set[str]) -> np.ndarray |
         return None
     counts = train_class_counts(data)
     shift = prior_shift(counts)
-    for layer in layers:
-        layer.bias.sub_(torch.as_tensor(shift, dtype=layer.bias.dtype, device=layer.bias.device))
+    move_biases(layers, -shift)
     setattr(model.config, ADJUSTMENT_KEY, {"method": "logit_adjustment", "train_counts": counts.tolist()})
     note = (
         f"logit adjustment: each class's logit lowered by its log prior in train ({int(counts.min())} to "
@@ -103,12 +103,16 @@ def undo_prior_adjustment(model, head_names: set[str], num_labels: int) -> bool:
     saved = getattr(model.config, ADJUSTMENT_KEY, None)
     if not saved:
         return False
-    shift = prior_shift(np.asarray(saved["train_counts"]))
-    for layer in classifier_layers(model, head_names, num_labels):
-        if layer.bias is not None:
-            layer.bias.add_(torch.as_tensor(shift, dtype=layer.bias.dtype, device=layer.bias.device))
+    layers = [layer for layer in classifier_layers(model, head_names, num_labels) if layer.bias is not None]
+    move_biases(layers, prior_shift(np.asarray(saved["train_counts"])))
     delattr(model.config, ADJUSTMENT_KEY)
     return True
+
+
+def move_biases(layers, delta: np.ndarray) -> None:
+    """Add ``delta`` (one value per class) to each layer's output bias."""
+    for layer in layers:
+        layer.bias.add_(torch.as_tensor(delta, dtype=layer.bias.dtype, device=layer.bias.device))
 
 
 class ClassWeightedLoss:

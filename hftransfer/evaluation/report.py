@@ -295,8 +295,7 @@ def prediction_from_logits(
     if shift is not None:
         scaled = scaled - torch.as_tensor(shift, dtype=torch.float32)
     reduced = reduce_logits(scaled, temperature=temperature, shift=shift).numpy()
-    scored = reduced[:, :-1] if shift is not None else reduced  # the task's metrics read the adjusted columns
-    metrics = trainer.compute_metrics(EvalPrediction(predictions=scored, label_ids=labels))
+    metrics = trainer.compute_metrics(EvalPrediction(predictions=reduced, label_ids=labels))
     loss = torch.nn.functional.cross_entropy(
         scaled,
         torch.from_numpy(np.asarray(labels, dtype=np.int64)),
