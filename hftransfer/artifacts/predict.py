@@ -25,6 +25,7 @@ from hftransfer.artifacts.run_dir import (
 )
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.files.readers import onnx_session
 
 OUTPUT_FORMATS = (".csv", ".json", ".jsonl")
 
@@ -52,10 +53,10 @@ class OnnxBackend:
     def __init__(self, onnx_path: Path, providers: list[str] | None = None):
         """``providers``: ONNX Runtime's execution providers (default: every one available)."""
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise PredictError("running an ONNX model needs onnxruntime: pip install 'hftransfer[export]'") from None
-        self.session = ort.InferenceSession(str(onnx_path), providers=providers or ort.get_available_providers())
+        self.session = onnx_session(onnx_path, providers)
         self.names = [i.name for i in self.session.get_inputs()]
 
     def logits(self, inputs: dict) -> np.ndarray:

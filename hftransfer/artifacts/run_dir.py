@@ -17,13 +17,14 @@ from hftransfer.backbones.checkpoints import (
     check_custom_code,
     looks_like_path,
     read_model_folder,
-    refusing_code_in_pickles,
 )
 from hftransfer.backbones.heads import load_classifier
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import SPLIT_ALIASES, DataError
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation.multilabel import DEFAULT_THRESHOLD, saved_thresholds
+from hftransfer.files.readers import label_names as checked_label_names
+from hftransfer.files.readers import refusing_code_in_pickles
 from hftransfer.tasks import get_task, list_tasks
 from hftransfer.tasks.base import Task
 from hftransfer.training.parse import RunConfig, parse_config
@@ -98,17 +99,10 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
             f"{str(root)!r} has no tokenizer files (none of {', '.join(wanted)}): the model cannot read "
             "its inputs; copy them from the base model or the run's checkpoint"
         )
-    label_names = _label_names(model_config)
+    label_names = checked_label_names(model_config, repr(str(root / "config.json")))
     if not label_names:
         raise RunDirError(f"{str(root / 'config.json')!r} has no labels (id2label); is it a classification model?")
     return FinishedRun(root, task, label_names, model_config, config, trust_remote_code)
-
-
-def _label_names(model_config: dict) -> list[str]:
-    if model_config.get("label_names"):  # timm wrapper models keep the names here
-        return list(model_config["label_names"])
-    id2label = model_config.get("id2label") or {}
-    return [id2label[k] for k in sorted(id2label, key=int)]
 
 
 def _task_from_architecture(model_config: dict, root: Path) -> Task:

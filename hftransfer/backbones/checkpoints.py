@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import AutoConfig, PretrainedConfig
 
 from hftransfer.backbones.heads import own_head_code_entries
 from hftransfer.errors import HftransferError
+from hftransfer.files.readers import check_safetensors, json_object, label_names
 
 # The files in which transformers looks for ``auto_map`` (custom classes for the config, model, tokenizer,
 # image processor or processor).
@@ -90,6 +89,8 @@ def load_model_config(config) -> PretrainedConfig:
         )
     if local.exists():
         check_custom_code(local, model_args.trust_remote_code)
+        for weights in sorted(local.glob("*.safetensors")):  # a cut-short download fails here, not after the data
+            check_safetensors(weights)
     try:
         return AutoConfig.from_pretrained(
             str(local) if local.exists() else name,
@@ -117,22 +118,6 @@ def load_model_config(config) -> PretrainedConfig:
         ) from err
 
 
-@contextmanager
-def refusing_code_in_pickles(source):
-    """Weights are read with ``torch.load(weights_only=True)``, which refuses a pickle that would run code: that
-    refusal is a user error (one line naming the folder), not a traceback."""
-    try:
-        yield
-    except pickle.UnpicklingError as err:
-        # torch's message names what the pickle calls ("GLOBAL posix.system"), then advises weights_only=False
-        called = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
-        raise ModelSourceError(
-            f"{str(source)!r}: the weights are a pickle that needs code to load, refused (loading "
-            f"it would run that code{': ' + called[:160] if called else ''}); save them as "
-            "model.safetensors"
-        ) from None
-
-
 class RunDirError(HftransferError):
     """A directory that is not a usable model output; the message says what is missing."""
 
@@ -146,8 +131,9 @@ WEIGHT_FILES = (
 
 
 def read_model_folder(root: Path, require_weights: bool = True) -> dict:
-    """A saved model folder's ``config.json`` (read, nothing loaded or run); a clear error when ``root`` is not a
-    model folder. ``require_weights=False`` accepts an ONNX export folder (no PyTorch weights)."""
+    """A saved model folder's ``config.json`` (read, nothing loaded or run), its label maps checked and its
+    safetensors weights whole; a clear error when ``root`` is not a model folder. ``require_weights=False``
+    accepts an ONNX export folder (no PyTorch weights)."""
     if not root.is_dir():
         raise RunDirError(f"model directory not found: {str(root)!r}")
     config_json = root / "config.json"
@@ -156,12 +142,12 @@ def read_model_folder(root: Path, require_weights: bool = True) -> dict:
             f"{str(root)!r} is not a model directory (no config.json); give the output_dir of "
             "`hftransfer train` or a saved transformers classification model"
         )
-    try:
-        model_config = json.loads(config_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunDirError(f"{str(config_json)!r} is not valid JSON: {err}") from None
+    model_config = json_object(config_json, what="model config")
+    label_names(model_config, repr(str(config_json)))
     if require_weights and not any((root / name).is_file() for name in WEIGHT_FILES):
         raise RunDirError(f"{str(root)!r} has a config.json but no model weights (model.safetensors)")
+    for weights in sorted(root.glob("*.safetensors")):
+        check_safetensors(weights)
     return model_config
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from hftransfer.data.tables import DataError
+from hftransfer.files import readers
 
 SOURCE = "hftransfer_source"
 SPLITS = ("train", "validation", "test")
@@ -50,11 +51,8 @@ def id_of(source: str) -> str:
 
 def read_exclude_file(path: str) -> list[str]:
     """The ``split:id`` lines of an exclude list (blank lines and ``#`` comments skipped), each split checked."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"exclude_file not found: {path!r}")
     wanted = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(readers.utf8_text(path, "exclude_file", "list of examples").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

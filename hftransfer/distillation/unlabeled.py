@@ -44,7 +44,8 @@ def read_unlabeled(task, unlabeled_file: str | None, unlabeled_dir: str | None) 
             f"--unlabeled_file {unlabeled_file!r}: valid kinds are {', '.join(TEXT_SUFFIXES)} (texts one per line, or "
             "a table with a text column)"
         )
-    return [payload for _, payload in task.read_prediction_inputs([], {kind: unlabeled_file})]
+    options = {kind: unlabeled_file, "flag": "--unlabeled_file"}
+    return [payload for _, payload in task.read_prediction_inputs([], options)]
 
 
 @torch.no_grad()

@@ -33,6 +33,11 @@ def describe_examples(data, split: str) -> list[str]:
 
 def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
     """Image files, folders (searched recursively) and glob patterns -> (name, path), every file checked."""
+    given = [flag for flag in ("text_file", "csv") if options.get(flag)]
+    if given:
+        raise DataError(
+            f"--{given[0]} reads texts, and this model classifies images; give image files, folders or globs"
+        )
     paths = []
     for item in items:
         path = Path(item).expanduser()
@@ -53,7 +58,10 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
                 raise DataError(f"the pattern {item!r} matches no file")
             paths += found
         else:
-            raise DataError(f"input not found: {item!r} (give image files, folders or glob patterns)")
+            raise DataError(
+                f"{item!r} is no image file, folder or glob pattern that exists, and this model classifies images"
+                " (texts are for text models)"
+            )
     names = [str(p) for p in paths]
     bad = image_check.find_unreadable(names)
     if bad:

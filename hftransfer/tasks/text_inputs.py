@@ -10,10 +10,31 @@ from pathlib import Path
 
 import torch
 
-from hftransfer.data import tables
+from hftransfer.data.images import IMAGE_EXTENSIONS
 from hftransfer.data.tables import DataError
+from hftransfer.files import readers
 
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
+# Files that are never a text to classify (besides images): models, archives, audio and video, documents.
+BINARY_SUFFIXES = {
+    ".onnx",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".npy",
+    ".parquet",
+    ".pdf",
+    ".mp3",
+    ".wav",
+    ".flac",
+    ".mp4",
+    ".mov",
+    ".avi",
+}
 
 
 def model_max_length(tokenizer, model_config=None) -> int:
@@ -36,31 +57,54 @@ def describe_examples(data, split: str) -> list[str]:
 
 
 def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, str]]:
-    """Texts given as arguments, one per line of ``--text_file``, or a column of ``--csv`` -> (name, text)."""
+    """Texts given as arguments, one per line of ``--text_file``, or a column of ``--csv`` -> (name, text).
+
+    An argument is always a text: a file is read only when named by ``--text_file`` or ``--csv``. An argument that
+    names an existing folder or a file of another kind (a photo) is refused: classifying its path as a sentence
+    would answer a question nobody asked. ``options["flag"]`` names the option a file came from in errors."""
+    _refuse_paths_of_other_kinds(items)
     texts = list(items)
     if options.get("text_file"):
-        path = Path(options["text_file"]).expanduser()
-        if not path.is_file():
-            raise DataError(f"text_file not found: {str(path)!r}")
-        tables.check_utf8(path)
-        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += readers.text_lines(options["text_file"], options.get("flag", "--text_file"), "text file")
     if options.get("csv"):
-        path = Path(options["csv"]).expanduser()
-        if not path.is_file():
-            raise DataError(f"csv file not found: {str(path)!r}")
-        tables.check_utf8(path)
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            column = options.get("column") or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
-            if column not in (reader.fieldnames or []):
-                raise DataError(
-                    f"column {column!r} not in {str(path)!r}; set --column to one of: "
-                    f"{', '.join(reader.fieldnames or [])}"
-                )
-            texts += [row[column] for row in reader if row[column] is not None]
+        texts += _csv_column(options["csv"], options.get("column"), options.get("flag", "--csv"))
     if not texts:
         raise DataError("no texts to classify: give texts as arguments, --text_file or --csv")
     return [(text, text) for text in texts]
+
+
+def _refuse_paths_of_other_kinds(items: list[str]) -> None:
+    for item in items:
+        if "\n" in item or len(item) > 4096:
+            continue  # a text, however it looks
+        path = Path(item).expanduser()
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError:  # a name too long for the file system: a text
+            continue
+        if is_dir:
+            raise DataError(
+                f"{item!r} is a folder, and this model classifies texts; give texts as arguments, or a file of "
+                "texts with --text_file (one per line) or --csv"
+            )
+        if is_file and (path.suffix.lower() in IMAGE_EXTENSIONS or path.suffix.lower() in BINARY_SUFFIXES):
+            raise DataError(
+                f"{item!r} is a {path.suffix.lower()} file, and this model classifies texts; give texts as "
+                "arguments, or a file of texts with --text_file (one per line) or --csv"
+            )
+
+
+def _csv_column(file: str, column: str | None, flag: str) -> list[str]:
+    path = readers.regular_file(file, flag, "CSV/TSV file")
+    readers.utf8_text(path, flag, "CSV/TSV file")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        column = column or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
+        if column not in (reader.fieldnames or []):
+            raise DataError(
+                f"column {column!r} not in {str(path)!r}; set --column to one of: {', '.join(reader.fieldnames or [])}"
+            )
+        return [row[column] for row in reader if row[column] is not None]
 
 
 class PredictionEncoder:

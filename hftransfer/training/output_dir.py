@@ -26,6 +26,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import staging_dir, write_text_atomically
+from hftransfer.files.readers import check_safetensors, torch_file
 from hftransfer.files.written import (
     WORKING_DIR_PREFIX,
     WRITTEN_RECORD,
@@ -314,6 +315,7 @@ def verify_checkpoint(checkpoint: str, config) -> None:
     current = run_settings(config)
     if record.get("fingerprint") == fingerprint(current):
         _check_unfinished(checkpoint)
+        check_checkpoint_files(checkpoint)
         return
     stored = record.get("settings", {})
     changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
@@ -322,6 +324,18 @@ def verify_checkpoint(checkpoint: str, config) -> None:
         f"--resume: {checkpoint!r} belongs to a run with other settings ({shown}); resume with the "
         "same options, or start afresh with --overwrite_output_dir"
     )
+
+
+def check_checkpoint_files(checkpoint: str | Path) -> None:
+    """Every file the Trainer loads on resuming, read once through the guarded readers before any work: weights
+    whole, and no pickle (optimizer, scheduler, scaler, RNG states) that would run code or is cut short."""
+    from transformers.trainer_pt_utils import safe_globals  # the numpy allow-list transformers loads RNG states with
+
+    for path in sorted(Path(checkpoint).iterdir()):
+        if path.suffix == ".safetensors":
+            check_safetensors(path)
+        elif path.suffix in {".pt", ".pth"} or path.name == "pytorch_model.bin":
+            torch_file(path, allowed=safe_globals())
 
 
 def _check_unfinished(checkpoint: str) -> None:

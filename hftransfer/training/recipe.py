@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import EarlyStoppingCallback, set_seed
 
-from hftransfer.backbones.checkpoints import load_model_config, refusing_code_in_pickles
+from hftransfer.backbones.checkpoints import load_model_config
 from hftransfer.backbones.heads import apply_head
 from hftransfer.config.options import parse_duration
 from hftransfer.data import leaks
@@ -40,6 +40,7 @@ from hftransfer.engine.runtime import configure_cpu_run, split_image_batch
 from hftransfer.engine.schedule import schedule_for, stream_evaluations
 from hftransfer.engine.trainer import TransferTrainer
 from hftransfer.evaluation.report import evaluate_splits, reduce_logits
+from hftransfer.files.readers import refusing_code_in_pickles
 from hftransfer.strategies import get_strategy, options_of_other_strategies, resolve_strategy
 from hftransfer.strategies.base import (
     FitContext,
@@ -284,16 +285,22 @@ def apply_training_defaults(config: RunConfig, task: Task, strategy: Strategy, m
     if strategy.learning_rate_scale != 1:
         base = suggestions.get("learning_rate", config.training.learning_rate)
         suggestions["learning_rate"] = base * strategy.learning_rate_scale
-    for key, value in config.apply_suggestions(suggestions).items():
-        logger.info("%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value)
+    applied = config.apply_suggestions(suggestions)
     if data.streamed and config.training.world_size > 1:
         # Each process reads the stream and keeps its own batches (accelerate shards it). Dispatching, its default
         # for streams, concatenates the first process's batches, which fails for batches padded to their own length.
         config.training.accelerator_config.dispatch_batches = False
-    for key, (value, reason) in schedule_for(config, strategy, data).items():
-        if key not in config.explicit:
-            config.choose(key, value, "chosen for this data and strategy", reason)
-            logger.info("%s: %s (%s; set it to override)", key, getattr(value, "value", value), reason)
+    scheduled = {
+        key: chosen for key, chosen in schedule_for(config, strategy, data).items() if key not in config.explicit
+    }
+    for key, value in applied.items():  # logged once, with the value the run uses (the schedule may replace it)
+        if key not in scheduled:
+            logger.info(
+                "%s: %s (hftransfer's default for this checkpoint and strategy; set it to override)", key, value
+            )
+    for key, (value, reason) in scheduled.items():
+        config.choose(key, value, "chosen for this data and strategy", reason)
+        logger.info("%s: %s (%s; set it to override)", key, getattr(value, "value", value), reason)
 
 
 def build_backbone(config: RunConfig, task: Task, data, model_config):
