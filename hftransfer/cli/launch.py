@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from hftransfer.config.device import FORCE_CPU_ENV
 from hftransfer.errors import PREFIX, USER_ERROR_EXIT, HftransferError
+from hftransfer.files.readers import yaml_mapping
 from hftransfer.training.parse import parse_config
 
 CONFIG_FLAG_NAMES = ("--accelerate_config", "--accelerate-config")
@@ -117,10 +116,7 @@ def plan_launch(config_name: str, launcher: dict[str, str], train_argv: list[str
             "started; drop it, or start hftransfer train directly"
         )
     config_file = resolve_config_file(config_name)
-    try:
-        settings = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise LaunchError(f"accelerate config {str(config_file)!r} is not valid YAML: {err}") from None
+    settings = yaml_mapping(config_file, "--accelerate_config", "accelerate config")
     on_cpu = _is_template(config_file, CPU_TEMPLATE) or bool(settings.get("use_cpu"))
     kind = str(settings.get("distributed_type", "NO")).upper()
     gpu_processes = kind in GPU_KINDS and not on_cpu

@@ -7,9 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hftransfer.config.options import ConfigError, ModelArguments
+from hftransfer.files.readers import yaml_mapping
 
 KEY_MAPS = "key_maps"  # a folder of weight-renaming tables beside the recipes, not recipes themselves
 SECTIONS = ("model", "data", "transfer", "training")  # a recipe may group its options under these
@@ -19,14 +18,9 @@ CONFIG_FILE = "hftransfer_config.yaml"  # the resolved recipe a run saves beside
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """Read a recipe YAML into one flat mapping of option name to value (sections flattened)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"recipe file not found: {str(path)!r}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"recipe {str(path)!r} must be a mapping of option: value, got {type(raw).__name__}")
+    raw = yaml_mapping(path, "recipe", "recipe (YAML)")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         # `model: bert-base-uncased` is the model option; `model: {model: ..., task: ...}` is a section.

@@ -6,6 +6,7 @@ the new one, never half of it.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -67,6 +68,17 @@ def publish_directory(
     """
     staging, target = Path(staging), Path(target)
     files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (_is_weights(p), str(p)))
+    foreign = sorted(
+        name
+        for name in {p.relative_to(staging).parts[0] for p in files}
+        if (target / name).exists() and name not in replaceable
+    )
+    if foreign:  # the last line of defence: the commands' output checks refuse such a folder before any work
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{', '.join(foreign)} in {str(target)!r} were not written by hftransfer and are not replaced; the new "
+            f"files are kept in {str(staging)!r}",
+        )
     published = []
     for path in files:
         destination = target / path.relative_to(staging)

@@ -275,9 +275,12 @@ def build_model_card(
     model_config: dict,
     output_dir: str | Path,
     num_train: int | None = None,
+    written_in: str | Path | None = None,
 ) -> ModelCard:
-    """The card for a finished run (metadata + body), not yet written."""
+    """The card for a finished run (metadata + body), not yet written; ``written_in``: where the run's figures are
+    while the card is made (its staging folder), when not yet in ``output_dir``."""
     out = Path(output_dir)
+    figures = Path(written_in or out)
     model_name = config.training.hub_model_id or out.name
     dataset_type, data_text = data_source(config)
     base_model = base_model_id(config, model_config)
@@ -311,8 +314,8 @@ def build_model_card(
         inputs_word=words.inputs,
         shift_examples=words.shift_examples,
         hyperparameters=hyperparameters(config, task, strategy, strategy_description),
-        splits=_split_sections(reports, out),
-        curves=CURVES_FILE if (out / CURVES_FILE).is_file() else None,
+        splits=_split_sections(reports, figures),
+        curves=CURVES_FILE if (figures / CURVES_FILE).is_file() else None,
         eval_source=", ".join(f"the {s} split" for s in reports) or "no evaluation",
         calibration_note=_calibration_note(reports),
         multi_label=model_config.get("problem_type") == "multi_label_classification",

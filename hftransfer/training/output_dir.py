@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import staging_dir, write_text_atomically
+from hftransfer.files.output_policy import Input, Output, check_output
 from hftransfer.files.readers import check_safetensors, torch_file
 from hftransfer.files.written import (
     WORKING_DIR_PREFIX,
@@ -73,12 +73,65 @@ class OutputDirError(HftransferError):
     """An output directory that would be overwritten without being asked, or a checkpoint that cannot resume."""
 
 
+# Every top-level name a run writes into output_dir: the saved model and its preprocessing files (whatever the
+# tokenizer or image processor saves), hftransfer's config, card, reports and plots, the Trainer's results and
+# checkpoints, working folders. A file of the user's under one of these names is never replaced (tests/e2e check
+# that a run writes nothing outside this list).
+RUN_WRITES = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_*",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "spiece.model",
+    "sentencepiece*",
+    "*.tiktoken",
+    "chat_template*",
+    "*preprocessor_config.json",
+    "processor_config.json",
+    "training_args.bin",
+    "README.md",
+    CONFIG_FILE,
+    "*_results.json",
+    TRAINER_STATE_NAME,
+    "*.png",
+    "*_report.json",
+    "modeling_*.py",
+    "label_names.json",
+    f"{PREFIX_CHECKPOINT_DIR}-*",
+    f"{WORKING_DIR_PREFIX}*",
+    ".model.partial",
+    "runs",
+)
+
+
+def run_inputs(config) -> list[Input]:
+    """What a run reads from disk: its backbone and weights, its data, its exclude list."""
+    model, data = config.model, config.data
+    named = {
+        "model": model.model,
+        "weights": model.weights,
+        "data_dir": data.data_dir,
+        "train_file": data.train_file,
+        "validation_file": data.validation_file,
+        "test_file": data.test_file,
+        "exclude_file": data.exclude_file,
+    }
+    return [Input(name, path) for name, path in named.items() if path]
+
+
 def check_output_dir(config) -> None:
-    """Refuse an output_dir that cannot be written or would be overwritten without being asked (writes nothing)."""
+    """Refuse an output_dir that cannot be written, is one of the run's inputs, or would be overwritten without being
+    asked (writes nothing)."""
     out = Path(config.training.output_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"output_dir {str(out)!r} exists and is not a folder")
-    _check_writable(out)
+    check_output(Output("output_dir", out, writes=RUN_WRITES), run_inputs(config), ours=written_here(out))
     if not _holds_files(out):
         return
     if config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
@@ -176,18 +229,6 @@ def _holds_files(out: Path) -> bool:
         return False
     leftovers = {staging_dir(out).name, WRITTEN_RECORD} if staging_dir(out).name in recorded_entries(out) else set()
     return any(entry.name not in leftovers for entry in out.iterdir())
-
-
-def _check_writable(out: Path) -> None:
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    try:
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError as err:
-        raise OutputDirError(
-            f"cannot write into {str(existing)!r} (for output_dir {str(out)!r}): {err.strerror or err}"
-        ) from None
 
 
 def start_clean(config) -> list[str]:

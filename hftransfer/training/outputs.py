@@ -23,6 +23,7 @@ from hftransfer.files.atomic import publish_directory, staging_dir
 from hftransfer.files.written import record_entries, recorded_entries
 from hftransfer.training.hub import push_output_dir
 from hftransfer.training.modelcard import build_model_card, write_model_card
+from hftransfer.training.output_dir import OutputDirError
 
 logger = logging.getLogger("hftransfer")
 # What the Trainer's save_metrics and save_state write at the top of output_dir.
@@ -43,38 +44,19 @@ def budget_note(config, trainer) -> str:
     return f"time budget {config.transfer.time_budget}: {used:.0f} s used{plan}"
 
 
-def save_run(
-    config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict, push_to_hub: bool
-) -> None:
-    """Write everything a finished run leaves (see the module docstring); rank 0 writes, every rank saves."""
-    args = config.training
-    staging = staging_dir(args.output_dir)
-    if trainer.is_world_process_zero():
-        if staging.name in recorded_entries(args.output_dir):
-            shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
-        record_entries(args.output_dir, staging.name)
-    trainer.save_model(str(staging))  # on every rank: FSDP and DeepSpeed gather the weights, rank 0 writes
-    trainer.save_metrics("train", fitted.metrics)
-    for prefix in ("eval", "test"):
-        if any(k.startswith(f"{prefix}_") for k in results):
-            trainer.save_metrics(prefix, {k: v for k, v in results.items() if k.startswith(f"{prefix}_")})
-    if not trainer.is_world_process_zero():
-        return
-    out = Path(args.output_dir)
+def _stage_run_files(config, task, strategy, trainer, data, plan, reports: dict, staging: Path) -> None:
+    """The run's config, head code, reports, figures and card, written beside the model in its staging folder."""
+    out = Path(config.training.output_dir)
     if strategy.finish is not None:
         strategy.finish(trainer, staging, config.options_for(strategy))
     write_head_code(trainer.model, staging)
     if config.transfer.time_budget:  # before the config and the card are written: both say how it was spent
         config.outcomes.append(budget_note(config, trainer))
     config.save(staging / CONFIG_FILE)
-    record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
-    trainer.save_state()
     backbone = config.model.model or config.model.timm_arch
-    written = save_eval_outputs(
-        out, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model
-    )
-    record_entries(out, *written, *(out / name for name in TRAINER_FILES if (out / name).exists()))
-    model_config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    args = config.training
+    save_eval_outputs(staging, reports, Path(str(backbone)).name, trainer.state.log_history, args.metric_for_best_model)
+    model_config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
     card = build_model_card(
         config,
         task,
@@ -85,8 +67,42 @@ def save_run(
         model_config,
         out,
         num_train=None if data.streamed else len(data.splits["train"]),
+        written_in=staging,
     )
-    record_entries(out, write_model_card(card, out))
+    write_model_card(card, staging)
+
+
+def save_run(
+    config, task, strategy, trainer, data, plan, fitted, results: dict, reports: dict, push_to_hub: bool
+) -> None:
+    """Write everything a finished run leaves (see the module docstring); rank 0 writes, every rank saves."""
+    args = config.training
+    out, staging = Path(args.output_dir), staging_dir(args.output_dir)
+    if trainer.is_world_process_zero():
+        if staging.name in recorded_entries(out):
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed while saving
+        record_entries(out, staging.name)
+    try:
+        trainer.save_model(str(staging))  # on every rank: FSDP and DeepSpeed gather the weights, rank 0 writes
+        if trainer.is_world_process_zero():
+            _stage_run_files(config, task, strategy, trainer, data, plan, reports, staging)
+    except OSError as err:  # a full disk, a quota: nothing is published, the folder keeps what it had
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputDirError(
+            f"the trained model could not be written to {str(out)!r}: {err.strerror or err}"
+            f"{f' ({err.filename})' if err.filename else ''}; nothing was published there (an earlier model in it "
+            "is untouched). Free space and run again"
+        ) from None
+    trainer.save_metrics("train", fitted.metrics)
+    for prefix in ("eval", "test"):
+        if any(k.startswith(f"{prefix}_") for k in results):
+            trainer.save_metrics(prefix, {k: v for k, v in results.items() if k.startswith(f"{prefix}_")})
+    if not trainer.is_world_process_zero():
+        return
+    trainer.save_state()
+    # renames only, the weights last: until the new weights are in place the folder is the previous run's or none
+    record_entries(out, *publish_directory(staging, out, replaceable=recorded_entries(out)))
+    record_entries(out, *(out / name for name in TRAINER_FILES if (out / name).exists()))
     print_summary(config, data, fitted.metrics, results, fitted.best, plan.parameters, strategy=plan.describe())
     print_eval_details(reports)
     if push_to_hub:
