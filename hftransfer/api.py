@@ -21,13 +21,21 @@ from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
 from hftransfer.distillation.recipe import DistillOptions, distill_run
 from hftransfer.errors import HftransferError
-from hftransfer.selection.rank import CandidateScore, rank_candidates, sample_notes, save_rank_outputs
+from hftransfer.files.output_policy import Input
+from hftransfer.selection.rank import (
+    CandidateScore,
+    check_report_dir,
+    rank_candidates,
+    sample_notes,
+    save_rank_outputs,
+)
 from hftransfer.strategies import register_strategy
 from hftransfer.strategies.base import Selection, Strategy
 from hftransfer.tasks import get_task, register_task
 from hftransfer.training.hub import push_output_dir
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import RunResult, run
+from hftransfer.training.run_files import run_inputs
 
 __all__ = [
     "finetune",
@@ -159,6 +167,7 @@ def rank(
     sample_size: int = 500,
     by: str = "logme",
     report_dir: str | Path | None = None,
+    overwrite: bool = False,
     train=None,
     validation=None,
     **options,
@@ -166,10 +175,12 @@ def rank(
     """Score candidate backbones on the data from frozen features, best first (``hftransfer rank``).
 
     ``train`` and ``validation`` take what ``finetune``'s do (paths or data in memory); ``report_dir`` also writes
-    ``rank_report.json`` and the plot there.
+    ``rank_report.json`` and the plot there (an earlier ranking there is replaced only with ``overwrite``).
     """
     _require_int("sample_size", sample_size)
     base = _config(recipe, options, _data_inputs(train, validation, None, options))
+    if report_dir is not None:
+        check_report_dir(Path(report_dir), overwrite, run_inputs(base) + [Input("models", m) for m in models or []])
     results, data, num_train = rank_candidates(base, models, sample_size, by)
     if report_dir is not None:
         save_rank_outputs(

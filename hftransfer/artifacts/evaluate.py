@@ -32,6 +32,8 @@ from hftransfer.evaluation.report import (
     reduce_logits,
     save_eval_outputs,
 )
+from hftransfer.files.output_policy import Input, Output, check_output
+from hftransfer.files.written import record_entries, recorded_entries
 
 logger = logging.getLogger("hftransfer")
 
@@ -153,7 +155,8 @@ def _eval_target(run: FinishedRun, data, split, output_dir, columns, max_samples
     flat_folder = data is not None and not hub and list(loaded.splits) == ["train"]  # root/<class>/*, no splits
     label = source if from_file or flat_folder else (split or "test") if hub else chosen
     folder = Path(output_dir(label) if callable(output_dir) else output_dir).expanduser()
-    check_report_folder(folder, label, overwrite)
+    inputs = [Input("the run", run.path, outputs_inside=True), Input("--data", data)]
+    check_report_folder(folder, label, overwrite, inputs)
     raw = loaded.splits[chosen]
     if max_samples is not None and len(raw) > max_samples:
         raw = raw.shuffle(seed=0).select(range(max_samples))
@@ -180,10 +183,9 @@ def report_files(label: str) -> list[str]:
     return [REPORT_FILE, confusion_png_name(label), pr_png_name(label)]
 
 
-def check_report_folder(folder: Path, label: str, overwrite: bool) -> None:
+def check_report_folder(folder: Path, label: str, overwrite: bool, inputs: list[Input] | None = None) -> None:
     """Refuse a destination where the report would replace what it did not write (before any work)."""
-    if folder.exists() and not folder.is_dir():
-        raise RunDirError(f"--output_dir {str(folder)!r} exists and is not a folder")
+    check_output(Output("--output_dir", folder, writes=tuple(report_files(label))), inputs or [])
     if (folder / CONFIG_FILE).is_file() or (folder / "config.json").is_file():
         raise RunDirError(
             f"--output_dir {str(folder)!r} holds a trained model; its files would be replaced by the "
@@ -204,10 +206,13 @@ def _write_report(folder: Path, report: dict, label: str, title: str) -> None:
     written = Path(tempfile.mkdtemp(prefix=".eval-out-", dir=folder))
     try:
         new = {path.name for path in save_eval_outputs(written, {label: report}, title)}
+        record_entries(folder, *new)
         for name in new:
             os.replace(written / name, folder / name)
+        ours = recorded_entries(folder)
         for stale in set(report_files(label)) - new:  # e.g. the confusion matrix of a report that had one
-            (folder / stale).unlink(missing_ok=True)
+            if stale in ours:
+                (folder / stale).unlink(missing_ok=True)
     finally:
         shutil.rmtree(written, ignore_errors=True)
 

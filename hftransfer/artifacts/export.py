@@ -34,6 +34,8 @@ from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, ONNX_VARIANTS, Fin
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.files.output_policy import Input, Output, check_output
+from hftransfer.files.written import record_entries, recorded_entries
 
 logger = logging.getLogger("hftransfer")
 
@@ -111,7 +113,7 @@ def export_run(
     check_quantize_options(quantize, max_accuracy_drop)
     run = open_run(run_dir, trust_remote_code=trust_remote_code)
     target = Path(output) if output else run.path / ONNX_DIR
-    _check_target(target, overwrite)
+    _check_target(target, overwrite, run)
     model, encode = run.load_model(), run.task.prediction_encoder(run.load_processor())
     data = run_data(run) if quantize else None  # read once, for the quantization's check and the parity check
     payloads, source = real_payloads(run, data)
@@ -154,10 +156,11 @@ def export_run(
     return target
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
-    """Refused before any work: a target that is a file, or an earlier export not to be replaced; no runtime."""
-    if target.exists() and not target.is_dir():
-        raise ExportError(f"{str(target)!r} exists and is not a folder")
+def _check_target(target: Path, overwrite: bool, run: FinishedRun) -> None:
+    """Refused before any work: a target that is no place to write (output policy), one holding files of the user's
+    under the export's names, or an earlier export not to be replaced; no runtime."""
+    writes = (*_ONNX_FILES, *_KEPT_FILES)
+    check_output(Output("--output", target, writes=writes), [Input("the run", run.path, outputs_inside=True)])
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise ExportError(
             f"{str(target)!r} already exists; pass --overwrite to replace its export or --output elsewhere"
@@ -235,13 +238,16 @@ def _export_onnx(model, input_axes: dict[str, tuple[str, ...]], inputs: dict, pa
 
 
 def _replace_export(staging: Path, target: Path) -> None:
-    """Move the new export into ``target`` file by file; of what was there, only an earlier export's files go."""
+    """Move the new export into ``target`` file by file, each recorded as hftransfer's; of what was there, only an
+    earlier export's recorded files go."""
     target.mkdir(parents=True, exist_ok=True)
-    new = {p.name for p in staging.iterdir()}
-    for name in set(_ONNX_FILES) | set(_KEPT_FILES):
-        if name not in new:
+    new = sorted(staging.iterdir(), key=lambda p: p.name == ONNX_FILE)  # the model last
+    record_entries(target, *(p.name for p in new))
+    ours = recorded_entries(target)
+    for name in (set(_ONNX_FILES) | set(_KEPT_FILES)) - {p.name for p in new}:
+        if name in ours:
             (target / name).unlink(missing_ok=True)
-    for path in sorted(staging.iterdir(), key=lambda p: p.name == ONNX_FILE):  # the model last
+    for path in new:
         os.replace(path, target / path.name)
 
 

@@ -22,7 +22,11 @@ from hftransfer.data.labels import LABELS, column_values
 from hftransfer.data.source_ids import id_of, split_of
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.files.output_policy import Input, Output, check_output
+from hftransfer.files.readers import refusing_code_in_pickles
+from hftransfer.files.written import record_entries
 from hftransfer.tasks import get_task
+from hftransfer.training.run_files import run_inputs
 
 logger = logging.getLogger("hftransfer")
 
@@ -40,11 +44,22 @@ class Audit:
     written: list[Path]
 
 
-def check_report_dir(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise AuditError(f"report_dir {str(folder)!r} is a file; name a folder")
+AUDIT_FILES = (report.REPORT_FILE, report.EXCLUDE_FILE, report.PAGE_FILE)
+
+
+def check_audit_outputs(folder: Path, overwrite: bool, fix_suggestions: str | None, inputs: list[Input]) -> None:
+    """Both outputs checked by the output policy before any work: the report folder, and the suggestions file (not a
+    folder, not one of the report's own files, not replaced without --overwrite)."""
+    check_output(Output("--report_dir", folder, writes=AUDIT_FILES), inputs)
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise AuditError(f"{str(folder)!r} is not empty; pass --overwrite or choose another --report_dir")
+    if not fix_suggestions:
+        return
+    target = check_output(Output("--fix_suggestions", fix_suggestions, folder=False), inputs)
+    if target.resolve().parent == folder.resolve() and target.name in AUDIT_FILES:
+        raise AuditError(f"--fix_suggestions {fix_suggestions!r} is the audit's own {target.name}; name another file")
+    if target.exists() and not overwrite:
+        raise AuditError(f"{fix_suggestions!r} exists; pass --overwrite or name another file")
 
 
 MIN_EXAMPLES = 10  # out-of-fold probabilities need at least two folds of a few examples
@@ -67,9 +82,8 @@ def run_audit(
     """Audit the data ``config`` names with its backbone; the report lands in ``report_dir``. ``finished``: a
     finished run (``audit --run``) whose predictions join on the examples it did not train on."""
     folder = Path(report_dir).expanduser()
-    check_report_dir(folder, overwrite)
-    if fix_suggestions and Path(fix_suggestions).expanduser().exists() and not overwrite:
-        raise AuditError(f"{fix_suggestions!r} exists; pass --overwrite or name another file")
+    inputs = run_inputs(config) + ([Input("--run", finished.path, outputs_inside=True)] if finished else [])
+    check_audit_outputs(folder, overwrite, fix_suggestions, inputs)
     started = time.perf_counter()
     task = get_task(config.model.task)
     data = task.load_data(config)
@@ -78,7 +92,8 @@ def run_audit(
     check_enough(data)
     model_config = (task.load_model_config or load_model_config)(config)
     processor = task.build_preprocessing(config, data, model_config)
-    model = task.build_model(config, data, model_config)
+    with refusing_code_in_pickles(config.model.model or config.model.weights):
+        model = task.build_model(config, data, model_config)
     features = np.concatenate(list(audit_features(model, config, task, processor, data, model_config).values()))
     del model  # the backbone's work is done; a finished run's model may load next
     examples = pool(data)
@@ -105,7 +120,10 @@ def run_audit(
         write_text_atomically(folder / report.PAGE_FILE, page.render(found, examples)),
     ]
     if fix_suggestions:
-        written.append(write_text_atomically(Path(fix_suggestions).expanduser(), report.suggestions_table(found)))
+        suggestions = Path(fix_suggestions).expanduser()
+        suggestions.parent.mkdir(parents=True, exist_ok=True)
+        written.append(write_text_atomically(suggestions, report.suggestions_table(found)))
+    record_entries(folder, *AUDIT_FILES)
     return Audit(shown, folder, written)
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hftransfer.cli.command_args import split_command_args
+from hftransfer.files.output_policy import Input
 from hftransfer.selection.rank import (
     SCORES,
     RankError,
@@ -22,6 +23,7 @@ from hftransfer.selection.rank import (
 )
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import run
+from hftransfer.training.run_files import run_inputs
 
 COLUMNS = (
     "#",
@@ -75,7 +77,8 @@ def rank_command(argv: list[str]) -> int:
     a, remaining = parsed
     base = parse_config(remaining)
     report_dir = Path(a.report_dir)
-    check_report_dir(report_dir, a.overwrite)
+    candidates = [Input("--models", m) for m in a.models or [] if isinstance(m, str)]
+    check_report_dir(report_dir, a.overwrite, run_inputs(base) + candidates)
     results, data, num_train = rank_candidates(base, a.models, a.sample_size, a.by)
     print_ranking(results, f"hftransfer rank · {base.model.task} · {sample_notes(data)} · by {a.by}")
     save_rank_outputs(

@@ -10,6 +10,7 @@ quantizes); its notes, saved config and card name the teacher, how the student w
 
 from __future__ import annotations
 
+import argparse
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from hftransfer.distillation.student import StudentError, check_same_inputs, cut
 from hftransfer.distillation.unlabeled import add_to_train, read_unlabeled, teacher_labels
 from hftransfer.engine.distillation import DistillationTrainer
 from hftransfer.engine.imbalance import undo_prior_adjustment
+from hftransfer.files.output_policy import Input, Output, check_output
 from hftransfer.training.parse import parse_config
 from hftransfer.training.recipe import FineTuning, RunResult, run
+from hftransfer.training.run_files import RUN_WRITES
 
 
 @dataclass
@@ -117,6 +120,21 @@ def _teacher_metrics(path: Path) -> dict:
     return {}
 
 
+def check_student_output(teacher, options: DistillOptions, argv: list[str] | None, keywords: dict | None) -> None:
+    """The student's output_dir checked before the teacher loads: never the teacher's folder, inside it or around
+    it (the student would replace the teacher it learns from), nor the unlabelled data."""
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--output_dir", default=None)
+    flagged = peek.parse_known_args(argv or [])[0].output_dir
+    out = flagged or (keywords or {}).get("output_dir") or f"{teacher.path}-student"
+    inputs = [
+        Input("the teacher run", teacher.path),
+        Input("--unlabeled_file", options.unlabeled_file),
+        Input("--unlabeled_dir", options.unlabeled_dir),
+    ]
+    check_output(Output("output_dir", out, writes=RUN_WRITES), inputs)
+
+
 def distill_run(
     teacher_dir: str | Path,
     options: DistillOptions,
@@ -127,6 +145,7 @@ def distill_run(
     options for the student's run (flags over keywords over the teacher's data section)."""
     options.check()
     teacher = open_run(teacher_dir)
+    check_student_output(teacher, options, argv, keywords)
     if teacher.config is None:
         raise StudentError(
             f"{str(teacher.path)!r} is not an hftransfer run (no hftransfer_config.yaml): distillation trains on the "

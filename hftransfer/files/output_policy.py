@@ -37,11 +37,14 @@ class OutputPathError(HftransferError):
 @dataclass(frozen=True)
 class Input:
     """A path the command reads; ``outputs_inside``: the command keeps its outputs in a sub-folder of it (a run's
-    ``eval/`` reports and ``onnx/`` export), so only the input itself and what contains it are refused."""
+    ``eval/`` reports and ``onnx/`` export), so only the input itself and what contains it are refused. ``file``:
+    True for an input that must be a file, False for a folder; an input of the other kind is left to the command,
+    which refuses it with its own message."""
 
     name: str
     path: str | os.PathLike | None
     outputs_inside: bool = False
+    file: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def _resolved(path: Path, shown: str) -> Path:
                 "choose another path"
             ) from None
     except NotADirectoryError:
-        raise OutputPathError(f"{shown}: a part of this path is a file, not a folder") from None
+        raise OutputPathError(f"{shown}: cannot write into it: a part of this path is a file, not a folder") from None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise OutputPathError(f"{shown} is a symbolic link loop; remove the link or choose another path") from None
@@ -148,8 +151,8 @@ def _check_apart(resolved: Path, shown: str, given: Input) -> None:
     if given.path is None or not str(given.path):
         return
     source = Path(given.path).expanduser()
-    if not source.exists():
-        return  # a Hub id, or a file the command will refuse itself
+    if not source.exists() or (given.file is not None and source.is_file() != given.file):
+        return  # a Hub id, or an input the command refuses itself
     source = source.resolve()
     where = None
     if resolved == source:

@@ -27,6 +27,8 @@ from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
 from hftransfer.evaluation import transferability
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.files.output_policy import Output, check_output
+from hftransfer.files.written import record_entries
 from hftransfer.strategies.auto import body_to_head_rate, decide
 from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features
 from hftransfer.tasks import get_task
@@ -224,6 +226,7 @@ def save_rank_outputs(results: list[CandidateScore], folder: Path, meta: dict) -
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
+    record_entries(folder, REPORT_FILE, PLOT_FILE)
     written = [
         write_text_atomically(folder / REPORT_FILE, json.dumps({**meta, "candidates": report_rows(results)}, indent=2))
     ]
@@ -252,7 +255,9 @@ def plot_score_vs_cost(results: list[CandidateScore], path: Path, by: str) -> Pa
     return _save(fig, path)
 
 
-def check_report_dir(folder: Path, overwrite: bool) -> None:
+def check_report_dir(folder: Path, overwrite: bool, inputs: list | None = None) -> None:
+    """The output policy's checks (before any candidate loads), then an earlier ranking kept without --overwrite."""
+    check_output(Output("--report_dir", folder, writes=(REPORT_FILE, PLOT_FILE)), inputs or [])
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise RankError(f"{str(folder)!r} already holds a ranking; pass --overwrite or choose --report_dir")
 

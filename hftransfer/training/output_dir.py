@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import staging_dir, write_text_atomically
-from hftransfer.files.output_policy import Input, Output, check_output
+from hftransfer.files.output_policy import Output, check_output
 from hftransfer.files.readers import check_safetensors, torch_file
 from hftransfer.files.written import (
     WORKING_DIR_PREFIX,
@@ -34,6 +34,7 @@ from hftransfer.files.written import (
     record_entries,
     recorded_entries,
 )
+from hftransfer.training.run_files import RUN_WRITES, run_inputs
 
 logger = logging.getLogger("hftransfer")
 
@@ -71,60 +72,6 @@ RESUMABLE_CHANGES = {
 
 class OutputDirError(HftransferError):
     """An output directory that would be overwritten without being asked, or a checkpoint that cannot resume."""
-
-
-# Every top-level name a run writes into output_dir: the saved model and its preprocessing files (whatever the
-# tokenizer or image processor saves), hftransfer's config, card, reports and plots, the Trainer's results and
-# checkpoints, working folders. A file of the user's under one of these names is never replaced (tests/e2e check
-# that a run writes nothing outside this list).
-RUN_WRITES = (
-    "config.json",
-    "generation_config.json",
-    "*.safetensors",
-    "*.safetensors.index.json",
-    "pytorch_model*.bin",
-    "pytorch_model.bin.index.json",
-    "adapter_*",
-    "tokenizer*",
-    "vocab*",
-    "merges.txt",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "spiece.model",
-    "sentencepiece*",
-    "*.tiktoken",
-    "chat_template*",
-    "*preprocessor_config.json",
-    "processor_config.json",
-    "training_args.bin",
-    "README.md",
-    CONFIG_FILE,
-    "*_results.json",
-    TRAINER_STATE_NAME,
-    "*.png",
-    "*_report.json",
-    "modeling_*.py",
-    "label_names.json",
-    f"{PREFIX_CHECKPOINT_DIR}-*",
-    f"{WORKING_DIR_PREFIX}*",
-    ".model.partial",
-    "runs",
-)
-
-
-def run_inputs(config) -> list[Input]:
-    """What a run reads from disk: its backbone and weights, its data, its exclude list."""
-    model, data = config.model, config.data
-    named = {
-        "model": model.model,
-        "weights": model.weights,
-        "data_dir": data.data_dir,
-        "train_file": data.train_file,
-        "validation_file": data.validation_file,
-        "test_file": data.test_file,
-        "exclude_file": data.exclude_file,
-    }
-    return [Input(name, path) for name, path in named.items() if path]
 
 
 def check_output_dir(config) -> None:
