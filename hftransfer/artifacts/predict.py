@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from hftransfer.artifacts.run_dir import (
 )
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.files.output_policy import Input, Output, check_output
 from hftransfer.files.readers import onnx_session
 
 OUTPUT_FORMATS = (".csv", ".json", ".jsonl")
@@ -162,7 +162,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def check_output_path(output: str | Path | None, overwrite: bool) -> Path | None:
+def check_output_path(
+    output: str | Path | None, overwrite: bool, reads: dict[str, str | Path | None] | None = None
+) -> Path | None:
+    """The predictions file, checked by the output policy before any work: a file (not a folder), of a known kind,
+    none of the files or folders the command reads (``reads``: flag -> path), replaced only with ``overwrite``."""
     if output is None:
         return None
     path = Path(output)
@@ -170,17 +174,12 @@ def check_output_path(output: str | Path | None, overwrite: bool) -> Path | None
         raise PredictError(
             f"unsupported output file type {path.suffix or '(none)'!r}; valid: {', '.join(OUTPUT_FORMATS)}"
         )
-    if path.is_dir():
-        raise PredictError(
-            f"--output {str(path)!r} is a folder; give a file name ending in {', '.join(OUTPUT_FORMATS)}"
-        )
+    inputs = [Input(flag, value, outputs_inside=flag == "model_dir") for flag, value in (reads or {}).items()]
+    path = check_output(Output("--output", path, folder=False), inputs)
     if path.exists() and not overwrite:
         raise PredictError(f"{str(path)!r} exists; pass --overwrite to replace it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise PredictError(f"--output {str(path)!r}: its folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise PredictError(f"--output {str(path)!r}: no permission to write in {str(folder)!r}")
+    if not path.parent.is_dir():
+        raise PredictError(f"--output {str(path)!r}: its folder {str(path.parent)!r} does not exist; create it first")
     return path
 
 

@@ -49,7 +49,9 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_intermixed_args(argv)  # inputs may come before or after the options
     a.inputs = [*getattr(a, "onnx_inputs", []), *a.inputs]
-    output = check_output_path(a.output, a.overwrite)  # before any work
+    reads = {"model_dir": a.model_dir, "--text_file": a.text_file, "--csv": a.csv}
+    reads.update({f"input {item!r}": item for item in a.inputs})
+    output = check_output_path(a.output, a.overwrite, reads)  # before any work
     predictions = predict_inputs(
         a.model_dir,
         a.inputs,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hftransfer.errors import HftransferError
+from hftransfer.config.limits import AT_LEAST_ONE, POSITIVE, ConfigError, Range, check_fields, option
+
+__all__ = ["ConfigError", "DataArguments", "ModelArguments", "TransferArguments", "parse_duration"]
 
 HEADS = ("linear", "mlp")
 HEAD_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
@@ -21,15 +23,14 @@ THRESHOLD_OBJECTIVES = ("micro", "macro")  # multi-label decision thresholds (ev
 VALIDATION_GROUPS = ("auto", "none")  # carving whole groups of files named alike (data/groups.py)
 
 
-class ConfigError(HftransferError):
-    """A recipe or flag that cannot be used; the message names the value and the valid choices."""
-
-
 def parse_duration(text: str) -> float:
     """Seconds in ``90``, ``90s``, ``10m``, ``1.5h`` or ``1h30m``."""
     value = str(text).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
+        seconds = float(value)
+        if seconds <= 0:
+            raise ConfigError(f"time_budget must be positive, got {text!r}; write it like 90s, 10m, 1h or 1h30m")
+        return seconds
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", value)
     if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
         raise ConfigError(f"time_budget {text!r} is not a duration; write it like 90s, 10m, 1h or 1h30m")
@@ -123,24 +124,28 @@ class DataArguments:
     validation_fraction: float | None = field(
         default=None,
         metadata={
+            "range": Range(0, 1, low_open=True, high_open=True),
             "help": "Fraction of train carved out (stratified, seeded) when no validation split is given. "
             "Default: a tenth of train, at least 100 examples and two per class, at most a fifth of "
-            "train and 5,000 examples."
+            "train and 5,000 examples.",
         },
     )
     validation_groups: str = field(
         default="auto",
         metadata={
+            "choices": VALIDATION_GROUPS,
             "help": "auto: when the files' names show groups (frames of one clip: 00005_00001.ppm, "
             "00005_00002.ppm, ...), a carved validation split takes whole groups, so it holds no "
-            "sibling of a training file; none: file by file."
+            "sibling of a training file; none: file by file.",
         },
     )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only this many training examples (seeded random subset)."}
+        default=None,
+        metadata=option("Use only this many training examples (seeded random subset).", range=AT_LEAST_ONE),
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only this many validation/test examples (seeded random subset)."}
+        default=None,
+        metadata=option("Use only this many validation/test examples (seeded random subset).", range=AT_LEAST_ONE),
     )
     exclude_file: str | None = field(
         default=None,
@@ -150,7 +155,7 @@ class DataArguments:
         },
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for preprocessing with datasets.map."}
+        default=None, metadata=option("Processes for preprocessing with datasets.map.", range=AT_LEAST_ONE)
     )
     na_values: list[str] | None = field(
         default=None,
@@ -180,9 +185,10 @@ class DataArguments:
     threshold_objective: str = field(
         default="micro",
         metadata={
+            "choices": THRESHOLD_OBJECTIVES,
             "help": "Multi-label: what each label's decision threshold is tuned for on validation: micro (the "
             "micro-F1 of all labels) or macro (each label's own F1: more recall on weak labels, less "
-            "precision)."
+            "precision).",
         },
     )
     pos_weight: bool = field(
@@ -211,25 +217,22 @@ class DataArguments:
     stream_head_rows: int = field(
         default=10_000,
         metadata={
+            "range": AT_LEAST_ONE,
             "help": "streaming: rows read from the start of the training stream to fix the label set (unless "
-            "class_names gives it), carve validation (unless one is given) and sample texts."
+            "class_names gives it), carve validation (unless one is given) and sample texts.",
         },
     )
     shuffle_buffer: int = field(
         default=10_000,
         metadata={
+            "range": AT_LEAST_ONE,
             "help": "streaming: training rows are shuffled within a buffer of this many rows (and the order of "
-            "the stream's files), reshuffled on every pass."
+            "the stream's files), reshuffled on every pass.",
         },
     )
 
     def __post_init__(self) -> None:
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
-        if self.validation_groups not in VALIDATION_GROUPS:
-            raise ConfigError(
-                f"unknown validation_groups {self.validation_groups!r}; valid: {', '.join(VALIDATION_GROUPS)}"
-            )
+        check_fields(self)
         if self.exclude_file and self.streaming:
             raise ConfigError("exclude_file drops examples of loaded splits; it cannot go with streaming: true")
         if self.multi_label is False and (self.label_separator or self.label_columns):
@@ -237,31 +240,17 @@ class DataArguments:
                 "label_separator and label_columns describe several labels per example; they cannot "
                 "go with multi_label: false"
             )
-        if self.threshold_objective not in THRESHOLD_OBJECTIVES:
-            raise ConfigError(
-                f"unknown threshold_objective {self.threshold_objective!r}; valid: {', '.join(THRESHOLD_OBJECTIVES)}"
-            )
         if self.label_separator is not None and not self.label_separator.strip():
             raise ConfigError(f"label_separator must hold a visible character, got {self.label_separator!r}")
         if self.label_columns is not None and len(self.label_columns) < 1:
             raise ConfigError("label_columns needs at least one column name")
-        for option in ("label_columns", "class_names"):
-            names = getattr(self, option) or []
+        for listed in ("label_columns", "class_names"):
+            names = getattr(self, listed) or []
             twice = sorted({name for name in names if names.count(name) > 1})
             if twice:
                 raise ConfigError(
-                    f"{option} names {', '.join(map(repr, twice))} more than once ({names}); each name once"
+                    f"{listed} names {', '.join(map(repr, twice))} more than once ({names}); each name once"
                 )
-        for option in (
-            "max_train_samples",
-            "max_eval_samples",
-            "preprocessing_num_workers",
-            "stream_head_rows",
-            "shuffle_buffer",
-        ):
-            value = getattr(self, option)
-            if value is not None and value < 1:
-                raise ConfigError(f"{option} must be at least 1, got {value}")
 
 
 @dataclass
@@ -278,26 +267,34 @@ class TransferArguments:
     layer_decay: float | None = field(
         default=None,
         metadata={
+            "range": Range(0, 1, low_open=True),
             "help": "Layer-wise learning-rate decay: block i of n trains at learning_rate * layer_decay^(n+1-i) "
-            "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy."
+            "(e.g. 0.75; BEiT/ELECTRA style). Works with every strategy.",
         },
     )
     head_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the head (default: learning_rate)."}
+        default=None, metadata=option("Learning rate of the head (default: learning_rate).", range=POSITIVE)
     )
     frozen_norm_stats: str = field(
         default="keep",
         metadata={
+            "choices": FROZEN_NORM_STATS,
             "help": "BatchNorm in frozen parts: keep (running statistics stay the pretrained ones) or update "
-            "(re-estimated on your data while the weights stay frozen)."
+            "(re-estimated on your data while the weights stay frozen).",
         },
     )
-    head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
+    head: str = field(default="linear", metadata=option("Classification head: linear or mlp.", choices=HEADS))
     head_hidden_sizes: list[int] | None = field(
-        default=None, metadata={"help": "mlp head: hidden layer sizes, e.g. 1024 512 (default: 512)."}
+        default=None,
+        metadata=option("mlp head: hidden layer sizes, e.g. 1024 512 (default: 512).", range=AT_LEAST_ONE),
     )
-    head_activation: str = field(default="gelu", metadata={"help": "mlp head activation: gelu, relu, silu or tanh."})
-    head_dropout: float = field(default=0.0, metadata={"help": "mlp head: dropout before each layer of the head."})
+    head_activation: str = field(
+        default="gelu", metadata=option("mlp head activation: gelu, relu, silu or tanh.", choices=HEAD_ACTIVATIONS)
+    )
+    head_dropout: float = field(
+        default=0.0,
+        metadata=option("mlp head: dropout before each layer of the head.", range=Range(0, 1, high_open=True)),
+    )
     pooling: str | None = field(
         default=None,
         metadata={
@@ -317,7 +314,10 @@ class TransferArguments:
     )
     early_stopping_patience: int | None = field(
         default=None,
-        metadata={"help": "Stop after this many evaluations without improvement of metric_for_best_model."},
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "Stop after this many evaluations without improvement of metric_for_best_model.",
+        },
     )
     time_budget: str | None = field(
         default=None,
@@ -330,10 +330,11 @@ class TransferArguments:
     imbalance: str = field(
         default="auto",
         metadata={
+            "choices": IMBALANCE_CHOICES,
             "help": "Long-tailed classes: logit_adjustment (after training, each class's logit lowered by its log "
             "prior in train: equal readiness to predict every class), class_weights (a balanced class-weighted "
             "loss), none, or auto (logit_adjustment when the largest training class is at least 3x the "
-            "smallest). Single-label only; multi-label uses pos_weight."
+            "smallest). Single-label only; multi-label uses pos_weight.",
         },
     )
     calibrate: bool = field(
@@ -364,21 +365,6 @@ class TransferArguments:
     )
 
     def __post_init__(self) -> None:
-        choices = {
-            "frozen_norm_stats": FROZEN_NORM_STATS,
-            "head": HEADS,
-            "head_activation": HEAD_ACTIVATIONS,
-            "imbalance": IMBALANCE_CHOICES,
-        }
-        for option, valid in choices.items():
-            if getattr(self, option) not in valid:
-                raise ConfigError(f"unknown {option} {getattr(self, option)!r}; valid: {', '.join(valid)}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        if not 0 <= self.head_dropout < 1:
-            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.head_hidden_sizes is not None and self.head != "mlp":
             raise ConfigError("head_hidden_sizes is for head: mlp")
         if self.head_hidden_sizes is not None and (not self.head_hidden_sizes or min(self.head_hidden_sizes) < 1):
@@ -386,7 +372,6 @@ class TransferArguments:
                 f"head_hidden_sizes must be one or more layer sizes of at least 1, got "
                 f"{self.head_hidden_sizes} (a layer of 0 units passes nothing to the classifier)"
             )
+        check_fields(self)
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
-            raise ConfigError(f"head_learning_rate must be > 0, got {self.head_learning_rate}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from hftransfer.backbones.blocks import BlockLayout, head_parameter_names
-from hftransfer.config.options import ConfigError
+from hftransfer.config.limits import AT_LEAST_ONE, check_fields, option
 from hftransfer.strategies.base import Selection, require_layout, resolve_unfreeze_blocks, top_blocks
 
 
@@ -22,12 +22,12 @@ class PartialOptions:
     """The options of ``partial``."""
 
     unfreeze_blocks: int | None = field(
-        default=None, metadata={"help": "partial: how many of the last blocks train (default: the top half)."}
+        default=None,
+        metadata=option("partial: how many of the last blocks train (default: the top half).", range=AT_LEAST_ONE),
     )
 
     def __post_init__(self) -> None:
-        if self.unfreeze_blocks is not None and self.unfreeze_blocks < 1:
-            raise ConfigError(f"unfreeze_blocks must be >= 1, got {self.unfreeze_blocks}")
+        check_fields(self)
 
 
 def everything(model: nn.Module, layout: BlockLayout | None, options: None, num_train_epochs: float) -> Selection:

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from hftransfer.backbones.blocks import BlockLayout
+from hftransfer.config.limits import NON_NEGATIVE, check_fields
 from hftransfer.strategies.base import Selection, StrategyError, require_layout, set_trainable, top_blocks
 
 logger = logging.getLogger("hftransfer")
@@ -28,10 +29,14 @@ class GradualOptions:
     unfreeze_milestones: list[float] | None = field(
         default=None,
         metadata={
+            "range": NON_NEGATIVE,
             "help": "gradual: epochs at which more blocks unfreeze, spread evenly so all train after the "
-            "last one (default: every epoch after the first)."
+            "last one (default: every epoch after the first).",
         },
     )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def unfreeze_gradually(

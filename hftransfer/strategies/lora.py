@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from hftransfer.backbones.blocks import backbone_of, head_parameter_names
-from hftransfer.config.options import ConfigError
+from hftransfer.config.limits import AT_LEAST_ONE, FRACTION, POSITIVE, check_fields, option
 from hftransfer.errors import HftransferError
 from hftransfer.strategies.base import StrategyPlan
 
@@ -32,9 +32,11 @@ class LoraTargetError(HftransferError):
 class LoraOptions:
     """The options of ``lora``."""
 
-    lora_r: int = field(default=8, metadata={"help": "lora: rank of the adapters."})
-    lora_alpha: float = field(default=16, metadata={"help": "lora: scaling numerator (adapter output * alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input."})
+    lora_r: int = field(default=8, metadata=option("lora: rank of the adapters.", range=AT_LEAST_ONE))
+    lora_alpha: float = field(
+        default=16, metadata=option("lora: scaling numerator (adapter output * alpha / r).", range=POSITIVE)
+    )
+    lora_dropout: float = field(default=0.1, metadata=option("lora: dropout on the adapters' input.", range=FRACTION))
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={
@@ -44,16 +46,14 @@ class LoraOptions:
     )
     lora_save: str = field(
         default="merged",
-        metadata={
-            "help": "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone."
-        },
+        metadata=option(
+            "lora: save the model with adapters merged (loads with plain pipeline) or the adapter alone.",
+            choices=LORA_SAVE,
+        ),
     )
 
     def __post_init__(self) -> None:
-        if self.lora_r < 1:
-            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
-        if self.lora_save not in LORA_SAVE:
-            raise ConfigError(f"unknown lora_save {self.lora_save!r}; valid: {', '.join(LORA_SAVE)}")
+        check_fields(self)
 
 
 def _backbone_modules(model: nn.Module) -> dict[str, nn.Module]:

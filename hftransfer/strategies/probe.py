@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hftransfer.backbones.blocks import head_parameter_names
-from hftransfer.config.options import ConfigError
+from hftransfer.config.limits import POSITIVE, check_fields, option
 from hftransfer.engine.schedule import PROBE_FLOOR_REASON, probe_epochs_floor
 from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import reduce_logits
@@ -32,17 +32,14 @@ class ProbeOptions:
     """The options of ``lp_ft``: its probe phase."""
 
     probe_epochs: float = field(
-        default=10, metadata={"help": "lp_ft: epochs of the linear probe before full fine-tuning."}
+        default=10, metadata=option("lp_ft: epochs of the linear probe before full fine-tuning.", range=POSITIVE)
     )
     probe_learning_rate: float = field(
-        default=1e-3, metadata={"help": "lp_ft: learning rate of the linear probe phase."}
+        default=1e-3, metadata=option("lp_ft: learning rate of the linear probe phase.", range=POSITIVE)
     )
 
     def __post_init__(self) -> None:
-        if self.probe_epochs <= 0:
-            raise ConfigError(f"probe_epochs must be > 0, got {self.probe_epochs}")
-        if not self.probe_learning_rate > 0:
-            raise ConfigError(f"probe_learning_rate must be > 0, got {self.probe_learning_rate}")
+        check_fields(self)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from hftransfer.backbones.checkpoints import ModelSourceError, model_path
 from hftransfer.backbones.checkpoints import load_model_config as load_transformers_config
 from hftransfer.backbones.heads import without_head_code
 from hftransfer.backbones.timm_weights import build_timm_classifier, timm_model_config
+from hftransfer.config.limits import Range, check_fields, option
 from hftransfer.data import image_check, images, labels, multilabel, source_ids, streaming, tables
 from hftransfer.data.labels import LABELS
 from hftransfer.data.tables import DataError
@@ -51,23 +52,22 @@ class ImageClassificationArguments:
     augmentation: str = field(
         default="auto",
         metadata={
+            "choices": ("auto", *AUGMENTATIONS),
             "help": "Training augmentation: none, light (random-resized crop of 25 to 100 percent, flip), strong "
             "(timm's RandAugment recipe + random erasing) or auto: light, but none for strategy "
-            "linear_probe (a probe on fixed features; they are then computed once and cached)."
+            "linear_probe (a probe on fixed features; they are then computed once and cached).",
         },
     )
     hflip: float = field(
-        default=0.5, metadata={"help": "Horizontal-flip probability in training (0 for digits, text, …)."}
+        default=0.5,
+        metadata=option("Horizontal-flip probability in training (0 for digits, text, …).", range=Range(0, 1)),
     )
     skip_corrupt_images: bool = field(
         default=False, metadata={"help": "Skip unreadable image files (counted in the summary) instead of failing."}
     )
 
     def __post_init__(self) -> None:
-        if self.augmentation not in ("auto", *AUGMENTATIONS):
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid: auto, {', '.join(AUGMENTATIONS)}")
-        if not 0 <= self.hflip <= 1:
-            raise ValueError(f"hflip is a probability between 0 and 1, got {self.hflip}")
+        check_fields(self)
 
 
 def load_model_config(config):

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
+from hftransfer.config.limits import NON_NEGATIVE, Range, check_fields
 from hftransfer.data import labels, multilabel, source_ids, streaming, tables
 from hftransfer.data.buckets import LengthBuckets, token_lengths
 from hftransfer.data.labels import LABELS
@@ -60,22 +61,23 @@ class TextClassificationArguments:
     max_length: int | None = field(
         default=None,
         metadata={
+            "range": Range(2),  # a [CLS] and a [SEP] token at least
             "help": "Truncate texts to this many tokens. Default: the 99th percentile of the training texts' "
-            "token lengths, rounded up to a multiple of 8 and capped at the model's limit."
+            "token lengths, rounded up to a multiple of 8 and capped at the model's limit.",
         },
     )
     length_buckets: int = field(
         default=LENGTH_BUCKETS,
         metadata={
+            "range": NON_NEGATIVE,
             "help": "Training batches of similar lengths (less padding): the shuffled examples are sorted by "
             "length within windows of this many batches, and the batches are shuffled. 0: plain random "
-            "batches."
+            "batches.",
         },
     )
 
     def __post_init__(self) -> None:
-        if self.length_buckets < 0:
-            raise ValueError(f"length_buckets must be 0 (off) or a number of batches, got {self.length_buckets}")
+        check_fields(self)
 
 
 def resolve_text_columns(options: TextClassificationArguments, columns: list[str]) -> tuple[str, str | None]:

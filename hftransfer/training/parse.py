@@ -11,14 +11,17 @@ A recipe may be flat (``model: ...``, ``learning_rate: ...``) or grouped in sect
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
+import types
 from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from hftransfer.config.device import machine_training_defaults, placement_defaults
+from hftransfer.config.limits import TRAINING_RANGES, VALIDATOR_METADATA, check_fields, describe_limits
 from hftransfer.config.options import ConfigError, DataArguments, ModelArguments, TransferArguments
 from hftransfer.config.recipes import load_recipe
 from hftransfer.config.values import check_option_names, check_option_values, field_annotations
@@ -58,7 +61,18 @@ class _RaisingErrors:
 
 
 class OptionParser(_RaisingErrors, HfArgumentParser):
-    """``HfArgumentParser`` whose errors are ``ConfigError``."""
+    """``HfArgumentParser`` whose errors are ``ConfigError``; hftransfer's own field metadata (ranges, choices) is
+    left to its validator (``config/limits.py``), which checks every source's values alike after parsing."""
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        own = {k: v for k, v in field.metadata.items() if k not in VALIDATOR_METADATA}
+        if "help" in own and describe_limits(field.metadata):
+            own["help"] = f"{own['help']} [{describe_limits(field.metadata)}]"
+        if len(own) != len(field.metadata):
+            field = copy.copy(field)
+            field.metadata = types.MappingProxyType(own)
+        HfArgumentParser._parse_dataclass_field(parser, field)
 
 
 class _PeekParser(_RaisingErrors, argparse.ArgumentParser):
@@ -151,21 +165,13 @@ def _checkpoint_defaults(argv: list[str], recipe: dict[str, Any], explicit: set[
 
 
 def check_training_arguments(args: TrainingArguments) -> None:
-    """Values transformers accepts but that would fail late (the optimizer, the first batch) or silently save an
-    untrained model; refused here, before anything is loaded or written."""
-    if not args.learning_rate > 0:
-        raise ConfigError(f"learning_rate must be > 0, got {args.learning_rate}")
-    for option in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(args, option) < 1:
-            raise ConfigError(f"{option} must be at least 1, got {getattr(args, option)}")
+    """Values transformers accepts but that would fail late (numpy's seed, the optimizer, the first batch) or silently
+    save an untrained model; refused here, before anything is loaded or written (ranges: config/limits.py)."""
+    check_fields(args, TRAINING_RANGES)
     if args.max_steps <= 0 and not args.num_train_epochs > 0:
         raise ConfigError(
             f"num_train_epochs must be > 0 (or set max_steps), got {args.num_train_epochs}: the run "
             "would save an untrained model"
-        )
-    if args.weight_decay < 0 or args.warmup_steps < 0:
-        raise ConfigError(
-            f"weight_decay and warmup_steps must be >= 0, got {args.weight_decay} and {args.warmup_steps}"
         )
 
 
