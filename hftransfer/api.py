@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hftransfer.artifacts.evaluate import evaluate_run
-from hftransfer.artifacts.export import ATOL, export_run
+from hftransfer.artifacts.export import export_run
 from hftransfer.artifacts.predict import Prediction, predict_inputs
-from hftransfer.artifacts.quantize import MAX_ACCURACY_DROP
 from hftransfer.auditing.finished_run import open_audited_run
 from hftransfer.auditing.run import Audit, run_audit
 from hftransfer.backbones.in_memory import check_model_value, is_model_object, model_folder
+from hftransfer.config.commands import EvalOptions, ExportOptions, PredictOptions, RankOptions
 from hftransfer.config.recipes import CONFIG_FILE, find_recipe
 from hftransfer.data.memory import in_memory_splits, is_in_memory
 from hftransfer.data.tables import SOURCE_OPTIONS, SPLIT_FILES, check_only_in_memory
@@ -111,7 +111,7 @@ def evaluate(
     split: str | None = None,
     *,
     output_dir: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = EvalOptions.batch_size,
     max_samples: int | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
@@ -136,8 +136,8 @@ def predict(
     model_dir: str | Path,
     inputs: list[str] | str | None,
     *,
-    top_k: int = 5,
-    batch_size: int = 32,
+    top_k: int = PredictOptions.top_k,
+    batch_size: int = PredictOptions.batch_size,
     onnx: bool | str = False,
     text_file: str | None = None,
     csv: str | None = None,
@@ -164,8 +164,8 @@ def rank(
     recipe: str | Path | None = None,
     models: list[str] | None = None,
     *,
-    sample_size: int = 500,
-    by: str = "logme",
+    sample_size: int = RankOptions.sample_size,
+    by: str = RankOptions.by,
     report_dir: str | Path | None = None,
     overwrite: bool = False,
     train=None,
@@ -252,14 +252,14 @@ def distill(
 
 def export(
     model_dir: str | Path,
-    format: str = "onnx",
+    format: str = ExportOptions.format,
     *,
     output: str | Path | None = None,
-    atol: float = ATOL,
+    atol: float = ExportOptions.atol,
     overwrite: bool = False,
     trust_remote_code: bool = False,
     quantize: str | None = None,
-    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    max_accuracy_drop: float = ExportOptions.max_accuracy_drop,
 ) -> Path:
     """Export a trained model, checked against PyTorch (``hftransfer export``); returns the export folder.
     ``quantize="int8"`` adds ``model_int8.onnx`` (``"fp16"``: ``model_fp16.onnx``), kept only within

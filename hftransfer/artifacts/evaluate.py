@@ -20,6 +20,7 @@ from transformers import AutoConfig, TrainingArguments
 from hftransfer.artifacts.onnx_module import OnnxClassifier
 from hftransfer.artifacts.predict import onnx_model
 from hftransfer.artifacts.run_dir import FinishedRun, RunDirError, eval_data_config, open_run, pick_split
+from hftransfer.config.commands import EvalOptions
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.data.tables import DataError
 from hftransfer.engine.progress import output_is_piped, quiet_library_progress_bars
@@ -65,10 +66,7 @@ def evaluate_run(
     Returns (report, folder written). Without ``data`` the run's own data is reloaded (validation by default).
     ``onnx``: the ONNX export (True, ``"fp32"``) or its quantized model (``"int8"``, ``"fp16"``) is scored.
     """
-    if batch_size < 1:
-        raise RunDirError(f"batch_size must be at least 1, got {batch_size}")
-    if max_samples is not None and max_samples < 1:
-        raise RunDirError(f"max_samples must be at least 1, got {max_samples}")
+    EvalOptions(batch_size, max_samples)  # every value checked before any work
     folder, onnx_file, variant = onnx_model(path, onnx)
     run = open_run(folder, require_weights=onnx_file is None, trust_remote_code=trust_remote_code)
     quiet_library_progress_bars()

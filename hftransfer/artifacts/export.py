@@ -23,14 +23,13 @@ import torch
 from hftransfer.artifacts.export_card import record_in_card
 from hftransfer.artifacts.predict import sigmoid
 from hftransfer.artifacts.quantize import (
-    MAX_ACCURACY_DROP,
     add_quantized,
-    check_quantize_options,
     onnx_logits,
     run_data,
     torch_logits,
 )
 from hftransfer.artifacts.run_dir import ONNX_DIR, ONNX_FILE, ONNX_VARIANTS, FinishedRun, open_run
+from hftransfer.config.commands import ATOL, MAX_ACCURACY_DROP, ExportOptions
 from hftransfer.config.recipes import CONFIG_FILE
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
@@ -39,8 +38,6 @@ from hftransfer.files.written import record_entries, recorded_entries
 
 logger = logging.getLogger("hftransfer")
 
-FORMATS = ("onnx",)
-ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (fp32; typically ~1e-6)
 CHECK_EXAMPLES = 16
 EXPORT_REPORT = "export_report.json"
 _KEPT_FILES = (
@@ -108,9 +105,7 @@ def export_run(
 ) -> Path:
     """Export the run's model; returns the folder with ``model.onnx`` (and, with ``quantize="int8"`` or ``"fp16"``,
     ``model_int8.onnx`` or ``model_fp16.onnx``, see ``artifacts/quantize.py``) and the files to run it."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    check_quantize_options(quantize, max_accuracy_drop)
+    ExportOptions(fmt, atol, quantize, max_accuracy_drop)  # every value checked before any work
     run = open_run(run_dir, trust_remote_code=trust_remote_code)
     target = Path(output) if output else run.path / ONNX_DIR
     _check_target(target, overwrite, run)

@@ -22,6 +22,7 @@ from hftransfer.artifacts.run_dir import (
     RunDirError,
     open_run,
 )
+from hftransfer.config.commands import PredictOptions
 from hftransfer.errors import HftransferError
 from hftransfer.files.atomic import write_text_atomically
 from hftransfer.files.output_policy import Input, Output, check_output
@@ -107,17 +108,14 @@ def predict_inputs(
     path: str | Path,
     items: list[str],
     options: dict | None = None,
-    top_k: int = 5,
-    batch_size: int = 32,
+    top_k: int = PredictOptions.top_k,
+    batch_size: int = PredictOptions.batch_size,
     onnx: bool | str = False,
     trust_remote_code: bool = False,
 ) -> list[Prediction]:
     """Top-k predictions for every input (multi-label: every label above its threshold, whatever ``top_k``); every
     input is read and checked before the first batch runs."""
-    if top_k < 1:
-        raise PredictError(f"top_k must be at least 1, got {top_k}")
-    if batch_size < 1:
-        raise PredictError(f"batch_size must be at least 1, got {batch_size}")
+    PredictOptions(top_k, batch_size)  # every value checked before any work
     if not items and not any((options or {}).get(k) for k in ("text_file", "csv")):
         raise PredictError(
             "nothing to predict: give inputs (image files, folders, globs or texts), --text_file or --csv"

@@ -33,8 +33,6 @@ from hftransfer.artifacts.run_dir import ONNX_VARIANTS, FinishedRun
 from hftransfer.data.labels import LABELS, LabelledData, column_values
 from hftransfer.errors import HftransferError
 
-QUANTIZATIONS = ("int8", "fp16")
-MAX_ACCURACY_DROP = 0.01
 CALIBRATION_EXAMPLES = 64
 LATENCY_RUNS, THROUGHPUT_BATCH, THROUGHPUT_RUNS = 50, 32, 5
 SCORE_BATCH = 32
@@ -43,13 +41,6 @@ CPU_ONLY = ["CPUExecutionProvider"]
 
 class QuantizeError(HftransferError):
     """A quantized export that cannot be made or checked, or that loses accuracy past the allowed drop."""
-
-
-def check_quantize_options(quantize: str | None, max_accuracy_drop: float) -> None:
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise QuantizeError(f"unknown quantization {quantize!r}; valid: {', '.join(QUANTIZATIONS)}")
-    if not 0 <= max_accuracy_drop < 1:
-        raise QuantizeError(f"max_accuracy_drop is a fraction in [0, 1) (0.01 is one point), got {max_accuracy_drop}")
 
 
 def run_data(run: FinishedRun) -> LabelledData:

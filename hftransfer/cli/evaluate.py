@@ -6,6 +6,8 @@ import argparse
 
 from hftransfer.artifacts.evaluate import evaluate_run
 from hftransfer.artifacts.run_dir import ONNX_VARIANTS
+from hftransfer.cli.command_options import add_options, options_from
+from hftransfer.config.commands import EvalOptions
 from hftransfer.evaluation.console import print_eval_report
 
 TRUST_HELP = "run Python code the model folder ships (config.json auto_map); off by default, only for folders you trust"
@@ -31,8 +33,7 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--text_column", default=None)
     parser.add_argument("--text_pair_column", default=None)
     parser.add_argument("--image_column", default=None)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--max_samples", type=int, default=None, help="evaluate a seeded random subset")
+    add_options(parser, EvalOptions)
     parser.add_argument(
         "--onnx",
         nargs="?",
@@ -45,6 +46,7 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in output_dir")
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_args(argv)
+    options_from(a, EvalOptions)  # checked before any work
     columns = {k: getattr(a, k) for k in ("label_column", "text_column", "text_pair_column", "image_column")}
     report, folder = evaluate_run(
         a.model_dir,

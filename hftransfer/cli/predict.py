@@ -9,7 +9,9 @@ from rich.table import Table
 
 from hftransfer.artifacts.predict import check_output_path, predict_inputs, write_predictions
 from hftransfer.artifacts.run_dir import ONNX_VARIANTS
+from hftransfer.cli.command_options import add_options, options_from
 from hftransfer.cli.evaluate import TRUST_HELP
+from hftransfer.config.commands import PredictOptions
 
 
 class OnnxVariant(argparse.Action):
@@ -33,8 +35,7 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--text_file", default=None, help="texts, one per line")
     parser.add_argument("--csv", default=None, help="a CSV/TSV file whose --column holds the texts")
     parser.add_argument("--column", default=None, help="the text column of --csv (default: text, sentence …)")
-    parser.add_argument("--top_k", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=32)
+    add_options(parser, PredictOptions)
     parser.add_argument(
         "--onnx",
         nargs="?",
@@ -49,6 +50,7 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--trust_remote_code", action="store_true", help=TRUST_HELP)
     a = parser.parse_intermixed_args(argv)  # inputs may come before or after the options
     a.inputs = [*getattr(a, "onnx_inputs", []), *a.inputs]
+    options_from(a, PredictOptions)  # checked before any work
     reads = {"model_dir": a.model_dir, "--text_file": a.text_file, "--csv": a.csv}
     reads.update({f"input {item!r}": item for item in a.inputs})
     output = check_output_path(a.output, a.overwrite, reads)  # before any work

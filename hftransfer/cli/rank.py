@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hftransfer.cli.command_args import split_command_args
+from hftransfer.cli.command_options import add_options, options_from
+from hftransfer.config.commands import RankOptions
 from hftransfer.files.output_policy import Input
 from hftransfer.selection.rank import (
-    SCORES,
     RankError,
     candidate_config,
     candidate_name,
@@ -55,8 +56,7 @@ def make_rank_parser() -> argparse.ArgumentParser:
         default=None,
         help="candidates: Hub ids or folders (added to the recipe's model and its `candidates`)",
     )
-    parser.add_argument("--sample_size", type=int, default=500, help="training examples scored (validation: half)")
-    parser.add_argument("--by", default="logme", choices=SCORES, help="the score that ranks")
+    add_options(parser, RankOptions)
     parser.add_argument("--report_dir", default="hftransfer-rank", help="where rank_report.json and the plot go")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier ranking in report_dir")
     parser.add_argument(
@@ -75,6 +75,7 @@ def rank_command(argv: list[str]) -> int:
     if parsed is None:
         return 0
     a, remaining = parsed
+    options_from(a, RankOptions)  # checked before any work
     base = parse_config(remaining)
     report_dir = Path(a.report_dir)
     candidates = [Input("--models", m) for m in a.models or [] if isinstance(m, str)]

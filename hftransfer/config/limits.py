@@ -118,12 +118,33 @@ def check_value(name: str, value: Any, range: Range | None = None, choices: tupl
 
 
 def check_fields(options: Any, ranges: dict[str, Range] | None = None) -> None:
-    """Every field of the dataclass ``options`` against its metadata (and ``ranges``, for fields another library
-    owns); the first bad value raises ``OptionValueError``."""
+    """Every field of the dataclass ``options`` against its metadata, its value of the field's plain type; with
+    ``ranges``, the fields another library owns (and types: its own parser converted them) against those ranges.
+    The first bad value raises ``OptionValueError``."""
     for spec in dataclasses.fields(options):
         if spec.name.startswith("_"):
             continue
         metadata = spec.metadata or {}
         value = getattr(options, spec.name, None)
+        if ranges is None:
+            _check_type(spec, value)
         limit = metadata.get("range") or (ranges or {}).get(spec.name)
         check_value(spec.name, value, limit, metadata.get("choices"))
+
+
+_BASIC_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _check_type(spec: dataclasses.Field, value: Any) -> None:
+    """A value given in Python (no parser converted it) of the field's plain type: an int is no bool, a float takes an
+    int, a string is a string. Fields of other types are their parsers' business."""
+    declared = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    kind = _BASIC_TYPES.get(declared.replace(" | None", "").replace("Optional[", "").rstrip("]").strip())
+    if value is None or kind is None:
+        return
+    fits = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not fits:
+        names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+        raise OptionValueError(f"{spec.name} takes {names[kind]}, got {type(value).__name__} {value!r}")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hftransfer.backbones.checkpoints import load_model_config
+from hftransfer.config.commands import RANK_SCORES, RankOptions
 from hftransfer.config.options import ConfigError
 from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
@@ -36,7 +37,7 @@ from hftransfer.training.parse import RunConfig
 
 logger = logging.getLogger("hftransfer")
 
-SCORES = ("logme", "knn_accuracy", "linear_probe_accuracy", "h_score")
+SCORES = RANK_SCORES
 REPORT_FILE = "rank_report.json"
 PLOT_FILE = "rank_plot.png"
 MIN_PER_CLASS = 2  # examples per class in the scored sample; below that no score means anything
@@ -169,6 +170,7 @@ def rank_candidates(
     base: RunConfig, extra_candidates: list | None = None, sample_size: int = 500, by: str = "logme"
 ) -> tuple[list[CandidateScore], LabelledData, int]:
     """Score every candidate; returns (scores best first, the sampled data, the full training set's size)."""
+    RankOptions(sample_size, by)  # every value checked before any work
     candidates = list_candidates(base, extra_candidates)
     if len(candidates) < 2:
         raise RankError(
