@@ -233,8 +233,8 @@ def distill(
     student_layers: int | None = None,
     unlabeled_file: str | None = None,
     unlabeled_dir: str | None = None,
-    distill_temperature: float = DistillOptions.temperature,
-    distill_alpha: float = DistillOptions.alpha,
+    distill_temperature: float = DistillOptions.distill_temperature,
+    distill_alpha: float = DistillOptions.distill_alpha,
     **options,
 ) -> RunResult:
     """Train a smaller student on a finished run's soft targets and labels (``hftransfer distill``).

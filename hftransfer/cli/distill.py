@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hftransfer.cli.command_options import add_options, options_from
 from hftransfer.distillation.recipe import DistillOptions, distill_run
-
-DEFAULTS = DistillOptions()
 
 
 def distill_command(argv: list[str]) -> int:
@@ -20,25 +19,9 @@ def distill_command(argv: list[str]) -> int:
         ),
     )
     parser.add_argument("teacher_dir", help="output_dir of the hftransfer train run to distil")
-    parser.add_argument("--student", default=None, help="a smaller checkpoint sharing the teacher's tokenizer")
-    parser.add_argument(
-        "--student_layers",
-        type=int,
-        default=None,
-        help="cut the teacher to N transformer layers, evenly spaced, first and last kept (default: half of them)",
-    )
-    parser.add_argument("--unlabeled_file", default=None, help="unlabelled texts: .txt one per line, .csv or .tsv")
-    parser.add_argument("--unlabeled_dir", default=None, help="unlabelled images: a folder, searched recursively")
-    parser.add_argument(
-        "--distill_temperature", type=float, default=DEFAULTS.temperature, help="softmax temperature of the targets"
-    )
-    parser.add_argument(
-        "--distill_alpha", type=float, default=DEFAULTS.alpha, help="the soft targets' share of the loss, in [0, 1]"
-    )
+    add_options(parser, DistillOptions)
     a, train_argv = parser.parse_known_args(argv)
-    options = DistillOptions(
-        a.student, a.student_layers, a.unlabeled_file, a.unlabeled_dir, a.distill_temperature, a.distill_alpha
-    )
+    options = options_from(a, DistillOptions)
     result = distill_run(a.teacher_dir, options, train_argv)
     print(f"student saved to {result.output_dir}")
     return 0

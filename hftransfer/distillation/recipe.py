@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from hftransfer.artifacts.run_dir import FinishedRun, open_run
 from hftransfer.backbones.blocks import head_parameter_names
 from hftransfer.backbones.in_memory import model_folder
+from hftransfer.config.limits import AT_LEAST_ONE, POSITIVE, Range, check_fields, option
 from hftransfer.distillation.student import StudentError, check_same_inputs, cut_teacher
 from hftransfer.distillation.unlabeled import add_to_train, read_unlabeled, teacher_labels
 from hftransfer.engine.distillation import DistillationTrainer
@@ -35,26 +36,28 @@ from hftransfer.training.run_files import RUN_WRITES
 class DistillOptions:
     """What ``hftransfer distill`` adds to ``hftransfer train``'s options."""
 
-    student: str | None = None  # another checkpoint (same tokenizer / image preprocessing as the teacher)
-    student_layers: int | None = None  # cut the teacher to this many layers (default: half of them)
-    unlabeled_file: str | None = None  # texts: .txt one per line, or .csv/.tsv with a text column
-    unlabeled_dir: str | None = None  # images: a folder (searched recursively)
-    temperature: float = 2.0
-    alpha: float = 0.5  # the soft targets' share of the loss; the labels have the rest
+    student: str | None = field(
+        default=None, metadata=option("another checkpoint (same tokenizer / image preprocessing as the teacher)")
+    )
+    student_layers: int | None = field(
+        default=None, metadata=option("cut the teacher to this many layers (default: half of them)", AT_LEAST_ONE)
+    )
+    unlabeled_file: str | None = field(default=None, metadata=option("texts: .txt one per line, or .csv/.tsv"))
+    unlabeled_dir: str | None = field(default=None, metadata=option("images: a folder (searched recursively)"))
+    distill_temperature: float = field(default=2.0, metadata=option("softmax temperature of the targets", POSITIVE))
+    distill_alpha: float = field(
+        default=0.5, metadata=option("the soft targets' share of the loss; the labels have the rest", Range(0, 1))
+    )
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         if self.student and self.student_layers is not None:
             raise StudentError("give --student MODEL or --student_layers N, not both")
-        if self.student_layers is not None and (isinstance(self.student_layers, bool) or self.student_layers < 1):
-            raise StudentError(
-                f"--student_layers must be a whole number of layers, at least 1, got {self.student_layers}"
-            )
         if self.unlabeled_file and self.unlabeled_dir:
             raise StudentError("give --unlabeled_file (texts) or --unlabeled_dir (images), not both")
-        if not self.temperature > 0:
-            raise StudentError(f"--distill_temperature must be > 0, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise StudentError(f"--distill_alpha is the soft targets' share of the loss, in [0, 1], got {self.alpha}")
+        check_fields(self)
 
 
 @dataclass
@@ -86,8 +89,8 @@ class Distillation(FineTuning):
         return super().make_trainer(
             trainer_class,
             teacher=self.teacher_model,
-            temperature=options.temperature,
-            alpha=options.alpha,
+            temperature=options.distill_temperature,
+            alpha=options.distill_alpha,
             multi_label=self.data.multi_label,
             **extra,
         )
@@ -169,7 +172,7 @@ def distill_run(
         config = parse_config(argv or [], options={**_teacher_options(teacher, student), **(keywords or {})})
         config.notes.append(
             f"distillation: student {description}; teacher {teacher.path}; soft targets at temperature "
-            f"{options.temperature:g}, weight {options.alpha:g}"
+            f"{options.distill_temperature:g}, weight {options.distill_alpha:g}"
             + (f"; {len(unlabeled):,} unlabelled examples" if unlabeled else "")
         )
         recipe = partial(
