@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from hftransfer.config.device import FORCE_CPU_ENV
-from hftransfer.errors import PREFIX, USER_ERROR_EXIT, HftransferError
+from hftransfer.errors import INTERNAL_ERROR_EXIT, INTERNAL_PREFIX, PREFIX, USER_ERROR_EXIT, HftransferError
 from hftransfer.files.readers import yaml_mapping
 from hftransfer.training.parse import parse_config
 
@@ -180,24 +180,27 @@ def launch(argv: list[str]) -> int:
 def supervise(command: list[str], env: dict[str, str]) -> int:
     """Run ``command``, passing its stderr through as it comes (progress bars included).
 
-    Once a process reports a user error (a line starting ``hftransfer: error:``), the rest of stderr is the
-    launcher's report of processes that failed or were stopped because of it: it is dropped, and the error is
-    printed once, with exit code 2. SIGTERM (a scheduler's pre-emption) is passed on to the launcher; Ctrl-C
+    Once a process reports a user error (a line starting ``hftransfer: error:``) or an internal one, the rest of
+    stderr is the launcher's report of processes that failed or were stopped because of it: it is dropped, and the
+    error is printed once, with exit code 2 (1 for an internal error). SIGTERM (a scheduler's pre-emption) is passed
+    on to the launcher; Ctrl-C
     reaches the whole process group by itself.
     """
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
-    marker, pending, error = PREFIX.encode(), b"", None
+    markers, pending, error = (PREFIX.encode(), INTERNAL_PREFIX.encode()), b"", None
+    longest = max(len(m) for m in markers)
     try:
         for chunk in iter(lambda: os.read(process.stderr.fileno(), 1 << 16), b""):
             if error is not None:
                 continue
-            data, at = pending + chunk, (pending + chunk).find(marker)
+            data = pending + chunk
+            at = min((i for i in (data.find(m) for m in markers) if i >= 0), default=-1)
             if at >= 0:
                 sys.stderr.buffer.write(data[:at])
                 error, pending = data[at:], b""
             else:
-                keep = max(len(data) - len(marker) + 1, 0)  # a marker may be cut between two chunks
+                keep = max(len(data) - longest + 1, 0)  # a marker may be cut between two chunks
                 sys.stderr.buffer.write(data[:keep])
                 pending = data[keep:]
             sys.stderr.buffer.flush()
@@ -210,4 +213,4 @@ def supervise(command: list[str], env: dict[str, str]) -> int:
         sys.stderr.buffer.write(pending)
         return code
     print(error.split(b"\n")[0].decode(errors="replace"), file=sys.stderr, flush=True)
-    return USER_ERROR_EXIT
+    return INTERNAL_ERROR_EXIT if error.startswith(INTERNAL_PREFIX.encode()) else USER_ERROR_EXIT
