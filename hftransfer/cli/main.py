@@ -15,6 +15,7 @@ from hftransfer.cli.predict import predict_command
 from hftransfer.cli.push import push_command
 from hftransfer.cli.rank import rank_command
 from hftransfer.cli.train import train_command
+from hftransfer.engine.progress import drop_misleading_warnings
 from hftransfer.errors import run_reporting_user_errors
 
 COMMANDS = {
@@ -61,4 +62,5 @@ def main(argv: list[str] | None = None) -> int:
     function, _ = COMMANDS[argv[0]]
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("hftransfer").setLevel(logging.INFO)
+    drop_misleading_warnings()
     return run_reporting_user_errors(function, argv[1:])

@@ -10,6 +10,7 @@ loss and the selection metric with its best so far.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from transformers import TrainerCallback
@@ -21,11 +22,39 @@ def output_is_piped() -> bool:
     return not sys.stderr.isatty() and "ipykernel" not in sys.modules
 
 
+# transformers warnings that are false on every hftransfer run: the image processor of a model that has no torchvision
+# variant (EfficientNet, timm wrappers) "falls back" although torchvision is installed, and checkpoints saved less
+# than a second apart (small epochs) make its checkpoint sorter doubt the file system's clock.
+MISLEADING_WARNINGS = {
+    "transformers.models.auto.image_processing_auto": "Requested torchvision backend is not available",
+    "transformers.trainer_utils": "mtime may not be reliable",
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def drop_misleading_warnings() -> None:
+    """``MISLEADING_WARNINGS`` filtered out of transformers' loggers (once, whoever calls)."""
+    for name, text in MISLEADING_WARNINGS.items():
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.text == text for f in library_logger.filters):
+            library_logger.addFilter(_DropMessage(text))
+
+
 def quiet_library_progress_bars() -> None:
-    """transformers' (loading weights, writing shards) and datasets' (map, filter) bars off, where output is piped."""
+    """transformers' (loading weights, writing shards) and datasets' (map, filter) bars off, where output is piped;
+    transformers' misleading warnings dropped."""
     import datasets
     from transformers.utils import logging as transformers_logging
 
+    drop_misleading_warnings()
     if output_is_piped():
         datasets.disable_progress_bars()
         transformers_logging.disable_progress_bar()

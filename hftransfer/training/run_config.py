@@ -88,7 +88,7 @@ class RunConfig:
         }
         task_options = dataclasses.asdict(self.task) if self.task is not None else {}
         strategy_options = {
-            k: v for options in self.strategy_options.values() for k, v in dataclasses.asdict(options).items()
+            k: v for options in self._saved_strategy_options() for k, v in dataclasses.asdict(options).items()
         }
         return {
             "model": dataclasses.asdict(self.model),
@@ -96,6 +96,15 @@ class RunConfig:
             "transfer": {**dataclasses.asdict(self.transfer), **strategy_options},
             "training": training,
         }
+
+    def _saved_strategy_options(self) -> list[Any]:
+        """The options of the strategy that runs (a settled ``auto`` names it): another strategy's options would
+        change nothing, and repeating the run from its saved config would warn that they are ignored. Before auto
+        has chosen, every strategy's."""
+        if self.transfer.strategy == "auto":
+            return list(self.strategy_options.values())
+        own = self.strategy_options.get(self.transfer.strategy)
+        return [own] if own is not None else []
 
     def resolved_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
