@@ -14,6 +14,7 @@ from transformers import TrainingArguments
 
 from hftransfer.config.options import DataArguments, ModelArguments, TransferArguments
 from hftransfer.files.atomic import write_text_atomically
+from hftransfer.strategies import get_strategy
 
 # Never written to the resolved config: secrets, and values that only make sense for one process or one
 # invocation (repeating a run from its saved config starts it afresh, it does not resume it).
@@ -101,7 +102,7 @@ class RunConfig:
         """The options of the strategy that runs (a settled ``auto`` names it): another strategy's options would
         change nothing, and repeating the run from its saved config would warn that they are ignored. Before auto
         has chosen, every strategy's."""
-        if self.transfer.strategy == "auto":
+        if get_strategy(self.transfer.strategy).choose is not None:  # it picks another strategy from the data
             return list(self.strategy_options.values())
         own = self.strategy_options.get(self.transfer.strategy)
         return [own] if own is not None else []
