@@ -67,7 +67,10 @@ def test_bad_distillation_options_are_refused_before_any_work(text_run, tmp_path
     (tmp_path / "unlabeled").mkdir()
     cases = [
         ({"student_layers": 2}, "--student_layers 2: the teacher has 2 layers; a student keeps 1 to 1"),
-        ({"unlabeled_dir": str(tmp_path / "unlabeled")}, "the teacher is a text-classification model; give its unlabelled texts"),
+        (
+            {"unlabeled_dir": str(tmp_path / "unlabeled")},
+            "the teacher is a text-classification model; give its unlabelled texts",
+        ),
         ({"unlabeled_file": str(tmp_path / "x.pdf")}, r"valid kinds are \.txt, \.csv, \.tsv"),
         ({"student": "a", "student_layers": 1}, "not both"),
         ({"distill_alpha": 1.5}, r"in \[0, 1\], got 1.5"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from hftransfer.config.limits import describe_limits
+from hftransfer.config.limits import declared_type, describe_limits
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -14,7 +14,7 @@ _TYPES = {"int": int, "float": float, "str": str}
 def add_options(parser: argparse.ArgumentParser, options_class: type) -> None:
     """One ``--name`` flag per field of ``options_class``."""
     for spec in dataclasses.fields(options_class):
-        kind = _TYPES[str(spec.type).replace(" | None", "").strip()]
+        kind = _TYPES[declared_type(options_class, spec.name).replace(" | None", "").strip()]
         limits = describe_limits(spec.metadata)
         shown = f"{spec.metadata.get('help', '')} (default: {spec.default})" + (f" [{limits}]" if limits else "")
         parser.add_argument(f"--{spec.name}", type=kind, default=spec.default, help=shown)

@@ -127,7 +127,7 @@ def check_fields(options: Any, ranges: dict[str, Range] | None = None) -> None:
         metadata = spec.metadata or {}
         value = getattr(options, spec.name, None)
         if ranges is None:
-            _check_type(spec, value)
+            _check_type(type(options), spec, value)
         limit = metadata.get("range") or (ranges or {}).get(spec.name)
         check_value(spec.name, value, limit, metadata.get("choices"))
 
@@ -135,10 +135,19 @@ def check_fields(options: Any, ranges: dict[str, Range] | None = None) -> None:
 _BASIC_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def _check_type(spec: dataclasses.Field, value: Any) -> None:
+def declared_type(owner: type, name: str) -> str:
+    """A field's annotation as written (``HfArgumentParser`` rewrites ``Field.type`` in place when it parses)."""
+    for klass in owner.__mro__:
+        if name in getattr(klass, "__annotations__", {}):
+            declared = klass.__annotations__[name]
+            return declared if isinstance(declared, str) else getattr(declared, "__name__", "")
+    return ""
+
+
+def _check_type(owner: type, spec: dataclasses.Field, value: Any) -> None:
     """A value given in Python (no parser converted it) of the field's plain type: an int is no bool, a float takes an
     int, a string is a string. Fields of other types are their parsers' business."""
-    declared = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    declared = declared_type(owner, spec.name)
     kind = _BASIC_TYPES.get(declared.replace(" | None", "").replace("Optional[", "").rstrip("]").strip())
     if value is None or kind is None:
         return
