@@ -62,10 +62,10 @@ def check_output(output: Output, inputs: Iterable[Input] = (), ours: set[str] | 
     hftransfer wrote (default: those its record names)."""
     path = Path(output.path).expanduser()
     shown = f"{output.flag} {str(path)!r}"
+    _check_lengths(Path(os.path.abspath(path)), shown, output.writes)  # first: a name too long fails every stat
     resolved = _resolved(path, shown)
-    _check_lengths(path, resolved, shown, output.writes)
     _check_kind(resolved, shown, output.folder)
-    _check_writable(resolved, shown)
+    _check_writable(resolved if output.folder else resolved.parent, shown)
     for given in inputs:
         _check_apart(resolved, shown, given)
     if output.folder and resolved.is_dir():
@@ -101,7 +101,12 @@ def _resolved(path: Path, shown: str) -> Path:
 
 def _existing_ancestor(path: Path) -> Path:
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while existing != existing.parent:
+        try:
+            if existing.exists():
+                return existing
+        except OSError:  # a name too long (the checks say so), a loop
+            pass
         existing = existing.parent
     return existing
 
@@ -113,8 +118,8 @@ def _limits(folder: Path) -> tuple[int, int]:
         return NAME_MAX, PATH_MAX
 
 
-def _check_lengths(path: Path, resolved: Path, shown: str, writes: tuple[str, ...]) -> None:
-    name_max, path_max = _limits(_existing_ancestor(resolved))
+def _check_lengths(path: Path, shown: str, writes: tuple[str, ...]) -> None:
+    name_max, path_max = _limits(_existing_ancestor(path))
     too_long = [part for part in path.parts if len(os.fsencode(part)) > name_max]
     if too_long:
         raise OutputPathError(
@@ -122,7 +127,7 @@ def _check_lengths(path: Path, resolved: Path, shown: str, writes: tuple[str, ..
             f"system's limit of {name_max}; choose a shorter name"
         )
     inside = max((len(os.fsencode(p)) for p in writes if not any(c in p for c in "*?[")), default=0)
-    if len(os.fsencode(str(resolved))) + 1 + inside > path_max:
+    if len(os.fsencode(str(path))) + 1 + inside > path_max:
         raise OutputPathError(
             f"{shown}: the path is over this system's limit of {path_max} bytes; choose a shorter one"
         )

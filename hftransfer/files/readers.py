@@ -37,6 +37,12 @@ def regular_file(path: str | os.PathLike, flag: str | None = None, what: str = "
     device such as /dev/null, a pipe)."""
     path = Path(path).expanduser()
     shown = _shown(path, flag)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # a name too long, a link loop, a path through a file
+        raise FileReadError(f"{shown}: {err.strerror or err}") from None
     if not path.exists():
         broken = " (a symbolic link to a missing file)" if path.is_symlink() else ""
         raise FileReadError(f"{shown}: {what} not found{broken}")
