@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from hftransfer.errors import HftransferError
 from hftransfer.files.written import recorded_entries
@@ -57,9 +57,11 @@ class Output:
     writes: tuple[str, ...] = ()
 
 
-def check_output(output: Output, inputs: Iterable[Input] = (), ours: set[str] | None = None) -> Path:
-    """The output's path (``~`` expanded) once every rule above holds; ``ours``: the entries of the folder that
-    hftransfer wrote (default: those its record names)."""
+def check_output(
+    output: Output, inputs: Iterable[Input] = (), ours: Callable[[Path], set[str]] = recorded_entries
+) -> Path:
+    """The output's path (``~`` expanded) once every rule above holds; ``ours(folder)``: the entries of the folder
+    that hftransfer wrote (default: those its record names), asked only once the path is known to be usable."""
     path = Path(output.path).expanduser()
     shown = f"{output.flag} {str(path)!r}"
     _check_lengths(Path(os.path.abspath(path)), shown, output.writes)  # first: a name too long fails every stat
@@ -69,9 +71,7 @@ def check_output(output: Output, inputs: Iterable[Input] = (), ours: set[str] | 
     for given in inputs:
         _check_apart(resolved, shown, given)
     if output.folder and resolved.is_dir():
-        _check_no_user_file_replaced(
-            resolved, shown, output.writes, recorded_entries(resolved) if ours is None else ours
-        )
+        _check_no_user_file_replaced(resolved, shown, output.writes, ours(resolved))
     return path
 
 

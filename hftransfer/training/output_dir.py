@@ -78,7 +78,7 @@ def check_output_dir(config) -> None:
     """Refuse an output_dir that cannot be written, is one of the run's inputs, or would be overwritten without being
     asked (writes nothing)."""
     out = Path(config.training.output_dir).expanduser()
-    check_output(Output("output_dir", out, writes=RUN_WRITES), run_inputs(config), ours=written_here(out))
+    check_output(Output("output_dir", out, writes=RUN_WRITES), run_inputs(config), ours=written_here)
     if not _holds_files(out):
         return
     if config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
@@ -101,7 +101,11 @@ def output_dir_lock(config):
     """
     out = Path(config.training.output_dir).expanduser()
     fcntl = _fcntl()
-    if config.training.process_index != 0 or fcntl is None or (out.exists() and not out.is_dir()):
+    try:
+        usable = not out.exists() or out.is_dir()
+    except OSError:  # a name too long, a link loop: the output checks name it
+        usable = False
+    if config.training.process_index != 0 or fcntl is None or not usable:
         yield  # other processes share the main one's lock; a path that is not a folder is refused by the checks
         return
     created = not out.exists()

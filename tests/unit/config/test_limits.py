@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -49,17 +50,30 @@ def bad_values(spec: dataclasses.Field) -> st.SearchStrategy:
     options = []
     integer = _kind(spec) == "int"
     if limit.low is not None:
-        top = limit.low if limit.low_open else (limit.low - 1 if integer else math.nextafter(limit.low, -math.inf))
-        options.append(st.integers(max_value=int(top)) if integer else st.floats(max_value=top, allow_nan=False))
+        top = limit.low if limit.low_open else (limit.low - 1 if integer else _below(limit.low))
+        options.append(
+            st.integers(max_value=int(top))
+            if integer
+            else st.floats(max_value=top, allow_nan=False, allow_subnormal=False)
+        )
     if limit.high is not None:
         bottom = (
             limit.high if limit.high_open else (limit.high + 1 if integer else math.nextafter(limit.high, math.inf))
         )
-        options.append(st.integers(min_value=int(bottom)) if integer else st.floats(min_value=bottom, allow_nan=False))
+        options.append(
+            st.integers(min_value=int(bottom))
+            if integer
+            else st.floats(min_value=bottom, allow_nan=False, allow_subnormal=False)
+        )
     if not integer:
         options.append(st.sampled_from([math.nan, math.inf, -math.inf]))
     values = st.one_of(*options)
     return values.map(lambda v: [v]) if _listed(spec) else values
+
+
+def _below(value: float) -> float:
+    """The largest float under ``value`` that is a normal number (the suite runs with denormals flushed to zero)."""
+    return -sys.float_info.min if value == 0 else math.nextafter(value, -math.inf)
 
 
 def good_values(spec: dataclasses.Field) -> st.SearchStrategy:
@@ -72,9 +86,9 @@ def good_values(spec: dataclasses.Field) -> st.SearchStrategy:
     if integer:
         values = st.integers(min_value=int(low) + int(limit.low_open), max_value=int(high) - int(limit.high_open))
     else:
-        values = st.floats(
-            min_value=low, max_value=high, exclude_min=limit.low_open, exclude_max=limit.high_open, allow_nan=False
-        )
+        bottom = (sys.float_info.min if low == 0 else math.nextafter(low, math.inf)) if limit.low_open else low
+        top = _below(high) if limit.high_open else high
+        values = st.floats(min_value=bottom, max_value=top, allow_nan=False, allow_subnormal=False)
     return values.map(lambda v: [v]) if _listed(spec) else values
 
 
