@@ -352,3 +352,28 @@ def test_transformers_false_warnings_are_dropped(caplog):
         transformers_logging.disable_propagation()
     shown = {r.getMessage() for r in caplog.records}
     assert shown == {"a real warning"}, shown
+
+
+# --- a second probe, new cases of the same families ------------------------------------------------------------------
+
+
+def test_new_cases_of_the_same_families_are_one_line(text_run, tiny_bert, files, tmp_path, capsys):
+    run = copy_run(text_run, tmp_path / "run")
+    saved = run / "hftransfer_config.yaml"
+    saved.write_text(saved.read_text().replace("seed: 42", "seed: -5"))
+    bad_recipe = tmp_path / "bad.yaml"
+    bad_recipe.write_text("a: [1\n")
+    train = ["train", "--model", str(tiny_bert), "--train_file", str(files["train"])]
+    cases = [
+        (["predict", str(text_run), ""], ("input 1 is an empty text",)),
+        ([*train, "--output_dir", ""], ("output_dir is empty",)),
+        (["eval", str(run)], ("hftransfer_config.yaml", "seed must be in")),
+        (["train", str(bad_recipe)], ("not valid YAML at line 2",)),
+        (["predict", str(text_run), "a film", "--batch_size", "0"], ("batch_size must be at least 1",)),
+        (["eval", str(text_run), "--max_samples", "-3"], ("max_samples must be at least 1",)),
+        (["distill", str(text_run), "--student_layers", "0"], ("student_layers must be at least 1",)),
+        (["export", str(text_run), "--output", "/dev/null"], ("is not a folder",)),
+        ([*train, "--validation_fraction", "2", "--output_dir", str(tmp_path / "o")], ("validation_fraction",)),
+    ]
+    for argv, fragments in cases:
+        one_line_error(capsys, cli.main(argv), *fragments)

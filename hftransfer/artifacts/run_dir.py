@@ -91,7 +91,7 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
     model_config = read_model_folder(root, require_weights)
     check_custom_code(root, trust_remote_code)
     recorded = root / CONFIG_FILE
-    config = parse_config(["--config", str(recorded)]) if recorded.is_file() else None
+    config = _recorded_config(recorded) if recorded.is_file() else None
     task = get_task(config.model.task) if config else _task_from_architecture(model_config, root)
     wanted = task.processor_files
     if wanted and not any((root / name).is_file() for name in wanted):
@@ -103,6 +103,15 @@ def open_run(path: str | Path, require_weights: bool = True, trust_remote_code: 
     if not label_names:
         raise RunDirError(f"{str(root / 'config.json')!r} has no labels (id2label); is it a classification model?")
     return FinishedRun(root, task, label_names, model_config, config, trust_remote_code)
+
+
+def _recorded_config(recorded: Path) -> RunConfig:
+    """The run's saved config, read as a recipe: a value it holds that hftransfer refuses is named with the file."""
+    try:
+        return parse_config(["--config", str(recorded)])
+    except HftransferError as err:
+        message = str(err)
+        raise RunDirError(message if str(recorded) in message else f"{str(recorded)!r}: {message}") from None
 
 
 def _task_from_architecture(model_config: dict, root: Path) -> Task:

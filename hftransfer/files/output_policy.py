@@ -62,6 +62,8 @@ def check_output(
 ) -> Path:
     """The output's path (``~`` expanded) once every rule above holds; ``ours(folder)``: the entries of the folder
     that hftransfer wrote (default: those its record names), asked only once the path is known to be usable."""
+    if not str(output.path).strip():
+        raise OutputPathError(f"{output.flag} is empty; name a {'folder' if output.folder else 'file'}")
     path = Path(output.path).expanduser()
     shown = f"{output.flag} {str(path)!r}"
     _check_lengths(Path(os.path.abspath(path)), shown, output.writes)  # first: a name too long fails every stat

@@ -98,7 +98,10 @@ def yaml_mapping(path: str | os.PathLike, flag: str | None = None, what: str = "
     try:
         value = yaml.safe_load(utf8_text(path, flag, what))
     except yaml.YAMLError as err:
-        raise FileReadError(f"{_shown(path, flag)} is not valid YAML: {' '.join(str(err).split())[:200]}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())[:160]
+        raise FileReadError(f"{_shown(path, flag)} is not valid YAML{where}: {problem}") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -74,7 +74,9 @@ def read_prediction_inputs(items: list[str], options: dict) -> list[tuple[str, s
 
 
 def _refuse_paths_of_other_kinds(items: list[str]) -> None:
-    for item in items:
+    for number, item in enumerate(items, 1):
+        if not item.strip():
+            raise DataError(f"input {number} is an empty text: there is nothing to classify")
         if "\n" in item or len(item) > 4096:
             continue  # a text, however it looks
         path = Path(item).expanduser()

@@ -78,7 +78,9 @@ def check_output_dir(config) -> None:
     """Refuse an output_dir that cannot be written, is one of the run's inputs, or would be overwritten without being
     asked (writes nothing)."""
     out = Path(config.training.output_dir).expanduser()
-    check_output(Output("output_dir", out, writes=RUN_WRITES), run_inputs(config), ours=written_here)
+    check_output(
+        Output("output_dir", config.training.output_dir, writes=RUN_WRITES), run_inputs(config), ours=written_here
+    )
     if not _holds_files(out):
         return
     if config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
