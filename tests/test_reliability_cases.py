@@ -377,3 +377,16 @@ def test_new_cases_of_the_same_families_are_one_line(text_run, tiny_bert, files,
     ]
     for argv, fragments in cases:
         one_line_error(capsys, cli.main(argv), *fragments)
+
+
+def test_an_accelerate_config_that_is_no_mapping_is_refused(tiny_bert, files, tmp_path, capsys):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    for config, said in (("/etc/passwd", "not a mapping"), (str(listed), "holds a YAML list")):
+        flags = [*tiny_run_flags(tiny_bert, tmp_path / "o", **files), "--accelerate_config", config]
+        one_line_error(capsys, cli.main(["train", *flags]), "--accelerate_config", said)
+
+
+def test_a_task_of_the_wrong_kind_is_refused_in_python():
+    with pytest.raises(HftransferError, match="task takes a string, got dict"):
+        hftransfer.finetune(task={"name": "text-classification"}, model="m", train_file="t.csv")

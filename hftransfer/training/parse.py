@@ -208,8 +208,13 @@ def parse_config(
     argv = expand_resume_flag(list(sys.argv[1:] if argv is None else argv))
     options = keyword_options(options or {})
     known = _peek_options(argv, {}, {"config": str, "task": str})
+    for name in ("config", "task"):  # read before the other values are checked: strings, or a path for config
+        if name in options and not isinstance(options[name], (str, os.PathLike)):
+            raise ConfigError(f"{name} takes a string, got {type(options[name]).__name__} {options[name]!r:.80}")
     recipe_path = options.pop("config", None) or recipe or known.config
     from_recipe = load_recipe(recipe_path) if recipe_path else {}
+    if not isinstance(from_recipe.get("task", ""), str):
+        raise ConfigError(f"task in {recipe_path} takes a string, got {from_recipe['task']!r:.80}")
     task = get_task(options.get("task") or known.task or from_recipe.get("task") or ModelArguments.task)
     parser = make_parser(task.options)
     recipe_values, keyword_values = _checked_values(parser, task, argv, from_recipe, str(recipe_path), options)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
+import tempfile
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -230,3 +233,53 @@ class _named:
         if kind is not None and not issubclass(kind, HftransferError):
             raise AssertionError(f"{self.name}: {kind.__name__}: {error}")
         return False
+
+
+# --- every option, whatever its type: a value of the wrong kind ------------------------------------------------------
+
+EVERY_TRAIN_OPTION = [(cls, spec) for cls in TRAIN_CLASSES for spec in dataclasses.fields(cls)]
+
+
+def wrong_kind(cls, spec) -> st.SearchStrategy:
+    """A value no option of this declared type takes: a mapping for anything but a mapping, words for numbers and
+    switches."""
+    declared = str(spec.type)
+    mapping = st.dictionaries(st.text(min_size=1, max_size=4), st.integers(), min_size=1, max_size=2)
+    if "bool" in declared:
+        return st.one_of(mapping, st.sampled_from(["maybe", "sometimes", "2"]))
+    if "int" in declared or "float" in declared:
+        return st.one_of(mapping, st.sampled_from(["many", "a few", "1e", "--1"]))
+    return mapping
+
+
+@given(data=st.data())
+@settings(max_examples=150)
+def test_every_train_option_refuses_a_value_of_the_wrong_kind_and_names_itself(data):
+    cls, spec = data.draw(st.sampled_from(EVERY_TRAIN_OPTION), label="option")
+    value = data.draw(wrong_kind(cls, spec), label="value")
+    keywords = {"model": "m", "train_file": "t.csv", spec.name: value}
+    if cls in TASK_OF:
+        keywords["task"] = TASK_OF[cls]
+    with pytest.raises(HftransferError, match=spec.name) as refused:
+        parse_config([], options=keywords)
+    assert "\n" not in str(refused.value)
+    recipe = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    with recipe:
+        yaml.safe_dump(keywords, recipe)
+    try:
+        with pytest.raises(HftransferError, match=spec.name):
+            parse_config(["--config", recipe.name])
+    finally:
+        os.unlink(recipe.name)
+
+
+COMMAND_FIELDS = [(cls, spec) for cls in (*COMMAND_OPTIONS, DistillOptions) for spec in dataclasses.fields(cls)]
+
+
+@given(data=st.data())
+@settings(max_examples=100)
+def test_every_command_option_refuses_a_value_of_the_wrong_kind(data):
+    cls, spec = data.draw(st.sampled_from(COMMAND_FIELDS), label="option")
+    value = data.draw(wrong_kind(cls, spec), label="value")
+    with pytest.raises(HftransferError, match=spec.name):
+        cls(**{spec.name: value})
