@@ -34,7 +34,7 @@ def test_eval_into_the_run_folder_is_refused_and_the_run_stays_whole(text_run, f
     code = cli.main(
         ["eval", str(text_run), "--data", str(files["validation"]), "--output_dir", str(text_run), "--overwrite"]
     )
-    one_line_error(capsys, code, "holds a trained model", "choose another --output_dir")
+    one_line_error(capsys, code, "is the same path as the run", "choose an output elsewhere")
     assert listing(text_run) == before
     assert cli.main(["predict", str(text_run), "a great film"]) == 0  # still a model
 
@@ -62,6 +62,7 @@ def test_eval_overwrite_replaces_its_report_and_keeps_the_users_files(text_run, 
     assert json.loads((reports / "eval_report.json").read_text())["dev"]["num_examples"] == 21  # replaced
     assert (reports / "q3.txt").read_text() == "my notes" and (reports / "old" / "figure.png").read_bytes() == b"png"
     assert sorted(p.name for p in reports.iterdir()) == [
+        ".hftransfer_written.json",  # the record of what eval wrote there (hidden): only those files are replaced
         "confusion_matrix_dev.png",
         "eval_report.json",
         "old",
@@ -93,7 +94,7 @@ def test_overwrite_keeps_folders_that_only_look_like_a_runs(tiny_bert, files, tm
 
     # transformers' rotation would delete checkpoint-2024-notes (it reads as step 2024): refused before any work
     code = cli.main(["train", *flags, "--max_steps", "2", "--overwrite_output_dir", "true", "--strategy", "lp_ft"])
-    one_line_error(capsys, code, "checkpoint-2024-notes/", "hftransfer did not write")
+    one_line_error(capsys, code, "checkpoint-2024-notes", "hftransfer did not write")
     assert (out / "checkpoint-2024-notes" / "plan.md").read_text() == "mine"
 
     (out / "checkpoint-2024-notes").rename(tmp_path / "notes")

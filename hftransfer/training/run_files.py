@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -42,7 +44,7 @@ RUN_WRITES = (
     "*_report.json",
     "modeling_*.py",
     "label_names.json",
-    f"{PREFIX_CHECKPOINT_DIR}-*",
+    f"{PREFIX_CHECKPOINT_DIR}-[0-9]*",  # what transformers' checkpoint rotation takes for a checkpoint
     f"{WORKING_DIR_PREFIX}*",
     ".model.partial",
     "runs",
@@ -60,7 +62,12 @@ def run_inputs(config) -> list[Input]:
         "exclude_file": data.exclude_file,
     }
     return [
-        *([Input("model", model.model)] if model.model else []),
+        *([Input("model", model.model)] if model.model and _is_model_folder(model.model) else []),
         *([Input("data_dir", data.data_dir, file=False)] if data.data_dir else []),
         *(Input(name, path, file=True) for name, path in files.items() if path),
     ]
+
+
+def _is_model_folder(name: str) -> bool:
+    """A local model folder (a Hub id, or a folder that is no model, is left to the model's own checks)."""
+    return (Path(name).expanduser() / "config.json").is_file()
