@@ -241,3 +241,16 @@ def offline_checkpoints():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.link_offline_models(REPO / "pretrained")
+
+
+def refused(call, *fragments: str) -> str:
+    """``call()`` raises an ``HftransferError`` whose one-line message holds every fragment; returns the message."""
+    from hftransfer.errors import HftransferError
+
+    with pytest.raises(HftransferError) as error:
+        call()
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message

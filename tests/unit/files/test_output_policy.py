@@ -8,11 +8,10 @@ import fnmatch
 import os
 from pathlib import Path
 
-import pytest
+from conftest import refused
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hftransfer.errors import HftransferError
 from hftransfer.files.output_policy import Input, Output, check_output
 from hftransfer.files.written import record_entries
 from hftransfer.training.run_files import RUN_WRITES
@@ -25,16 +24,6 @@ USER_NAMES = ["README.md", "config.json", "notes.txt", "model.safetensors", "my_
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def refused(call, *fragments: str) -> str:
-    with pytest.raises(HftransferError) as error:
-        call()
-    message = str(error.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 @given(users=st.sets(st.sampled_from(USER_NAMES)), ours=st.sets(st.sampled_from(USER_NAMES)))

@@ -9,26 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import refused
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from hftransfer.errors import HftransferError
 from hftransfer.files import readers
 
 settings.register_profile("hftransfer", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("hftransfer")
 FIXTURE = [HealthCheck.function_scoped_fixture]
-
-
-def refused(call, *fragments: str) -> str:
-    with pytest.raises(HftransferError) as error:
-        call()
-    message = str(error.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 # --- label maps -----------------------------------------------------------------------------------------------------
