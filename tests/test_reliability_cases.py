@@ -390,3 +390,13 @@ def test_an_accelerate_config_that_is_no_mapping_is_refused(tiny_bert, files, tm
 def test_a_task_of_the_wrong_kind_is_refused_in_python():
     with pytest.raises(HftransferError, match="task takes a string, got dict"):
         hftransfer.finetune(task={"name": "text-classification"}, model="m", train_file="t.csv")
+
+
+def test_texts_from_csv_and_tsv_files_read_once_and_whole(text_run, tmp_path):
+    table = tmp_path / "texts.csv"
+    table.write_text('\ufefftext,other\n"a good, long\nfilm",x\na bad film,y\n', encoding="utf-8")
+    tabbed = tmp_path / "texts.tsv"
+    tabbed.write_text("sentence\tother\na good film\tx\n", encoding="utf-8")
+    from_csv = hftransfer.predict(text_run, [], csv=str(table))
+    assert [p.input for p in from_csv] == ["a good, long\nfilm", "a bad film"]  # BOM dropped, quoted newline kept
+    assert [p.input for p in hftransfer.predict(text_run, [], csv=str(tabbed))] == ["a good film"]

@@ -114,6 +114,7 @@ def run_audit(
     }
     folder.mkdir(parents=True, exist_ok=True)
     shown = report.public_report(found)
+    record_entries(folder, *AUDIT_FILES)  # named before they are written, as every command's outputs are
     written = [
         report.write_report(shown, folder),
         write_text_atomically(folder / report.EXCLUDE_FILE, report.exclude_lines(found)),
@@ -123,7 +124,6 @@ def run_audit(
         suggestions = Path(fix_suggestions).expanduser()
         suggestions.parent.mkdir(parents=True, exist_ok=True)
         written.append(write_text_atomically(suggestions, report.suggestions_table(found)))
-    record_entries(folder, *AUDIT_FILES)
     return Audit(shown, folder, written)
 
 

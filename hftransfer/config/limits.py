@@ -91,9 +91,9 @@ TRAINING_RANGES: dict[str, Range] = {
 }
 
 
-def option(help: str, range: Range | None = None, choices: tuple | None = None, **facts: Any) -> dict[str, Any]:
+def option(help: str, range: Range | None = None, choices: tuple | None = None) -> dict[str, Any]:
     """The metadata of an option's field: its help text, and the range or choices its value must keep."""
-    return {"help": help, **({"range": range} if range else {}), **({"choices": choices} if choices else {}), **facts}
+    return {"help": help, **({"range": range} if range else {}), **({"choices": choices} if choices else {})}
 
 
 def describe_limits(metadata) -> str:

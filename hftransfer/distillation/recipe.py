@@ -50,9 +50,6 @@ class DistillOptions:
     )
 
     def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
         if self.student and self.student_layers is not None:
             raise StudentError("give --student MODEL or --student_layers N, not both")
         if self.unlabeled_file and self.unlabeled_dir:
@@ -146,7 +143,6 @@ def distill_run(
 ) -> RunResult:
     """Distil the finished run ``teacher_dir`` into a student; ``argv`` / ``keywords``: ``hftransfer train``
     options for the student's run (flags over keywords over the teacher's data section)."""
-    options.check()
     teacher = open_run(teacher_dir)
     check_student_output(teacher, options, argv, keywords)
     if teacher.config is None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hftransfer.backbones.checkpoints import load_model_config
-from hftransfer.config.commands import RANK_SCORES, RankOptions
+from hftransfer.config.commands import RankOptions
 from hftransfer.config.options import ConfigError
 from hftransfer.data.labels import LabelledData
 from hftransfer.errors import HftransferError
@@ -37,7 +37,6 @@ from hftransfer.training.parse import RunConfig
 
 logger = logging.getLogger("hftransfer")
 
-SCORES = RANK_SCORES
 REPORT_FILE = "rank_report.json"
 PLOT_FILE = "rank_plot.png"
 MIN_PER_CLASS = 2  # examples per class in the scored sample; below that no score means anything

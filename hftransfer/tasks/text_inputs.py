@@ -6,6 +6,7 @@ examples.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import torch
@@ -97,16 +98,16 @@ def _refuse_paths_of_other_kinds(items: list[str]) -> None:
 
 
 def _csv_column(file: str, column: str | None, flag: str) -> list[str]:
-    path = readers.regular_file(file, flag, "CSV/TSV file")
-    readers.utf8_text(path, flag, "CSV/TSV file")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        column = column or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
-        if column not in (reader.fieldnames or []):
-            raise DataError(
-                f"column {column!r} not in {str(path)!r}; set --column to one of: {', '.join(reader.fieldnames or [])}"
-            )
-        return [row[column] for row in reader if row[column] is not None]
+    text = readers.utf8_text(file, flag, "CSV/TSV file")  # read once: checked, then parsed
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), delimiter="\t" if str(file).lower().endswith(".tsv") else ","
+    )
+    column = column or next((c for c in TEXT_COLUMNS if c in (reader.fieldnames or [])), None)
+    if column not in (reader.fieldnames or []):
+        raise DataError(
+            f"column {column!r} not in {str(file)!r}; set --column to one of: {', '.join(reader.fieldnames or [])}"
+        )
+    return [row[column] for row in reader if row[column] is not None]
 
 
 class PredictionEncoder:

