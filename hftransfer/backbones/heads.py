@@ -66,8 +66,11 @@ def apply_head(model: nn.Module, transfer) -> str:
                 "valid for most CNNs: avg, max, avgmax, catavgmax; for ViTs: token, avg"
             ) from None
         model.config.model_args = {**(getattr(model.config, "model_args", None) or {}), "global_pool": transfer.pooling}
+    trained = getattr(model.config, "hftransfer_pooling", None)  # a sentence encoder's (sentence_pooling.py)
+    pooled = f", {transfer.pooling} pooling" if transfer.pooling else ""
+    pooled += f", {trained['mode']} pooling as the encoder was trained" if isinstance(trained, dict) else ""
     if transfer.head == "linear":
-        return "linear head" + (f", {transfer.pooling} pooling" if transfer.pooling else "")
+        return "linear head" + pooled
     linear = head_module(model)
     if not isinstance(linear, nn.Linear):
         raise HeadError(
@@ -87,7 +90,7 @@ def apply_head(model: nn.Module, transfer) -> str:
         mlp_layers(linear.in_features, hidden, linear.out_features, transfer.head_activation, transfer.head_dropout),
     )
     model.config.hftransfer_head = spec
-    return f"mlp head {linear.in_features} → {' → '.join(map(str, hidden))} → {linear.out_features}"
+    return f"mlp head {linear.in_features} → {' → '.join(map(str, hidden))} → {linear.out_features}{pooled}"
 
 
 def write_head_code(model: nn.Module, output_dir: str | Path) -> bool:

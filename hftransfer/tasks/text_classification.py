@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from hftransfer.backbones.checkpoints import model_path
 from hftransfer.backbones.heads import without_head_code
+from hftransfer.backbones.sentence_pooling import hub_fetcher, pool_as_trained, trained_pooling
 from hftransfer.config.limits import NON_NEGATIVE, Range, check_fields
 from hftransfer.data import labels, multilabel, source_ids, streaming, tables
 from hftransfer.data.buckets import LengthBuckets, token_lengths
@@ -272,7 +273,8 @@ def tokenising_workers(config, rows: int) -> int | None:
 
 
 def build_model(config, data, model_config=None):
-    """The pretrained encoder with a fresh classification head sized for the user's labels."""
+    """The pretrained encoder with a fresh classification head sized for the user's labels, pooled as the encoder
+    was trained when it is a sentence encoder (backbones/sentence_pooling.py)."""
     model_args = config.model
     head_config = without_head_code(
         copy.deepcopy(
@@ -287,7 +289,7 @@ def build_model(config, data, model_config=None):
     )
     for key, value in data.config_fields().items():
         setattr(head_config, key, value)
-    return AutoModelForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         model_path(model_args),
         config=head_config,
         # A checkpoint with another head (e.g. an earlier fine-tune) gets a new one instead of an error.
@@ -299,6 +301,14 @@ def build_model(config, data, model_config=None):
         trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir,
     )
+    path = model_path(model_args)
+    mode, source = trained_pooling(
+        path if os.path.isdir(path) else None,
+        None if os.path.exists(path) else hub_fetcher(path, model_args.revision, model_args.cache_dir),
+    )
+    if mode is not None:
+        pool_as_trained(model, mode, source)
+    return model
 
 
 def suggest_training_args(model_config) -> dict:
