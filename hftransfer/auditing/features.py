@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from hftransfer.backbones.sentence_pooling import CONFIG_KEY
 from hftransfer.data.labels import LABELS
 from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features, longest_first
 
@@ -44,7 +45,7 @@ def mean_token_features(model, dataset, collator, batch_size: int, device) -> np
     for batch in loader:
         batch.pop(LABELS, None)
         inputs = {key: value.to(device) for key, value in batch.items()}
-        hidden = model.base_model(**inputs).last_hidden_state
+        hidden = encoder_states(model, inputs)
         if hidden.dim() != 3 or "attention_mask" not in inputs:
             raise FeatureCacheUnavailable(f"{type(model).__name__} gives no token states to average")
         mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -54,3 +55,12 @@ def mean_token_features(model, dataset, collator, batch_size: int, device) -> np
     features = torch.empty_like(rows)
     features[order[:done]] = rows  # back to the split's order
     return features.numpy()
+
+
+def encoder_states(model, inputs: dict):
+    """The encoder's own last hidden states: a sentence encoder pooled by an appended averaging layer
+    (backbones/sentence_pooling.py) is read below that layer, whose every token holds the normalised mean."""
+    pooled = getattr(model.config, CONFIG_KEY, None)
+    if isinstance(pooled, dict) and pooled.get("mode") == "mean":
+        return model.base_model(**inputs, output_hidden_states=True).hidden_states[-2]
+    return model.base_model(**inputs).last_hidden_state

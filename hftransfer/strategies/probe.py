@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hftransfer.backbones.blocks import head_parameter_names
-from hftransfer.config.limits import POSITIVE, check_fields, option
+from hftransfer.config.limits import NON_NEGATIVE, POSITIVE, check_fields, option
 from hftransfer.engine.schedule import PROBE_FLOOR_REASON, probe_epochs_floor
 from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import reduce_logits
 from hftransfer.files.written import record_entries, working_dir
-from hftransfer.strategies.base import FitContext, FitResult, fit_with_trainer
+from hftransfer.strategies.base import FitContext, FitResult, StrategyError, fit_with_trainer
+from hftransfer.strategies.contrastive import train_body_on_pairs
 from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
 
 logger = logging.getLogger("hftransfer")
@@ -36,6 +37,18 @@ class ProbeOptions:
     )
     probe_learning_rate: float = field(
         default=1e-3, metadata=option("lp_ft: learning rate of the linear probe phase.", range=POSITIVE)
+    )
+    contrastive_epochs: float = field(
+        default=0,
+        metadata=option(
+            "lp_ft: epochs of contrastive fine-tuning of the body on pairs of training examples (SetFit's idea) "
+            "before the probe; 0: none (auto sets it for a sentence encoder with few examples per class).",
+            range=NON_NEGATIVE,
+        ),
+    )
+    contrastive_learning_rate: float | None = field(
+        default=None,
+        metadata=option("lp_ft: learning rate of the contrastive phase (default: learning_rate).", range=POSITIVE),
     )
 
     def __post_init__(self) -> None:
@@ -83,6 +96,13 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
         if ctx.augmentation is None
         else ctx.task.prepare_datasets(ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
     )
+    if ctx.options.contrastive_epochs:
+        train_body_on_pairs(
+            ctx,
+            probe_train,
+            ctx.options.contrastive_epochs,
+            ctx.options.contrastive_learning_rate or args.learning_rate,
+        )
     probe = train_probe(
         ctx, {**ctx.datasets, "train": probe_train}, ctx.options.probe_epochs, ctx.options.probe_learning_rate
     )
@@ -231,6 +251,11 @@ def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple
     """lp_ft's epochs (engine/schedule.py gives the evidence): one fine-tuning epoch fewer than the task's, and the
     probe phase's floor of optimiser steps. ``max_steps`` bounds both phases, so it leaves both alone."""
     args, chosen = config.training, {}
+    if options.contrastive_epochs and getattr(data, "multi_label", False):
+        raise StrategyError(
+            f"contrastive_epochs {options.contrastive_epochs:g} needs single-label data (pairs of one class); "
+            "this data is multi-label: set contrastive_epochs 0"
+        )
     if args.max_steps > 0:
         return chosen
     if args.num_train_epochs >= 2:
@@ -245,4 +270,8 @@ def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple
 
 
 def card_rows(options: ProbeOptions) -> list[tuple[str, str]]:
-    return [("probe epochs / learning rate", f"{options.probe_epochs:g} / {options.probe_learning_rate:g}")]
+    rows = [("probe epochs / learning rate", f"{options.probe_epochs:g} / {options.probe_learning_rate:g}")]
+    if options.contrastive_epochs:
+        rate = f"{options.contrastive_learning_rate:g}" if options.contrastive_learning_rate else "learning_rate"
+        rows.append(("contrastive epochs / learning rate", f"{options.contrastive_epochs:g} / {rate}"))
+    return rows

@@ -139,3 +139,14 @@ def test_an_encoder_without_bert_layers_is_left_as_it_was():
     assert pool_as_trained(model, "mean", "test") is None
     assert not hasattr(model.config, CONFIG_KEY)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@torch.no_grad()
+def test_the_audit_reads_the_encoders_own_states_below_the_averaging_layer():
+    from hftransfer.auditing.features import encoder_states
+
+    model = tiny_classifier()
+    batch = padded_batch()
+    before = encoder_states(model, batch)
+    pool_as_trained(model, "mean", "test")
+    assert torch.allclose(encoder_states(model, batch), before, atol=1e-6)

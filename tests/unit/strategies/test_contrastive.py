@@ -1,0 +1,127 @@
+"""lp_ft's contrastive phase: batches that hold partners of one class, SetFit's pair loss, and auto's choice of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from hftransfer.strategies.contrastive import ClassGroupedOrder, PairCosineLoss
+from tests.conftest import refused, tiny_run_flags, write_rows
+
+
+def test_each_pass_visits_every_example_once_in_groups_of_one_class():
+    labels = np.array([0] * 9 + [1] * 5 + [2] * 2)
+    order = ClassGroupedOrder(labels, per_class=4, seed=0)
+    first, second = list(order), list(order)
+    assert sorted(first) == list(range(len(labels))) == sorted(second)
+    assert first != second  # a new order each pass
+    runs, start = [], 0
+    for end in range(1, len(first) + 1):  # split the order where the class changes
+        if end == len(first) or labels[first[end]] != labels[first[start]]:
+            runs.append(end - start)
+            start = end
+    # groups of up to 4 of one class: two groups of one class may follow each other, never a group split
+    assert sum(runs) == len(labels) and len(runs) <= 3 + 2 + 1
+
+
+def tiny_classifier():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=2
+    )
+    return BertForSequenceClassification(config)
+
+
+def pair_separation(model, inputs, labels) -> float:
+    """Mean cosine of same-class pairs minus that of different-class pairs, at the head's input."""
+    with torch.no_grad():
+        vectors = torch.nn.functional.normalize(model.bert(**inputs).pooler_output, dim=-1)
+    cosine = vectors @ vectors.T
+    same = labels[:, None] == labels[None, :]
+    others = ~torch.eye(len(labels), dtype=torch.bool)
+    return (cosine[same & others].mean() - cosine[~same].mean()).item()
+
+
+def test_the_pair_loss_pulls_one_class_together_and_pushes_others_apart():
+    model = tiny_classifier()
+    generator = torch.Generator().manual_seed(0)
+    # class 0 uses tokens 10-29, class 1 tokens 30-49: separable, but the random encoder mixes them
+    ids = torch.cat(
+        [torch.randint(10, 30, (8, 6), generator=generator), torch.randint(30, 50, (8, 6), generator=generator)]
+    )
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    labels = torch.tensor([0] * 8 + [1] * 8)
+    before = pair_separation(model.eval(), inputs, labels)
+    loss_model = PairCosineLoss(model.train())
+    head = {id(p) for p in model.classifier.parameters()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in head], lr=1e-3)
+    head_before = model.classifier.weight.detach().clone()
+    for _ in range(30):
+        loss = loss_model(labels=labels, **inputs)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert pair_separation(model.eval(), inputs, labels) > before + 0.3
+    assert torch.equal(model.classifier.weight, head_before)  # the head is the probe's to fit
+
+
+def sentence_encoder(tiny_bert, folder):
+    """The tiny BERT saved as a sentence-transformers checkpoint trained with mean pooling."""
+    shutil.copytree(tiny_bert, folder)
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return folder
+
+
+def few_shot_rows(per_class: int) -> list[dict]:
+    """Texts whose words say nothing of their label: the frozen features do not separate the classes (auto's
+    probe cannot pick linear_probe)."""
+    words = "match goal bread soup laptop code river cloud".split()
+    rng = np.random.default_rng(0)
+    return [
+        {"text": " ".join(rng.choice(words, 5)), "label": label}
+        for label in ("sport", "food", "tech")
+        for _ in range(per_class)
+    ]
+
+
+def test_auto_fine_tunes_a_sentence_encoder_on_pairs_first_with_few_examples(tmp_path, tiny_bert):
+    from hftransfer.training.recipe import main
+
+    model = sentence_encoder(tiny_bert, tmp_path / "encoder")
+    train = write_rows(tmp_path / "train.csv", few_shot_rows(8))
+    flags = tiny_run_flags(model, tmp_path / "out", train=train)
+    flags[flags.index("--strategy") + 1] = "auto"
+    main([*flags, "--num_train_epochs", "2"])
+    saved = (tmp_path / "out" / "hftransfer_config.yaml").read_text()
+    assert "contrastive_epochs: 10" in saved and "strategy: lp_ft" in saved
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["hftransfer_pooling"]["mode"] == "mean"
+    assert "contrastive epochs / learning rate" in (tmp_path / "out" / "README.md").read_text()
+    assert not (tmp_path / "out" / "contrastive").exists()  # its working folder is removed
+
+
+def test_a_contrastive_phase_on_multi_label_data_is_refused(tmp_path, tiny_bert):
+    from hftransfer.training.recipe import main
+
+    rows = [{"text": f"text {i}", "labels": "a;b" if i % 2 else "a"} for i in range(20)]
+    train = write_rows(tmp_path / "train.csv", rows)
+    flags = tiny_run_flags(tiny_bert, tmp_path / "out", train=train)
+    flags[flags.index("--strategy") + 1] = "lp_ft"
+    refused(
+        lambda: main([*flags, "--contrastive_epochs", "2", "--label_column", "labels", "--label_separator", ";"]),
+        "single-label",
+    )
