@@ -6,7 +6,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
