@@ -47,14 +47,18 @@ def layer_list(model) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
 def cut_teacher(teacher, n: int | None = None):
     """A copy of ``teacher`` with ``n`` of its layers (default: half), and their indices; its config says so."""
     total = len(layer_list(teacher)[2])
+    # a sentence encoder's averaging layer (backbones/sentence_pooling.py) is its pooling, not one of its layers:
+    # every student keeps it on top of the n layers it keeps
+    pooling = 1 if (getattr(teacher.config, "hftransfer_pooling", None) or {}).get("mode") == "mean" else 0
+    total -= pooling
     n = max(1, total // 2) if n is None else n
     if not 1 <= n < total:
         raise StudentError(f"--student_layers {n}: the teacher has {total} layers; a student keeps 1 to {total - 1}")
     student = copy.deepcopy(teacher)
     parent, name, layers = layer_list(student)
-    kept = keep_layers(total, n)
+    kept = keep_layers(total, n) + ([total] if pooling else [])
     setattr(parent, name, torch.nn.ModuleList(layers[i] for i in kept))
-    student.config.num_hidden_layers = n
+    student.config.num_hidden_layers = len(kept)
     if isinstance(getattr(student.config, "layer_types", None), list):  # per-layer attention kinds (newer configs)
         student.config.layer_types = [student.config.layer_types[i] for i in kept]
     for key in RUN_OUTCOME_KEYS:

@@ -32,6 +32,7 @@ A strategy the user names is always kept; ``auto`` only decides when none is nam
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ import numpy as np
 
 from hftransfer.data.fingerprints import NEAR_RULES, near_copies
 from hftransfer.data.labels import LABELS, column_values
-from hftransfer.engine.schedule import HEAD_LEARNING_RATE
+from hftransfer.engine.schedule import HEAD_LEARNING_RATE, steps_in_epoch
 from hftransfer.evaluation.transferability import linear_probe_accuracy
 from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features
 
@@ -65,7 +66,11 @@ PROBE_TRAIN, PROBE_VALIDATION = 600, 300
 # lp_ft's contrastive phase (strategies/contrastive.py) for a sentence encoder with few examples per class:
 # TREC-50 at 8 per class, MiniLM, seed 1: 0.698 test accuracy without it, 0.740 / 0.764 / 0.696 with 5 / 10 / 20
 # epochs (SetFit, the library: 0.752 in 545 s); benchmarks/few_shot.py has the sets and seeds behind the defaults.
-CONTRASTIVE_EPOCHS = 10
+# Its length: enough passes for each example to meet about 20 partners of its class (SetFit's 20 positive pairs per
+# example: 3 per pass in groups of 4) and at least CONTRASTIVE_MIN_STEPS optimiser steps (a set of 30 examples
+# is one batch a pass: TREC-6 at 5 per class, 20 steps, 0.486 test accuracy against SetFit's 0.660).
+CONTRASTIVE_EPOCHS = 7
+CONTRASTIVE_MIN_STEPS = 100
 CONTRASTIVE_PER_CLASS = 25  # measured up to 25 per class (benchmarks/few_shot.py); above, lp_ft as before
 
 
@@ -141,28 +146,32 @@ def choose(config, task, model, processor, data, model_config) -> Decision:
     chosen, reason = decide(
         len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"), ratio
     )
-    if chosen == "lp_ft" and contrastive_phase(config, model, data, per_class):
-        reason += f"; the body first learns from pairs of examples ({CONTRASTIVE_EPOCHS} contrastive epochs)"
-        numbers["contrastive epochs"] = CONTRASTIVE_EPOCHS
+    epochs = contrastive_phase(config, model, data, per_class) if chosen == "lp_ft" else None
+    if epochs:
+        reason += f"; the body first learns from pairs of examples ({epochs} contrastive epochs)"
+        numbers["contrastive epochs"] = epochs
     return Decision(chosen, reason, numbers)
 
 
-def contrastive_phase(config, model, data, per_class: float) -> bool:
+def contrastive_phase(config, model, data, per_class: float) -> int | None:
     """Whether lp_ft fine-tunes the body contrastively first (set as ``contrastive_epochs``): for a sentence encoder
     read as it was trained (backbones/sentence_pooling.py), single-label, with at most ``CONTRASTIVE_PER_CLASS``
     examples per class, unless the user set it."""
     pooled = getattr(getattr(model, "config", None), "hftransfer_pooling", None)
     if data.multi_label or "contrastive_epochs" in config.explicit or not isinstance(pooled, dict):
-        return False
+        return None
     if per_class > CONTRASTIVE_PER_CLASS:
-        return False
+        return None
+    steps = steps_in_epoch(len(data.splits["train"]), config.training)
+    epochs = max(CONTRASTIVE_EPOCHS, math.ceil(CONTRASTIVE_MIN_STEPS / steps))
     config.choose(
         "contrastive_epochs",
-        CONTRASTIVE_EPOCHS,
+        epochs,
         "strategy auto",
-        f"a sentence encoder with few examples per class (median {per_class:g}) learns more from pairs of them",
+        f"a sentence encoder with few examples per class (median {per_class:g}) learns more from pairs of them; "
+        f"{epochs} passes: {CONTRASTIVE_EPOCHS} or more, and {CONTRASTIVE_MIN_STEPS} optimiser steps or more",
     )
-    return True
+    return epochs
 
 
 def body_to_head_rate(config, task, model_config) -> float:

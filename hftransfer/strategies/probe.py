@@ -96,16 +96,7 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
         if ctx.augmentation is None
         else ctx.task.prepare_datasets(ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
     )
-    if ctx.options.contrastive_epochs:
-        train_body_on_pairs(
-            ctx,
-            probe_train,
-            ctx.options.contrastive_epochs,
-            ctx.options.contrastive_learning_rate or args.learning_rate,
-        )
-    probe = train_probe(
-        ctx, {**ctx.datasets, "train": probe_train}, ctx.options.probe_epochs, ctx.options.probe_learning_rate
-    )
+    probe = probe_phase(ctx, probe_train)
     model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
     probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     result = trainer.train()
@@ -120,6 +111,30 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
         model.load_state_dict(probed_state)
         return FitResult(result.metrics, probe.best)
     return FitResult(result.metrics, trainer.state.best_model_checkpoint)
+
+
+def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
+    """The probe; with ``contrastive_epochs``, the better on validation of two: the probe on the pretrained body's
+    features (the frozen-feature arm), and the probe after the body's contrastive phase (kept on a tie)."""
+    args, options, model = ctx.config.training, ctx.options, ctx.model
+    datasets = {**ctx.datasets, "train": probe_train}
+    if not options.contrastive_epochs:
+        return train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
+    frozen = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
+    frozen_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    rate = options.contrastive_learning_rate or args.learning_rate
+    train_body_on_pairs(ctx, probe_train, options.contrastive_epochs, rate)
+    paired = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
+    compared = f"validation {args.metric_for_best_model} {paired.best_metric} against {frozen.best_metric}"
+    if _worse(paired.best_metric, frozen.best_metric, args.greater_is_better):
+        logger.info(
+            "the contrastive phase did not beat the frozen body's probe (%s): keeping the frozen body", compared
+        )
+        model.load_state_dict(frozen_state)
+        frozen.best = f"{frozen.best or 'the probe'} on the frozen body (the contrastive body's {compared})"
+        return frozen
+    logger.info("the contrastive phase beat or tied the frozen body's probe (%s)", compared)
+    return paired
 
 
 def _worse(new: float | None, old: float | None, greater_is_better: bool | None) -> bool:

@@ -150,3 +150,13 @@ def test_the_audit_reads_the_encoders_own_states_below_the_averaging_layer():
     before = encoder_states(model, batch)
     pool_as_trained(model, "mean", "test")
     assert torch.allclose(encoder_states(model, batch), before, atol=1e-6)
+
+
+def test_a_distilled_student_keeps_the_averaging_layer_on_top_of_its_layers():
+    from hftransfer.distillation.student import cut_teacher
+
+    model = tiny_classifier()
+    pool_as_trained(model, "mean", "test")  # 2 layers + the averaging layer
+    student, kept = cut_teacher(model, 1)
+    assert kept == [0, 2] and student.config.num_hidden_layers == 2
+    assert not student.bert.encoder.layer[-1].attention.self.query.weight.any()  # uniform attention: the pooling

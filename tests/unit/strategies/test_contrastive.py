@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -97,8 +100,10 @@ def few_shot_rows(per_class: int) -> list[dict]:
     ]
 
 
-def test_auto_fine_tunes_a_sentence_encoder_on_pairs_first_with_few_examples(tmp_path, tiny_bert):
+def test_auto_fine_tunes_a_sentence_encoder_on_pairs_first_with_few_examples(tmp_path, tiny_bert, caplog):
     from hftransfer.training.recipe import main
+
+    caplog.set_level("INFO", logger="hftransfer")
 
     model = sentence_encoder(tiny_bert, tmp_path / "encoder")
     train = write_rows(tmp_path / "train.csv", few_shot_rows(8))
@@ -106,11 +111,16 @@ def test_auto_fine_tunes_a_sentence_encoder_on_pairs_first_with_few_examples(tmp
     flags[flags.index("--strategy") + 1] = "auto"
     main([*flags, "--num_train_epochs", "2"])
     saved = (tmp_path / "out" / "hftransfer_config.yaml").read_text()
-    assert "contrastive_epochs: 10" in saved and "strategy: lp_ft" in saved
+    epochs = int(re.search(r"^\s*contrastive_epochs: (\d+)", saved, re.M).group(1))
+    assert "strategy: lp_ft" in saved
+    assert epochs * math.ceil(19 / 16) >= 100  # 19 training examples (5 carved) in batches of 16: 100 steps at least
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["hftransfer_pooling"]["mode"] == "mean"
     assert "contrastive epochs / learning rate" in (tmp_path / "out" / "README.md").read_text()
     assert not (tmp_path / "out" / "contrastive").exists()  # its working folder is removed
+    # the frozen-feature arm is measured beside it and kept when the contrastive body does not beat it
+    assert "contrastive fine-tuning of the body on pairs" in caplog.text
+    assert "the frozen body's probe (validation" in caplog.text
 
 
 def test_a_contrastive_phase_on_multi_label_data_is_refused(tmp_path, tiny_bert):
@@ -124,3 +134,38 @@ def test_a_contrastive_phase_on_multi_label_data_is_refused(tmp_path, tiny_bert)
         lambda: main([*flags, "--contrastive_epochs", "2", "--label_column", "labels", "--label_separator", ";"]),
         "single-label",
     )
+
+
+@pytest.mark.parametrize(("frozen_score", "kept"), [(0.9, "frozen"), (0.5, "contrastive")])
+def test_the_frozen_body_is_kept_when_the_contrastive_one_does_not_beat_it(monkeypatch, frozen_score, kept):
+    from types import SimpleNamespace
+
+    from hftransfer.strategies import probe
+
+    model = tiny_classifier()
+    pretrained = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([frozen_score, 0.7])  # the frozen body's probe, then the contrastive body's
+
+    def fake_probe(*_args, **_kwargs):
+        return probe.ProbeResult({}, [], "probe step 3 of 5", next(scores))
+
+    def ruin_body(ctx, *_args):
+        with torch.no_grad():
+            ctx.model.bert.embeddings.word_embeddings.weight.add_(1.0)
+
+    monkeypatch.setattr(probe, "train_probe", fake_probe)
+    monkeypatch.setattr(probe, "train_body_on_pairs", ruin_body)
+    training = SimpleNamespace(learning_rate=1e-4, metric_for_best_model="accuracy", greater_is_better=True)
+    ctx = SimpleNamespace(
+        config=SimpleNamespace(training=training),
+        options=probe.ProbeOptions(contrastive_epochs=2),
+        model=model,
+        datasets={"train": None, "validation": None},
+    )
+    result = probe.probe_phase(ctx, None)
+    unchanged = torch.equal(
+        model.bert.embeddings.word_embeddings.weight, pretrained["bert.embeddings.word_embeddings.weight"]
+    )
+    assert unchanged == (kept == "frozen")
+    assert result.best_metric == (frozen_score if kept == "frozen" else 0.7)
+    assert ("frozen body" in result.best) == (kept == "frozen")
