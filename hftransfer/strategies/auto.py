@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftransfer.data.fingerprints import NEAR_RULES, near_copies
-from hftransfer.data.labels import LABELS, column_values
+from hftransfer.data.labels import LABELS, SMALL_VALIDATION, column_values
 from hftransfer.engine.schedule import HEAD_LEARNING_RATE, steps_in_epoch
-from hftransfer.evaluation.transferability import linear_probe_accuracy
+from hftransfer.evaluation.transferability import cross_validated_probe_accuracy, linear_probe_accuracy
 from hftransfer.strategies.features import FeatureCacheUnavailable, frozen_features
 
 logger = logging.getLogger("hftransfer")
@@ -209,11 +209,19 @@ def probe_accuracy(config, task, model, processor, data, model_config, numbers: 
         return None
     if task.pixel_key is not None:  # the audit's image rule holds for these features (text reads a pooler here)
         warn_of_near_copies(config, train_x.numpy(), val_x.numpy())
-    accuracy = linear_probe_accuracy(
-        train_x.numpy().astype(np.float64), train_y.numpy(), val_x.numpy().astype(np.float64), val_y.numpy()
-    )
-    numbers["probe accuracy"] = accuracy
-    numbers["probe train"], numbers["probe validation"] = len(train_y), len(val_y)
+    train_x, val_x = train_x.numpy().astype(np.float64), val_x.numpy().astype(np.float64)
+    if len(val_y) < SMALL_VALIDATION:  # too few to tell anything: every example measured, in turn held out
+        accuracy, scored = cross_validated_probe_accuracy(
+            np.concatenate([train_x, val_x]),
+            np.concatenate([train_y.numpy(), val_y.numpy()]),
+            seed=config.training.seed,
+        )
+        numbers["probe accuracy (cross-validated)"] = accuracy
+        numbers["probe validation"] = scored
+    else:
+        accuracy = linear_probe_accuracy(train_x, train_y.numpy(), val_x, val_y.numpy())
+        numbers["probe accuracy"] = accuracy
+        numbers["probe train"], numbers["probe validation"] = len(train_y), len(val_y)
     numbers["measured in s"] = round(time.perf_counter() - started, 1)
     return accuracy
 

@@ -27,6 +27,8 @@ from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatur
 
 logger = logging.getLogger("hftransfer")
 
+ONE_SIDED_95 = 1.645  # z of a one-sided test at the 5% level
+
 
 @dataclass
 class ProbeOptions:
@@ -114,8 +116,10 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
 
 
 def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
-    """The probe; with ``contrastive_epochs``, the better on validation of two: the probe on the pretrained body's
-    features (the frozen-feature arm), and the probe after the body's contrastive phase (kept on a tie)."""
+    """The probe; with ``contrastive_epochs``, one of two: the probe after the body's contrastive phase, unless the
+    probe on the pretrained body's features (the frozen-feature arm) is shown better on validation (``shown_better``:
+    6 validation examples cannot show it, and a noisy win there is no reason to drop the arm that wins on average,
+    benchmarks/few_shot.py)."""
     args, options, model = ctx.config.training, ctx.options, ctx.model
     datasets = {**ctx.datasets, "train": probe_train}
     if not options.contrastive_epochs:
@@ -126,15 +130,25 @@ def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
     train_body_on_pairs(ctx, probe_train, options.contrastive_epochs, rate)
     paired = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
     compared = f"validation {args.metric_for_best_model} {paired.best_metric} against {frozen.best_metric}"
-    if _worse(paired.best_metric, frozen.best_metric, args.greater_is_better):
-        logger.info(
-            "the contrastive phase did not beat the frozen body's probe (%s): keeping the frozen body", compared
-        )
+    if shown_better(frozen.best_metric, paired.best_metric, len(ctx.datasets["validation"]), args):
+        logger.info("the frozen body's probe is shown better than the contrastive one (%s): keeping it", compared)
         model.load_state_dict(frozen_state)
         frozen.best = f"{frozen.best or 'the probe'} on the frozen body (the contrastive body's {compared})"
         return frozen
-    logger.info("the contrastive phase beat or tied the frozen body's probe (%s)", compared)
+    logger.info("the contrastive body is kept: the frozen body's probe is not shown better (%s)", compared)
     return paired
+
+
+def shown_better(first: float | None, second: float | None, examples: int, args) -> bool:
+    """Whether ``first`` beats ``second`` on a validation split of ``examples`` examples by more than chance: by a
+    one-sided test at the 5% level on the difference of two scores of that many examples, for scores that are
+    shares of examples (accuracy, F1); a loss is compared as it is."""
+    if first is None or second is None:
+        return False
+    if args.greater_is_better in (True, None):
+        spread = (max(first * (1 - first), 0.0) / max(examples, 1)) ** 0.5 if 0 <= first <= 1 else 0.0
+        return first - second > ONE_SIDED_95 * 2**0.5 * spread
+    return first < second
 
 
 def _worse(new: float | None, old: float | None, greater_is_better: bool | None) -> bool:
