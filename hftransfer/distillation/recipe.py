@@ -197,9 +197,13 @@ def _student(teacher: FinishedRun, teacher_model, processor, options: DistillOpt
     cut, kept = cut_teacher(teacher_model, options.student_layers)
     folder = stack.enter_context(model_folder(cut, processor, teacher.task.auto_processor))
     total, shown = teacher_model.config.num_hidden_layers, ", ".join(map(str, kept))
+    pooled = (
+        "; the last is the averaging layer of its mean pooling" if hasattr(cut.config, "hftransfer_pooling") else ""
+    )
     return (
         str(folder),
-        f"the teacher cut to {len(kept)} of its {total} layers (kept: {shown}; this file alone cannot repeat the run)",
+        f"the teacher cut to {len(kept)} of its {total} layers (kept: {shown}{pooled}; this file alone cannot repeat "
+        "the run)",
     )
 
 
