@@ -26,6 +26,11 @@ The rules (constants below; the evidence is the table of ``benchmarks/defaults.p
    ``full``'s 0.797-0.813 over sessions; with 4, which fit ``full``'s wall time, 0.758-0.784).
 4. Otherwise ``full``.
 
+With fewer than ``SMALL_VALIDATION`` validation examples the probe of rule 2 is cross-validated over every training
+and validation example (a few carved examples cannot tell 0.67 from 0.95). When rule 3 picks ``lp_ft`` for a
+sentence encoder read as it was trained, with at most ``CONTRASTIVE_PER_CLASS`` examples per class, ``lp_ft``
+fine-tunes the body on pairs of examples first (``contrastive_epochs``: strategies/contrastive.py).
+
 A strategy the user names is always kept; ``auto`` only decides when none is named.
 """
 
