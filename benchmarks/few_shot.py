@@ -183,7 +183,8 @@ print(json.dumps({"classes": [str(c) for c in setfit.labels or setfit.model_head
 """
 
 
-def run_setfit(train: Path, test: Path, seed: int, setfit_path: str | None) -> dict:
+def run_setfit(train: Path, test: Path, seed: int, setfit_path: str | None, folder: Path) -> dict:
+    """The SetFit library in its own process, inside ``folder`` (its trainer writes ``checkpoints/`` where it runs)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if setfit_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [setfit_path, env.get("PYTHONPATH")]))
@@ -193,6 +194,7 @@ def run_setfit(train: Path, test: Path, seed: int, setfit_path: str | None) -> d
         capture_output=True,
         text=True,
         env=env,
+        cwd=folder,
     )
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1], "wall_s": time.perf_counter() - started}
@@ -208,7 +210,7 @@ def run_arm(arm: str, name: str, k: int, seed: int, options) -> dict:
         if arm == "frozen_lr":
             return run_frozen_lr(picked, test_rows, seed)
         if arm == "setfit":
-            return run_setfit(train, test, seed, options.setfit_path)
+            return run_setfit(train, test, seed, options.setfit_path, tmp)
         return run_train(arm, train, test, seed, tmp, options.today_code, options.auto_code)
 
 
