@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from torch import nn
 from transformers import PretrainedConfig, TrainerCallback
@@ -197,6 +199,26 @@ class Strategy:
 def set_trainable(model: nn.Module, names: set[str]) -> None:
     for name, param in model.named_parameters():
         param.requires_grad_(name in names)
+
+
+@contextmanager
+def training_phase(model: nn.Module, trainable: set[str], args, name: str) -> Iterator[Path]:
+    """A phase of a fit that trains only ``trainable`` (lp_ft's probe, its contrastive phase) in its own working
+    folder of output_dir, recorded as the run's; yields the folder. Afterwards the parameters that trained before
+    train again and the folder is removed."""
+    from hftransfer.files.written import record_entries, working_dir
+
+    before = {n for n, p in model.named_parameters() if p.requires_grad}
+    set_trainable(model, trainable)
+    folder = working_dir(args.output_dir, name)
+    if args.process_index == 0:
+        record_entries(args.output_dir, folder.name)
+    try:
+        yield folder
+    finally:
+        set_trainable(model, before)
+        if args.process_index == 0:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def top_blocks(layout: BlockLayout, count: int) -> set[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,9 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
+from hftransfer.backbones.blocks import head_parameter_names
 from hftransfer.data.labels import LABELS, column_values
 from hftransfer.engine.trainer import ClassificationTrainer
-from hftransfer.files.written import record_entries, working_dir
+from hftransfer.strategies.base import training_phase
 from hftransfer.strategies.features import head_root
 
 logger = logging.getLogger("hftransfer")
@@ -90,40 +90,29 @@ def train_body_on_pairs(ctx, train, epochs: float, learning_rate: float) -> dict
     """Fine-tune every parameter but the head with the pair loss for ``epochs`` passes over ``train``; returns the
     Trainer's train metrics. Which parameters train is restored afterwards."""
     args, model = ctx.config.training, ctx.model
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    _, head = head_root(model)
-    head_params = {id(p) for p in head.parameters()}
-    for param in model.parameters():
-        param.requires_grad_(id(param) not in head_params)
-    folder = working_dir(args.output_dir, "contrastive")
-    if args.process_index == 0:
-        record_entries(args.output_dir, folder.name)
-    pair_args = dataclasses.replace(
-        args,
-        output_dir=str(folder),
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        push_to_hub=False,
-        resume_from_checkpoint=None,
-        label_smoothing_factor=0.0,
-        remove_unused_columns=False,
-    )
-    labels = np.asarray(column_values(train, LABELS))
-    trainer = ClassificationTrainer(
-        model=PairCosineLoss(model),
-        args=pair_args,
-        train_dataset=train,
-        data_collator=ctx.trainer.data_collator,
-        train_sampler=lambda _dataset, _batch_size: ClassGroupedOrder(labels, PER_CLASS, args.seed),
-    )
-    logger.info("contrastive fine-tuning of the body on pairs of training examples for %s epochs", epochs)
-    try:
+    head = set(head_parameter_names(model))
+    body = {name for name, _ in model.named_parameters() if name not in head}
+    with training_phase(model, body, args, "contrastive") as folder:
+        pair_args = dataclasses.replace(
+            args,
+            output_dir=str(folder),
+            num_train_epochs=epochs,
+            learning_rate=learning_rate,
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+            push_to_hub=False,
+            resume_from_checkpoint=None,
+            label_smoothing_factor=0.0,
+            remove_unused_columns=False,
+        )
+        labels = np.asarray(column_values(train, LABELS))
+        trainer = ClassificationTrainer(
+            model=PairCosineLoss(model),
+            args=pair_args,
+            train_dataset=train,
+            data_collator=ctx.trainer.data_collator,
+            train_sampler=lambda _dataset, _batch_size: ClassGroupedOrder(labels, PER_CLASS, args.seed),
+        )
+        logger.info("contrastive fine-tuning of the body on pairs of training examples for %s epochs", epochs)
         return trainer.train().metrics
-    finally:
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in trainable)
-        if args.process_index == 0:
-            shutil.rmtree(folder, ignore_errors=True)

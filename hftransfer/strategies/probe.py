@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,7 @@ from hftransfer.config.limits import NON_NEGATIVE, POSITIVE, check_fields, optio
 from hftransfer.engine.schedule import PROBE_FLOOR_REASON, probe_epochs_floor
 from hftransfer.engine.trainer import ClassificationTrainer
 from hftransfer.evaluation.report import reduce_logits
-from hftransfer.files.written import record_entries, working_dir
-from hftransfer.strategies.base import FitContext, FitResult, StrategyError, fit_with_trainer
+from hftransfer.strategies.base import FitContext, FitResult, StrategyError, fit_with_trainer, training_phase
 from hftransfer.strategies.contrastive import train_body_on_pairs
 from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
 
@@ -178,23 +176,16 @@ def train_probe(
     trains the usual way). Which parameters train is restored afterwards.
     """
     args, transfer, model = ctx.config.training, ctx.config.transfer, ctx.model
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    head = set(head_parameter_names(model))
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in head)
-    probe_dir = working_dir(args.output_dir, "probe")
-    if args.process_index == 0:
-        record_entries(args.output_dir, probe_dir.name)
-    probe_args = dataclasses.replace(
-        args,
-        output_dir=str(probe_dir),
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        push_to_hub=False,
-        save_total_limit=1,
-        resume_from_checkpoint=None,
-    )
-    try:
+    with training_phase(model, set(head_parameter_names(model)), args, "probe") as probe_dir:
+        probe_args = dataclasses.replace(
+            args,
+            output_dir=str(probe_dir),
+            num_train_epochs=epochs,
+            learning_rate=learning_rate,
+            push_to_hub=False,
+            save_total_limit=1,
+            resume_from_checkpoint=None,
+        )
         if transfer.cache_features:
             try:
                 return _probe_on_features(ctx, datasets, probe_args, epochs)
@@ -218,11 +209,6 @@ def train_probe(
         )
         logger.info("training the head through the frozen backbone for %s epochs", epochs)
         return _probe_result(trainer, trainer.train())
-    finally:
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in trainable)
-        if args.process_index == 0:
-            shutil.rmtree(probe_args.output_dir, ignore_errors=True)
 
 
 def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: float) -> ProbeResult:
