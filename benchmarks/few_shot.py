@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from defaults import code_checkout  # noqa: E402  (a git worktree of a commit, the pretrained weights linked)
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 MODEL = REPO / "pretrained" / "all-MiniLM-L6-v2"
@@ -82,14 +85,6 @@ def few_shot_split(name: str, k: int, seed: int, folder: Path) -> tuple[Path, Pa
     picked.to_csv(paths[0], sep="\t", index=False)
     test.to_csv(paths[1], sep="\t", index=False)
     return *paths, picked, test
-
-
-def code_checkout(commit: str) -> Path:
-    folder = Path(tempfile.gettempdir()) / f"hftransfer-{commit}"
-    if not folder.is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", str(folder), commit], cwd=REPO, check=True)
-        (folder / "pretrained").symlink_to(REPO / "pretrained")
-    return folder
 
 
 def run_train(arm: str, train: Path, test: Path, seed: int, tmp: Path, today: str, auto_code: str | None) -> dict:

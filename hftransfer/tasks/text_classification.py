@@ -276,11 +276,12 @@ def build_model(config, data, model_config=None):
     """The pretrained encoder with a fresh classification head sized for the user's labels, pooled as the encoder
     was trained when it is a sentence encoder (backbones/sentence_pooling.py)."""
     model_args = config.model
+    path = model_path(model_args)
     head_config = without_head_code(
         copy.deepcopy(
             model_config
             or AutoConfig.from_pretrained(
-                model_path(model_args),
+                path,
                 revision=model_args.revision,
                 trust_remote_code=model_args.trust_remote_code,
                 cache_dir=model_args.cache_dir,
@@ -290,7 +291,7 @@ def build_model(config, data, model_config=None):
     for key, value in data.config_fields().items():
         setattr(head_config, key, value)
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_path(model_args),
+        path,
         config=head_config,
         # A checkpoint with another head (e.g. an earlier fine-tune) gets a new one instead of an error.
         ignore_mismatched_sizes=True,
@@ -301,7 +302,6 @@ def build_model(config, data, model_config=None):
         trust_remote_code=model_args.trust_remote_code,
         cache_dir=model_args.cache_dir,
     )
-    path = model_path(model_args)
     mode, source = trained_pooling(
         path if os.path.isdir(path) else None,
         None if os.path.exists(path) else hub_fetcher(path, model_args.revision, model_args.cache_dir),
