@@ -31,7 +31,10 @@ from hftransfer.training.recipe import main
         ((200, 2, 100, 0.94, 49), "linear_probe"),  # 0.94 on 49 examples cannot be told from 0.95: the cheaper
         ((200, 2, 100, 0.85, 49), "full"),  # ... 0.85 on 49 can
         ((5_000, 5, 1000, 0.92, 300), "full"),  # ... and 0.92 on 300 can
-        ((900, 43, 21, 0.63, 100, 1.0), "full"),  # few per class, but the body trains at the head's rate
+        (
+            (900, 43, 21, 0.63, 100, 1.0),
+            "lp_ft",
+        ),  # few per class, the body at the head's rate: the probe kept as fallback
         ((900, 43, 21, 0.99, 100, 1.0), "linear_probe"),  # ... unless the frozen features already separate them
         ((4_900, 50, 40, 0.29, 545, 0.1), "lp_ft"),  # few per class, a body at a tenth of the head's rate
     ],

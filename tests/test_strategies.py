@@ -213,6 +213,40 @@ def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog
 
 
 @pytest.mark.e2e
+def test_lp_ft_from_a_fresh_head_keeps_the_probe_only_as_fallback(tmp_path, cases, caplog):
+    """fine_tune_from_probe false: fine-tuning restarts from the head the run began with, for full's epochs, and a
+    diverging fine-tuning still leaves the probed model."""
+    flags, original, model_class = cases["timm"]
+    common = ["--strategy", "lp_ft", "--fine_tune_from_probe", "false", "--probe_epochs", "3"]
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        out = run(tmp_path / "out", flags, *common, "--num_train_epochs", "2")
+    assert "fine-tuning starts from the fresh head" in caplog.text
+    saved = (out / "hftransfer_config.yaml").read_text()
+    assert "num_train_epochs: 2" in saved and "fine_tune_from_probe: false" in saved  # not one epoch fewer
+    assert "fine-tuning starts from" in (out / "README.md").read_text()
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        out = run(
+            tmp_path / "diverged",
+            flags,
+            *common,
+            "--learning_rate",
+            "50",
+            "--max_grad_norm",
+            "0",
+            "--metric_for_best_model",
+            "loss",
+            "--greater_is_better",
+            "false",
+        )
+    assert "fine-tuning did not beat the linear probe (loss" in caplog.text
+    trained = model_class.from_pretrained(out).state_dict()
+    backbone = [k for k in trained if k.startswith("timm_model.") and "classifier" not in k]
+    assert backbone and all(torch.equal(trained[k], original[k]) for k in backbone)
+
+
+@pytest.mark.e2e
 def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, cases, caplog):
     flags, _, _ = cases["timm"]
     with caplog.at_level(logging.INFO, logger="hftransfer"):

@@ -16,14 +16,17 @@ The rules (constants below; the evidence is the table of ``benchmarks/defaults.p
    cannot tell 0.94 from 0.95 (hymenoptera's 49 carved images: a probe at 0.939 chose ``full``, 0.935 on test,
    where ``linear_probe`` scores 0.954), and when the measurement cannot tell, the cheaper strategy, which small
    sets favour anyway, is the better bet.
-3. With few examples per class (``FEW_PER_CLASS``), when the body fine-tunes at a small fraction of the head's
-   learning rate (``LP_FT_RATE_RATIO``): ``lp_ft`` trains the head first and keeps the probe when fine-tuning
-   does not beat it. A body that moves slowly stays near its pretrained features, so a head fitted to them
-   first is what fine-tuning from a random head lacks (text encoders, body 1e-4 against the head's 1e-3: TREC
-   0.900 against ``full``'s 0.724, 20 Newsgroups 0.600 against 0.417). A body that trains at the head's rate
-   (the image recipe: 1e-3 for both) moves far from those features whatever the head's start, and the probe
-   phase only costs time (GTSRB, 21 images per class: ``lp_ft`` with ``full``'s 5 epochs 0.790-0.812 against
-   ``full``'s 0.797-0.813 over sessions; with 4, which fit ``full``'s wall time, 0.758-0.784).
+3. With few examples per class (``FEW_PER_CLASS``): ``lp_ft``, which trains the head first and keeps the probe
+   when fine-tuning does not beat it on validation, so a fine-tuned model below the frozen-feature arm is not
+   kept. When the body fine-tunes at a small fraction of the head's learning rate (``LP_FT_RATE_RATIO``),
+   fine-tuning starts from the probed head: a body that moves slowly stays near its pretrained features, so a
+   head fitted to them first is what fine-tuning from a random head lacks (text encoders, body 1e-4 against the
+   head's 1e-3: TREC 0.900 against ``full``'s 0.724, 20 Newsgroups 0.600 against 0.417). A body that trains at
+   the head's rate (the image recipe: 1e-3 for both) moves far from those features whatever the head's start,
+   and starting from the probe gains nothing on average (GTSRB, 21 images per class: ``lp_ft`` with ``full``'s 5
+   epochs 0.790-0.812 against ``full``'s 0.797-0.813 over sessions; with 4, 0.758-0.784): there fine-tuning
+   starts from a fresh head for ``full``'s epochs (``fine_tune_from_probe: false``) and the probe is only the
+   fallback (benchmarks/few_shot.py's image sets).
 4. Otherwise ``full``.
 
 With fewer than ``SMALL_VALIDATION`` validation examples the probe of rule 2 is cross-validated over every training
@@ -116,9 +119,9 @@ def decide(
             "the head is trained first"
         )
     if per_class < FEW_PER_CLASS:
-        return "full", (
-            f"few examples per class (median {per_class:g}), but the body fine-tunes at the head's "
-            "rate: a head trained first would not survive it"
+        return "lp_ft", (
+            f"few examples per class (median {per_class:g}) and a body that fine-tunes at the head's rate: "
+            "fine-tuning from a fresh head, the probe kept if it scores higher"
         )
     return "full", "enough examples per class to fine-tune every layer"
 
@@ -151,6 +154,13 @@ def choose(config, task, model, processor, data, model_config) -> Decision:
     chosen, reason = decide(
         len(labels), len(data.label_names), per_class, probe, numbers.get("probe validation"), ratio
     )
+    if chosen == "lp_ft" and ratio > LP_FT_RATE_RATIO and "fine_tune_from_probe" not in config.explicit:
+        config.choose(
+            "fine_tune_from_probe",
+            False,
+            "strategy auto",
+            "a body that fine-tunes at the head's rate moves far from the features a probed head fits (rule 3)",
+        )
     epochs = contrastive_phase(config, model, data, per_class) if chosen == "lp_ft" else None
     if epochs:
         reason += f"; the body first learns from pairs of examples ({epochs} contrastive epochs)"

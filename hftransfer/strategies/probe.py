@@ -3,7 +3,9 @@ and ``lp_ft`` (a probe, then full fine-tuning from the probed head; Kumar et al.
 
 The probe runs in a sub-folder of output_dir that is removed afterwards; its best epoch (by the run's
 ``metric_for_best_model``) is what the head keeps. When fine-tuning never beats the probe on validation,
-``lp_ft`` keeps the probed model.
+``lp_ft`` keeps the probed model. With ``fine_tune_from_probe: false`` fine-tuning starts from the fresh head, as
+``full`` does, and the probe is only that fallback: the frozen-feature arm, never lost to a fine-tuning run that
+does worse (auto's choice where the body fine-tunes at the head's rate, strategies/auto.py).
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ class ProbeOptions:
     contrastive_learning_rate: float | None = field(
         default=None,
         metadata=option("lp_ft: learning rate of the contrastive phase (default: learning_rate).", range=POSITIVE),
+    )
+    fine_tune_from_probe: bool = field(
+        default=True,
+        metadata={
+            "help": "lp_ft: fine-tuning starts from the probed head (Kumar et al.); false: from the fresh head, as "
+            "full does, the probe kept only when fine-tuning does not beat it on validation (auto's choice for a "
+            "body that fine-tunes at the head's rate)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -96,9 +106,15 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
         if ctx.augmentation is None
         else ctx.task.prepare_datasets(ctx.config, ctx.processor, ctx.data, ctx.model_config, augment=False)["train"]
     )
+    fresh_head = None if ctx.options.fine_tune_from_probe else _copy_of_state(model, set(head_parameter_names(model)))
     probe = probe_phase(ctx, probe_train)
-    model.requires_grad_(True)  # phase 2: full fine-tuning from the probed head
-    probed_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    model.requires_grad_(True)  # phase 2: full fine-tuning, from the probed head unless told otherwise
+    probed_state = _copy_of_state(model)
+    if fresh_head is not None:
+        logger.info(
+            "fine-tuning starts from the fresh head; the probe (%s) is kept if it scores higher", probe.best_metric
+        )
+        model.load_state_dict(fresh_head, strict=False)
     result = trainer.train()
     trainer.state.log_history = probe.log_history + trainer.state.log_history
     if args.load_best_model_at_end and probe_stays(ctx, trainer.state.best_metric, probe.best_metric):
@@ -114,6 +130,11 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
     return FitResult(result.metrics, trainer.state.best_model_checkpoint)
 
 
+def _copy_of_state(model, names: set[str] | None = None) -> dict:
+    """A CPU copy of the model's state (only ``names`` when given)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if names is None or k in names}
+
+
 def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
     """The probe; with ``contrastive_epochs``, one of two: the probe after the body's contrastive phase, unless the
     probe on the pretrained body's features (the frozen-feature arm) is shown better on validation (``shown_better``:
@@ -124,7 +145,7 @@ def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
     if not options.contrastive_epochs:
         return train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
     frozen = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
-    frozen_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    frozen_state = _copy_of_state(model)
     rate = options.contrastive_learning_rate or args.learning_rate
     train_body_on_pairs(ctx, probe_train, options.contrastive_epochs, rate)
     paired = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
@@ -275,8 +296,9 @@ def _probe_result(trainer, result) -> ProbeResult:
 
 
 def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple[Any, str]]:
-    """lp_ft's epochs (engine/schedule.py gives the evidence): one fine-tuning epoch fewer than the task's, and the
-    probe phase's floor of optimiser steps. ``max_steps`` bounds both phases, so it leaves both alone."""
+    """lp_ft's epochs (engine/schedule.py gives the evidence): one fine-tuning epoch fewer than the task's when
+    fine-tuning starts from the probed head (from a fresh head it does a full run's work), and the probe phase's
+    floor of optimiser steps. ``max_steps`` bounds both phases, so it leaves both alone."""
     args, chosen = config.training, {}
     if options.contrastive_epochs and getattr(data, "multi_label", False):
         raise StrategyError(
@@ -285,7 +307,7 @@ def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple
         )
     if args.max_steps > 0:
         return chosen
-    if args.num_train_epochs >= 2:
+    if args.num_train_epochs >= 2 and options.fine_tune_from_probe:
         chosen["num_train_epochs"] = (
             args.num_train_epochs - 1,
             "the probe phase has trained the head, the main work of a first epoch from a random head",
@@ -298,6 +320,8 @@ def probe_phase_schedule(config, options: ProbeOptions, data) -> dict[str, tuple
 
 def card_rows(options: ProbeOptions) -> list[tuple[str, str]]:
     rows = [("probe epochs / learning rate", f"{options.probe_epochs:g} / {options.probe_learning_rate:g}")]
+    if not options.fine_tune_from_probe:
+        rows.append(("fine-tuning starts from", "the fresh head (the probe kept if it scores higher)"))
     if options.contrastive_epochs:
         rate = f"{options.contrastive_learning_rate:g}" if options.contrastive_learning_rate else "learning_rate"
         rows.append(("contrastive epochs / learning rate", f"{options.contrastive_epochs:g} / {rate}"))
