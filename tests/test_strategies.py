@@ -247,6 +247,23 @@ def test_lp_ft_from_a_fresh_head_keeps_the_probe_only_as_fallback(tmp_path, case
 
 
 @pytest.mark.e2e
+def test_linear_probe_fits_a_logistic_regression_unless_told_its_steps(tmp_path, cases, caplog):
+    flags, _, _ = cases["timm"]
+    out = tmp_path / "out"
+    common = ["--strategy", "linear_probe", "--disable_tqdm", "true", "--feature_cache_dir", str(tmp_path / "cache")]
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        main([*flags, "--output_dir", str(out), *common])
+    assert "the head on cached features: a logistic regression, C " in caplog.text
+    assert "training the head on cached features" not in caplog.text
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0 <= results["eval_accuracy"] <= 1 and results["train_loss"] > 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hftransfer"):
+        main([*flags, "--output_dir", str(tmp_path / "steps"), *common, "--num_train_epochs", "2"])
+    assert "training the head on cached features for 2" in caplog.text and "logistic regression" not in caplog.text
+
+
+@pytest.mark.e2e
 def test_linear_probe_trains_on_cached_features_and_logs_what_trains(tmp_path, cases, caplog):
     flags, _, _ = cases["timm"]
     with caplog.at_level(logging.INFO, logger="hftransfer"):

@@ -24,6 +24,7 @@ from hftransfer.evaluation.report import reduce_logits
 from hftransfer.strategies.base import FitContext, FitResult, StrategyError, fit_with_trainer, training_phase
 from hftransfer.strategies.contrastive import train_body_on_pairs
 from hftransfer.strategies.features import FeatureCacheUnavailable, HeadOnFeatures, feature_datasets, head_root
+from hftransfer.strategies.logistic_head import LogisticFit, fit_logistic_head, single_linear
 
 logger = logging.getLogger("hftransfer")
 
@@ -85,6 +86,7 @@ def fit_linear_probe(ctx: FitContext) -> FitResult:
             args.num_train_epochs,
             transfer.head_learning_rate or args.learning_rate,
             through_backbone_ok=False,
+            by_steps=told_steps(ctx, "num_train_epochs", "learning_rate", "head_learning_rate"),
         )
         if probe is not None:
             state = ctx.trainer.state  # the run's state is the probe's: its steps, epochs and evaluations
@@ -130,6 +132,12 @@ def fit_probe_then_fine_tune(ctx: FitContext) -> FitResult:
     return FitResult(result.metrics, trainer.state.best_model_checkpoint)
 
 
+def told_steps(ctx: FitContext, *options: str) -> bool:
+    """Whether the user set how the probe steps (its epochs or rate, or ``max_steps``): then it trains by steps, as
+    told, instead of being fitted as a logistic regression."""
+    return any(name in ctx.config.explicit for name in (*options, "max_steps"))
+
+
 def _copy_of_state(model, names: set[str] | None = None) -> dict:
     """A CPU copy of the model's state (only ``names`` when given)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if names is None or k in names}
@@ -142,13 +150,14 @@ def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
     benchmarks/few_shot.py)."""
     args, options, model = ctx.config.training, ctx.options, ctx.model
     datasets = {**ctx.datasets, "train": probe_train}
+    by_steps = told_steps(ctx, "probe_epochs", "probe_learning_rate")
     if not options.contrastive_epochs:
-        return train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
-    frozen = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
+        return train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate, by_steps=by_steps)
+    frozen = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate, by_steps=by_steps)
     frozen_state = _copy_of_state(model)
     rate = options.contrastive_learning_rate or args.learning_rate
     train_body_on_pairs(ctx, probe_train, options.contrastive_epochs, rate)
-    paired = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate)
+    paired = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate, by_steps=by_steps)
     compared = f"validation {args.metric_for_best_model} {paired.best_metric} against {frozen.best_metric}"
     if shown_better(frozen.best_metric, paired.best_metric, len(ctx.datasets["validation"]), args):
         logger.info("the frozen body's probe is shown better than the contrastive one (%s): keeping it", compared)
@@ -189,9 +198,15 @@ def _worse(new: float | None, old: float | None, greater_is_better: bool | None)
 
 
 def train_probe(
-    ctx: FitContext, datasets: dict, epochs: float, learning_rate: float, through_backbone_ok: bool = True
+    ctx: FitContext,
+    datasets: dict,
+    epochs: float,
+    learning_rate: float,
+    through_backbone_ok: bool = True,
+    by_steps: bool = False,
 ) -> ProbeResult | None:
-    """Train only the head: on cached features when possible, else (lp_ft) through the frozen backbone.
+    """Train only the head: on cached features when possible (a logistic regression fitted to them, unless
+    ``by_steps``: the user set the probe's epochs or learning rate), else (lp_ft) through the frozen backbone.
 
     Returns None when the features cannot be cached and ``through_backbone_ok`` is False (the caller then
     trains the usual way). Which parameters train is restored afterwards.
@@ -209,7 +224,7 @@ def train_probe(
         )
         if transfer.cache_features:
             try:
-                return _probe_on_features(ctx, datasets, probe_args, epochs)
+                return _probe_on_features(ctx, datasets, probe_args, epochs, by_steps)
             except FeatureCacheUnavailable as reason:
                 logger.info(
                     "features not cached (%s)%s",
@@ -232,8 +247,9 @@ def train_probe(
         return _probe_result(trainer, trainer.train())
 
 
-def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: float) -> ProbeResult:
-    """The head trained on features computed once (and cached on disk) instead of through the backbone."""
+def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: float, by_steps: bool) -> ProbeResult:
+    """The head trained on features computed once (and cached on disk) instead of through the backbone: fitted as a
+    logistic regression where the head and its loss allow it (strategies/logistic_head.py), else by epochs."""
     started = time.perf_counter()
     splits = feature_datasets(
         ctx.model, datasets, ctx.trainer.data_collator, probe_args, ctx.config.transfer.feature_cache_dir
@@ -257,12 +273,44 @@ def _probe_on_features(ctx: FitContext, datasets: dict, probe_args, epochs: floa
         train_sampler=_the_runs_batches(ctx, datasets["train"]),
         **_metrics(ctx),
     )
-    logger.info("training the head on cached features for %s epochs", epochs)
-    result = _probe_result(trainer, trainer.train())
+    fitted = None if by_steps else _fit_logistic(ctx, head_module, splits.train)
+    if fitted is None:
+        logger.info("training the head on cached features for %s epochs", epochs)
+        result = _probe_result(trainer, trainer.train())
+    else:
+        logger.info("the head on cached features: %s", fitted.describe())
+        metrics = trainer.evaluate()
+        name = probe_args.metric_for_best_model or "loss"
+        best = metrics.get(name if name.startswith("eval_") else f"eval_{name}")
+        result = ProbeResult({"train_loss": fitted.train_loss}, trainer.state.log_history, fitted.describe(), best)
     # the probe's cost includes computing (or reading) the features, not only the head's epochs
     result.metrics["features_runtime"] = round(features_s, 3)
     result.metrics["train_runtime"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _fit_logistic(ctx: FitContext, head_module, train) -> LogisticFit | None:
+    """The head fitted as a logistic regression on the training features, when it is one linear layer trained with
+    (class-weighted) cross-entropy on single labels; None (nothing changed) otherwise."""
+    rows, loss = train[:], ctx.trainer.compute_loss_func  # every row, as tensors (the splits' torch format)
+    labels = rows["labels"]
+    weight = getattr(loss, "weight", None)
+    if (
+        labels.is_floating_point()
+        or (loss is not None and weight is None)
+        or ctx.config.training.label_smoothing_factor
+    ):
+        return None
+    linear = single_linear(head_module)
+    if linear is None:
+        return None
+    return fit_logistic_head(
+        linear,
+        rows["features"].numpy(),
+        labels.numpy(),
+        None if weight is None else weight.numpy(),
+        ctx.config.training.seed,
+    )
 
 
 def _the_runs_batches(ctx: FitContext, examples):

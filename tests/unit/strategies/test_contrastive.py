@@ -162,7 +162,7 @@ def test_the_frozen_body_is_kept_when_shown_better_than_the_contrastive_one(
     monkeypatch.setattr(probe, "train_body_on_pairs", ruin_body)
     training = SimpleNamespace(learning_rate=1e-4, metric_for_best_model="accuracy", greater_is_better=True)
     ctx = SimpleNamespace(
-        config=SimpleNamespace(training=training),
+        config=SimpleNamespace(training=training, explicit=set()),
         options=probe.ProbeOptions(contrastive_epochs=2),
         model=model,
         datasets={"train": None, "validation": [None] * validation},
