@@ -64,8 +64,7 @@ def make_rank_parser() -> argparse.ArgumentParser:
         "--then-train",
         dest="then_train",
         action="store_true",
-        help="fine-tune the best candidate with the strategy auto chooses from the probe accuracy "
-        "ranking measured (unless --strategy is given)",
+        help="fine-tune the best candidate (with strategy auto, which decides in the run, unless --strategy is given)",
     )
     return parser
 
@@ -101,18 +100,9 @@ def rank_command(argv: list[str]) -> int:
         raise RankError("no candidate could be scored, so none can be trained")
     chosen = next(c for c in list_candidates(base, a.models) if candidate_name(c) == best.name)
     config = candidate_config(base, chosen)
-    if "strategy" not in base.explicit:  # auto's decision, from the probe accuracy ranking measured
-        config.choose(
-            "strategy",
-            best.recommended_strategy,
-            "strategy auto (hftransfer rank)",
-            best.recommendation_reason or "",
-            note=False,
-        )
-        config.notes.append(
-            f"strategy: {best.recommended_strategy} (chosen by hftransfer rank as strategy auto "
-            f"would: {best.recommendation_reason})"
-        )
+    # the strategy is left to the run: auto measures the run's own data there and sets the options that go with
+    # its choice (a contrastive phase, fine-tuning from a fresh head), which a strategy name alone would not carry
+    config.notes.append(f"model: {best.name} (ranked first by hftransfer rank, by {a.by})")
     print(f"training {best.name} with strategy {config.transfer.strategy}")
     run(config)
     return 0

@@ -7,7 +7,9 @@
 - A floor on a probe's optimiser steps: a head trained on frozen (cached) features costs next to nothing per
   step, but ten epochs of a small set are only a few dozen steps (ORL faces, 256 training images at batch 32:
   80), too few for Adam at 1e-3 to fit a head of many classes. A probe takes at least ``MIN_PROBE_STEPS``
-  steps, in whole epochs; its best epoch is kept, so more epochs cannot make it worse on validation.
+  steps, in whole epochs; its best epoch is kept, so more epochs cannot make it worse on validation. (This holds
+  where the head trains by steps: on cached features a linear head is fitted as a logistic regression instead,
+  strategies/logistic_head.py.)
   Fine-tuning gets no such floor: its steps cost the backbone's forward and backward passes.
 - ``lp_ft`` fine-tunes for one epoch less than the task's: its probe phase has already trained the head, the
   main work of full fine-tuning's first epoch from a random head (validation accuracy after one fine-tuning
@@ -121,8 +123,8 @@ def steps_in_epoch(num_train: int, args) -> int:
 
 
 PROBE_FLOOR_REASON = (
-    f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small set (cheap on cached "
-    "features; the best epoch is kept)"
+    f"at least {MIN_PROBE_STEPS} optimiser steps for the probe on a small set, where its head trains by steps (on "
+    "cached features a linear head is fitted as a logistic regression instead)"
 )
 
 

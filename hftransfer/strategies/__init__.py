@@ -89,7 +89,7 @@ BUILT_IN = (
     # When fine-tuning does not beat the probe on validation, the probed model is kept.
     Strategy(
         "lp_ft",
-        "linear probe for probe_epochs, then full fine-tuning from the probed head",
+        "a linear probe, then full fine-tuning from the probed head (or a fresh one: fine_tune_from_probe)",
         select=freezing.probe_then_everything,
         fit=probe.fit_probe_then_fine_tune,
         streams=False,

@@ -38,7 +38,8 @@ def everything(model: nn.Module, layout: BlockLayout | None, options: None, num_
 def probe_then_everything(model: nn.Module, layout: BlockLayout | None, options, num_train_epochs: float) -> Selection:
     """``options``: lp_ft's ``ProbeOptions`` (probe.py)."""
     selection = everything(model, layout, None, num_train_epochs)
-    selection.note = f"linear probe for {options.probe_epochs:g} epochs, then full fine-tuning"
+    start = "the probed head" if options.fine_tune_from_probe else "a fresh head, the probe kept if it scores higher"
+    selection.note = f"a linear probe, then full fine-tuning from {start}"
     return selection
 
 
