@@ -9,7 +9,8 @@ only for the mapping of scikit-learn's coefficients into the model's own ``nn.Li
 still the plain checkpoint every export reads.
 
 Used for single-label heads that are one ``nn.Linear`` (dropout, flatten and identity around it are fine) trained
-with cross-entropy (class weights included); anything else trains by gradient steps as before.
+with cross-entropy (class weights included), where the probe may be the model (strategies/probe.py decides);
+anything else trains by gradient steps as before.
 """
 
 from __future__ import annotations

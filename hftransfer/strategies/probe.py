@@ -150,7 +150,11 @@ def probe_phase(ctx: FitContext, probe_train) -> ProbeResult:
     benchmarks/few_shot.py)."""
     args, options, model = ctx.config.training, ctx.options, ctx.model
     datasets = {**ctx.datasets, "train": probe_train}
-    by_steps = told_steps(ctx, "probe_epochs", "probe_learning_rate")
+    # a head fitted to the optimum is the model where the probe is the answer (a contrastive body's head, or the
+    # fallback of fine-tuning from a fresh head); where fine-tuning starts from it, it trains by steps as before:
+    # TREC (40 per class), fine-tuning from the fitted head stopped early at macro-F1 0.790 against 0.836
+    fine_tuned_from = options.fine_tune_from_probe and not options.contrastive_epochs
+    by_steps = fine_tuned_from or told_steps(ctx, "probe_epochs", "probe_learning_rate")
     if not options.contrastive_epochs:
         return train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate, by_steps=by_steps)
     frozen = train_probe(ctx, datasets, options.probe_epochs, options.probe_learning_rate, by_steps=by_steps)

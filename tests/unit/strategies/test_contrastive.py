@@ -174,3 +174,35 @@ def test_the_frozen_body_is_kept_when_shown_better_than_the_contrastive_one(
     assert unchanged == (kept == "frozen")
     assert result.best_metric == (frozen_score if kept == "frozen" else 0.7)
     assert ("frozen body" in result.best) == (kept == "frozen")
+
+
+@pytest.mark.parametrize(
+    ("options", "by_steps"),
+    [
+        ({}, True),  # fine-tuning starts from the probed head: trained by steps, as before
+        ({"contrastive_epochs": 2}, False),  # the contrastive body's head is fitted to the optimum
+        ({"fine_tune_from_probe": False}, False),  # the fallback of fine-tuning from a fresh head
+    ],
+)
+def test_the_probe_is_fitted_to_the_optimum_where_it_may_be_the_model(monkeypatch, options, by_steps):
+    from types import SimpleNamespace
+
+    from hftransfer.strategies import probe
+
+    asked = []
+
+    def fake_probe(*_args, **kwargs):
+        asked.append(kwargs["by_steps"])
+        return probe.ProbeResult({}, [], None, 0.5)
+
+    monkeypatch.setattr(probe, "train_probe", fake_probe)
+    monkeypatch.setattr(probe, "train_body_on_pairs", lambda *_args: None)
+    training = SimpleNamespace(learning_rate=1e-4, metric_for_best_model="accuracy", greater_is_better=True)
+    ctx = SimpleNamespace(
+        config=SimpleNamespace(training=training, explicit=set()),
+        options=probe.ProbeOptions(**options),
+        model=tiny_classifier(),
+        datasets={"train": None, "validation": [None] * 10},
+    )
+    probe.probe_phase(ctx, None)
+    assert asked and set(asked) == {by_steps}
