@@ -6,11 +6,18 @@ Arms:
 - ``today``: the same, run by the code of ``--today_code`` (a git worktree): the defaults before sentence
   encoders were pooled as trained.
 - ``frozen_lr``: the ten-line baseline: the encoder as sentence-transformers ships it (its own pooling and
-  normalisation), frozen, and scikit-learn's logistic regression (its defaults) on every training example.
+  normalisation), or timm's EfficientNet-Lite0 with its own eval transform and pooling, frozen, and
+  scikit-learn's logistic regression (its defaults) on every training example.
+- ``prototypes``: the same features, each test example given the class whose mean training feature is nearest
+  by cosine.
 - ``setfit``: the SetFit library (``pip install setfit``; found on ``--setfit_path`` when not installed): its
   trainer with the SetFit paper's recipe (20 pair iterations per example, one epoch, batch 16; the library's
   own default, every pair of examples, is 9,314 steps at 8 per class on TREC-50: about 78 minutes here), then
   its logistic-regression head.
+
+Text sets: TREC-50 (``trec_fine``), TREC-6 (``trec_coarse``), SST-2, 20 Newsgroups, GoEmotions' single-label rows.
+Image sets (``caltech101``, ``gtsrb32``): class folders, EfficientNet-Lite0 (ImageNet) through ``--timm_arch``; SetFit
+is for text only.
 
 Every arm sees the same k training rows per class (classes with fewer keep all they have), drawn with the seed;
 ``auto`` and ``today`` carve their validation from those rows, as a user's run would. Each arm runs in its own
@@ -68,7 +75,19 @@ SETS = {  # name: (train table, test table), both with text and label columns
     "20newsgroups": lambda: (read_tsv(DATA / "20newsgroups/train.tsv"), read_tsv(DATA / "20newsgroups/test.tsv")),
     "goemotions": lambda: (goemotions_single("train"), goemotions_single("test")),
 }
-ARMS = ("auto", "today", "frozen_lr", "setfit")
+# Image sets: class folders of train/ and test/ under the shared data, EfficientNet-Lite0 (ImageNet) as the backbone.
+IMAGE_SETS = ("caltech101", "gtsrb32")
+IMAGE_MODEL = [
+    "--task",
+    "image-classification",
+    "--timm_arch",
+    "tf_efficientnet_lite0",
+    "--weights",
+    str(REPO / "pretrained" / "efficientnet-lite0.pth"),
+    "--weights_key_map",
+    str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml"),
+]
+ARMS = ("auto", "today", "frozen_lr", "prototypes", "setfit")
 
 
 def few_shot_split(name: str, k: int, seed: int, folder: Path) -> tuple[Path, Path, pd.DataFrame, pd.DataFrame]:
@@ -87,7 +106,33 @@ def few_shot_split(name: str, k: int, seed: int, folder: Path) -> tuple[Path, Pa
     return *paths, picked, test
 
 
-def run_train(arm: str, train: Path, test: Path, seed: int, tmp: Path, today: str, auto_code: str | None) -> dict:
+def few_shot_folders(name: str, k: int, seed: int, folder: Path) -> Path:
+    """k training images per class (seeded) and the test images (at most ``TEST_ROWS``, seed 0), linked as class
+    folders under ``folder/train`` and ``folder/test``."""
+    rng, source = np.random.default_rng(seed), DATA / name
+    for split in ("train", "test"):
+        files = sorted(p for p in (source / split).glob("*/*") if p.is_file())
+        if split == "train":
+            by_class: dict[str, list[Path]] = {}
+            for path in files:
+                by_class.setdefault(path.parent.name, []).append(path)
+            files = [p for paths in by_class.values() for p in rng.permutation(paths)[:k]]  # type: ignore[misc]
+        elif len(files) > TEST_ROWS:
+            files = list(np.random.default_rng(0).permutation(files)[:TEST_ROWS])  # type: ignore[arg-type]
+        for path in files:
+            link = folder / split / path.parent.name / path.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+    return folder
+
+
+def data_flags(name: str, tmp: Path, train: Path, test: Path) -> list[str]:
+    if name in IMAGE_SETS:
+        return [*IMAGE_MODEL, "--data_dir", str(tmp / "data")]
+    return ["--model", str(MODEL), "--train_file", str(train), "--test_file", str(test)]
+
+
+def run_train(arm: str, flags: list[str], seed: int, tmp: Path, today: str, auto_code: str | None) -> dict:
     """One ``hftransfer train`` in a fresh process and caches, by this checkout's code (``auto``; or a commit's,
     ``auto_code``, so that editing the checkout cannot change a running benchmark) or ``today``'s."""
     out = tmp / "out"
@@ -102,12 +147,7 @@ def run_train(arm: str, train: Path, test: Path, seed: int, tmp: Path, today: st
         "-m",
         "hftransfer.cli",
         "train",
-        "--model",
-        str(MODEL),
-        "--train_file",
-        str(train),
-        "--test_file",
-        str(test),
+        *flags,
         "--seed",
         str(seed),
         "--output_dir",
@@ -148,16 +188,65 @@ def scores(labels: list[str], classes: list[str], probabilities: np.ndarray, wal
     }
 
 
-def run_frozen_lr(picked: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
+def image_features(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """EfficientNet-Lite0's pooled ImageNet features (timm, its own eval transform) of a folder of class folders."""
+    import re
+
+    import timm
+    import torch
+    import yaml
+    from PIL import Image
+
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=0)
+    rules = yaml.safe_load((REPO / IMAGE_MODEL[7]).read_text())["rules"]
+    state = {}
+    for key, value in torch.load(REPO / IMAGE_MODEL[5], weights_only=True).items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        state[key] = value
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    assert not missing, missing
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model.eval()))
+    paths = sorted(p for p in folder.glob("*/*"))
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), 64):
+            batch = [transform(Image.open(p).convert("RGB")) for p in paths[start : start + 64]]
+            rows.append(model(torch.stack(batch)).numpy())
+    return np.concatenate(rows), [p.parent.name for p in paths]
+
+
+def text_features(texts: list[str]) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(MODEL), device="cpu").encode(texts, batch_size=32)
+
+
+def run_frozen(arm: str, name: str, tmp: Path, picked: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
+    """The frozen backbone's pooled features, then scikit-learn's logistic regression (its defaults) or the nearest
+    class mean by cosine (prototypes; a softmax of 10 x the cosines as its probabilities)."""
     from sklearn.linear_model import LogisticRegression
 
     started = time.perf_counter()
-    encoder = SentenceTransformer(str(MODEL), device="cpu")
-    train_x = encoder.encode(list(picked["text"]), batch_size=32)
-    classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(train_x, picked["label"])
-    probabilities = classifier.predict_proba(encoder.encode(list(test["text"]), batch_size=32))
-    return scores(list(test["label"]), list(classifier.classes_), probabilities, time.perf_counter() - started)
+    if name in IMAGE_SETS:
+        (train_x, train_y), (test_x, test_y) = (
+            image_features(tmp / "data" / "train"),
+            image_features(tmp / "data" / "test"),
+        )
+    else:
+        train_x, train_y = text_features(list(picked["text"])), list(picked["label"])
+        test_x, test_y = text_features(list(test["text"])), list(test["label"])
+    if arm == "frozen_lr":
+        classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(train_x, train_y)
+        probabilities = classifier.predict_proba(test_x)
+        return scores(test_y, list(classifier.classes_), probabilities, time.perf_counter() - started)
+    classes = sorted(set(train_y))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    means = unit(np.stack([train_x[np.asarray(train_y) == c].mean(0) for c in classes]))
+    logits = 10 * unit(test_x) @ means.T
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    return scores(test_y, classes, probabilities, time.perf_counter() - started)
 
 
 SETFIT_SCRIPT = """
@@ -201,19 +290,25 @@ def run_setfit(train: Path, test: Path, seed: int, setfit_path: str | None, fold
 def run_arm(arm: str, name: str, k: int, seed: int, options) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        train, test, picked, test_rows = few_shot_split(name, k, seed, tmp)
-        if arm == "frozen_lr":
-            return run_frozen_lr(picked, test_rows, seed)
+        if name in IMAGE_SETS:
+            if arm == "setfit":
+                return {"error": "SetFit is for text", "wall_s": 0.0}
+            train = test = few_shot_folders(name, k, seed, tmp / "data")
+            picked = test_rows = pd.DataFrame()
+        else:
+            train, test, picked, test_rows = few_shot_split(name, k, seed, tmp)
+        if arm in ("frozen_lr", "prototypes"):
+            return run_frozen(arm, name, tmp, picked, test_rows, seed)
         if arm == "setfit":
             return run_setfit(train, test, seed, options.setfit_path, tmp)
-        return run_train(arm, train, test, seed, tmp, options.today_code, options.auto_code)
+        return run_train(arm, data_flags(name, tmp, train, test), seed, tmp, options.today_code, options.auto_code)
 
 
 def markdown(results: dict) -> str:
     """One row per set and k, one column per arm: test accuracy (mean over seeds, and the seeds' count)."""
     header = "| set | k | " + " | ".join(f"{arm} acc / macro-F1 / wall" for arm in ARMS) + " |"
     rows = [header, "|---|---|" + "---|" * len(ARMS)]
-    for name in SETS:
+    for name in (*SETS, *IMAGE_SETS):
         for k in sorted({int(key.split("@")[0]) for key in results.get(name, {})}):
             cells = []
             for arm in ARMS:
@@ -232,7 +327,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=[*SETS, *IMAGE_SETS])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--ks", nargs="+", type=int, default=[5, 10, 25])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
