@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from defaults import code_checkout  # noqa: E402  (a git worktree of a commit, the pretrained weights linked)
+# a git worktree of a commit (the pretrained weights linked), and the image backbone's flags (paths relative to it)
+from defaults import IMAGE_MODEL, code_checkout  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -77,16 +78,6 @@ SETS = {  # name: (train table, test table), both with text and label columns
 }
 # Image sets: class folders of train/ and test/ under the shared data, EfficientNet-Lite0 (ImageNet) as the backbone.
 IMAGE_SETS = ("caltech101", "gtsrb32")
-IMAGE_MODEL = [
-    "--task",
-    "image-classification",
-    "--timm_arch",
-    "tf_efficientnet_lite0",
-    "--weights",
-    str(REPO / "pretrained" / "efficientnet-lite0.pth"),
-    "--weights_key_map",
-    str(REPO / "recipes" / "key_maps" / "efficientnet_pytorch_to_timm.yaml"),
-]
 ARMS = ("auto", "today", "frozen_lr", "prototypes", "setfit")
 
 
@@ -198,9 +189,10 @@ def image_features(folder: Path) -> tuple[np.ndarray, list[str]]:
     from PIL import Image
 
     model = timm.create_model("tf_efficientnet_lite0", num_classes=0)
-    rules = yaml.safe_load((REPO / IMAGE_MODEL[7]).read_text())["rules"]
+    flag = {name: IMAGE_MODEL[i + 1] for i, name in enumerate(IMAGE_MODEL) if name.startswith("--")}
+    rules = yaml.safe_load((REPO / flag["--weights_key_map"]).read_text())["rules"]
     state = {}
-    for key, value in torch.load(REPO / IMAGE_MODEL[5], weights_only=True).items():
+    for key, value in torch.load(REPO / flag["--weights"], weights_only=True).items():
         for pattern, replacement in rules:
             key = re.sub(pattern, replacement, key)
         state[key] = value

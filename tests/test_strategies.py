@@ -183,6 +183,19 @@ def test_strategy_moves_exactly_what_it_should(tmp_path, cases, backbone, strate
     assert f"strategy: {strategy}" in saved
 
 
+# A fine-tuning phase that diverges (absurd learning rate, no clipping), ranked by validation loss
+DIVERGING_FINE_TUNING = (
+    "--learning_rate",
+    "50",
+    "--max_grad_norm",
+    "0",
+    "--metric_for_best_model",
+    "loss",
+    "--greater_is_better",
+    "false",
+)
+
+
 @pytest.mark.e2e
 def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog):
     """A fine-tuning phase that diverges (absurd learning rate) must not replace a better probed model."""
@@ -197,14 +210,7 @@ def test_lp_ft_keeps_the_probe_when_fine_tuning_is_worse(tmp_path, cases, caplog
             "3",
             "--probe_learning_rate",
             "0.05",
-            "--learning_rate",
-            "50",
-            "--max_grad_norm",
-            "0",
-            "--metric_for_best_model",
-            "loss",
-            "--greater_is_better",
-            "false",
+            *DIVERGING_FINE_TUNING,
         )
     assert "fine-tuning did not beat the linear probe (loss" in caplog.text
     trained = model_class.from_pretrained(out).state_dict()
@@ -231,14 +237,7 @@ def test_lp_ft_from_a_fresh_head_keeps_the_probe_only_as_fallback(tmp_path, case
             tmp_path / "diverged",
             flags,
             *common,
-            "--learning_rate",
-            "50",
-            "--max_grad_norm",
-            "0",
-            "--metric_for_best_model",
-            "loss",
-            "--greater_is_better",
-            "false",
+            *DIVERGING_FINE_TUNING,
         )
     assert "fine-tuning did not beat the linear probe (loss" in caplog.text
     trained = model_class.from_pretrained(out).state_dict()
